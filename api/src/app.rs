@@ -1,0 +1,70 @@
+//! Application state and the router; public so tests drive the real stack.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use domain::health::{self, RedisProbe};
+use domain::settings::Settings;
+use domain::tenancy::Authenticator;
+use sea_orm::DatabaseConnection;
+
+use crate::graphql::{self, AppSchema};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: DatabaseConnection,
+    pub schema: AppSchema,
+    pub settings: Arc<Settings>,
+    pub auth: Arc<Authenticator>,
+    pub redis: Option<RedisProbe>,
+}
+
+impl AppState {
+    pub fn new(db: DatabaseConnection, settings: Settings) -> anyhow::Result<Self> {
+        let auth = Arc::new(Authenticator::new(Duration::from_secs(settings.auth_cache_seconds)));
+        let schema = graphql::build_schema(db.clone(), auth.clone(), &settings.graphql);
+        let redis = settings.redis_url.as_ref().map(RedisProbe::new).transpose()?;
+        Ok(AppState {
+            db,
+            schema,
+            settings: Arc::new(settings),
+            auth,
+            redis,
+        })
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.settings.graphql.max_body_bytes;
+    let _ = crate::metrics::handle();
+    Router::new()
+        .route("/graphql", get(graphql::http::get).post(graphql::http::post))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(crate::metrics::track_http))
+        .with_state(state)
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    let r = health::check(&state.db, state.redis.as_ref()).await;
+    let status = if r.ready() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(serde_json::json!({ "ready": r.ready(), "database": r.database, "redis": r.redis }))).into_response()
+}
+
+async fn metrics() -> Response {
+    match crate::metrics::handle() {
+        Some(h) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], h.render()).into_response(),
+        None => (StatusCode::SERVICE_UNAVAILABLE, "metrics recorder unavailable").into_response(),
+    }
+}

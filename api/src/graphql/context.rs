@@ -1,0 +1,58 @@
+//! What a resolver can read from the request: the database, who is calling, the loaders.
+
+use async_graphql::Context;
+use async_graphql::dataloader::DataLoader;
+use domain::tenancy::TenantScope;
+use sea_orm::DatabaseConnection;
+
+use super::error::{INTERNAL, UNAUTHENTICATED, coded};
+use super::loaders::Loaders;
+
+/// The caller, resolved once per HTTP request from its bearer token.
+#[derive(Clone)]
+pub enum Caller {
+    Anonymous,
+    /// The operator (`ADMIN_TOKEN`): may only create tenants.
+    Operator,
+    Tenant {
+        scope: TenantScope,
+        loaders: std::sync::Arc<DataLoader<Loaders>>,
+    },
+}
+
+impl Caller {
+    pub fn tenant(db: DatabaseConnection, scope: TenantScope) -> Self {
+        let loaders = DataLoader::new(Loaders { db, scope: scope.clone() }, tokio::spawn);
+        Caller::Tenant {
+            scope,
+            loaders: std::sync::Arc::new(loaders),
+        }
+    }
+}
+
+pub fn db<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a DatabaseConnection> {
+    ctx.data::<DatabaseConnection>().map_err(|_| coded(INTERNAL, "internal error"))
+}
+
+fn caller<'a>(ctx: &Context<'a>) -> &'a Caller {
+    ctx.data::<Caller>().unwrap_or(&Caller::Anonymous)
+}
+
+/// The tenant scope, or `UNAUTHENTICATED`.
+pub fn scope<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a TenantScope> {
+    match caller(ctx) {
+        Caller::Tenant { scope, .. } => Ok(scope),
+        _ => Err(coded(UNAUTHENTICATED, "a valid API key is required")),
+    }
+}
+
+pub fn loaders<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a DataLoader<Loaders>> {
+    match caller(ctx) {
+        Caller::Tenant { loaders, .. } => Ok(loaders),
+        _ => Err(coded(UNAUTHENTICATED, "a valid API key is required")),
+    }
+}
+
+pub fn is_operator(ctx: &Context<'_>) -> bool {
+    matches!(caller(ctx), Caller::Operator)
+}

@@ -1,0 +1,56 @@
+//! GraphQL enums, mirrored one-to-one from `domain::types`.
+
+use async_graphql::Enum;
+use domain::types as d;
+
+macro_rules! mirror {
+    ($(#[$meta:meta])* $name:ident = $domain:ident { $($variant:ident),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+        pub enum $name { $($variant),+ }
+
+        impl From<$name> for d::$domain {
+            fn from(v: $name) -> Self { match v { $($name::$variant => d::$domain::$variant),+ } }
+        }
+        impl From<d::$domain> for $name {
+            fn from(v: d::$domain) -> Self { match v { $(d::$domain::$variant => $name::$variant),+ } }
+        }
+        impl $name {
+            /// Reads the stored string; an unknown value is an internal error.
+            pub fn from_db(s: &str) -> async_graphql::Result<Self> {
+                s.parse::<d::$domain>().map(Into::into).map_err(|e| {
+                    tracing::error!(error = %e, "bad enum value in the database");
+                    super::error::coded(super::error::INTERNAL, "internal error")
+                })
+            }
+        }
+    };
+}
+
+mirror!(
+    /// A voice-AI provider.
+    Provider = Provider { Bolna, Teli, Simulator }
+);
+mirror!(
+    /// What an API key may do: ADMIN everything, MEMBER all but keys and credentials, VIEWER read only.
+    Role = Role { Admin, Member, Viewer }
+);
+mirror!(
+    /// Where a lead stands in the funnel.
+    LeadStatus = LeadStatus { New, Contacted, Interested, Callback, Booked, NotInterested, DoNotCall }
+);
+mirror!(
+    /// Inbound or outbound.
+    CallDirection = CallDirection { Inbound, Outbound }
+);
+mirror!(
+    /// Call lifecycle status. Terminal: COMPLETED BUSY NO_ANSWER BALANCE_LOW CANCELED FAILED STOPPED ERROR.
+    CallStatus = CallStatus {
+        Scheduled, Queued, Rescheduled, Initiated, Ringing, InProgress, CallDisconnected,
+        Completed, Busy, NoAnswer, BalanceLow, Canceled, Failed, Stopped, Error,
+    }
+);
+mirror!(
+    /// Which path reported a call status.
+    CallEventSource = EventSource { Webhook, Poll, Sync, Simulator, Api }
+);

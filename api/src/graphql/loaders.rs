@@ -1,0 +1,115 @@
+//! DataLoaders: nested fields of a page cost a constant number of statements.
+//! One loader value per request, carrying that request's tenant scope.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_graphql::dataloader::Loader;
+use domain::DomainError;
+use domain::calls::{self, CallParent};
+use domain::tenancy::TenantScope;
+use entity::{agent, call, call_event, customer};
+use sea_orm::DatabaseConnection;
+use uuid::Uuid;
+
+pub struct Loaders {
+    pub db: DatabaseConnection,
+    pub scope: TenantScope,
+}
+
+type LoadResult<K, V> = Result<HashMap<K, V>, Arc<DomainError>>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CustomerId(pub Uuid);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AgentId(pub Uuid);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct EventsOf(pub Uuid);
+
+/// The newest `limit` calls of one parent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RecentCalls {
+    pub parent: CallParent,
+    pub id: Uuid,
+    pub limit: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CallCount(pub CallParent, pub Uuid);
+
+impl Loader<CustomerId> for Loaders {
+    type Value = customer::Model;
+    type Error = Arc<DomainError>;
+
+    async fn load(&self, keys: &[CustomerId]) -> LoadResult<CustomerId, customer::Model> {
+        let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
+        let rows = domain::customers::by_ids(&self.db, &self.scope, &ids).await?;
+        Ok(rows.into_iter().map(|c| (CustomerId(c.id), c)).collect())
+    }
+}
+
+impl Loader<AgentId> for Loaders {
+    type Value = agent::Model;
+    type Error = Arc<DomainError>;
+
+    async fn load(&self, keys: &[AgentId]) -> LoadResult<AgentId, agent::Model> {
+        let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
+        let rows = domain::agents::by_ids(&self.db, &self.scope, &ids).await?;
+        Ok(rows.into_iter().map(|a| (AgentId(a.id), a)).collect())
+    }
+}
+
+impl Loader<EventsOf> for Loaders {
+    type Value = Vec<call_event::Model>;
+    type Error = Arc<DomainError>;
+
+    async fn load(&self, keys: &[EventsOf]) -> LoadResult<EventsOf, Vec<call_event::Model>> {
+        let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
+        let mut by_call = calls::events_by_call_ids(&self.db, &self.scope, &ids).await?;
+        Ok(keys.iter().map(|k| (*k, by_call.remove(&k.0).unwrap_or_default())).collect())
+    }
+}
+
+impl Loader<RecentCalls> for Loaders {
+    type Value = Vec<call::Model>;
+    type Error = Arc<DomainError>;
+
+    async fn load(&self, keys: &[RecentCalls]) -> LoadResult<RecentCalls, Vec<call::Model>> {
+        let mut out = HashMap::with_capacity(keys.len());
+        // One statement per parent kind; keys asking for fewer rows are trimmed.
+        for parent in [CallParent::Customer, CallParent::Agent] {
+            let wanted: Vec<&RecentCalls> = keys.iter().filter(|k| k.parent == parent).collect();
+            let Some(limit) = wanted.iter().map(|k| k.limit).max() else { continue };
+            let ids: Vec<Uuid> = wanted.iter().map(|k| k.id).collect();
+            let found = calls::recent_by_parent(&self.db, &self.scope, parent, &ids, limit).await?;
+            for k in wanted {
+                let mut rows = found.get(&k.id).cloned().unwrap_or_default();
+                rows.truncate(k.limit as usize);
+                out.insert(*k, rows);
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Loader<CallCount> for Loaders {
+    type Value = u64;
+    type Error = Arc<DomainError>;
+
+    async fn load(&self, keys: &[CallCount]) -> LoadResult<CallCount, u64> {
+        let mut out = HashMap::with_capacity(keys.len());
+        for parent in [CallParent::Customer, CallParent::Agent] {
+            let ids: Vec<Uuid> = keys.iter().filter(|k| k.0 == parent).map(|k| k.1).collect();
+            if ids.is_empty() {
+                continue;
+            }
+            let counts = calls::count_by_parent(&self.db, &self.scope, parent, &ids).await?;
+            for id in ids {
+                out.insert(CallCount(parent, id), counts.get(&id).copied().unwrap_or(0));
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,39 @@
+//! The GraphQL schema and its HTTP endpoint.
+
+pub mod context;
+pub mod enums;
+pub mod error;
+pub mod http;
+pub mod loaders;
+pub mod mutation;
+pub mod query;
+pub mod types;
+
+use async_graphql::{EmptySubscription, Schema};
+use domain::settings::GraphqlLimits;
+use sea_orm::DatabaseConnection;
+
+pub type AppSchema = Schema<query::Query, mutation::Mutation, EmptySubscription>;
+
+/// Builds the schema with the edge limits of shared/reference/hardening.md.
+pub fn build_schema(
+    db: DatabaseConnection,
+    auth: std::sync::Arc<domain::tenancy::Authenticator>,
+    limits: &GraphqlLimits,
+) -> AppSchema {
+    Schema::build(query::Query, mutation::Mutation, EmptySubscription)
+        .data(db)
+        .data(auth)
+        .limit_depth(limits.max_depth)
+        .limit_complexity(limits.max_complexity)
+        .limit_directives(limits.max_directives)
+        .limit_recursive_depth(limits.max_recursive_depth)
+        .finish()
+}
+
+/// The SDL, as checked in at `schema.graphql`.
+pub fn sdl() -> String {
+    Schema::build(query::Query, mutation::Mutation, EmptySubscription)
+        .finish()
+        .sdl()
+}

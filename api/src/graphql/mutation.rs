@@ -1,0 +1,210 @@
+//! Mutation root. Roles and tenancy are checked in `domain`, not here.
+
+use async_graphql::{Context, ID, InputObject, MaybeUndefined, Object};
+use domain::{agents, customers, tenancy};
+
+use super::context::{db, is_operator, scope};
+use super::enums::{LeadStatus, Provider, Role};
+use super::error::{FORBIDDEN, GqlResultExt, UNAUTHENTICATED, coded, parse_id};
+use super::types::{Agent, CreateApiKeyPayload, CreateTenantPayload, Customer, Tenant};
+
+/// A new tenant.
+#[derive(InputObject)]
+pub struct CreateTenantInput {
+    pub name: String,
+    /// ISO country code used to read national-format phone numbers.
+    #[graphql(default = "US")]
+    pub default_region: String,
+    /// IANA time zone.
+    #[graphql(default = "UTC")]
+    pub timezone: String,
+    #[graphql(default = 10)]
+    pub concurrency_limit: i32,
+}
+
+/// A new API key for the caller's tenant.
+#[derive(InputObject)]
+pub struct CreateApiKeyInput {
+    pub name: String,
+    pub role: Role,
+}
+
+/// A new agent.
+#[derive(InputObject)]
+pub struct CreateAgentInput {
+    pub name: String,
+    pub provider: Provider,
+    /// The agent's id at the provider; generated for SIMULATOR when omitted.
+    pub provider_agent_id: Option<String>,
+    pub business_name: Option<String>,
+}
+
+/// Changes to an agent; omitted fields stay as they are.
+#[derive(InputObject)]
+pub struct UpdateAgentInput {
+    pub name: Option<String>,
+    pub provider_agent_id: Option<String>,
+    /// null clears it.
+    pub business_name: MaybeUndefined<String>,
+}
+
+/// A new customer.
+#[derive(InputObject)]
+pub struct CreateCustomerInput {
+    /// Any common format; read in the tenant's default region and stored as E.164.
+    pub phone_number: String,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub status: Option<LeadStatus>,
+    #[graphql(default)]
+    pub tags: Vec<String>,
+    pub notes: Option<String>,
+    pub segment: Option<String>,
+    pub source: Option<String>,
+    /// 0 to 100.
+    pub lead_score: Option<f64>,
+}
+
+/// Changes to a customer; omitted fields stay as they are, null clears.
+#[derive(InputObject)]
+pub struct UpdateCustomerInput {
+    pub phone_number: Option<String>,
+    pub name: MaybeUndefined<String>,
+    pub email: MaybeUndefined<String>,
+    pub status: Option<LeadStatus>,
+    /// Replaces all tags.
+    pub tags: Option<Vec<String>>,
+    pub notes: MaybeUndefined<String>,
+    pub segment: MaybeUndefined<String>,
+    pub lead_score: MaybeUndefined<f64>,
+}
+
+fn patch<T>(v: MaybeUndefined<T>) -> Option<Option<T>> {
+    match v {
+        MaybeUndefined::Undefined => None,
+        MaybeUndefined::Null => Some(None),
+        MaybeUndefined::Value(v) => Some(Some(v)),
+    }
+}
+
+pub struct Mutation;
+
+#[Object]
+impl Mutation {
+    /// Creates a tenant and its first ADMIN key. Needs the operator's `ADMIN_TOKEN`.
+    async fn create_tenant(&self, ctx: &Context<'_>, input: CreateTenantInput) -> async_graphql::Result<CreateTenantPayload> {
+        if !is_operator(ctx) {
+            return Err(if scope(ctx).is_ok() {
+                coded(FORBIDDEN, "only the operator token may create tenants")
+            } else {
+                coded(UNAUTHENTICATED, "the operator token is required")
+            });
+        }
+        let (tenant, key) = tenancy::create_tenant(
+            db(ctx)?,
+            tenancy::NewTenant {
+                name: input.name,
+                default_region: input.default_region,
+                timezone: input.timezone,
+                concurrency_limit: input.concurrency_limit,
+            },
+        )
+        .await
+        .gql()?;
+        Ok(CreateTenantPayload {
+            tenant: Tenant(tenant),
+            api_key: key.key,
+        })
+    }
+
+    /// Issues another key for this tenant (ADMIN). The key is shown once.
+    async fn create_api_key(&self, ctx: &Context<'_>, input: CreateApiKeyInput) -> async_graphql::Result<CreateApiKeyPayload> {
+        let key = tenancy::create_api_key(db(ctx)?, scope(ctx)?, &input.name, input.role.into()).await.gql()?;
+        Ok(CreateApiKeyPayload {
+            id: ID(key.id.to_string()),
+            api_key: key.key,
+            role: key.role.into(),
+        })
+    }
+
+    /// Revokes a key of this tenant (ADMIN); it stops working at once.
+    async fn revoke_api_key(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<bool> {
+        let id = parse_id("id", &id)?;
+        let revoked = tenancy::revoke_api_key(db(ctx)?, scope(ctx)?, id).await.gql()?;
+        if let Ok(auth) = ctx.data::<std::sync::Arc<tenancy::Authenticator>>() {
+            auth.forget_all();
+        }
+        Ok(revoked)
+    }
+
+    async fn create_agent(&self, ctx: &Context<'_>, input: CreateAgentInput) -> async_graphql::Result<Agent> {
+        let new = agents::NewAgent {
+            name: input.name,
+            provider: input.provider.into(),
+            provider_agent_id: input.provider_agent_id,
+            business_name: input.business_name,
+        };
+        agents::create(db(ctx)?, scope(ctx)?, new).await.map(Agent).gql()
+    }
+
+    async fn update_agent(&self, ctx: &Context<'_>, id: ID, input: UpdateAgentInput) -> async_graphql::Result<Agent> {
+        let id = parse_id("id", &id)?;
+        let p = agents::AgentPatch {
+            name: input.name,
+            provider_agent_id: input.provider_agent_id,
+            business_name: patch(input.business_name),
+        };
+        agents::update(db(ctx)?, scope(ctx)?, id, p).await.map(Agent).gql()
+    }
+
+    /// Deletes an agent; its calls are kept without an agent.
+    async fn delete_agent(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<bool> {
+        let id = parse_id("id", &id)?;
+        agents::delete(db(ctx)?, scope(ctx)?, id).await.gql()
+    }
+
+    /// Adds a customer. A number already in the CRM (in any format) is a CONFLICT.
+    async fn create_customer(&self, ctx: &Context<'_>, input: CreateCustomerInput) -> async_graphql::Result<Customer> {
+        let new = customers::NewCustomer {
+            phone_number: input.phone_number,
+            name: input.name,
+            email: input.email,
+            status: input.status.map(Into::into),
+            tags: input.tags,
+            notes: input.notes,
+            segment: input.segment,
+            source: input.source,
+            lead_score: input.lead_score,
+        };
+        customers::create(db(ctx)?, scope(ctx)?, new).await.map(Customer).gql()
+    }
+
+    async fn update_customer(&self, ctx: &Context<'_>, id: ID, input: UpdateCustomerInput) -> async_graphql::Result<Customer> {
+        let id = parse_id("id", &id)?;
+        let p = customers::CustomerPatch {
+            phone_number: input.phone_number,
+            name: patch(input.name),
+            email: patch(input.email),
+            status: input.status.map(Into::into),
+            tags: input.tags,
+            notes: patch(input.notes),
+            segment: patch(input.segment),
+            lead_score: patch(input.lead_score),
+        };
+        customers::update(db(ctx)?, scope(ctx)?, id, p).await.map(Customer).gql()
+    }
+
+    /// Deletes a customer; their calls are kept without a customer.
+    async fn delete_customer(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<bool> {
+        let id = parse_id("id", &id)?;
+        customers::delete(db(ctx)?, scope(ctx)?, id).await.gql()
+    }
+
+    /// Moves the duplicate's calls and interactions to the primary, fills the primary's empty
+    /// fields from it, and deletes the duplicate.
+    async fn merge_customers(&self, ctx: &Context<'_>, primary_id: ID, duplicate_id: ID) -> async_graphql::Result<Customer> {
+        let primary = parse_id("primaryId", &primary_id)?;
+        let duplicate = parse_id("duplicateId", &duplicate_id)?;
+        customers::merge(db(ctx)?, scope(ctx)?, primary, duplicate).await.map(Customer).gql()
+    }
+}

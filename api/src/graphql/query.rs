@@ -1,0 +1,143 @@
+//! Query root. Resolvers parse arguments and call `domain`; nothing else.
+
+use async_graphql::{Context, ID, InputObject, Object};
+use chrono::{DateTime, Utc};
+use domain::pagination::PageRequest;
+use domain::{agents, calls, customers, tenancy};
+
+use super::context::{db, scope};
+use super::enums::{CallStatus, LeadStatus, Role};
+use super::error::{GqlResultExt, parse_id};
+use super::types::{Agent, CallConnection, Call, Customer, CustomerConnection, Tenant};
+
+/// Narrows `customers`.
+#[derive(InputObject, Default)]
+pub struct CustomerFilter {
+    pub status: Option<LeadStatus>,
+    /// Case-insensitive part of the name, or a phone number in any format.
+    pub search: Option<String>,
+    pub tag: Option<String>,
+}
+
+/// Narrows `calls`.
+#[derive(InputObject, Default)]
+pub struct CallFilter {
+    pub status: Option<CallStatus>,
+    pub agent_id: Option<ID>,
+    pub campaign_id: Option<ID>,
+    pub customer_id: Option<ID>,
+    /// Calls created at or after this instant.
+    pub since: Option<DateTime<Utc>>,
+    /// Calls created before this instant.
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// An API key's public description (the secret is never readable).
+#[derive(async_graphql::SimpleObject)]
+pub struct ApiKey {
+    pub id: ID,
+    pub name: String,
+    pub role: Role,
+    /// First characters of the key, to recognise it.
+    pub prefix: String,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+pub struct Query;
+
+#[Object]
+impl Query {
+    /// The caller's tenant.
+    async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<Tenant> {
+        tenancy::get_tenant(db(ctx)?, scope(ctx)?).await.map(Tenant).gql()
+    }
+
+    /// The tenant's API keys (ADMIN only).
+    async fn api_keys(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ApiKey>> {
+        let keys = tenancy::list_api_keys(db(ctx)?, scope(ctx)?).await.gql()?;
+        keys.into_iter()
+            .map(|k| {
+                Ok(ApiKey {
+                    id: ID(k.id.to_string()),
+                    role: Role::from_db(&k.role)?,
+                    name: k.name,
+                    prefix: k.key_prefix,
+                    created_at: k.created_at,
+                    revoked_at: k.revoked_at,
+                })
+            })
+            .collect()
+    }
+
+    /// Every agent of the tenant.
+    #[graphql(complexity = "100 * child_complexity")]
+    async fn agents(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Agent>> {
+        Ok(agents::list(db(ctx)?, scope(ctx)?).await.gql()?.into_iter().map(Agent).collect())
+    }
+
+    /// One agent, or null if it does not exist in this tenant.
+    async fn agent(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Agent>> {
+        let id = parse_id("id", &id)?;
+        Ok(agents::find(db(ctx)?, scope(ctx)?, id).await.gql()?.map(Agent))
+    }
+
+    /// Customers, newest first.
+    #[graphql(complexity = "first.unwrap_or(20).clamp(1, 100) as usize * child_complexity")]
+    async fn customers(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 1 to 100 (default 20).")] first: Option<i32>,
+        after: Option<String>,
+        filter: Option<CustomerFilter>,
+    ) -> async_graphql::Result<CustomerConnection> {
+        let page = PageRequest::new(first, after.as_deref()).gql()?;
+        let f = filter.unwrap_or_default();
+        let filter = customers::CustomerFilter {
+            status: f.status.map(Into::into),
+            search: f.search,
+            tag: f.tag.map(|t| t.trim().to_lowercase()),
+        };
+        CustomerConnection::load(ctx, filter, page).await
+    }
+
+    /// One customer, or null if it does not exist in this tenant.
+    async fn customer(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Customer>> {
+        let id = parse_id("id", &id)?;
+        Ok(customers::find(db(ctx)?, scope(ctx)?, id).await.gql()?.map(Customer))
+    }
+
+    /// The customer with this number, in any format (read in the tenant's default region).
+    async fn customer_by_phone(&self, ctx: &Context<'_>, phone: String) -> async_graphql::Result<Option<Customer>> {
+        Ok(customers::by_phone(db(ctx)?, scope(ctx)?, &phone).await.gql()?.map(Customer))
+    }
+
+    /// Calls, newest first.
+    #[graphql(complexity = "first.unwrap_or(20).clamp(1, 100) as usize * child_complexity")]
+    async fn calls(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 1 to 100 (default 20).")] first: Option<i32>,
+        after: Option<String>,
+        filter: Option<CallFilter>,
+    ) -> async_graphql::Result<CallConnection> {
+        let page = PageRequest::new(first, after.as_deref()).gql()?;
+        let f = filter.unwrap_or_default();
+        let opt_id = |field, v: &Option<ID>| v.as_ref().map(|id| parse_id(field, id)).transpose();
+        let filter = calls::CallFilter {
+            status: f.status.map(Into::into),
+            agent_id: opt_id("agentId", &f.agent_id)?,
+            campaign_id: opt_id("campaignId", &f.campaign_id)?,
+            customer_id: opt_id("customerId", &f.customer_id)?,
+            since: f.since,
+            until: f.until,
+        };
+        CallConnection::top_level(ctx, filter, page).await
+    }
+
+    /// One call, or null if it does not exist in this tenant.
+    async fn call(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Call>> {
+        let id = parse_id("id", &id)?;
+        Ok(calls::find(db(ctx)?, scope(ctx)?, id).await.gql()?.map(Call))
+    }
+}

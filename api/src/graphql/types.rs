@@ -1,0 +1,424 @@
+//! GraphQL output types. Each wraps an entity model; entities stay free of GraphQL.
+
+use async_graphql::{Context, ID, Object, SimpleObject};
+use chrono::{DateTime, Utc};
+use domain::calls::{self, CallFilter, CallParent};
+use domain::customers::{self, CustomerFilter};
+use domain::pagination::{Page, PageRequest, encode_cursor};
+use entity::{agent, call, call_event, customer, tenant};
+use uuid::Uuid;
+
+use super::context::{db, loaders, scope};
+use super::enums::{CallDirection, CallEventSource, CallStatus, LeadStatus, Provider, Role};
+use super::error::GqlResultExt;
+use super::loaders::{AgentId, CallCount, CustomerId, EventsOf, RecentCalls};
+
+fn id(u: Uuid) -> ID {
+    ID(u.to_string())
+}
+
+pub struct Tenant(pub tenant::Model);
+
+/// An organisation using Switchboard. All data belongs to exactly one tenant.
+#[Object]
+impl Tenant {
+    async fn id(&self) -> ID {
+        id(self.0.id)
+    }
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    /// ISO country code used to read national-format phone numbers.
+    async fn default_region(&self) -> &str {
+        &self.0.default_region
+    }
+    async fn timezone(&self) -> &str {
+        &self.0.timezone
+    }
+    /// Most calls this tenant may have live at once.
+    async fn concurrency_limit(&self) -> i32 {
+        self.0.concurrency_limit
+    }
+    /// Secret path segment of this tenant's webhook URLs (`/webhooks/bolna/{token}`).
+    async fn webhook_token(&self) -> &str {
+        &self.0.webhook_token
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}
+
+/// A newly created tenant and its first ADMIN key (shown only here).
+#[derive(SimpleObject)]
+pub struct CreateTenantPayload {
+    pub tenant: Tenant,
+    pub api_key: String,
+}
+
+/// A newly issued API key; `apiKey` is shown only here.
+#[derive(SimpleObject)]
+pub struct CreateApiKeyPayload {
+    pub id: ID,
+    pub api_key: String,
+    pub role: Role,
+}
+
+/// Relay page information.
+#[derive(SimpleObject)]
+pub struct PageInfo {
+    pub has_next_page: bool,
+    pub end_cursor: Option<String>,
+}
+
+fn page_info<T>(page: &Page<T>, id_of: impl Fn(&T) -> Uuid) -> PageInfo {
+    PageInfo {
+        has_next_page: page.has_next_page,
+        end_cursor: page.items.last().map(|t| encode_cursor(id_of(t))),
+    }
+}
+
+pub struct Agent(pub agent::Model);
+
+/// A voice agent configured at a provider.
+#[Object]
+impl Agent {
+    async fn id(&self) -> ID {
+        id(self.0.id)
+    }
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    async fn provider(&self) -> async_graphql::Result<Provider> {
+        Provider::from_db(&self.0.provider)
+    }
+    /// The agent's id at its provider.
+    async fn provider_agent_id(&self) -> &str {
+        &self.0.provider_agent_id
+    }
+    /// Business the agent speaks for.
+    async fn business_name(&self) -> Option<&str> {
+        self.0.business_name.as_deref()
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+    /// This agent's calls, newest first.
+    #[graphql(complexity = "first.unwrap_or(20).clamp(1, 100) as usize * child_complexity")]
+    async fn calls(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<CallConnection> {
+        CallConnection::nested(ctx, CallParent::Agent, self.0.id, first, after).await
+    }
+}
+
+pub struct Customer(pub customer::Model);
+
+/// A lead: one per phone number per tenant.
+#[Object]
+impl Customer {
+    async fn id(&self) -> ID {
+        id(self.0.id)
+    }
+    /// Always E.164, e.g. `+917471180076`.
+    async fn phone_number(&self) -> &str {
+        &self.0.phone_number
+    }
+    async fn name(&self) -> Option<&str> {
+        self.0.name.as_deref()
+    }
+    async fn email(&self) -> Option<&str> {
+        self.0.email.as_deref()
+    }
+    async fn status(&self) -> async_graphql::Result<LeadStatus> {
+        LeadStatus::from_db(&self.0.status)
+    }
+    /// Lower-case tags.
+    async fn tags(&self) -> Vec<String> {
+        serde_json::from_value(self.0.tags.clone()).unwrap_or_default()
+    }
+    /// 0 to 100; higher is a warmer lead.
+    async fn lead_score(&self) -> Option<f64> {
+        self.0.lead_score
+    }
+    async fn segment(&self) -> Option<&str> {
+        self.0.segment.as_deref()
+    }
+    async fn notes(&self) -> Option<&str> {
+        self.0.notes.as_deref()
+    }
+    /// How the customer entered the CRM (API, SYNC, CAMPAIGN, WEBHOOK...).
+    async fn source(&self) -> Option<&str> {
+        self.0.source.as_deref()
+    }
+    async fn last_contacted_at(&self) -> Option<DateTime<Utc>> {
+        self.0.last_contacted_at
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+    /// This customer's calls, newest first.
+    #[graphql(complexity = "first.unwrap_or(20).clamp(1, 100) as usize * child_complexity")]
+    async fn calls(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<CallConnection> {
+        CallConnection::nested(ctx, CallParent::Customer, self.0.id, first, after).await
+    }
+    /// Past conversations (calls with a transcript or summary), newest first.
+    #[graphql(complexity = "50 * child_complexity")]
+    async fn interactions(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Interaction>> {
+        let rows = calls::interactions(db(ctx)?, scope(ctx)?, self.0.id, 50).await.gql()?;
+        Ok(rows.into_iter().map(Interaction).collect())
+    }
+}
+
+pub struct Interaction(call::Model);
+
+/// One past conversation with a customer.
+#[Object]
+impl Interaction {
+    async fn call_id(&self) -> ID {
+        id(self.0.id)
+    }
+    /// When the conversation happened.
+    async fn at(&self) -> DateTime<Utc> {
+        self.0.started_at.unwrap_or(self.0.created_at)
+    }
+    async fn summary(&self) -> Option<&str> {
+        self.0.summary.as_deref()
+    }
+    async fn transcript(&self) -> Option<&str> {
+        self.0.transcript.as_deref()
+    }
+    /// The call's analysed outcome, once analysis has run.
+    async fn outcome(&self) -> Option<String> {
+        None
+    }
+}
+
+pub struct Call(pub call::Model);
+
+/// One phone call placed or received through a provider.
+#[Object]
+impl Call {
+    async fn id(&self) -> ID {
+        id(self.0.id)
+    }
+    async fn provider(&self) -> async_graphql::Result<Provider> {
+        Provider::from_db(&self.0.provider)
+    }
+    /// The provider's execution id (Bolna `execution_id`, Teli `call_id`).
+    async fn provider_execution_id(&self) -> Option<&str> {
+        self.0.provider_execution_id.as_deref()
+    }
+    /// The carrier's call id.
+    async fn provider_call_id(&self) -> Option<&str> {
+        self.0.provider_call_id.as_deref()
+    }
+    async fn direction(&self) -> async_graphql::Result<CallDirection> {
+        CallDirection::from_db(&self.0.direction)
+    }
+    async fn status(&self) -> async_graphql::Result<CallStatus> {
+        CallStatus::from_db(&self.0.status)
+    }
+    async fn from_number(&self) -> Option<&str> {
+        self.0.from_number.as_deref()
+    }
+    async fn to_number(&self) -> Option<&str> {
+        self.0.to_number.as_deref()
+    }
+    async fn started_at(&self) -> Option<DateTime<Utc>> {
+        self.0.started_at
+    }
+    async fn ended_at(&self) -> Option<DateTime<Utc>> {
+        self.0.ended_at
+    }
+    async fn duration_seconds(&self) -> Option<f64> {
+        self.0.duration_seconds
+    }
+    async fn cost(&self) -> Option<f64> {
+        self.0.cost
+    }
+    async fn transcript(&self) -> Option<&str> {
+        self.0.transcript.as_deref()
+    }
+    async fn summary(&self) -> Option<&str> {
+        self.0.summary.as_deref()
+    }
+    async fn recording_url(&self) -> Option<&str> {
+        self.0.recording_url.as_deref()
+    }
+    /// Free-form data the provider's agent extracted from the conversation.
+    async fn extracted_data(&self) -> Option<async_graphql::Json<serde_json::Value>> {
+        self.0.extracted_data.clone().map(async_graphql::Json)
+    }
+    async fn hangup_reason(&self) -> Option<&str> {
+        self.0.hangup_reason.as_deref()
+    }
+    async fn agent(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Agent>> {
+        let Some(agent_id) = self.0.agent_id else { return Ok(None) };
+        Ok(loaders(ctx)?.load_one(AgentId(agent_id)).await.gql()?.map(Agent))
+    }
+    async fn customer(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Customer>> {
+        let Some(customer_id) = self.0.customer_id else { return Ok(None) };
+        Ok(loaders(ctx)?.load_one(CustomerId(customer_id)).await.gql()?.map(Customer))
+    }
+    /// Status history, oldest first.
+    async fn events(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<CallEvent>> {
+        let events = loaders(ctx)?.load_one(EventsOf(self.0.id)).await.gql()?;
+        Ok(events.unwrap_or_default().into_iter().map(CallEvent).collect())
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+}
+
+pub struct CallEvent(call_event::Model);
+
+/// A status a call reported, when, and through which path.
+#[Object]
+impl CallEvent {
+    async fn status(&self) -> async_graphql::Result<CallStatus> {
+        CallStatus::from_db(&self.0.status)
+    }
+    async fn at(&self) -> DateTime<Utc> {
+        self.0.at
+    }
+    async fn source(&self) -> async_graphql::Result<CallEventSource> {
+        CallEventSource::from_db(&self.0.source)
+    }
+}
+
+/// How a connection's `totalCount` is computed, only when asked for.
+enum CallTotal {
+    Filter(CallFilter),
+    Parent(CallParent, Uuid),
+}
+
+pub struct CallConnection {
+    page: Page<call::Model>,
+    total: CallTotal,
+}
+
+impl CallConnection {
+    pub async fn top_level(ctx: &Context<'_>, filter: CallFilter, page: PageRequest) -> async_graphql::Result<Self> {
+        let page = calls::list(db(ctx)?, scope(ctx)?, &filter, page).await.gql()?;
+        Ok(CallConnection {
+            page,
+            total: CallTotal::Filter(filter),
+        })
+    }
+
+    async fn nested(
+        ctx: &Context<'_>,
+        parent: CallParent,
+        parent_id: Uuid,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<Self> {
+        let req = PageRequest::new(first, after.as_deref()).gql()?;
+        let page = if req.after.is_some() {
+            calls::list_for_parent(db(ctx)?, scope(ctx)?, parent, parent_id, req).await.gql()?
+        } else {
+            // Batched across every parent on the page: one statement in all.
+            let key = RecentCalls {
+                parent,
+                id: parent_id,
+                limit: req.first + 1,
+            };
+            let rows = loaders(ctx)?.load_one(key).await.gql()?.unwrap_or_default();
+            Page::from_overfetch(rows, req.first)
+        };
+        Ok(CallConnection {
+            page,
+            total: CallTotal::Parent(parent, parent_id),
+        })
+    }
+}
+
+/// An edge in a call connection.
+#[derive(SimpleObject)]
+pub struct CallEdge {
+    pub cursor: String,
+    pub node: Call,
+}
+
+/// A page of calls.
+#[Object]
+impl CallConnection {
+    async fn edges(&self) -> Vec<CallEdge> {
+        self.page
+            .items
+            .iter()
+            .map(|c| CallEdge {
+                cursor: encode_cursor(c.id),
+                node: Call(c.clone()),
+            })
+            .collect()
+    }
+    async fn page_info(&self) -> PageInfo {
+        page_info(&self.page, |c| c.id)
+    }
+    /// Number of calls matching, over all pages.
+    async fn total_count(&self, ctx: &Context<'_>) -> async_graphql::Result<u64> {
+        match &self.total {
+            CallTotal::Filter(f) => calls::count(db(ctx)?, scope(ctx)?, f).await.gql(),
+            CallTotal::Parent(p, id) => Ok(loaders(ctx)?.load_one(CallCount(*p, *id)).await.gql()?.unwrap_or(0)),
+        }
+    }
+}
+
+pub struct CustomerConnection {
+    page: Page<customer::Model>,
+    filter: CustomerFilter,
+}
+
+impl CustomerConnection {
+    pub async fn load(ctx: &Context<'_>, filter: CustomerFilter, page: PageRequest) -> async_graphql::Result<Self> {
+        let page = customers::list(db(ctx)?, scope(ctx)?, &filter, page).await.gql()?;
+        Ok(CustomerConnection { page, filter })
+    }
+}
+
+/// An edge in a customer connection.
+#[derive(SimpleObject)]
+pub struct CustomerEdge {
+    pub cursor: String,
+    pub node: Customer,
+}
+
+/// A page of customers.
+#[Object]
+impl CustomerConnection {
+    async fn edges(&self) -> Vec<CustomerEdge> {
+        self.page
+            .items
+            .iter()
+            .map(|c| CustomerEdge {
+                cursor: encode_cursor(c.id),
+                node: Customer(c.clone()),
+            })
+            .collect()
+    }
+    async fn page_info(&self) -> PageInfo {
+        page_info(&self.page, |c| c.id)
+    }
+    /// Number of customers matching, over all pages.
+    async fn total_count(&self, ctx: &Context<'_>) -> async_graphql::Result<u64> {
+        customers::count(db(ctx)?, scope(ctx)?, &self.filter).await.gql()
+    }
+}

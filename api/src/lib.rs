@@ -1,0 +1,8 @@
+//! Switchboard's HTTP/GraphQL server as a library: `main.rs` and the tests both start it here.
+
+pub mod app;
+pub mod graphql;
+pub mod metrics;
+pub mod server;
+
+pub use app::{AppState, router};

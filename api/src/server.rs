@@ -1,0 +1,75 @@
+//! Start-up and shutdown: connect, migrate, seed, serve, run the embedded worker.
+
+use std::io::Write;
+
+use anyhow::Context;
+use domain::settings::Settings;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::app::{AppState, router};
+
+/// Connects, migrates and (for the embedded default) creates the demo tenant.
+pub async fn prepare(settings: Settings) -> anyhow::Result<AppState> {
+    let db = domain::db::connect(&settings.database).await.context("connecting to the database")?;
+    domain::db::migrate(&db).await.context("running migrations")?;
+    if settings.seed_demo
+        && let Some(key) = domain::seed::demo_tenant_if_empty(&db).await.context("creating the demo tenant")?
+    {
+        // Shown once, on the terminal, never in the log stream.
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(
+            out,
+            "\nCreated demo tenant \"Demo\" with a simulator agent.\nIts ADMIN API key (shown only now):\n\n    {}\n",
+            key.key
+        );
+    }
+    AppState::new(db, settings)
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+/// Serves until `shutdown` resolves, draining in-flight requests; runs the worker
+/// in-process when `RUN_WORKER` is on.
+pub async fn serve(
+    state: AppState,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let worker = state
+        .settings
+        .run_worker
+        .then(|| tokio::spawn(workers::runner(state.db.clone(), &state.settings).run(stop_rx)));
+    let app = router(state);
+    tracing::info!(addr = %listener.local_addr()?, "listening");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down");
+        })
+        .await
+        .context("serving HTTP")?;
+    let _ = stop_tx.send(true);
+    if let Some(w) = worker {
+        let _ = w.await;
+    }
+    Ok(())
+}

@@ -1,0 +1,251 @@
+//! SeaORM queries for calls and call events. Every function filters on the caller's tenant.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use entity::{call, call_event};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait};
+use sea_orm::{
+    ColumnTrait, Condition, DatabaseConnection, EntityTrait, FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Select, Statement, Value,
+};
+use uuid::Uuid;
+
+use crate::db::placeholder;
+use crate::error::{DomainError, DomainResult};
+use crate::pagination::{Page, PageRequest};
+use crate::tenancy::TenantScope;
+use crate::types::CallStatus;
+
+#[derive(Debug, Clone, Default)]
+pub struct CallFilter {
+    pub status: Option<CallStatus>,
+    pub agent_id: Option<Uuid>,
+    pub campaign_id: Option<Uuid>,
+    pub customer_id: Option<Uuid>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// Which column a nested `calls` connection hangs from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CallParent {
+    Customer,
+    Agent,
+}
+
+impl CallParent {
+    fn column(self) -> call::Column {
+        match self {
+            CallParent::Customer => call::Column::CustomerId,
+            CallParent::Agent => call::Column::AgentId,
+        }
+    }
+    fn sql_name(self) -> &'static str {
+        match self {
+            CallParent::Customer => "customer_id",
+            CallParent::Agent => "agent_id",
+        }
+    }
+    fn parent_of(self, c: &call::Model) -> Option<Uuid> {
+        match self {
+            CallParent::Customer => c.customer_id,
+            CallParent::Agent => c.agent_id,
+        }
+    }
+}
+
+fn scoped(scope: &TenantScope) -> Select<call::Entity> {
+    call::Entity::find().filter(call::Column::TenantId.eq(scope.tenant_id()))
+}
+
+fn filtered(scope: &TenantScope, f: &CallFilter) -> Select<call::Entity> {
+    let mut cond = Condition::all();
+    if let Some(s) = f.status {
+        cond = cond.add(call::Column::Status.eq(s.as_str()));
+    }
+    if let Some(id) = f.agent_id {
+        cond = cond.add(call::Column::AgentId.eq(id));
+    }
+    if let Some(id) = f.campaign_id {
+        cond = cond.add(call::Column::CampaignId.eq(id));
+    }
+    if let Some(id) = f.customer_id {
+        cond = cond.add(call::Column::CustomerId.eq(id));
+    }
+    if let Some(t) = f.since {
+        cond = cond.add(call::Column::CreatedAt.gte(t));
+    }
+    if let Some(t) = f.until {
+        cond = cond.add(call::Column::CreatedAt.lt(t));
+    }
+    scoped(scope).filter(cond)
+}
+
+fn check_window(f: &CallFilter) -> DomainResult<()> {
+    if let (Some(a), Some(b)) = (f.since, f.until)
+        && a > b
+    {
+        return Err(DomainError::invalid("until", "must not be before since"));
+    }
+    Ok(())
+}
+
+pub async fn list(
+    db: &DatabaseConnection,
+    scope: &TenantScope,
+    filter: &CallFilter,
+    page: PageRequest,
+) -> DomainResult<Page<call::Model>> {
+    check_window(filter)?;
+    let mut q = filtered(scope, filter);
+    if let Some(after) = page.after {
+        q = q.filter(call::Column::Id.lt(after));
+    }
+    let rows = q.order_by_desc(call::Column::Id).limit(page.first + 1).all(db).await?;
+    Ok(Page::from_overfetch(rows, page.first))
+}
+
+pub async fn count(db: &DatabaseConnection, scope: &TenantScope, filter: &CallFilter) -> DomainResult<u64> {
+    check_window(filter)?;
+    Ok(filtered(scope, filter).count(db).await?)
+}
+
+pub async fn find(db: &DatabaseConnection, scope: &TenantScope, id: Uuid) -> DomainResult<Option<call::Model>> {
+    Ok(scoped(scope).filter(call::Column::Id.eq(id)).one(db).await?)
+}
+
+pub async fn get(db: &DatabaseConnection, scope: &TenantScope, id: Uuid) -> DomainResult<call::Model> {
+    find(db, scope, id).await?.ok_or(DomainError::not_found("call"))
+}
+
+/// One page of a parent's calls (used when a nested connection asks for a cursor).
+pub async fn list_for_parent(
+    db: &DatabaseConnection,
+    scope: &TenantScope,
+    parent: CallParent,
+    parent_id: Uuid,
+    page: PageRequest,
+) -> DomainResult<Page<call::Model>> {
+    let mut q = scoped(scope).filter(parent.column().eq(parent_id));
+    if let Some(after) = page.after {
+        q = q.filter(call::Column::Id.lt(after));
+    }
+    let rows = q.order_by_desc(call::Column::Id).limit(page.first + 1).all(db).await?;
+    Ok(Page::from_overfetch(rows, page.first))
+}
+
+/// The newest `per_parent` calls of each parent, in ONE statement whatever the number of
+/// parents (a window function, supported by SQLite >= 3.25 and PostgreSQL).
+pub async fn recent_by_parent(
+    db: &DatabaseConnection,
+    scope: &TenantScope,
+    parent: CallParent,
+    parent_ids: &[Uuid],
+    per_parent: u64,
+) -> DomainResult<HashMap<Uuid, Vec<call::Model>>> {
+    let mut out: HashMap<Uuid, Vec<call::Model>> = HashMap::new();
+    if parent_ids.is_empty() {
+        return Ok(out);
+    }
+    let backend = db.get_database_backend();
+    let mut values: Vec<Value> = Vec::with_capacity(parent_ids.len() + 2);
+    values.push(scope.tenant_id().into());
+    let ids: Vec<String> = parent_ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            values.push((*id).into());
+            placeholder(backend, i + 2)
+        })
+        .collect();
+    values.push((per_parent as i64).into());
+    let col = parent.sql_name();
+    let sql = format!(
+        "SELECT * FROM (SELECT calls.*, ROW_NUMBER() OVER (PARTITION BY {col} ORDER BY id DESC) AS sb_rank \
+         FROM calls WHERE tenant_id = {t} AND {col} IN ({ids})) ranked \
+         WHERE sb_rank <= {lim} ORDER BY {col}, id DESC",
+        t = placeholder(backend, 1),
+        ids = ids.join(", "),
+        lim = placeholder(backend, parent_ids.len() + 2),
+    );
+    let rows = call::Entity::find()
+        .from_raw_sql(Statement::from_sql_and_values(backend, sql, values))
+        .all(db)
+        .await?;
+    for row in rows {
+        if let Some(pid) = parent.parent_of(&row) {
+            out.entry(pid).or_default().push(row);
+        }
+    }
+    Ok(out)
+}
+
+#[derive(Debug, FromQueryResult)]
+struct ParentCount {
+    parent_id: Uuid,
+    n: i64,
+}
+
+/// Number of calls per parent, in one statement.
+pub async fn count_by_parent(
+    db: &DatabaseConnection,
+    scope: &TenantScope,
+    parent: CallParent,
+    parent_ids: &[Uuid],
+) -> DomainResult<HashMap<Uuid, u64>> {
+    if parent_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = call::Entity::find()
+        .select_only()
+        .column_as(parent.column(), "parent_id")
+        .column_as(Expr::col((Alias::new("calls"), Alias::new("id"))).count(), "n")
+        .filter(call::Column::TenantId.eq(scope.tenant_id()))
+        .filter(parent.column().is_in(parent_ids.iter().copied()))
+        .group_by(parent.column())
+        .into_model::<ParentCount>()
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().map(|r| (r.parent_id, u64::try_from(r.n).unwrap_or(0))).collect())
+}
+
+/// Status history of many calls at once, oldest first within each call.
+pub async fn events_by_call_ids(
+    db: &DatabaseConnection,
+    scope: &TenantScope,
+    call_ids: &[Uuid],
+) -> DomainResult<HashMap<Uuid, Vec<call_event::Model>>> {
+    let rows = call_event::Entity::find()
+        .filter(call_event::Column::TenantId.eq(scope.tenant_id()))
+        .filter(call_event::Column::CallId.is_in(call_ids.iter().copied()))
+        .order_by_asc(call_event::Column::At)
+        .order_by_asc(call_event::Column::Id)
+        .all(db)
+        .await?;
+    let mut out: HashMap<Uuid, Vec<call_event::Model>> = HashMap::new();
+    for e in rows {
+        out.entry(e.call_id).or_default().push(e);
+    }
+    Ok(out)
+}
+
+/// A customer's past conversations: calls with a transcript or summary, newest first.
+pub async fn interactions(
+    db: &DatabaseConnection,
+    scope: &TenantScope,
+    customer_id: Uuid,
+    limit: u64,
+) -> DomainResult<Vec<call::Model>> {
+    Ok(scoped(scope)
+        .filter(call::Column::CustomerId.eq(customer_id))
+        .filter(
+            Condition::any()
+                .add(call::Column::Transcript.is_not_null())
+                .add(call::Column::Summary.is_not_null()),
+        )
+        .order_by_desc(call::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await?)
+}

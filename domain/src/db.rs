@@ -1,0 +1,55 @@
+//! Connecting to the database (SQLite or PostgreSQL) and bringing its schema up to date.
+
+use std::time::Duration;
+
+use migration::{Migrator, MigratorTrait};
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DbErr, Statement};
+
+use crate::settings::DatabaseSettings;
+
+/// Opens a pool. SQLite files are created if missing and run in WAL mode so readers
+/// do not wait for the writer.
+pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, DbErr> {
+    let url = settings.url.expose();
+    let mut opts = ConnectOptions::new(url.to_owned());
+    let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+    opts.max_connections(if in_memory { 1 } else { settings.max_connections })
+        .min_connections(if in_memory { 1 } else { 0 })
+        .connect_timeout(Duration::from_secs(10))
+        .acquire_timeout(Duration::from_secs(10))
+        .sqlx_logging(false);
+    if settings.is_sqlite() {
+        opts.map_sqlx_sqlite_opts(move |o| {
+            let o = o
+                .create_if_missing(true)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(10));
+            if in_memory {
+                o
+            } else {
+                o.journal_mode(SqliteJournalMode::Wal).synchronous(SqliteSynchronous::Normal)
+            }
+        });
+    }
+    Database::connect(opts).await
+}
+
+/// Applies every pending migration; safe to call on each start.
+pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
+    Migrator::up(db, None).await
+}
+
+/// One cheap round trip, for readiness checks.
+pub async fn ping(db: &DatabaseConnection) -> Result<(), DbErr> {
+    db.execute_raw(Statement::from_string(db.get_database_backend(), "SELECT 1")).await?;
+    Ok(())
+}
+
+/// Placeholder syntax differs between backends; raw SQL in repositories goes through this.
+pub fn placeholder(backend: DatabaseBackend, n: usize) -> String {
+    match backend {
+        DatabaseBackend::Postgres => format!("${n}"),
+        _ => "?".to_owned(),
+    }
+}

@@ -1,0 +1,20 @@
+//! Switchboard's business logic, shared by the `api` and `workers` binaries.
+//!
+//! Every function that touches tenant data takes a [`tenancy::TenantScope`]; the
+//! repositories filter on it, so tenancy is enforced here and nowhere else.
+
+pub mod agents;
+pub mod calls;
+pub mod customers;
+pub mod db;
+pub mod error;
+pub mod health;
+pub mod pagination;
+pub mod phone;
+pub mod queue;
+pub mod seed;
+pub mod settings;
+pub mod tenancy;
+pub mod types;
+
+pub use error::{DomainError, DomainResult};

@@ -1,0 +1,271 @@
+//! Typed configuration read from the environment and validated once at boot.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://switchboard.db?mode=rwc";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("{name}: {message} (got {value:?})")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        message: String,
+    },
+}
+
+/// A secret string that never prints itself.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    pub url: Secret,
+    pub max_connections: u32,
+}
+
+impl DatabaseSettings {
+    pub fn is_sqlite(&self) -> bool {
+        self.url.expose().starts_with("sqlite:")
+    }
+}
+
+/// Limits the GraphQL edge enforces (see shared/reference/hardening.md).
+#[derive(Debug, Clone)]
+pub struct GraphqlLimits {
+    pub max_depth: usize,
+    pub max_complexity: usize,
+    pub max_directives: usize,
+    pub max_recursive_depth: usize,
+    pub max_batch: usize,
+    pub max_body_bytes: usize,
+}
+
+impl Default for GraphqlLimits {
+    fn default() -> Self {
+        GraphqlLimits {
+            max_depth: 10,
+            max_complexity: 2000,
+            max_directives: 5,
+            max_recursive_depth: 32,
+            max_batch: 10,
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub database: DatabaseSettings,
+    pub redis_url: Option<Secret>,
+    pub bind_addr: SocketAddr,
+    pub admin_token: Option<Secret>,
+    pub run_worker: bool,
+    pub seed_demo: bool,
+    pub log_format: LogFormat,
+    pub graphql: GraphqlLimits,
+    /// How often an idle worker looks for due jobs.
+    pub worker_poll_ms: u64,
+    /// How long a resolved API key is trusted before it is looked up again.
+    pub auth_cache_seconds: u64,
+}
+
+impl Settings {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::from_lookup(|key| std::env::var(key).ok())
+    }
+
+    /// Reads settings through `lookup`, so tests can pass a map instead of the environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let get = |key: &str| lookup(key).filter(|v| !v.trim().is_empty());
+
+        let url = get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(SettingsError::Invalid {
+                name: "DATABASE_URL",
+                value: redact_url(&url),
+                message: "must start with sqlite:, postgres:// or postgresql://".into(),
+            });
+        }
+        let is_sqlite = url.starts_with("sqlite:");
+        let max_connections = parse_num(&get, "DATABASE_MAX_CONNECTIONS", if is_sqlite { 4 } else { 20 }, 1, 1000)?;
+
+        let redis_url = match get("REDIS_URL") {
+            Some(v) if v.starts_with("redis://") || v.starts_with("rediss://") => Some(Secret::new(v)),
+            Some(v) => {
+                return Err(SettingsError::Invalid {
+                    name: "REDIS_URL",
+                    value: redact_url(&v),
+                    message: "must start with redis:// or rediss://".into(),
+                });
+            }
+            None => None,
+        };
+
+        let bind_raw = get("BIND_ADDR").unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+        let bind_addr = bind_raw.parse().map_err(|_| SettingsError::Invalid {
+            name: "BIND_ADDR",
+            value: bind_raw.clone(),
+            message: "must be an address and port such as 127.0.0.1:8080".into(),
+        })?;
+
+        let admin_token = match get("ADMIN_TOKEN") {
+            Some(t) if t.len() < 16 => {
+                return Err(SettingsError::Invalid {
+                    name: "ADMIN_TOKEN",
+                    value: "***".into(),
+                    message: "must be at least 16 characters".into(),
+                });
+            }
+            Some(t) => Some(Secret::new(t)),
+            None => None,
+        };
+
+        let run_worker = parse_bool(&get, "RUN_WORKER", true)?;
+        // The demo tenant belongs to the embedded default; production opts in explicitly.
+        let seed_demo = parse_bool(&get, "SEED_DEMO", is_sqlite)?;
+
+        let log_format = match get("LOG_FORMAT").as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(SettingsError::Invalid {
+                    name: "LOG_FORMAT",
+                    value: other.to_owned(),
+                    message: "must be text or json".into(),
+                });
+            }
+        };
+
+        let defaults = GraphqlLimits::default();
+        let graphql = GraphqlLimits {
+            max_depth: parse_num(&get, "GRAPHQL_MAX_DEPTH", defaults.max_depth, 2, 100)?,
+            max_complexity: parse_num(&get, "GRAPHQL_MAX_COMPLEXITY", defaults.max_complexity, 10, 1_000_000)?,
+            max_directives: defaults.max_directives,
+            max_recursive_depth: defaults.max_recursive_depth,
+            max_batch: parse_num(&get, "GRAPHQL_MAX_BATCH", defaults.max_batch, 1, 100)?,
+            max_body_bytes: defaults.max_body_bytes,
+        };
+        let worker_poll_ms = parse_num(&get, "WORKER_POLL_MS", 1000, 10, 60_000)?;
+        let auth_cache_seconds = parse_num(&get, "AUTH_CACHE_SECONDS", 5, 0, 300)?;
+
+        Ok(Settings {
+            database: DatabaseSettings {
+                url: Secret::new(url),
+                max_connections,
+            },
+            redis_url,
+            bind_addr,
+            admin_token,
+            run_worker,
+            seed_demo,
+            log_format,
+            graphql,
+            worker_poll_ms,
+            auth_cache_seconds,
+        })
+    }
+}
+
+fn parse_bool(get: &impl Fn(&str) -> Option<String>, name: &'static str, default: bool) -> Result<bool, SettingsError> {
+    match get(name).map(|v| v.trim().to_ascii_lowercase()) {
+        None => Ok(default),
+        Some(v) if matches!(v.as_str(), "1" | "true" | "yes" | "on") => Ok(true),
+        Some(v) if matches!(v.as_str(), "0" | "false" | "no" | "off") => Ok(false),
+        Some(v) => Err(SettingsError::Invalid {
+            name,
+            value: v,
+            message: "must be true or false".into(),
+        }),
+    }
+}
+
+fn parse_num<T>(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: T,
+    min: T,
+    max: T,
+) -> Result<T, SettingsError>
+where
+    T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
+{
+    let Some(raw) = get(name) else { return Ok(default) };
+    match raw.trim().parse::<T>() {
+        Ok(v) if v >= min && v <= max => Ok(v),
+        _ => Err(SettingsError::Invalid {
+            name,
+            value: raw,
+            message: format!("must be a number from {min} to {max}"),
+        }),
+    }
+}
+
+/// Hides the password in a connection URL before it is shown in an error.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}://***{}", &url[..scheme], &url[at..]),
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Settings::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_are_the_embedded_product() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.database.url.expose(), DEFAULT_DATABASE_URL);
+        assert!(s.database.is_sqlite());
+        assert_eq!(s.bind_addr.to_string(), "127.0.0.1:8080");
+        assert!(s.run_worker && s.seed_demo && s.redis_url.is_none() && s.admin_token.is_none());
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let err = settings(&[("BIND_ADDR", "nowhere")]).unwrap_err().to_string();
+        assert!(err.starts_with("BIND_ADDR"), "{err}");
+        let err = settings(&[("DATABASE_URL", "mysql://u:pw@h/db")]).unwrap_err().to_string();
+        assert!(err.contains("DATABASE_URL") && !err.contains("pw"), "{err}");
+        assert!(settings(&[("RUN_WORKER", "maybe")]).is_err());
+        assert!(settings(&[("ADMIN_TOKEN", "short")]).is_err());
+        assert!(settings(&[("REDIS_URL", "http://x")]).is_err());
+    }
+
+    #[test]
+    fn postgres_does_not_seed_a_demo_tenant_by_default() {
+        let s = settings(&[("DATABASE_URL", "postgres://postgres@127.0.0.1/db")]).unwrap();
+        assert!(!s.seed_demo);
+        assert_eq!(format!("{:?}", s.database.url), "Secret(***)");
+    }
+}

@@ -1,0 +1,140 @@
+//! Enumerations stored as strings in the database. One mapping each way, here.
+
+use std::fmt;
+use std::str::FromStr;
+
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = UnknownValue;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    other => Err(UnknownValue { kind: stringify!($name), value: other.to_owned() }),
+                }
+            }
+        }
+    };
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("unknown {kind} value {value:?} in the database")]
+pub struct UnknownValue {
+    pub kind: &'static str,
+    pub value: String,
+}
+
+string_enum!(
+    /// A voice-AI provider.
+    Provider { Bolna => "BOLNA", Teli => "TELI", Simulator => "SIMULATOR" }
+);
+
+string_enum!(
+    /// What an API key may do inside its tenant.
+    Role { Admin => "ADMIN", Member => "MEMBER", Viewer => "VIEWER" }
+);
+
+string_enum!(
+    /// Where a lead stands in the sales funnel.
+    LeadStatus {
+        New => "NEW",
+        Contacted => "CONTACTED",
+        Interested => "INTERESTED",
+        Callback => "CALLBACK",
+        Booked => "BOOKED",
+        NotInterested => "NOT_INTERESTED",
+        DoNotCall => "DO_NOT_CALL",
+    }
+);
+
+string_enum!(
+    CallDirection { Inbound => "INBOUND", Outbound => "OUTBOUND" }
+);
+
+string_enum!(
+    /// Provider-neutral call status (Bolna's fifteen values).
+    CallStatus {
+        Scheduled => "SCHEDULED",
+        Queued => "QUEUED",
+        Rescheduled => "RESCHEDULED",
+        Initiated => "INITIATED",
+        Ringing => "RINGING",
+        InProgress => "IN_PROGRESS",
+        CallDisconnected => "CALL_DISCONNECTED",
+        Completed => "COMPLETED",
+        Busy => "BUSY",
+        NoAnswer => "NO_ANSWER",
+        BalanceLow => "BALANCE_LOW",
+        Canceled => "CANCELED",
+        Failed => "FAILED",
+        Stopped => "STOPPED",
+        Error => "ERROR",
+    }
+);
+
+impl CallStatus {
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            CallStatus::Completed
+                | CallStatus::Busy
+                | CallStatus::NoAnswer
+                | CallStatus::BalanceLow
+                | CallStatus::Canceled
+                | CallStatus::Failed
+                | CallStatus::Stopped
+                | CallStatus::Error
+        )
+    }
+}
+
+string_enum!(
+    /// Which path reported a call status.
+    EventSource { Webhook => "WEBHOOK", Poll => "POLL", Sync => "SYNC", Simulator => "SIMULATOR", Api => "API" }
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_every_value() {
+        for s in CallStatus::ALL {
+            assert_eq!(s.as_str().parse::<CallStatus>().unwrap(), *s);
+        }
+        for r in Role::ALL {
+            assert_eq!(r.as_str().parse::<Role>().unwrap(), *r);
+        }
+        assert!("nope".parse::<LeadStatus>().is_err());
+    }
+
+    #[test]
+    fn terminal_statuses_match_the_contract() {
+        let terminal: Vec<_> = CallStatus::ALL
+            .iter()
+            .filter(|s| s.is_terminal())
+            .map(|s| s.as_str())
+            .collect();
+        assert_eq!(
+            terminal,
+            ["COMPLETED", "BUSY", "NO_ANSWER", "BALANCE_LOW", "CANCELED", "FAILED", "STOPPED", "ERROR"]
+        );
+    }
+}

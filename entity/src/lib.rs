@@ -1,0 +1,24 @@
+//! SeaORM entities for the Switchboard core schema.
+//!
+//! Plain data mappings only; enum-like columns are `String`s and are mapped
+//! to domain types by the `domain` crate.
+
+pub mod agent;
+pub mod api_key;
+pub mod call;
+pub mod call_event;
+pub mod customer;
+pub mod customer_tag;
+pub mod job;
+pub mod tenant;
+
+pub mod prelude {
+    pub use super::agent::Entity as Agent;
+    pub use super::api_key::Entity as ApiKey;
+    pub use super::call::Entity as Call;
+    pub use super::call_event::Entity as CallEvent;
+    pub use super::customer::Entity as Customer;
+    pub use super::customer_tag::Entity as CustomerTag;
+    pub use super::job::Entity as Job;
+    pub use super::tenant::Entity as Tenant;
+}

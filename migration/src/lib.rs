@@ -1,0 +1,20 @@
+//! Database migrations for Switchboard.
+//!
+//! The same migration code runs on both SQLite and PostgreSQL.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261123_000001_create_core;
+mod m20261123_000002_create_jobs;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261123_000001_create_core::Migration),
+            Box::new(m20261123_000002_create_jobs::Migration),
+        ]
+    }
+}

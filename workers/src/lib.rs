@@ -1,0 +1,169 @@
+//! The worker: claims due jobs from the database queue and runs their handlers.
+//!
+//! Later capabilities (call dispatch, sync, analysis) register handlers by job kind;
+//! the runner owns leasing, heartbeats, retries and returning dead workers' jobs.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use domain::queue::{self, LeaseConfig};
+use entity::job;
+use sea_orm::DatabaseConnection;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+pub type JobFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+
+/// Runs one kind of job. Handlers must be idempotent: a job may run again after a crash.
+pub trait JobHandler: Send + Sync {
+    fn run(&self, job: job::Model) -> JobFuture;
+}
+
+impl<F, Fut> JobHandler for F
+where
+    F: Fn(job::Model) -> Fut + Send + Sync,
+    Fut: Future<Output = Result<(), String>> + Send + 'static,
+{
+    fn run(&self, job: job::Model) -> JobFuture {
+        Box::pin(self(job))
+    }
+}
+
+#[derive(Clone)]
+pub struct Runner {
+    db: DatabaseConnection,
+    worker_id: String,
+    handlers: Arc<HashMap<String, Arc<dyn JobHandler>>>,
+    lease: LeaseConfig,
+    poll: Duration,
+    batch: u64,
+}
+
+/// What one pass over the queue did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PassStats {
+    pub claimed: usize,
+    pub succeeded: usize,
+    pub failed: usize,
+}
+
+impl Runner {
+    pub fn new(db: DatabaseConnection, poll: Duration) -> Self {
+        Runner {
+            db,
+            worker_id: format!("worker-{}", Uuid::new_v4().simple()),
+            handlers: Arc::new(HashMap::new()),
+            lease: LeaseConfig::default(),
+            poll,
+            batch: 16,
+        }
+    }
+
+    pub fn with_lease(mut self, lease: LeaseConfig) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// Registers the handler for `kind`.
+    pub fn handle(mut self, kind: &str, handler: impl JobHandler + 'static) -> Self {
+        Arc::make_mut(&mut self.handlers).insert(kind.to_owned(), Arc::new(handler));
+        self
+    }
+
+    pub fn worker_id(&self) -> &str {
+        &self.worker_id
+    }
+
+    /// Claims and runs every job that is due now, then returns. Tests call this directly.
+    pub async fn run_pending_jobs(&self) -> anyhow::Result<PassStats> {
+        let mut stats = PassStats::default();
+        loop {
+            let jobs = queue::claim(&self.db, &self.worker_id, self.batch, self.lease.lease).await?;
+            if jobs.is_empty() {
+                return Ok(stats);
+            }
+            stats.claimed += jobs.len();
+            let ids: Vec<Uuid> = jobs.iter().map(|j| j.id).collect();
+            let beat = self.spawn_heartbeat(ids);
+            let mut tasks = Vec::with_capacity(jobs.len());
+            for job in jobs {
+                let runner = self.clone();
+                tasks.push(tokio::spawn(async move { runner.run_one(job).await }));
+            }
+            for task in tasks {
+                match task.await {
+                    Ok(true) => stats.succeeded += 1,
+                    _ => stats.failed += 1,
+                }
+            }
+            beat.abort();
+        }
+    }
+
+    fn spawn_heartbeat(&self, ids: Vec<Uuid>) -> tokio::task::JoinHandle<()> {
+        let (db, worker, lease) = (self.db.clone(), self.worker_id.clone(), self.lease);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(lease.heartbeat);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(e) = queue::heartbeat(&db, &worker, &ids, lease.lease).await {
+                    tracing::warn!(error = %e, "job heartbeat failed");
+                }
+            }
+        })
+    }
+
+    async fn run_one(&self, job: job::Model) -> bool {
+        let outcome = match self.handlers.get(&job.kind) {
+            Some(handler) => handler.run(job.clone()).await,
+            None => Err(format!("no handler for job kind {:?}", job.kind)),
+        };
+        let recorded = match &outcome {
+            Ok(()) => queue::complete(&self.db, &self.worker_id, job.id).await,
+            Err(message) => {
+                tracing::warn!(job.id = %job.id, job.kind = %job.kind, error = %message, "job failed");
+                queue::fail(&self.db, &self.worker_id, &job, message).await
+            }
+        };
+        if let Err(e) = recorded {
+            tracing::error!(job.id = %job.id, error = %e, "could not record job outcome");
+        }
+        outcome.is_ok()
+    }
+
+    /// Polls until `shutdown` turns true; sweeps expired leases on the way.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        tracing::info!(worker.id = %self.worker_id, kinds = self.handlers.len(), "worker started");
+        let mut sweep = tokio::time::interval(self.lease.sweep);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                _ = sweep.tick() => {
+                    match queue::sweep_expired(&self.db).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::warn!(jobs = n, "returned jobs with expired leases to the queue"),
+                        Err(e) => tracing::warn!(error = %e, "lease sweep failed"),
+                    }
+                }
+                _ = tokio::time::sleep(self.poll) => {
+                    if let Err(e) = self.run_pending_jobs().await {
+                        tracing::warn!(error = %e, "job pass failed");
+                    }
+                }
+            }
+            if *shutdown.borrow() {
+                break;
+            }
+        }
+        tracing::info!(worker.id = %self.worker_id, "worker stopped");
+    }
+}
+
+/// The worker as the `workers` binary and the embedded default run it.
+pub fn runner(db: DatabaseConnection, settings: &domain::settings::Settings) -> Runner {
+    Runner::new(db, Duration::from_millis(settings.worker_poll_ms))
+}
