@@ -26,9 +26,15 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(db: DatabaseConnection, settings: Settings) -> anyhow::Result<Self> {
-        let auth = Arc::new(Authenticator::new(Duration::from_secs(settings.auth_cache_seconds)));
+        let auth = Arc::new(Authenticator::new(Duration::from_secs(
+            settings.auth_cache_seconds,
+        )));
         let schema = graphql::build_schema(db.clone(), auth.clone(), &settings.graphql);
-        let redis = settings.redis_url.as_ref().map(RedisProbe::new).transpose()?;
+        let redis = settings
+            .redis_url
+            .as_ref()
+            .map(RedisProbe::new)
+            .transpose()?;
         Ok(AppState {
             db,
             schema,
@@ -43,7 +49,10 @@ pub fn router(state: AppState) -> Router {
     let body_limit = state.settings.graphql.max_body_bytes;
     let _ = crate::metrics::handle();
     Router::new()
-        .route("/graphql", get(graphql::http::get).post(graphql::http::post))
+        .route(
+            "/graphql",
+            get(graphql::http::get).post(graphql::http::post),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -58,13 +67,29 @@ async fn healthz() -> Json<serde_json::Value> {
 
 async fn readyz(State(state): State<AppState>) -> Response {
     let r = health::check(&state.db, state.redis.as_ref()).await;
-    let status = if r.ready() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(serde_json::json!({ "ready": r.ready(), "database": r.database, "redis": r.redis }))).into_response()
+    let status = if r.ready() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(serde_json::json!({ "ready": r.ready(), "database": r.database, "redis": r.redis })),
+    )
+        .into_response()
 }
 
 async fn metrics() -> Response {
     match crate::metrics::handle() {
-        Some(h) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], h.render()).into_response(),
-        None => (StatusCode::SERVICE_UNAVAILABLE, "metrics recorder unavailable").into_response(),
+        Some(h) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            h.render(),
+        )
+            .into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "metrics recorder unavailable",
+        )
+            .into_response(),
     }
 }

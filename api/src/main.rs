@@ -7,7 +7,10 @@ use clap::{Parser, Subcommand};
 use domain::settings::{LogFormat, Settings};
 
 #[derive(Parser)]
-#[command(name = "api", about = "Switchboard: GraphQL back end for AI voice-agent CRMs")]
+#[command(
+    name = "api",
+    about = "Switchboard: GraphQL back end for AI voice-agent CRMs"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -53,7 +56,9 @@ async fn main() -> anyhow::Result<()> {
     if let Some(Command::ExportSchema { out }) = &cli.command {
         let sdl = api::graphql::sdl();
         match out {
-            Some(path) => std::fs::write(path, sdl).with_context(|| format!("writing {}", path.display()))?,
+            Some(path) => {
+                std::fs::write(path, sdl).with_context(|| format!("writing {}", path.display()))?
+            }
             None => std::io::stdout().lock().write_all(sdl.as_bytes())?,
         }
         return Ok(());
@@ -69,8 +74,12 @@ async fn main() -> anyhow::Result<()> {
             api::server::serve(state, listener, api::server::shutdown_signal()).await
         }
         Command::Migrate => {
-            let db = domain::db::connect(&settings.database).await.context("connecting to the database")?;
-            domain::db::migrate(&db).await.context("running migrations")?;
+            let db = domain::db::connect(&settings.database)
+                .await
+                .context("connecting to the database")?;
+            domain::db::migrate(&db)
+                .await
+                .context("running migrations")?;
             tracing::info!("migrations applied");
             Ok(())
         }
@@ -80,8 +89,12 @@ async fn main() -> anyhow::Result<()> {
             timezone,
             concurrency_limit,
         } => {
-            let db = domain::db::connect(&settings.database).await.context("connecting to the database")?;
-            domain::db::migrate(&db).await.context("running migrations")?;
+            let db = domain::db::connect(&settings.database)
+                .await
+                .context("connecting to the database")?;
+            domain::db::migrate(&db)
+                .await
+                .context("running migrations")?;
             let (tenant, key) = domain::tenancy::create_tenant(
                 &db,
                 domain::tenancy::NewTenant {
@@ -93,7 +106,13 @@ async fn main() -> anyhow::Result<()> {
             )
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-            writeln!(std::io::stdout().lock(), "tenant {} ({})\napi key: {}", tenant.name, tenant.id, key.key)?;
+            writeln!(
+                std::io::stdout().lock(),
+                "tenant {} ({})\napi key: {}",
+                tenant.name,
+                tenant.id,
+                key.key
+            )?;
             Ok(())
         }
         Command::ExportSchema { .. } => Ok(()),

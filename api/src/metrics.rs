@@ -15,7 +15,9 @@ pub fn handle() -> Option<PrometheusHandle> {
     HANDLE
         .get_or_init(|| {
             PrometheusBuilder::new()
-                .set_buckets(&[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
+                .set_buckets(&[
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ])
                 .ok()?
                 .install_recorder()
                 .map_err(|e| tracing::warn!(error = %e, "metrics recorder not installed"))
@@ -30,7 +32,13 @@ pub fn operation_label(name: Option<&str>) -> String {
         Some(n) if !n.is_empty() => n
             .chars()
             .take(64)
-            .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect(),
         _ => "anonymous".to_owned(),
     }
@@ -58,6 +66,7 @@ pub async fn track_http(request: Request, next: Next) -> Response {
     let elapsed = started.elapsed();
     tracing::debug!(http.method = %method, http.route = %route, http.status = %status, elapsed_ms = elapsed.as_millis() as u64, "request");
     metrics::counter!("http_requests_total", "method" => method, "route" => route.clone(), "status" => status).increment(1);
-    metrics::histogram!("http_request_duration_seconds", "route" => route).record(elapsed.as_secs_f64());
+    metrics::histogram!("http_request_duration_seconds", "route" => route)
+        .record(elapsed.as_secs_f64());
     response
 }

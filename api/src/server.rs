@@ -11,10 +11,16 @@ use crate::app::{AppState, router};
 
 /// Connects, migrates and (for the embedded default) creates the demo tenant.
 pub async fn prepare(settings: Settings) -> anyhow::Result<AppState> {
-    let db = domain::db::connect(&settings.database).await.context("connecting to the database")?;
-    domain::db::migrate(&db).await.context("running migrations")?;
+    let db = domain::db::connect(&settings.database)
+        .await
+        .context("connecting to the database")?;
+    domain::db::migrate(&db)
+        .await
+        .context("running migrations")?;
     if settings.seed_demo
-        && let Some(key) = domain::seed::demo_tenant_if_empty(&db).await.context("creating the demo tenant")?
+        && let Some(key) = domain::seed::demo_tenant_if_empty(&db)
+            .await
+            .context("creating the demo tenant")?
     {
         // Shown once, on the terminal, never in the log stream.
         let mut out = std::io::stdout().lock();

@@ -2,7 +2,9 @@
 
 use chrono::Utc;
 use entity::agent;
-use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, Set,
+};
 use uuid::Uuid;
 
 use crate::error::{DomainError, DomainResult, OnConflict};
@@ -34,12 +36,19 @@ fn clean(field: &'static str, value: &str, max: usize) -> DomainResult<String> {
         return Err(DomainError::invalid(field, "must not be empty"));
     }
     if v.chars().count() > max {
-        return Err(DomainError::invalid(field, format!("must be at most {max} characters")));
+        return Err(DomainError::invalid(
+            field,
+            format!("must be at most {max} characters"),
+        ));
     }
     Ok(v.to_owned())
 }
 
-fn clean_optional(field: &'static str, value: Option<String>, max: usize) -> DomainResult<Option<String>> {
+fn clean_optional(
+    field: &'static str,
+    value: Option<String>,
+    max: usize,
+) -> DomainResult<Option<String>> {
     match value {
         Some(v) if v.trim().is_empty() => Ok(None),
         Some(v) => clean(field, &v, max).map(Some),
@@ -55,11 +64,21 @@ pub async fn list(db: &DatabaseConnection, scope: &TenantScope) -> DomainResult<
         .await?)
 }
 
-pub async fn get(db: &DatabaseConnection, scope: &TenantScope, id: Uuid) -> DomainResult<agent::Model> {
-    find(db, scope, id).await?.ok_or(DomainError::not_found("agent"))
+pub async fn get(
+    db: &DatabaseConnection,
+    scope: &TenantScope,
+    id: Uuid,
+) -> DomainResult<agent::Model> {
+    find(db, scope, id)
+        .await?
+        .ok_or(DomainError::not_found("agent"))
 }
 
-pub async fn find(db: &DatabaseConnection, scope: &TenantScope, id: Uuid) -> DomainResult<Option<agent::Model>> {
+pub async fn find(
+    db: &DatabaseConnection,
+    scope: &TenantScope,
+    id: Uuid,
+) -> DomainResult<Option<agent::Model>> {
     Ok(agent::Entity::find_by_id(id)
         .filter(agent::Column::TenantId.eq(scope.tenant_id()))
         .one(db)
@@ -67,7 +86,11 @@ pub async fn find(db: &DatabaseConnection, scope: &TenantScope, id: Uuid) -> Dom
 }
 
 /// Batch lookup for DataLoaders: one statement for any number of ids.
-pub async fn by_ids(db: &DatabaseConnection, scope: &TenantScope, ids: &[Uuid]) -> DomainResult<Vec<agent::Model>> {
+pub async fn by_ids(
+    db: &DatabaseConnection,
+    scope: &TenantScope,
+    ids: &[Uuid],
+) -> DomainResult<Vec<agent::Model>> {
     Ok(agent::Entity::find()
         .filter(agent::Column::TenantId.eq(scope.tenant_id()))
         .filter(agent::Column::Id.is_in(ids.iter().copied()))
@@ -75,13 +98,25 @@ pub async fn by_ids(db: &DatabaseConnection, scope: &TenantScope, ids: &[Uuid]) 
         .await?)
 }
 
-pub async fn create(db: &DatabaseConnection, scope: &TenantScope, input: NewAgent) -> DomainResult<agent::Model> {
+pub async fn create(
+    db: &DatabaseConnection,
+    scope: &TenantScope,
+    input: NewAgent,
+) -> DomainResult<agent::Model> {
     scope.require(Role::Member)?;
     let name = clean("name", &input.name, 200)?;
-    let provider_agent_id = match (input.provider, clean_optional("providerAgentId", input.provider_agent_id, 200)?) {
+    let provider_agent_id = match (
+        input.provider,
+        clean_optional("providerAgentId", input.provider_agent_id, 200)?,
+    ) {
         (_, Some(id)) => id,
         (Provider::Simulator, None) => format!("sim-{}", Uuid::new_v4()),
-        (_, None) => return Err(DomainError::invalid("providerAgentId", "is required for this provider")),
+        (_, None) => {
+            return Err(DomainError::invalid(
+                "providerAgentId",
+                "is required for this provider",
+            ));
+        }
     };
     let now = Utc::now();
     agent::ActiveModel {
@@ -118,7 +153,10 @@ pub async fn update(
         active.business_name = Set(clean_optional("businessName", bn, 200)?);
     }
     active.updated_at = Set(Utc::now());
-    active.update(db).await.on_conflict("providerAgentId", DUPLICATE)
+    active
+        .update(db)
+        .await
+        .on_conflict("providerAgentId", DUPLICATE)
 }
 
 /// Deletes the agent; its calls stay, with no agent.

@@ -4,7 +4,10 @@ use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DbErr, Statement};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DbErr,
+    Statement,
+};
 
 use crate::settings::DatabaseSettings;
 
@@ -14,11 +17,15 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
     let url = settings.url.expose();
     let mut opts = ConnectOptions::new(url.to_owned());
     let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-    opts.max_connections(if in_memory { 1 } else { settings.max_connections })
-        .min_connections(if in_memory { 1 } else { 0 })
-        .connect_timeout(Duration::from_secs(10))
-        .acquire_timeout(Duration::from_secs(10))
-        .sqlx_logging(false);
+    opts.max_connections(if in_memory {
+        1
+    } else {
+        settings.max_connections
+    })
+    .min_connections(if in_memory { 1 } else { 0 })
+    .connect_timeout(Duration::from_secs(10))
+    .acquire_timeout(Duration::from_secs(10))
+    .sqlx_logging(false);
     if settings.is_sqlite() {
         opts.map_sqlx_sqlite_opts(move |o| {
             let o = o
@@ -28,7 +35,8 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
             if in_memory {
                 o
             } else {
-                o.journal_mode(SqliteJournalMode::Wal).synchronous(SqliteSynchronous::Normal)
+                o.journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
             }
         });
     }
@@ -42,7 +50,11 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
 
 /// One cheap round trip, for readiness checks.
 pub async fn ping(db: &DatabaseConnection) -> Result<(), DbErr> {
-    db.execute_raw(Statement::from_string(db.get_database_backend(), "SELECT 1")).await?;
+    db.execute_raw(Statement::from_string(
+        db.get_database_backend(),
+        "SELECT 1",
+    ))
+    .await?;
     Ok(())
 }
 

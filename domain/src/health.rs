@@ -37,7 +37,10 @@ impl RedisProbe {
             let mut conn = self.client.get_multiplexed_async_connection().await?;
             redis::cmd("PING").query_async::<String>(&mut conn).await
         };
-        matches!(tokio::time::timeout(Duration::from_secs(2), check).await, Ok(Ok(_)))
+        matches!(
+            tokio::time::timeout(Duration::from_secs(2), check).await,
+            Ok(Ok(_))
+        )
     }
 }
 

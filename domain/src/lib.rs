@@ -15,6 +15,8 @@ pub mod queue;
 pub mod seed;
 pub mod settings;
 pub mod tenancy;
+#[cfg(feature = "testing")]
+pub mod testdb;
 pub mod types;
 
 pub use error::{DomainError, DomainResult};

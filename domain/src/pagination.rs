@@ -21,7 +21,10 @@ impl PageRequest {
             None => DEFAULT_PAGE_SIZE,
             Some(n) if n >= 1 && (n as u64) <= MAX_PAGE_SIZE => n as u64,
             Some(_) => {
-                return Err(DomainError::invalid("first", format!("must be between 1 and {MAX_PAGE_SIZE}")));
+                return Err(DomainError::invalid(
+                    "first",
+                    format!("must be between 1 and {MAX_PAGE_SIZE}"),
+                ));
             }
         };
         let after = after.map(decode_cursor).transpose()?;
@@ -62,7 +65,8 @@ pub fn encode_cursor(id: Uuid) -> String {
 }
 
 pub fn decode_cursor(cursor: &str) -> DomainResult<Uuid> {
-    Uuid::try_parse(cursor.trim()).map_err(|_| DomainError::invalid("after", "is not a cursor from this API"))
+    Uuid::try_parse(cursor.trim())
+        .map_err(|_| DomainError::invalid("after", "is not a cursor from this API"))
 }
 
 #[cfg(test)]

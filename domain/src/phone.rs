@@ -135,8 +135,18 @@ mod tests {
 
     #[test]
     fn indian_formats_are_one_number() {
-        for raw in ["7471180076", "07471180076", "+91 74711 80076", "+917471180076", " (+91) 74711-80076 "] {
-            assert_eq!(PhoneNumber::parse(raw, india()).unwrap().as_str(), "+917471180076", "{raw}");
+        for raw in [
+            "7471180076",
+            "07471180076",
+            "+91 74711 80076",
+            "+917471180076",
+            " (+91) 74711-80076 ",
+        ] {
+            assert_eq!(
+                PhoneNumber::parse(raw, india()).unwrap().as_str(),
+                "+917471180076",
+                "{raw}"
+            );
         }
     }
 
@@ -145,15 +155,33 @@ mod tests {
         let n = PhoneNumber::parse("+1 650 253 0000", india()).unwrap();
         assert_eq!(n.as_str(), "+16502530000");
         let us = Region::parse("us").unwrap();
-        assert_eq!(PhoneNumber::parse("(650) 253-0000", us).unwrap().as_str(), "+16502530000");
+        assert_eq!(
+            PhoneNumber::parse("(650) 253-0000", us).unwrap().as_str(),
+            "+16502530000"
+        );
     }
 
     #[test]
     fn garbage_is_rejected_without_panicking() {
         let region = india();
         let long = "9".repeat(40);
-        for raw in ["", "   ", "abc", "74711800ab", "📞📞📞", "+", "++++", "12", long.as_str(), "+999 1234567", "0000000000"] {
-            assert!(PhoneNumber::parse(raw, region).is_err(), "{raw:?} should be invalid");
+        for raw in [
+            "",
+            "   ",
+            "abc",
+            "74711800ab",
+            "📞📞📞",
+            "+",
+            "++++",
+            "12",
+            long.as_str(),
+            "+999 1234567",
+            "0000000000",
+        ] {
+            assert!(
+                PhoneNumber::parse(raw, region).is_err(),
+                "{raw:?} should be invalid"
+            );
         }
     }
 

@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 use entity::job;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, EntityTrait, QueryFilter,
-    Set, Statement, Value,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection,
+    EntityTrait, QueryFilter, Set, Statement, Value,
 };
 use uuid::Uuid;
 
@@ -81,7 +81,11 @@ pub async fn claim(
     let now = Utc::now();
     let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60));
     let p = |n| placeholder(backend, n);
-    let lock = if backend == DatabaseBackend::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
+    let lock = if backend == DatabaseBackend::Postgres {
+        " FOR UPDATE SKIP LOCKED"
+    } else {
+        ""
+    };
     let sql = format!(
         "UPDATE jobs SET status = '{RUNNING}', locked_by = {w}, locked_until = {u}, attempts = attempts + 1, updated_at = {n} \
          WHERE id IN (SELECT id FROM jobs WHERE status = '{PENDING}' AND run_at <= {n2} ORDER BY run_at LIMIT {l}{lock}) \
@@ -106,11 +110,17 @@ pub async fn claim(
 }
 
 /// Extends the leases `worker` holds on `ids`.
-pub async fn heartbeat(db: &DatabaseConnection, worker: &str, ids: &[Uuid], lease: Duration) -> DomainResult<u64> {
+pub async fn heartbeat(
+    db: &DatabaseConnection,
+    worker: &str,
+    ids: &[Uuid],
+    lease: Duration,
+) -> DomainResult<u64> {
     if ids.is_empty() {
         return Ok(0);
     }
-    let until = Utc::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60));
+    let until =
+        Utc::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60));
     let res = job::Entity::update_many()
         .col_expr(job::Column::LockedUntil, Expr::value(until))
         .filter(job::Column::Id.is_in(ids.iter().copied()))
@@ -126,7 +136,10 @@ pub async fn complete(db: &DatabaseConnection, worker: &str, id: Uuid) -> Domain
     let res = job::Entity::update_many()
         .col_expr(job::Column::Status, Expr::value(DONE))
         .col_expr(job::Column::LockedBy, Expr::value(Option::<String>::None))
-        .col_expr(job::Column::LockedUntil, Expr::value(Option::<DateTime<Utc>>::None))
+        .col_expr(
+            job::Column::LockedUntil,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
         .col_expr(job::Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(job::Column::Id.eq(id))
         .filter(job::Column::LockedBy.eq(worker))
@@ -138,7 +151,9 @@ pub async fn complete(db: &DatabaseConnection, worker: &str, id: Uuid) -> Domain
 /// Exponential backoff with full jitter: base 1 s, cap 60 s.
 pub fn backoff(attempt: i32) -> Duration {
     let cap = 60_000u64;
-    let exp = 1_000u64.saturating_mul(1u64 << attempt.clamp(0, 16) as u32).min(cap);
+    let exp = 1_000u64
+        .saturating_mul(1u64 << attempt.clamp(0, 16) as u32)
+        .min(cap);
     let mut b = [0u8; 8];
     let jitter = match getrandom::fill(&mut b) {
         Ok(()) => u64::from_le_bytes(b) % (exp + 1),
@@ -148,17 +163,29 @@ pub fn backoff(attempt: i32) -> Duration {
 }
 
 /// Records a failure: back to pending after a backoff, or `failed` after the last attempt.
-pub async fn fail(db: &DatabaseConnection, worker: &str, job: &job::Model, error: &str) -> DomainResult<bool> {
+pub async fn fail(
+    db: &DatabaseConnection,
+    worker: &str,
+    job: &job::Model,
+    error: &str,
+) -> DomainResult<bool> {
     let now = Utc::now();
     let give_up = job.attempts >= job.max_attempts;
-    let delay = chrono::Duration::from_std(backoff(job.attempts)).unwrap_or(chrono::Duration::seconds(1));
+    let delay =
+        chrono::Duration::from_std(backoff(job.attempts)).unwrap_or(chrono::Duration::seconds(1));
     let message: String = error.chars().take(2000).collect();
     let res = job::Entity::update_many()
-        .col_expr(job::Column::Status, Expr::value(if give_up { FAILED } else { PENDING }))
+        .col_expr(
+            job::Column::Status,
+            Expr::value(if give_up { FAILED } else { PENDING }),
+        )
         .col_expr(job::Column::RunAt, Expr::value(now + delay))
         .col_expr(job::Column::LastError, Expr::value(message))
         .col_expr(job::Column::LockedBy, Expr::value(Option::<String>::None))
-        .col_expr(job::Column::LockedUntil, Expr::value(Option::<DateTime<Utc>>::None))
+        .col_expr(
+            job::Column::LockedUntil,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
         .col_expr(job::Column::UpdatedAt, Expr::value(now))
         .filter(job::Column::Id.eq(job.id))
         .filter(job::Column::LockedBy.eq(worker))
@@ -173,7 +200,10 @@ pub async fn sweep_expired(db: &DatabaseConnection) -> DomainResult<u64> {
     let res = job::Entity::update_many()
         .col_expr(job::Column::Status, Expr::value(PENDING))
         .col_expr(job::Column::LockedBy, Expr::value(Option::<String>::None))
-        .col_expr(job::Column::LockedUntil, Expr::value(Option::<DateTime<Utc>>::None))
+        .col_expr(
+            job::Column::LockedUntil,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
         .col_expr(job::Column::UpdatedAt, Expr::value(now))
         .filter(job::Column::Status.eq(RUNNING))
         .filter(job::Column::LockedUntil.lt(now))

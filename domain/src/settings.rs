@@ -103,7 +103,10 @@ impl Settings {
         let get = |key: &str| lookup(key).filter(|v| !v.trim().is_empty());
 
         let url = get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
-        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
             return Err(SettingsError::Invalid {
                 name: "DATABASE_URL",
                 value: redact_url(&url),
@@ -111,10 +114,18 @@ impl Settings {
             });
         }
         let is_sqlite = url.starts_with("sqlite:");
-        let max_connections = parse_num(&get, "DATABASE_MAX_CONNECTIONS", if is_sqlite { 4 } else { 20 }, 1, 1000)?;
+        let max_connections = parse_num(
+            &get,
+            "DATABASE_MAX_CONNECTIONS",
+            if is_sqlite { 4 } else { 20 },
+            1,
+            1000,
+        )?;
 
         let redis_url = match get("REDIS_URL") {
-            Some(v) if v.starts_with("redis://") || v.starts_with("rediss://") => Some(Secret::new(v)),
+            Some(v) if v.starts_with("redis://") || v.starts_with("rediss://") => {
+                Some(Secret::new(v))
+            }
             Some(v) => {
                 return Err(SettingsError::Invalid {
                     name: "REDIS_URL",
@@ -148,7 +159,11 @@ impl Settings {
         // The demo tenant belongs to the embedded default; production opts in explicitly.
         let seed_demo = parse_bool(&get, "SEED_DEMO", is_sqlite)?;
 
-        let log_format = match get("LOG_FORMAT").as_deref().map(str::to_ascii_lowercase).as_deref() {
+        let log_format = match get("LOG_FORMAT")
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
             Some(other) => {
@@ -163,7 +178,13 @@ impl Settings {
         let defaults = GraphqlLimits::default();
         let graphql = GraphqlLimits {
             max_depth: parse_num(&get, "GRAPHQL_MAX_DEPTH", defaults.max_depth, 2, 100)?,
-            max_complexity: parse_num(&get, "GRAPHQL_MAX_COMPLEXITY", defaults.max_complexity, 10, 1_000_000)?,
+            max_complexity: parse_num(
+                &get,
+                "GRAPHQL_MAX_COMPLEXITY",
+                defaults.max_complexity,
+                10,
+                1_000_000,
+            )?,
             max_directives: defaults.max_directives,
             max_recursive_depth: defaults.max_recursive_depth,
             max_batch: parse_num(&get, "GRAPHQL_MAX_BATCH", defaults.max_batch, 1, 100)?,
@@ -190,7 +211,11 @@ impl Settings {
     }
 }
 
-fn parse_bool(get: &impl Fn(&str) -> Option<String>, name: &'static str, default: bool) -> Result<bool, SettingsError> {
+fn parse_bool(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: bool,
+) -> Result<bool, SettingsError> {
     match get(name).map(|v| v.trim().to_ascii_lowercase()) {
         None => Ok(default),
         Some(v) if matches!(v.as_str(), "1" | "true" | "yes" | "on") => Ok(true),
@@ -213,7 +238,9 @@ fn parse_num<T>(
 where
     T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
 {
-    let Some(raw) = get(name) else { return Ok(default) };
+    let Some(raw) = get(name) else {
+        return Ok(default);
+    };
     match raw.trim().parse::<T>() {
         Ok(v) if v >= min && v <= max => Ok(v),
         _ => Err(SettingsError::Invalid {
@@ -227,7 +254,9 @@ where
 /// Hides the password in a connection URL before it is shown in an error.
 fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}://***{}", &url[..scheme], &url[at..]),
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***{}", &url[..scheme], &url[at..])
+        }
         _ => url.to_owned(),
     }
 }
@@ -238,7 +267,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn settings(pairs: &[(&str, &str)]) -> Result<Settings, SettingsError> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Settings::from_lookup(|k| map.get(k).cloned())
     }
 
@@ -253,9 +285,13 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_variable() {
-        let err = settings(&[("BIND_ADDR", "nowhere")]).unwrap_err().to_string();
+        let err = settings(&[("BIND_ADDR", "nowhere")])
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("BIND_ADDR"), "{err}");
-        let err = settings(&[("DATABASE_URL", "mysql://u:pw@h/db")]).unwrap_err().to_string();
+        let err = settings(&[("DATABASE_URL", "mysql://u:pw@h/db")])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("DATABASE_URL") && !err.contains("pw"), "{err}");
         assert!(settings(&[("RUN_WORKER", "maybe")]).is_err());
         assert!(settings(&[("ADMIN_TOKEN", "short")]).is_err());

@@ -6,7 +6,8 @@
 use chrono::Utc;
 use entity::{api_key, tenant};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, Set,
+    TransactionTrait,
 };
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -79,10 +80,12 @@ pub fn random_token(bytes: usize) -> DomainResult<String> {
 
 fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 /// Keys are stored only as their SHA-256; a 256-bit random key needs no slow hash.
@@ -92,8 +95,14 @@ pub fn hash_key(key: &str) -> String {
 
 /// Compares two secrets without leaking where they differ (both sides are hashed first).
 pub fn secrets_match(given: &str, expected: &str) -> bool {
-    let (a, b) = (Sha256::digest(given.as_bytes()), Sha256::digest(expected.as_bytes()));
-    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    let (a, b) = (
+        Sha256::digest(given.as_bytes()),
+        Sha256::digest(expected.as_bytes()),
+    );
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 /// Resolves a bearer API key to its tenant scope. Unknown or revoked keys are `Unauthenticated`.
@@ -142,7 +151,10 @@ fn validate_name(field: &'static str, name: &str) -> DomainResult<String> {
         return Err(DomainError::invalid(field, "must not be empty"));
     }
     if name.chars().count() > 200 {
-        return Err(DomainError::invalid(field, "must be at most 200 characters"));
+        return Err(DomainError::invalid(
+            field,
+            "must be at most 200 characters",
+        ));
     }
     Ok(name.to_owned())
 }
@@ -152,22 +164,34 @@ fn validate_timezone(tz: &str) -> DomainResult<String> {
     let tz = tz.trim();
     let ok = !tz.is_empty()
         && tz.len() <= 64
-        && tz.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '-' | '+'))
+        && tz
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '-' | '+'))
         && tz.chars().next().is_some_and(|c| c.is_ascii_uppercase());
     if ok {
         Ok(tz.to_owned())
     } else {
-        Err(DomainError::invalid("timezone", "must be an IANA time zone such as UTC or Asia/Kolkata"))
+        Err(DomainError::invalid(
+            "timezone",
+            "must be an IANA time zone such as UTC or Asia/Kolkata",
+        ))
     }
 }
 
 /// Creates a tenant and its first ADMIN key in one transaction.
-pub async fn create_tenant(db: &DatabaseConnection, input: NewTenant) -> DomainResult<(tenant::Model, IssuedKey)> {
+pub async fn create_tenant(
+    db: &DatabaseConnection,
+    input: NewTenant,
+) -> DomainResult<(tenant::Model, IssuedKey)> {
     let name = validate_name("name", &input.name)?;
-    let region = Region::parse(&input.default_region).map_err(|e| DomainError::invalid("defaultRegion", e.to_string()))?;
+    let region = Region::parse(&input.default_region)
+        .map_err(|e| DomainError::invalid("defaultRegion", e.to_string()))?;
     let timezone = validate_timezone(&input.timezone)?;
     if !(1..=10_000).contains(&input.concurrency_limit) {
-        return Err(DomainError::invalid("concurrencyLimit", "must be between 1 and 10000"));
+        return Err(DomainError::invalid(
+            "concurrencyLimit",
+            "must be between 1 and 10000",
+        ));
     }
     let now = Utc::now();
     let txn = db.begin().await?;
@@ -215,7 +239,10 @@ async fn insert_key<C: sea_orm::ConnectionTrait>(
     })
 }
 
-pub async fn get_tenant(db: &DatabaseConnection, scope: &TenantScope) -> DomainResult<tenant::Model> {
+pub async fn get_tenant(
+    db: &DatabaseConnection,
+    scope: &TenantScope,
+) -> DomainResult<tenant::Model> {
     tenant::Entity::find_by_id(scope.tenant_id())
         .one(db)
         .await?
@@ -235,7 +262,11 @@ pub async fn create_api_key(
 }
 
 /// ADMIN only: revokes one of the tenant's keys. Another tenant's key id is `NotFound`.
-pub async fn revoke_api_key(db: &DatabaseConnection, scope: &TenantScope, id: Uuid) -> DomainResult<bool> {
+pub async fn revoke_api_key(
+    db: &DatabaseConnection,
+    scope: &TenantScope,
+    id: Uuid,
+) -> DomainResult<bool> {
     scope.require(Role::Admin)?;
     let key = api_key::Entity::find_by_id(id)
         .filter(api_key::Column::TenantId.eq(scope.tenant_id()))
@@ -251,7 +282,10 @@ pub async fn revoke_api_key(db: &DatabaseConnection, scope: &TenantScope, id: Uu
     Ok(true)
 }
 
-pub async fn list_api_keys(db: &DatabaseConnection, scope: &TenantScope) -> DomainResult<Vec<api_key::Model>> {
+pub async fn list_api_keys(
+    db: &DatabaseConnection,
+    scope: &TenantScope,
+) -> DomainResult<Vec<api_key::Model>> {
     scope.require(Role::Admin)?;
     Ok(api_key::Entity::find()
         .filter(api_key::Column::TenantId.eq(scope.tenant_id()))
@@ -312,7 +346,11 @@ impl Authenticator {
         }
     }
 
-    pub async fn authenticate(&self, db: &DatabaseConnection, key: &str) -> DomainResult<TenantScope> {
+    pub async fn authenticate(
+        &self,
+        db: &DatabaseConnection,
+        key: &str,
+    ) -> DomainResult<TenantScope> {
         if self.ttl.is_zero() {
             return authenticate(db, key).await;
         }

@@ -134,7 +134,16 @@ mod tests {
             .collect();
         assert_eq!(
             terminal,
-            ["COMPLETED", "BUSY", "NO_ANSWER", "BALANCE_LOW", "CANCELED", "FAILED", "STOPPED", "ERROR"]
+            [
+                "COMPLETED",
+                "BUSY",
+                "NO_ANSWER",
+                "BALANCE_LOW",
+                "CANCELED",
+                "FAILED",
+                "STOPPED",
+                "ERROR"
+            ]
         );
     }
 }

@@ -68,6 +68,8 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.drop_table(Table::drop().table(Jobs::Table).to_owned()).await
+        manager
+            .drop_table(Table::drop().table(Jobs::Table).to_owned())
+            .await
     }
 }

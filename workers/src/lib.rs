@@ -81,7 +81,8 @@ impl Runner {
     pub async fn run_pending_jobs(&self) -> anyhow::Result<PassStats> {
         let mut stats = PassStats::default();
         loop {
-            let jobs = queue::claim(&self.db, &self.worker_id, self.batch, self.lease.lease).await?;
+            let jobs =
+                queue::claim(&self.db, &self.worker_id, self.batch, self.lease.lease).await?;
             if jobs.is_empty() {
                 return Ok(stats);
             }

@@ -14,8 +14,12 @@ async fn main() -> anyhow::Result<()> {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
-    let db = domain::db::connect(&settings.database).await.context("connecting to the database")?;
-    domain::db::migrate(&db).await.context("running migrations")?;
+    let db = domain::db::connect(&settings.database)
+        .await
+        .context("connecting to the database")?;
+    domain::db::migrate(&db)
+        .await
+        .context("running migrations")?;
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
         let _ = tokio::signal::ctrl_c().await;

@@ -1,7 +1,7 @@
 //! What a resolver can read from the request: the database, who is calling, the loaders.
 
 use async_graphql::Context;
-use async_graphql::dataloader::DataLoader;
+use async_graphql::dataloader::{DataLoader, HashMapCache};
 use domain::tenancy::TenantScope;
 use sea_orm::DatabaseConnection;
 
@@ -16,13 +16,22 @@ pub enum Caller {
     Operator,
     Tenant {
         scope: TenantScope,
-        loaders: std::sync::Arc<DataLoader<Loaders>>,
+        loaders: std::sync::Arc<DataLoader<Loaders, HashMapCache>>,
     },
 }
 
 impl Caller {
     pub fn tenant(db: DatabaseConnection, scope: TenantScope) -> Self {
-        let loaders = DataLoader::new(Loaders { db, scope: scope.clone() }, tokio::spawn);
+        // Cached: connections prefetch what their nodes will ask for (see `prefetch`), so
+        // the statement count does not depend on how resolution is scheduled.
+        let loaders = DataLoader::with_cache(
+            Loaders {
+                db,
+                scope: scope.clone(),
+            },
+            tokio::spawn,
+            HashMapCache::default(),
+        );
         Caller::Tenant {
             scope,
             loaders: std::sync::Arc::new(loaders),
@@ -31,7 +40,8 @@ impl Caller {
 }
 
 pub fn db<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a DatabaseConnection> {
-    ctx.data::<DatabaseConnection>().map_err(|_| coded(INTERNAL, "internal error"))
+    ctx.data::<DatabaseConnection>()
+        .map_err(|_| coded(INTERNAL, "internal error"))
 }
 
 fn caller<'a>(ctx: &Context<'a>) -> &'a Caller {
@@ -46,7 +56,9 @@ pub fn scope<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a TenantScope> {
     }
 }
 
-pub fn loaders<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a DataLoader<Loaders>> {
+pub fn loaders<'a>(
+    ctx: &Context<'a>,
+) -> async_graphql::Result<&'a DataLoader<Loaders, HashMapCache>> {
     match caller(ctx) {
         Caller::Tenant { loaders, .. } => Ok(loaders),
         _ => Err(coded(UNAUTHENTICATED, "a valid API key is required")),

@@ -62,7 +62,8 @@ impl<T> GqlResultExt<T> for Result<T, std::sync::Arc<DomainError>> {
 
 /// Parses an `ID` argument; garbage is a user error naming the argument.
 pub fn parse_id(field: &'static str, id: &async_graphql::ID) -> async_graphql::Result<uuid::Uuid> {
-    uuid::Uuid::try_parse(id.as_str()).map_err(|_| with_field(BAD_USER_INPUT, Some(field), "is not a valid ID"))
+    uuid::Uuid::try_parse(id.as_str())
+        .map_err(|_| with_field(BAD_USER_INPUT, Some(field), "is not a valid ID"))
 }
 
 /// Gives every error a code. Errors raised by async-graphql itself (parse, validation,
@@ -73,21 +74,36 @@ pub fn assign_codes(response: &mut Response) {
             continue;
         }
         let msg = err.message.to_ascii_lowercase();
-        let code = if msg.contains("too deep") || msg.contains("too complex") || msg.contains("directive") && msg.contains("too many") || msg.contains("recursive") {
+        let code = if msg.contains("too deep")
+            || msg.contains("too complex")
+            || msg.contains("directive") && msg.contains("too many")
+            || msg.contains("recursive")
+        {
             QUERY_TOO_COMPLEX
-        } else if err.path.is_empty() {
+        } else if err.path.is_empty() || is_input_error(&msg) {
             BAD_USER_INPUT
         } else {
             tracing::error!(error = %err.message, path = ?err.path, "resolver error without a code");
             err.message = "internal error".into();
             INTERNAL
         };
-        err.extensions.get_or_insert_with(Default::default).set("code", code);
+        err.extensions
+            .get_or_insert_with(Default::default)
+            .set("code", code);
     }
 }
 
+/// Argument and variable coercion errors are raised while resolving, so they carry a path.
+fn is_input_error(lowercase_message: &str) -> bool {
+    ["invalid value for argument", "failed to parse", "variable "]
+        .iter()
+        .any(|p| lowercase_message.starts_with(p))
+}
+
 fn has_code(err: &ServerError) -> bool {
-    err.extensions.as_ref().is_some_and(|e| e.get("code").is_some_and(|v| !matches!(v, Value::Null)))
+    err.extensions
+        .as_ref()
+        .is_some_and(|e| e.get("code").is_some_and(|v| !matches!(v, Value::Null)))
 }
 
 /// A response carrying one coded error and no data, for requests refused before execution.

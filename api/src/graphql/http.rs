@@ -7,12 +7,12 @@ use std::time::Instant;
 use async_graphql::http::GraphiQLSource;
 use async_graphql::parser::types::{DocumentOperations, OperationType};
 use async_graphql::{BatchRequest, BatchResponse, Request};
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use axum::Json;
 
 use super::context::Caller;
 use super::error::{BAD_USER_INPUT, assign_codes, refusal};
@@ -27,7 +27,10 @@ async fn caller(state: &AppState, headers: &HeaderMap) -> Caller {
     let Some(token) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim)
     else {
         return Caller::Anonymous;
@@ -47,15 +50,23 @@ async fn caller(state: &AppState, headers: &HeaderMap) -> Caller {
     }
 }
 
-pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+pub async fn post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let body = match body {
         Ok(b) => b,
-        Err(rejection) => return refuse(rejection.status(), BAD_USER_INPUT, &rejection.body_text()),
+        Err(rejection) => {
+            return refuse(rejection.status(), BAD_USER_INPUT, &rejection.body_text());
+        }
     };
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("application/graphql-response+json"));
+        .is_some_and(|v| {
+            v.starts_with("application/json") || v.starts_with("application/graphql-response+json")
+        });
     if !is_json {
         return refuse(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -65,19 +76,40 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Resul
     }
     let batch: BatchRequest = match serde_json::from_slice(&body) {
         Ok(b) => b,
-        Err(e) => return refuse(StatusCode::BAD_REQUEST, BAD_USER_INPUT, &format!("invalid GraphQL request: {e}")),
+        Err(e) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                BAD_USER_INPUT,
+                &format!("invalid GraphQL request: {e}"),
+            );
+        }
     };
     execute(&state, &headers, batch).await
 }
 
-pub async fn get(State(state): State<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+pub async fn get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
     let Some(qs) = query.filter(|q| q.contains("query=")) else {
-        return Html(GraphiQLSource::build().endpoint("/graphql").subscription_endpoint("/graphql/ws").finish())
-            .into_response();
+        return Html(
+            GraphiQLSource::build()
+                .endpoint("/graphql")
+                .subscription_endpoint("/graphql/ws")
+                .finish(),
+        )
+        .into_response();
     };
     let request = match async_graphql::http::parse_query_string(&qs) {
         Ok(r) => r,
-        Err(e) => return refuse(StatusCode::BAD_REQUEST, BAD_USER_INPUT, &format!("invalid GraphQL request: {e}")),
+        Err(e) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                BAD_USER_INPUT,
+                &format!("invalid GraphQL request: {e}"),
+            );
+        }
     };
     if is_mutation(&request) {
         return refuse(
@@ -91,11 +123,15 @@ pub async fn get(State(state): State<AppState>, headers: HeaderMap, RawQuery(que
 
 /// True when the operation that would run is a mutation (unparsable queries fail later, in execution).
 fn is_mutation(request: &Request) -> bool {
-    let Ok(doc) = async_graphql::parser::parse_query(&request.query) else { return false };
+    let Ok(doc) = async_graphql::parser::parse_query(&request.query) else {
+        return false;
+    };
     match doc.operations {
         DocumentOperations::Single(op) => op.node.ty == OperationType::Mutation,
         DocumentOperations::Multiple(ops) => match &request.operation_name {
-            Some(name) => ops.iter().any(|(n, op)| n.as_str() == name && op.node.ty == OperationType::Mutation),
+            Some(name) => ops
+                .iter()
+                .any(|(n, op)| n.as_str() == name && op.node.ty == OperationType::Mutation),
             None => ops.values().any(|op| op.node.ty == OperationType::Mutation),
         },
     }

@@ -68,7 +68,10 @@ impl Loader<EventsOf> for Loaders {
     async fn load(&self, keys: &[EventsOf]) -> LoadResult<EventsOf, Vec<call_event::Model>> {
         let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
         let mut by_call = calls::events_by_call_ids(&self.db, &self.scope, &ids).await?;
-        Ok(keys.iter().map(|k| (*k, by_call.remove(&k.0).unwrap_or_default())).collect())
+        Ok(keys
+            .iter()
+            .map(|k| (*k, by_call.remove(&k.0).unwrap_or_default()))
+            .collect())
     }
 }
 
@@ -81,7 +84,9 @@ impl Loader<RecentCalls> for Loaders {
         // One statement per parent kind; keys asking for fewer rows are trimmed.
         for parent in [CallParent::Customer, CallParent::Agent] {
             let wanted: Vec<&RecentCalls> = keys.iter().filter(|k| k.parent == parent).collect();
-            let Some(limit) = wanted.iter().map(|k| k.limit).max() else { continue };
+            let Some(limit) = wanted.iter().map(|k| k.limit).max() else {
+                continue;
+            };
             let ids: Vec<Uuid> = wanted.iter().map(|k| k.id).collect();
             let found = calls::recent_by_parent(&self.db, &self.scope, parent, &ids, limit).await?;
             for k in wanted {

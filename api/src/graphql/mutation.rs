@@ -92,7 +92,11 @@ pub struct Mutation;
 #[Object]
 impl Mutation {
     /// Creates a tenant and its first ADMIN key. Needs the operator's `ADMIN_TOKEN`.
-    async fn create_tenant(&self, ctx: &Context<'_>, input: CreateTenantInput) -> async_graphql::Result<CreateTenantPayload> {
+    async fn create_tenant(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateTenantInput,
+    ) -> async_graphql::Result<CreateTenantPayload> {
         if !is_operator(ctx) {
             return Err(if scope(ctx).is_ok() {
                 coded(FORBIDDEN, "only the operator token may create tenants")
@@ -118,8 +122,14 @@ impl Mutation {
     }
 
     /// Issues another key for this tenant (ADMIN). The key is shown once.
-    async fn create_api_key(&self, ctx: &Context<'_>, input: CreateApiKeyInput) -> async_graphql::Result<CreateApiKeyPayload> {
-        let key = tenancy::create_api_key(db(ctx)?, scope(ctx)?, &input.name, input.role.into()).await.gql()?;
+    async fn create_api_key(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateApiKeyInput,
+    ) -> async_graphql::Result<CreateApiKeyPayload> {
+        let key = tenancy::create_api_key(db(ctx)?, scope(ctx)?, &input.name, input.role.into())
+            .await
+            .gql()?;
         Ok(CreateApiKeyPayload {
             id: ID(key.id.to_string()),
             api_key: key.key,
@@ -130,31 +140,48 @@ impl Mutation {
     /// Revokes a key of this tenant (ADMIN); it stops working at once.
     async fn revoke_api_key(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<bool> {
         let id = parse_id("id", &id)?;
-        let revoked = tenancy::revoke_api_key(db(ctx)?, scope(ctx)?, id).await.gql()?;
+        let revoked = tenancy::revoke_api_key(db(ctx)?, scope(ctx)?, id)
+            .await
+            .gql()?;
         if let Ok(auth) = ctx.data::<std::sync::Arc<tenancy::Authenticator>>() {
             auth.forget_all();
         }
         Ok(revoked)
     }
 
-    async fn create_agent(&self, ctx: &Context<'_>, input: CreateAgentInput) -> async_graphql::Result<Agent> {
+    async fn create_agent(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateAgentInput,
+    ) -> async_graphql::Result<Agent> {
         let new = agents::NewAgent {
             name: input.name,
             provider: input.provider.into(),
             provider_agent_id: input.provider_agent_id,
             business_name: input.business_name,
         };
-        agents::create(db(ctx)?, scope(ctx)?, new).await.map(Agent).gql()
+        agents::create(db(ctx)?, scope(ctx)?, new)
+            .await
+            .map(Agent)
+            .gql()
     }
 
-    async fn update_agent(&self, ctx: &Context<'_>, id: ID, input: UpdateAgentInput) -> async_graphql::Result<Agent> {
+    async fn update_agent(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        input: UpdateAgentInput,
+    ) -> async_graphql::Result<Agent> {
         let id = parse_id("id", &id)?;
         let p = agents::AgentPatch {
             name: input.name,
             provider_agent_id: input.provider_agent_id,
             business_name: patch(input.business_name),
         };
-        agents::update(db(ctx)?, scope(ctx)?, id, p).await.map(Agent).gql()
+        agents::update(db(ctx)?, scope(ctx)?, id, p)
+            .await
+            .map(Agent)
+            .gql()
     }
 
     /// Deletes an agent; its calls are kept without an agent.
@@ -164,7 +191,11 @@ impl Mutation {
     }
 
     /// Adds a customer. A number already in the CRM (in any format) is a CONFLICT.
-    async fn create_customer(&self, ctx: &Context<'_>, input: CreateCustomerInput) -> async_graphql::Result<Customer> {
+    async fn create_customer(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateCustomerInput,
+    ) -> async_graphql::Result<Customer> {
         let new = customers::NewCustomer {
             phone_number: input.phone_number,
             name: input.name,
@@ -176,10 +207,18 @@ impl Mutation {
             source: input.source,
             lead_score: input.lead_score,
         };
-        customers::create(db(ctx)?, scope(ctx)?, new).await.map(Customer).gql()
+        customers::create(db(ctx)?, scope(ctx)?, new)
+            .await
+            .map(Customer)
+            .gql()
     }
 
-    async fn update_customer(&self, ctx: &Context<'_>, id: ID, input: UpdateCustomerInput) -> async_graphql::Result<Customer> {
+    async fn update_customer(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        input: UpdateCustomerInput,
+    ) -> async_graphql::Result<Customer> {
         let id = parse_id("id", &id)?;
         let p = customers::CustomerPatch {
             phone_number: input.phone_number,
@@ -191,7 +230,10 @@ impl Mutation {
             segment: patch(input.segment),
             lead_score: patch(input.lead_score),
         };
-        customers::update(db(ctx)?, scope(ctx)?, id, p).await.map(Customer).gql()
+        customers::update(db(ctx)?, scope(ctx)?, id, p)
+            .await
+            .map(Customer)
+            .gql()
     }
 
     /// Deletes a customer; their calls are kept without a customer.
@@ -202,9 +244,17 @@ impl Mutation {
 
     /// Moves the duplicate's calls and interactions to the primary, fills the primary's empty
     /// fields from it, and deletes the duplicate.
-    async fn merge_customers(&self, ctx: &Context<'_>, primary_id: ID, duplicate_id: ID) -> async_graphql::Result<Customer> {
+    async fn merge_customers(
+        &self,
+        ctx: &Context<'_>,
+        primary_id: ID,
+        duplicate_id: ID,
+    ) -> async_graphql::Result<Customer> {
         let primary = parse_id("primaryId", &primary_id)?;
         let duplicate = parse_id("duplicateId", &duplicate_id)?;
-        customers::merge(db(ctx)?, scope(ctx)?, primary, duplicate).await.map(Customer).gql()
+        customers::merge(db(ctx)?, scope(ctx)?, primary, duplicate)
+            .await
+            .map(Customer)
+            .gql()
     }
 }

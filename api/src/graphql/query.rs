@@ -5,10 +5,13 @@ use chrono::{DateTime, Utc};
 use domain::pagination::PageRequest;
 use domain::{agents, calls, customers, tenancy};
 
+use domain::calls::CallParent;
+
 use super::context::{db, scope};
 use super::enums::{CallStatus, LeadStatus, Role};
 use super::error::{GqlResultExt, parse_id};
-use super::types::{Agent, CallConnection, Call, Customer, CustomerConnection, Tenant};
+use super::prefetch;
+use super::types::{Agent, Call, CallConnection, Customer, CustomerConnection, Tenant};
 
 /// Narrows `customers`.
 #[derive(InputObject, Default)]
@@ -50,7 +53,10 @@ pub struct Query;
 impl Query {
     /// The caller's tenant.
     async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<Tenant> {
-        tenancy::get_tenant(db(ctx)?, scope(ctx)?).await.map(Tenant).gql()
+        tenancy::get_tenant(db(ctx)?, scope(ctx)?)
+            .await
+            .map(Tenant)
+            .gql()
     }
 
     /// The tenant's API keys (ADMIN only).
@@ -73,13 +79,25 @@ impl Query {
     /// Every agent of the tenant.
     #[graphql(complexity = "100 * child_complexity")]
     async fn agents(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Agent>> {
-        Ok(agents::list(db(ctx)?, scope(ctx)?).await.gql()?.into_iter().map(Agent).collect())
+        let rows = agents::list(db(ctx)?, scope(ctx)?).await.gql()?;
+        let ids: Vec<uuid::Uuid> = rows.iter().map(|a| a.id).collect();
+        prefetch::calls_below(
+            ctx,
+            &ctx.look_ahead().field("calls"),
+            CallParent::Agent,
+            &ids,
+        )
+        .await?;
+        Ok(rows.into_iter().map(Agent).collect())
     }
 
     /// One agent, or null if it does not exist in this tenant.
     async fn agent(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Agent>> {
         let id = parse_id("id", &id)?;
-        Ok(agents::find(db(ctx)?, scope(ctx)?, id).await.gql()?.map(Agent))
+        Ok(agents::find(db(ctx)?, scope(ctx)?, id)
+            .await
+            .gql()?
+            .map(Agent))
     }
 
     /// Customers, newest first.
@@ -104,12 +122,22 @@ impl Query {
     /// One customer, or null if it does not exist in this tenant.
     async fn customer(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Customer>> {
         let id = parse_id("id", &id)?;
-        Ok(customers::find(db(ctx)?, scope(ctx)?, id).await.gql()?.map(Customer))
+        Ok(customers::find(db(ctx)?, scope(ctx)?, id)
+            .await
+            .gql()?
+            .map(Customer))
     }
 
     /// The customer with this number, in any format (read in the tenant's default region).
-    async fn customer_by_phone(&self, ctx: &Context<'_>, phone: String) -> async_graphql::Result<Option<Customer>> {
-        Ok(customers::by_phone(db(ctx)?, scope(ctx)?, &phone).await.gql()?.map(Customer))
+    async fn customer_by_phone(
+        &self,
+        ctx: &Context<'_>,
+        phone: String,
+    ) -> async_graphql::Result<Option<Customer>> {
+        Ok(customers::by_phone(db(ctx)?, scope(ctx)?, &phone)
+            .await
+            .gql()?
+            .map(Customer))
     }
 
     /// Calls, newest first.
@@ -138,6 +166,9 @@ impl Query {
     /// One call, or null if it does not exist in this tenant.
     async fn call(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Call>> {
         let id = parse_id("id", &id)?;
-        Ok(calls::find(db(ctx)?, scope(ctx)?, id).await.gql()?.map(Call))
+        Ok(calls::find(db(ctx)?, scope(ctx)?, id)
+            .await
+            .gql()?
+            .map(Call))
     }
 }

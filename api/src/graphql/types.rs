@@ -12,6 +12,7 @@ use super::context::{db, loaders, scope};
 use super::enums::{CallDirection, CallEventSource, CallStatus, LeadStatus, Provider, Role};
 use super::error::GqlResultExt;
 use super::loaders::{AgentId, CallCount, CustomerId, EventsOf, RecentCalls};
+use super::prefetch;
 
 fn id(u: Uuid) -> ID {
     ID(u.to_string())
@@ -178,7 +179,9 @@ impl Customer {
     /// Past conversations (calls with a transcript or summary), newest first.
     #[graphql(complexity = "50 * child_complexity")]
     async fn interactions(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Interaction>> {
-        let rows = calls::interactions(db(ctx)?, scope(ctx)?, self.0.id, 50).await.gql()?;
+        let rows = calls::interactions(db(ctx)?, scope(ctx)?, self.0.id, 50)
+            .await
+            .gql()?;
         Ok(rows.into_iter().map(Interaction).collect())
     }
 }
@@ -267,17 +270,33 @@ impl Call {
         self.0.hangup_reason.as_deref()
     }
     async fn agent(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Agent>> {
-        let Some(agent_id) = self.0.agent_id else { return Ok(None) };
-        Ok(loaders(ctx)?.load_one(AgentId(agent_id)).await.gql()?.map(Agent))
+        let Some(agent_id) = self.0.agent_id else {
+            return Ok(None);
+        };
+        Ok(loaders(ctx)?
+            .load_one(AgentId(agent_id))
+            .await
+            .gql()?
+            .map(Agent))
     }
     async fn customer(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Customer>> {
-        let Some(customer_id) = self.0.customer_id else { return Ok(None) };
-        Ok(loaders(ctx)?.load_one(CustomerId(customer_id)).await.gql()?.map(Customer))
+        let Some(customer_id) = self.0.customer_id else {
+            return Ok(None);
+        };
+        Ok(loaders(ctx)?
+            .load_one(CustomerId(customer_id))
+            .await
+            .gql()?
+            .map(Customer))
     }
     /// Status history, oldest first.
     async fn events(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<CallEvent>> {
         let events = loaders(ctx)?.load_one(EventsOf(self.0.id)).await.gql()?;
-        Ok(events.unwrap_or_default().into_iter().map(CallEvent).collect())
+        Ok(events
+            .unwrap_or_default()
+            .into_iter()
+            .map(CallEvent)
+            .collect())
     }
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
@@ -315,8 +334,14 @@ pub struct CallConnection {
 }
 
 impl CallConnection {
-    pub async fn top_level(ctx: &Context<'_>, filter: CallFilter, page: PageRequest) -> async_graphql::Result<Self> {
-        let page = calls::list(db(ctx)?, scope(ctx)?, &filter, page).await.gql()?;
+    pub async fn top_level(
+        ctx: &Context<'_>,
+        filter: CallFilter,
+        page: PageRequest,
+    ) -> async_graphql::Result<Self> {
+        let page = calls::list(db(ctx)?, scope(ctx)?, &filter, page)
+            .await
+            .gql()?;
         Ok(CallConnection {
             page,
             total: CallTotal::Filter(filter),
@@ -332,7 +357,9 @@ impl CallConnection {
     ) -> async_graphql::Result<Self> {
         let req = PageRequest::new(first, after.as_deref()).gql()?;
         let page = if req.after.is_some() {
-            calls::list_for_parent(db(ctx)?, scope(ctx)?, parent, parent_id, req).await.gql()?
+            calls::list_for_parent(db(ctx)?, scope(ctx)?, parent, parent_id, req)
+                .await
+                .gql()?
         } else {
             // Batched across every parent on the page: one statement in all.
             let key = RecentCalls {
@@ -360,15 +387,18 @@ pub struct CallEdge {
 /// A page of calls.
 #[Object]
 impl CallConnection {
-    async fn edges(&self) -> Vec<CallEdge> {
-        self.page
+    async fn edges(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<CallEdge>> {
+        let rows: Vec<&call::Model> = self.page.items.iter().collect();
+        prefetch::call_nodes(ctx, &ctx.look_ahead().field("node"), &rows).await?;
+        Ok(self
+            .page
             .items
             .iter()
             .map(|c| CallEdge {
                 cursor: encode_cursor(c.id),
                 node: Call(c.clone()),
             })
-            .collect()
+            .collect())
     }
     async fn page_info(&self) -> PageInfo {
         page_info(&self.page, |c| c.id)
@@ -377,7 +407,11 @@ impl CallConnection {
     async fn total_count(&self, ctx: &Context<'_>) -> async_graphql::Result<u64> {
         match &self.total {
             CallTotal::Filter(f) => calls::count(db(ctx)?, scope(ctx)?, f).await.gql(),
-            CallTotal::Parent(p, id) => Ok(loaders(ctx)?.load_one(CallCount(*p, *id)).await.gql()?.unwrap_or(0)),
+            CallTotal::Parent(p, id) => Ok(loaders(ctx)?
+                .load_one(CallCount(*p, *id))
+                .await
+                .gql()?
+                .unwrap_or(0)),
         }
     }
 }
@@ -388,8 +422,14 @@ pub struct CustomerConnection {
 }
 
 impl CustomerConnection {
-    pub async fn load(ctx: &Context<'_>, filter: CustomerFilter, page: PageRequest) -> async_graphql::Result<Self> {
-        let page = customers::list(db(ctx)?, scope(ctx)?, &filter, page).await.gql()?;
+    pub async fn load(
+        ctx: &Context<'_>,
+        filter: CustomerFilter,
+        page: PageRequest,
+    ) -> async_graphql::Result<Self> {
+        let page = customers::list(db(ctx)?, scope(ctx)?, &filter, page)
+            .await
+            .gql()?;
         Ok(CustomerConnection { page, filter })
     }
 }
@@ -404,21 +444,32 @@ pub struct CustomerEdge {
 /// A page of customers.
 #[Object]
 impl CustomerConnection {
-    async fn edges(&self) -> Vec<CustomerEdge> {
-        self.page
+    async fn edges(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<CustomerEdge>> {
+        let ids: Vec<Uuid> = self.page.items.iter().map(|c| c.id).collect();
+        prefetch::calls_below(
+            ctx,
+            &ctx.look_ahead().field("node").field("calls"),
+            CallParent::Customer,
+            &ids,
+        )
+        .await?;
+        Ok(self
+            .page
             .items
             .iter()
             .map(|c| CustomerEdge {
                 cursor: encode_cursor(c.id),
                 node: Customer(c.clone()),
             })
-            .collect()
+            .collect())
     }
     async fn page_info(&self) -> PageInfo {
         page_info(&self.page, |c| c.id)
     }
     /// Number of customers matching, over all pages.
     async fn total_count(&self, ctx: &Context<'_>) -> async_graphql::Result<u64> {
-        customers::count(db(ctx)?, scope(ctx)?, &self.filter).await.gql()
+        customers::count(db(ctx)?, scope(ctx)?, &self.filter)
+            .await
+            .gql()
     }
 }

@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use entity::{call, call_event};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait};
 use sea_orm::{
-    ColumnTrait, Condition, DatabaseConnection, EntityTrait, FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Select, Statement, Value,
+    ColumnTrait, Condition, DatabaseConnection, EntityTrait, FromQueryResult, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, Select, Statement, Value,
 };
 use uuid::Uuid;
 
@@ -102,21 +102,42 @@ pub async fn list(
     if let Some(after) = page.after {
         q = q.filter(call::Column::Id.lt(after));
     }
-    let rows = q.order_by_desc(call::Column::Id).limit(page.first + 1).all(db).await?;
+    let rows = q
+        .order_by_desc(call::Column::Id)
+        .limit(page.first + 1)
+        .all(db)
+        .await?;
     Ok(Page::from_overfetch(rows, page.first))
 }
 
-pub async fn count(db: &DatabaseConnection, scope: &TenantScope, filter: &CallFilter) -> DomainResult<u64> {
+pub async fn count(
+    db: &DatabaseConnection,
+    scope: &TenantScope,
+    filter: &CallFilter,
+) -> DomainResult<u64> {
     check_window(filter)?;
     Ok(filtered(scope, filter).count(db).await?)
 }
 
-pub async fn find(db: &DatabaseConnection, scope: &TenantScope, id: Uuid) -> DomainResult<Option<call::Model>> {
-    Ok(scoped(scope).filter(call::Column::Id.eq(id)).one(db).await?)
+pub async fn find(
+    db: &DatabaseConnection,
+    scope: &TenantScope,
+    id: Uuid,
+) -> DomainResult<Option<call::Model>> {
+    Ok(scoped(scope)
+        .filter(call::Column::Id.eq(id))
+        .one(db)
+        .await?)
 }
 
-pub async fn get(db: &DatabaseConnection, scope: &TenantScope, id: Uuid) -> DomainResult<call::Model> {
-    find(db, scope, id).await?.ok_or(DomainError::not_found("call"))
+pub async fn get(
+    db: &DatabaseConnection,
+    scope: &TenantScope,
+    id: Uuid,
+) -> DomainResult<call::Model> {
+    find(db, scope, id)
+        .await?
+        .ok_or(DomainError::not_found("call"))
 }
 
 /// One page of a parent's calls (used when a nested connection asks for a cursor).
@@ -131,7 +152,11 @@ pub async fn list_for_parent(
     if let Some(after) = page.after {
         q = q.filter(call::Column::Id.lt(after));
     }
-    let rows = q.order_by_desc(call::Column::Id).limit(page.first + 1).all(db).await?;
+    let rows = q
+        .order_by_desc(call::Column::Id)
+        .limit(page.first + 1)
+        .all(db)
+        .await?;
     Ok(Page::from_overfetch(rows, page.first))
 }
 
@@ -200,14 +225,20 @@ pub async fn count_by_parent(
     let rows = call::Entity::find()
         .select_only()
         .column_as(parent.column(), "parent_id")
-        .column_as(Expr::col((Alias::new("calls"), Alias::new("id"))).count(), "n")
+        .column_as(
+            Expr::col((Alias::new("calls"), Alias::new("id"))).count(),
+            "n",
+        )
         .filter(call::Column::TenantId.eq(scope.tenant_id()))
         .filter(parent.column().is_in(parent_ids.iter().copied()))
         .group_by(parent.column())
         .into_model::<ParentCount>()
         .all(db)
         .await?;
-    Ok(rows.into_iter().map(|r| (r.parent_id, u64::try_from(r.n).unwrap_or(0))).collect())
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.parent_id, u64::try_from(r.n).unwrap_or(0)))
+        .collect())
 }
 
 /// Status history of many calls at once, oldest first within each call.

@@ -4,4 +4,6 @@ mod repo;
 mod service;
 
 pub use repo::{by_ids, count, find, list};
-pub use service::{CustomerFilter, CustomerPatch, NewCustomer, by_phone, create, delete, get, merge, update};
+pub use service::{
+    CustomerFilter, CustomerPatch, NewCustomer, by_phone, create, delete, get, merge, update,
+};

@@ -3,8 +3,8 @@
 use entity::{customer, customer_tag};
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, Query};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Select,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, Select,
 };
 use uuid::Uuid;
 
@@ -20,7 +20,10 @@ fn scoped(scope: &TenantScope) -> Select<customer::Entity> {
 
 /// `%` and `_` in user text are literal, not wildcards.
 fn like_pattern(text: &str) -> String {
-    let escaped = text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    let escaped = text
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
     format!("%{escaped}%")
 }
 
@@ -41,7 +44,12 @@ fn filtered(scope: &TenantScope, filter: &CustomerFilter) -> Select<customer::En
             ),
         );
     }
-    if let Some(search) = filter.search.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+    if let Some(search) = filter
+        .search
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
         let mut any = Condition::any().add(
             Expr::expr(Func::lower(Expr::col(customer::Column::Name)))
                 .like(LikeExpr::new(like_pattern(&search.to_lowercase())).escape('\\')),
@@ -77,12 +85,23 @@ pub async fn list(
     Ok(Page::from_overfetch(rows, page.first))
 }
 
-pub async fn count(db: &DatabaseConnection, scope: &TenantScope, filter: &CustomerFilter) -> DomainResult<u64> {
+pub async fn count(
+    db: &DatabaseConnection,
+    scope: &TenantScope,
+    filter: &CustomerFilter,
+) -> DomainResult<u64> {
     Ok(filtered(scope, filter).count(db).await?)
 }
 
-pub async fn find<C: ConnectionTrait>(conn: &C, scope: &TenantScope, id: Uuid) -> DomainResult<Option<customer::Model>> {
-    Ok(scoped(scope).filter(customer::Column::Id.eq(id)).one(conn).await?)
+pub async fn find<C: ConnectionTrait>(
+    conn: &C,
+    scope: &TenantScope,
+    id: Uuid,
+) -> DomainResult<Option<customer::Model>> {
+    Ok(scoped(scope)
+        .filter(customer::Column::Id.eq(id))
+        .one(conn)
+        .await?)
 }
 
 pub async fn find_by_phone<C: ConnectionTrait>(
@@ -97,7 +116,11 @@ pub async fn find_by_phone<C: ConnectionTrait>(
 }
 
 /// Batch lookup for DataLoaders: one statement for any number of ids.
-pub async fn by_ids(db: &DatabaseConnection, scope: &TenantScope, ids: &[Uuid]) -> DomainResult<Vec<customer::Model>> {
+pub async fn by_ids(
+    db: &DatabaseConnection,
+    scope: &TenantScope,
+    ids: &[Uuid],
+) -> DomainResult<Vec<customer::Model>> {
     Ok(scoped(scope)
         .filter(customer::Column::Id.is_in(ids.iter().copied()))
         .all(db)

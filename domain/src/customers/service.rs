@@ -4,8 +4,8 @@ use chrono::Utc;
 use entity::{call, customer};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, IntoActiveModel, QueryFilter, Set,
-    TransactionTrait,
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, IntoActiveModel, QueryFilter,
+    Set, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -53,32 +53,50 @@ pub struct CustomerPatch {
 }
 
 fn parse_phone(scope: &TenantScope, raw: &str) -> DomainResult<PhoneNumber> {
-    PhoneNumber::parse(raw, scope.region()).map_err(|e| DomainError::invalid("phoneNumber", e.to_string()))
+    PhoneNumber::parse(raw, scope.region())
+        .map_err(|e| DomainError::invalid("phoneNumber", e.to_string()))
 }
 
 fn text(field: &'static str, value: Option<String>, max: usize) -> DomainResult<Option<String>> {
     match value.map(|v| v.trim().to_owned()) {
         None => Ok(None),
         Some(v) if v.is_empty() => Ok(None),
-        Some(v) if v.chars().count() > max => Err(DomainError::invalid(field, format!("must be at most {max} characters"))),
+        Some(v) if v.chars().count() > max => Err(DomainError::invalid(
+            field,
+            format!("must be at most {max} characters"),
+        )),
         Some(v) => Ok(Some(v)),
     }
 }
 
 fn email(value: Option<String>) -> DomainResult<Option<String>> {
-    let Some(v) = text("email", value, 254)? else { return Ok(None) };
+    let Some(v) = text("email", value, 254)? else {
+        return Ok(None);
+    };
     let valid = match v.split_once('@') {
         Some((local, domain)) => {
-            !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.') && !v.contains(char::is_whitespace) && !domain.contains('@')
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !v.contains(char::is_whitespace)
+                && !domain.contains('@')
         }
         None => false,
     };
-    if valid { Ok(Some(v)) } else { Err(DomainError::invalid("email", "is not an email address")) }
+    if valid {
+        Ok(Some(v))
+    } else {
+        Err(DomainError::invalid("email", "is not an email address"))
+    }
 }
 
 fn score(value: Option<f64>) -> DomainResult<Option<f64>> {
     match value {
-        Some(s) if !(0.0..=100.0).contains(&s) => Err(DomainError::invalid("leadScore", "must be between 0 and 100")),
+        Some(s) if !(0.0..=100.0).contains(&s) => Err(DomainError::invalid(
+            "leadScore",
+            "must be between 0 and 100",
+        )),
         other => Ok(other),
     }
 }
@@ -92,14 +110,20 @@ fn tags(raw: Vec<String>) -> DomainResult<Vec<String>> {
             continue;
         }
         if t.chars().count() > 64 {
-            return Err(DomainError::invalid("tags", "each tag must be at most 64 characters"));
+            return Err(DomainError::invalid(
+                "tags",
+                "each tag must be at most 64 characters",
+            ));
         }
         if !out.contains(&t) {
             out.push(t);
         }
     }
     if out.len() > MAX_TAGS {
-        return Err(DomainError::invalid("tags", format!("at most {MAX_TAGS} tags")));
+        return Err(DomainError::invalid(
+            "tags",
+            format!("at most {MAX_TAGS} tags"),
+        ));
     }
     Ok(out)
 }
@@ -108,17 +132,31 @@ fn tags_of(model: &customer::Model) -> Vec<String> {
     serde_json::from_value(model.tags.clone()).unwrap_or_default()
 }
 
-pub async fn get(db: &DatabaseConnection, scope: &TenantScope, id: Uuid) -> DomainResult<customer::Model> {
-    repo::find(db, scope, id).await?.ok_or(DomainError::not_found("customer"))
+pub async fn get(
+    db: &DatabaseConnection,
+    scope: &TenantScope,
+    id: Uuid,
+) -> DomainResult<customer::Model> {
+    repo::find(db, scope, id)
+        .await?
+        .ok_or(DomainError::not_found("customer"))
 }
 
 /// Looks a customer up by a number in any format, read in the tenant's default region.
-pub async fn by_phone(db: &DatabaseConnection, scope: &TenantScope, raw: &str) -> DomainResult<Option<customer::Model>> {
+pub async fn by_phone(
+    db: &DatabaseConnection,
+    scope: &TenantScope,
+    raw: &str,
+) -> DomainResult<Option<customer::Model>> {
     let phone = parse_phone(scope, raw)?;
     repo::find_by_phone(db, scope, &phone).await
 }
 
-pub async fn create(db: &DatabaseConnection, scope: &TenantScope, input: NewCustomer) -> DomainResult<customer::Model> {
+pub async fn create(
+    db: &DatabaseConnection,
+    scope: &TenantScope,
+    input: NewCustomer,
+) -> DomainResult<customer::Model> {
     scope.require(Role::Member)?;
     let phone = parse_phone(scope, &input.phone_number)?;
     let tags = tags(input.tags)?;
@@ -140,7 +178,10 @@ pub async fn create(db: &DatabaseConnection, scope: &TenantScope, input: NewCust
         updated_at: Set(now),
     };
     let txn = db.begin().await?;
-    let created = model.insert(&txn).await.on_conflict("phoneNumber", DUPLICATE_PHONE)?;
+    let created = model
+        .insert(&txn)
+        .await
+        .on_conflict("phoneNumber", DUPLICATE_PHONE)?;
     repo::replace_tags(&txn, scope, created.id, &tags).await?;
     txn.commit().await?;
     Ok(created)
@@ -182,7 +223,10 @@ pub async fn update(
     }
     active.updated_at = Set(Utc::now());
     let txn = db.begin().await?;
-    let updated = active.update(&txn).await.on_conflict("phoneNumber", DUPLICATE_PHONE)?;
+    let updated = active
+        .update(&txn)
+        .await
+        .on_conflict("phoneNumber", DUPLICATE_PHONE)?;
     if let Some(t) = &new_tags {
         repo::replace_tags(&txn, scope, id, t).await?;
     }
@@ -214,11 +258,18 @@ pub async fn merge(
 ) -> DomainResult<customer::Model> {
     scope.require(Role::Member)?;
     if primary_id == duplicate_id {
-        return Err(DomainError::invalid("duplicateId", "must differ from primaryId"));
+        return Err(DomainError::invalid(
+            "duplicateId",
+            "must differ from primaryId",
+        ));
     }
     let txn = db.begin().await?;
-    let primary = repo::find(&txn, scope, primary_id).await?.ok_or(DomainError::not_found("customer"))?;
-    let duplicate = repo::find(&txn, scope, duplicate_id).await?.ok_or(DomainError::not_found("customer"))?;
+    let primary = repo::find(&txn, scope, primary_id)
+        .await?
+        .ok_or(DomainError::not_found("customer"))?;
+    let duplicate = repo::find(&txn, scope, duplicate_id)
+        .await?
+        .ok_or(DomainError::not_found("customer"))?;
 
     call::Entity::update_many()
         .col_expr(call::Column::CustomerId, Expr::value(primary.id))
@@ -234,7 +285,11 @@ pub async fn merge(
         }
     }
     merged_tags.truncate(MAX_TAGS);
-    let status = if primary.status == LeadStatus::New.as_str() { duplicate.status.clone() } else { primary.status.clone() };
+    let status = if primary.status == LeadStatus::New.as_str() {
+        duplicate.status.clone()
+    } else {
+        primary.status.clone()
+    };
     let last_contacted_at = match (primary.last_contacted_at, duplicate.last_contacted_at) {
         (Some(a), Some(b)) => Some(a.max(b)),
         (a, b) => a.or(b),
@@ -249,7 +304,9 @@ pub async fn merge(
     };
 
     // Delete first: the duplicate's tag rows go with it (cascade), freeing the unique keys.
-    customer::Entity::delete_by_id(duplicate.id).exec(&txn).await?;
+    customer::Entity::delete_by_id(duplicate.id)
+        .exec(&txn)
+        .await?;
 
     let mut active = primary.clone().into_active_model();
     active.name = Set(primary.name.clone().or(duplicate.name));

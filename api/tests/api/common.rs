@@ -1,0 +1,253 @@
+//! Test harness: the real app on a random port over a fresh database, spoken to over HTTP.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use domain::settings::Settings;
+use domain::testdb::{Backend, TestDb};
+use sea_orm::DatabaseConnection;
+use serde_json::{Value, json};
+
+pub const ADMIN_TOKEN: &str = "test-operator-token-0123456789";
+
+/// Runs an async test body once on SQLite and once on PostgreSQL.
+#[macro_export]
+macro_rules! on_both {
+    ($name:ident, $body:ident) => {
+        $crate::on_both!($name, $body, []);
+    };
+    ($name:ident, $body:ident, [$(($k:expr, $v:expr)),* $(,)?]) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let extra: &[(&str, &str)] = &[$(($k, $v)),*];
+                if let Some(app) = $crate::common::TestApp::spawn_with(domain::testdb::Backend::Sqlite, extra).await {
+                    super::$body(app).await;
+                }
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let extra: &[(&str, &str)] = &[$(($k, $v)),*];
+                match $crate::common::TestApp::spawn_with(domain::testdb::Backend::Postgres, extra).await {
+                    Some(app) => super::$body(app).await,
+                    None => eprintln!("skipped: TEST_DATABASE_URL is not set"),
+                }
+            }
+        }
+    };
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub db: DatabaseConnection,
+    pub backend: Backend,
+    statements: Arc<AtomicU64>,
+    server: tokio::task::JoinHandle<()>,
+    // Dropped last: the database outlives the server using it.
+    _testdb: TestDb,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+pub struct Tenant {
+    pub id: String,
+    pub key: String,
+    pub webhook_token: String,
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> Option<TestApp> {
+        Self::spawn_with(backend, &[]).await
+    }
+
+    /// Starts the app with extra settings (environment-variable names and values).
+    pub async fn spawn_with(backend: Backend, extra: &[(&str, &str)]) -> Option<TestApp> {
+        init_logs();
+        let testdb = TestDb::create(backend).await?;
+        let mut env: HashMap<String, String> = HashMap::from([
+            ("DATABASE_URL".into(), testdb.url.clone()),
+            ("ADMIN_TOKEN".into(), ADMIN_TOKEN.into()),
+            ("RUN_WORKER".into(), "false".into()),
+            ("SEED_DEMO".into(), "false".into()),
+            ("DATABASE_MAX_CONNECTIONS".into(), "5".into()),
+        ]);
+        if let Some(redis) = domain::testdb::redis_url() {
+            env.insert("REDIS_URL".into(), redis);
+        }
+        for (k, v) in extra {
+            env.insert((*k).into(), (*v).into());
+        }
+        let settings = Settings::from_lookup(|k| env.get(k).cloned()).expect("test settings");
+        let mut db = domain::db::connect(&settings.database)
+            .await
+            .expect("connect");
+        let statements = Arc::new(AtomicU64::new(0));
+        let counter = statements.clone();
+        db.set_metric_callback(move |_| {
+            counter.fetch_add(1, Ordering::SeqCst);
+        });
+        domain::db::migrate(&db).await.expect("migrate");
+        let state = api::AppState::new(db.clone(), settings).expect("state");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let _ = api::server::serve(state, listener, std::future::pending()).await;
+        });
+        Some(TestApp {
+            addr,
+            client: reqwest::Client::new(),
+            db,
+            backend,
+            statements,
+            server,
+            _testdb: testdb,
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// SQL statements executed so far on the app's pool.
+    pub fn statements(&self) -> u64 {
+        self.statements.load(Ordering::SeqCst)
+    }
+
+    /// POSTs a GraphQL request and returns the JSON body (whatever the status).
+    pub async fn gql(&self, key: Option<&str>, query: &str, variables: Value) -> Value {
+        let mut req = self
+            .client
+            .post(self.url("/graphql"))
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(k) = key {
+            req = req.bearer_auth(k);
+        }
+        let res = req.send().await.unwrap();
+        res.json().await.unwrap()
+    }
+
+    /// Like `gql` but panics on any error and returns `data`.
+    pub async fn ok(&self, key: &str, query: &str, variables: Value) -> Value {
+        let body = self.gql(Some(key), query, variables).await;
+        assert!(body.get("errors").is_none(), "unexpected errors: {body}");
+        body["data"].clone()
+    }
+
+    pub async fn create_tenant(&self, name: &str, region: &str) -> Tenant {
+        let body = self
+            .gql(
+                Some(ADMIN_TOKEN),
+                "mutation($n: String!, $r: String!) { createTenant(input: {name: $n, defaultRegion: $r}) { apiKey tenant { id webhookToken } } }",
+                json!({ "n": name, "r": region }),
+            )
+            .await;
+        let p = &body["data"]["createTenant"];
+        assert!(p.is_object(), "createTenant failed: {body}");
+        Tenant {
+            id: p["tenant"]["id"].as_str().unwrap().to_owned(),
+            key: p["apiKey"].as_str().unwrap().to_owned(),
+            webhook_token: p["tenant"]["webhookToken"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    pub async fn create_customer(&self, key: &str, phone: &str, name: &str) -> String {
+        let data = self
+            .ok(
+                key,
+                "mutation($p: String!, $n: String) { createCustomer(input: {phoneNumber: $p, name: $n}) { id } }",
+                json!({ "p": phone, "n": name }),
+            )
+            .await;
+        data["createCustomer"]["id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn create_agent(&self, key: &str, name: &str) -> String {
+        let data = self
+            .ok(
+                key,
+                "mutation($n: String!) { createAgent(input: {name: $n, provider: SIMULATOR, businessName: \"Acme\"}) { id } }",
+                json!({ "n": name }),
+            )
+            .await;
+        data["createAgent"]["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Calls are written by ingestion (a later capability); tests insert them directly.
+    pub async fn insert_call(
+        &self,
+        tenant_id: &str,
+        customer_id: Option<&str>,
+        agent_id: Option<&str>,
+    ) -> String {
+        use sea_orm::{ActiveModelTrait, Set};
+        let now = chrono::Utc::now();
+        let id = uuid::Uuid::now_v7();
+        let parse = |s: &str| uuid::Uuid::parse_str(s).unwrap();
+        entity::call::ActiveModel {
+            id: Set(id),
+            tenant_id: Set(parse(tenant_id)),
+            agent_id: Set(agent_id.map(parse)),
+            customer_id: Set(customer_id.map(parse)),
+            campaign_id: Set(None),
+            provider: Set("SIMULATOR".into()),
+            provider_execution_id: Set(Some(uuid::Uuid::new_v4().to_string())),
+            provider_call_id: Set(None),
+            direction: Set("OUTBOUND".into()),
+            status: Set("COMPLETED".into()),
+            from_number: Set(Some("+15550000000".into())),
+            to_number: Set(Some("+15550000001".into())),
+            started_at: Set(Some(now)),
+            ended_at: Set(Some(now)),
+            duration_seconds: Set(Some(42.0)),
+            cost: Set(Some(1.5)),
+            transcript: Set(Some("assistant: hello\nuser: hi".into())),
+            summary: Set(Some("Said hello.".into())),
+            recording_url: Set(None),
+            extracted_data: Set(Some(json!({ "interested": true }))),
+            hangup_reason: Set(None),
+            raw_payload: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+        .insert(&self.db)
+        .await
+        .unwrap();
+        entity::call_event::ActiveModel {
+            id: Set(uuid::Uuid::now_v7()),
+            tenant_id: Set(parse(tenant_id)),
+            call_id: Set(id),
+            status: Set("COMPLETED".into()),
+            source: Set("SIMULATOR".into()),
+            at: Set(now),
+            payload: Set(None),
+        }
+        .insert(&self.db)
+        .await
+        .unwrap();
+        id.to_string()
+    }
+}
+
+/// The `extensions.code` of the first error.
+pub fn code(body: &Value) -> &str {
+    body["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error code in {body}"))
+}
+
+fn init_logs() {
+    if std::env::var("TEST_LOG").is_ok() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("info")
+            .with_test_writer()
+            .try_init();
+    }
+}

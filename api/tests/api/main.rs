@@ -1,0 +1,14 @@
+//! Integration tests: the real app on a random port, over SQLite and PostgreSQL.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+mod agents;
+mod auth;
+mod customers;
+mod hardening;
+mod operations;
+mod pagination;
+mod phones;
+mod schema;
+mod tenancy;
