@@ -299,35 +299,6 @@ pub async fn count_tenants(db: &DatabaseConnection) -> DomainResult<u64> {
     Ok(tenant::Entity::find().count(db).await?)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_are_random_hex() {
-        let a = random_token(32).unwrap();
-        let b = random_token(32).unwrap();
-        assert_eq!(a.len(), 64);
-        assert_ne!(a, b);
-        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
-    }
-
-    #[test]
-    fn secret_comparison() {
-        assert!(secrets_match("abc", "abc"));
-        assert!(!secrets_match("", "abc"));
-        assert!(!secrets_match("abd", "abc"));
-    }
-
-    #[test]
-    fn timezones() {
-        assert!(validate_timezone("Asia/Kolkata").is_ok());
-        assert!(validate_timezone("UTC").is_ok());
-        assert!(validate_timezone("not a zone").is_err());
-        assert!(validate_timezone("").is_err());
-    }
-}
-
 /// Resolves keys with a short-lived in-process cache, so a burst of requests costs one
 /// lookup. Revocation takes effect at once in this process (`forget_all`) and within
 /// `ttl` in other replicas; a zero `ttl` disables caching.
@@ -375,5 +346,34 @@ impl Authenticator {
         if let Ok(mut cache) = self.cache.lock() {
             cache.clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_random_hex() {
+        let a = random_token(32).unwrap();
+        let b = random_token(32).unwrap();
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, b);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn secret_comparison() {
+        assert!(secrets_match("abc", "abc"));
+        assert!(!secrets_match("", "abc"));
+        assert!(!secrets_match("abd", "abc"));
+    }
+
+    #[test]
+    fn timezones() {
+        assert!(validate_timezone("Asia/Kolkata").is_ok());
+        assert!(validate_timezone("UTC").is_ok());
+        assert!(validate_timezone("not a zone").is_err());
+        assert!(validate_timezone("").is_err());
     }
 }
