@@ -70,3 +70,12 @@ pub async fn track_http(request: Request, next: Next) -> Response {
         .record(elapsed.as_secs_f64());
     response
 }
+
+/// Counts and times every SQL statement the pool runs.
+pub fn observe_database(db: &mut sea_orm::DatabaseConnection) {
+    db.set_metric_callback(|info| {
+        let outcome = if info.failed { "error" } else { "ok" };
+        metrics::counter!("db_statements_total", "outcome" => outcome).increment(1);
+        metrics::histogram!("db_statement_duration_seconds").record(info.elapsed.as_secs_f64());
+    });
+}

@@ -66,17 +66,35 @@ async fn runs_retries_and_gives_up(db: DatabaseConnection) {
             }
         });
 
-    let ok = queue::enqueue(&db, "ok", json!({ "n": 1 }), Utc::now(), 3).await.unwrap();
-    let bad = queue::enqueue(&db, "always_fails", json!({}), Utc::now(), 2).await.unwrap();
-    let unknown = queue::enqueue(&db, "nobody_handles_this", json!({}), Utc::now(), 1).await.unwrap();
-    let later = queue::enqueue(&db, "ok", json!({}), Utc::now() + chrono::Duration::hours(1), 1).await.unwrap();
+    let ok = queue::enqueue(&db, "ok", json!({ "n": 1 }), Utc::now(), 3)
+        .await
+        .unwrap();
+    let bad = queue::enqueue(&db, "always_fails", json!({}), Utc::now(), 2)
+        .await
+        .unwrap();
+    let unknown = queue::enqueue(&db, "nobody_handles_this", json!({}), Utc::now(), 1)
+        .await
+        .unwrap();
+    let later = queue::enqueue(
+        &db,
+        "ok",
+        json!({}),
+        Utc::now() + chrono::Duration::hours(1),
+        1,
+    )
+    .await
+    .unwrap();
 
     let stats = runner.run_pending_jobs().await.unwrap();
     assert_eq!(stats.claimed, 3);
     assert_eq!(stats.succeeded, 1);
     assert_eq!(ok_runs.load(Ordering::SeqCst), 1);
     assert_eq!(queue::get(&db, ok).await.unwrap().unwrap().status, "done");
-    assert_eq!(queue::get(&db, later).await.unwrap().unwrap().status, "pending", "not due yet");
+    assert_eq!(
+        queue::get(&db, later).await.unwrap().unwrap().status,
+        "pending",
+        "not due yet"
+    );
     let u = queue::get(&db, unknown).await.unwrap().unwrap();
     assert_eq!(u.status, "failed");
     assert!(u.last_error.unwrap().contains("no handler"));
@@ -106,18 +124,23 @@ async fn make_due(db: &DatabaseConnection, id: uuid::Uuid) {
 async fn no_double_claims(db: DatabaseConnection) {
     let runs = Arc::new(AtomicUsize::new(0));
     let make = |runs: Arc<AtomicUsize>| {
-        Runner::new(db.clone(), Duration::from_millis(10)).handle("count", move |job: entity::job::Model| {
-            let runs = runs.clone();
-            async move {
-                assert!(job.attempts == 1, "job ran twice");
-                runs.fetch_add(1, Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_millis(2)).await;
-                Ok(())
-            }
-        })
+        Runner::new(db.clone(), Duration::from_millis(10)).handle(
+            "count",
+            move |job: entity::job::Model| {
+                let runs = runs.clone();
+                async move {
+                    assert!(job.attempts == 1, "job ran twice");
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                    Ok(())
+                }
+            },
+        )
     };
     for i in 0..60 {
-        queue::enqueue(&db, "count", json!({ "i": i }), Utc::now(), 1).await.unwrap();
+        queue::enqueue(&db, "count", json!({ "i": i }), Utc::now(), 1)
+            .await
+            .unwrap();
     }
     let (a, b) = (make(runs.clone()), make(runs.clone()));
     let (ra, rb) = tokio::join!(a.run_pending_jobs(), b.run_pending_jobs());
@@ -129,15 +152,32 @@ on_both!(no_double_claims);
 
 /// A live worker's jobs are never swept; a dead worker's are, once the lease runs out.
 async fn leases(db: DatabaseConnection) {
-    let id = queue::enqueue(&db, "slow", json!({}), Utc::now(), 3).await.unwrap();
-    let claimed = queue::claim(&db, "dead-worker", 10, Duration::from_millis(300)).await.unwrap();
+    let id = queue::enqueue(&db, "slow", json!({}), Utc::now(), 3)
+        .await
+        .unwrap();
+    let claimed = queue::claim(&db, "dead-worker", 10, Duration::from_millis(300))
+        .await
+        .unwrap();
     assert_eq!(claimed.len(), 1);
-    assert_eq!(queue::sweep_expired(&db).await.unwrap(), 0, "lease still valid");
+    assert_eq!(
+        queue::sweep_expired(&db).await.unwrap(),
+        0,
+        "lease still valid"
+    );
     // A heartbeat keeps it alive past its first deadline.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(queue::heartbeat(&db, "dead-worker", &[id], Duration::from_millis(300)).await.unwrap(), 1);
+    assert_eq!(
+        queue::heartbeat(&db, "dead-worker", &[id], Duration::from_millis(300))
+            .await
+            .unwrap(),
+        1
+    );
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(queue::sweep_expired(&db).await.unwrap(), 0, "heartbeat extended the lease");
+    assert_eq!(
+        queue::sweep_expired(&db).await.unwrap(),
+        0,
+        "heartbeat extended the lease"
+    );
     // Then the worker dies: no more heartbeats.
     tokio::time::sleep(Duration::from_millis(250)).await;
     assert_eq!(queue::sweep_expired(&db).await.unwrap(), 1);
@@ -166,7 +206,9 @@ async fn loop_runs_and_stops(db: DatabaseConnection) {
     });
     let (tx, rx) = tokio::sync::watch::channel(false);
     let handle = tokio::spawn(runner.run(rx));
-    queue::enqueue(&db, "tick", json!({}), Utc::now(), 1).await.unwrap();
+    queue::enqueue(&db, "tick", json!({}), Utc::now(), 1)
+        .await
+        .unwrap();
     for _ in 0..200 {
         if runs.load(Ordering::SeqCst) == 1 {
             break;
@@ -175,6 +217,9 @@ async fn loop_runs_and_stops(db: DatabaseConnection) {
     }
     assert_eq!(runs.load(Ordering::SeqCst), 1);
     tx.send(true).unwrap();
-    tokio::time::timeout(Duration::from_secs(5), handle).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(5), handle)
+        .await
+        .unwrap()
+        .unwrap();
 }
 on_both!(loop_runs_and_stops);
