@@ -11,9 +11,10 @@ use crate::app::{AppState, router};
 
 /// Connects, migrates and (for the embedded default) creates the demo tenant.
 pub async fn prepare(settings: Settings) -> anyhow::Result<AppState> {
-    let db = domain::db::connect(&settings.database)
+    let mut db = domain::db::connect(&settings.database)
         .await
         .context("connecting to the database")?;
+    crate::metrics::observe_database(&mut db);
     domain::db::migrate(&db)
         .await
         .context("running migrations")?;

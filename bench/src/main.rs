@@ -41,6 +41,14 @@ impl Drop for Proc {
     }
 }
 
+/// Waits for the child when dropped (a profiler that must finish writing).
+struct Waiter(Child);
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        let _ = self.0.wait();
+    }
+}
+
 fn out(line: impl AsRef<str>) {
     let mut o = std::io::stdout().lock();
     let _ = writeln!(o, "{}", line.as_ref());
@@ -403,6 +411,36 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         per_request.push((n, (after - before) / 20.0));
     }
 
+    // BENCH_PERF=1: sample the server's CPU with `perf record` during the first run of each load.
+    let perf = std::env::var("BENCH_PERF").is_ok();
+    let system_wide = std::env::var("BENCH_PERF").is_ok_and(|v| v == "all");
+    let api_pid = api.0.id();
+    let profile = |name: &str, run: usize| -> Option<Waiter> {
+        (perf && run == 0)
+            .then(|| {
+                Command::new("perf")
+                    .args([
+                        "record",
+                        "-F",
+                        "499",
+                        "-o",
+                        &format!("/tmp/api-{name}.perf"),
+                    ])
+                    // BENCH_PERF=all samples every process (server, PostgreSQL, load generator).
+                    .args(if system_wide {
+                        vec!["-a".to_owned()]
+                    } else {
+                        vec!["-p".to_owned(), api_pid.to_string()]
+                    })
+                    .args(["--", "sleep", &cfg.seconds.to_string()])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .ok()
+                    .map(Waiter)
+            })
+            .flatten()
+    };
     let mut hello = Vec::new();
     let mut pg = Vec::new();
     let mut me = Vec::new();
@@ -415,6 +453,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         hello.push(load(&client, cfg.connections, cfg.seconds, move |_| c.get(&u)).await);
         pg.push(pgbench_tps(&pgb_url, cfg.seconds)?);
 
+        let _p = profile("me", run);
         let (c, g, keys) = (
             client.clone(),
             format!("{base}/graphql"),
@@ -429,6 +468,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             .await,
         );
 
+        let _p = profile("customer", run);
         let (c, g, keys, ids) = (
             client.clone(),
             format!("{base}/graphql"),
@@ -446,6 +486,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             .await,
         );
 
+        let _p = profile("page", run);
         let (c, g, keys) = (
             client.clone(),
             format!("{base}/graphql"),

@@ -117,7 +117,7 @@ impl Settings {
         let max_connections = parse_num(
             &get,
             "DATABASE_MAX_CONNECTIONS",
-            if is_sqlite { 4 } else { 20 },
+            if is_sqlite { 4 } else { 10 },
             1,
             1000,
         )?;

@@ -25,6 +25,8 @@ pub struct TenantScope {
     api_key_id: Uuid,
     role: Role,
     region: Region,
+    /// The tenant row as read when the key was resolved.
+    tenant: std::sync::Arc<tenant::Model>,
 }
 
 impl TenantScope {
@@ -40,6 +42,11 @@ impl TenantScope {
     /// The tenant's default region, used to read national-format phone numbers.
     pub fn region(&self) -> Region {
         self.region
+    }
+
+    /// The tenant as of authentication (at most `AUTH_CACHE_SECONDS` old).
+    pub fn tenant(&self) -> &tenant::Model {
+        &self.tenant
     }
 
     /// Fails with `Forbidden` unless the key's role is at least `needed`.
@@ -67,6 +74,7 @@ impl TenantScope {
             role: Role::Admin,
             region: Region::parse(&tenant.default_region)
                 .map_err(|e| DomainError::Internal(format!("tenant region: {e}")))?,
+            tenant: std::sync::Arc::new(tenant.clone()),
         })
     }
 }
@@ -237,16 +245,6 @@ async fn insert_key<C: sea_orm::ConnectionTrait>(
         key: secret,
         role,
     })
-}
-
-pub async fn get_tenant(
-    db: &DatabaseConnection,
-    scope: &TenantScope,
-) -> DomainResult<tenant::Model> {
-    tenant::Entity::find_by_id(scope.tenant_id())
-        .one(db)
-        .await?
-        .ok_or(DomainError::not_found("tenant"))
 }
 
 /// ADMIN only: issues another key for the caller's tenant.

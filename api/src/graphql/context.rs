@@ -12,6 +12,8 @@ use super::loaders::Loaders;
 #[derive(Clone)]
 pub enum Caller {
     Anonymous,
+    /// The key could not be checked (database down): answered as INTERNAL, not as a bad key.
+    Unverifiable,
     /// The operator (`ADMIN_TOKEN`): may only create tenants.
     Operator,
     Tenant {

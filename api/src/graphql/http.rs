@@ -45,7 +45,7 @@ async fn caller(state: &AppState, headers: &HeaderMap) -> Caller {
         Err(domain::DomainError::Unauthenticated) => Caller::Anonymous,
         Err(err) => {
             tracing::error!(error = %err, "authentication lookup failed");
-            Caller::Anonymous
+            Caller::Unverifiable
         }
     }
 }

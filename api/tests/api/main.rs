@@ -5,6 +5,7 @@ mod common;
 
 mod agents;
 mod auth;
+mod binary;
 mod customers;
 mod hardening;
 mod operations;

@@ -1,0 +1,209 @@
+//! The `api` binary as a newcomer runs it: no configuration, a SQLite file, a demo tenant,
+//! graceful shutdown on SIGTERM, and the operator subcommands.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_api");
+
+struct Dir(std::path::PathBuf);
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn temp_dir() -> Dir {
+    let d = std::env::temp_dir().join(format!("switchboard-bin-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&d).unwrap();
+    Dir(d)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The binary with a clean environment (only what a fresh shell would have).
+fn api(dir: &Dir) -> Command {
+    let mut c = Command::new(BIN);
+    c.current_dir(&dir.0)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    c
+}
+
+fn start(
+    dir: &Dir,
+    port: u16,
+    extra: &[(&str, &str)],
+) -> (Child, std::sync::mpsc::Receiver<String>) {
+    let mut cmd = api(dir);
+    cmd.env("BIND_ADDR", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (child, rx)
+}
+
+async fn wait_ready(port: u16) {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(r) = client
+            .get(format!("http://127.0.0.1:{port}/readyz"))
+            .send()
+            .await
+            && r.status().is_success()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("server did not become ready");
+}
+
+fn terminate(child: &mut Child) -> std::process::ExitStatus {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "no graceful exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test]
+async fn embedded_default_starts_seeds_and_stops_gracefully() {
+    let dir = temp_dir();
+    let port = free_port();
+    let (mut child, lines) = start(&dir, port, &[]);
+    wait_ready(port).await;
+    let printed: Vec<String> = lines.try_iter().collect();
+    let key = printed
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("sb_").map(|k| format!("sb_{k}")))
+        .unwrap_or_else(|| panic!("no demo key printed: {printed:?}"));
+    assert!(dir.0.join("switchboard.db").exists());
+
+    let client = reqwest::Client::new();
+    let body: Value = client
+        .post(format!("http://127.0.0.1:{port}/graphql"))
+        .bearer_auth(&key)
+        .json(&json!({ "query": "{ me { name } agents { provider } customers { totalCount } }" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["data"]["me"]["name"], "Demo");
+    assert_eq!(body["data"]["agents"][0]["provider"], "SIMULATOR");
+    let page = client
+        .get(format!("http://127.0.0.1:{port}/graphql"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.to_lowercase().contains("graphiql"));
+
+    assert!(terminate(&mut child).success(), "exit status after SIGTERM");
+
+    // A second start reuses the database and prints no new key.
+    let (mut child, lines) = start(&dir, port, &[]);
+    wait_ready(port).await;
+    assert!(lines.try_iter().all(|l| !l.contains("sb_")));
+    assert!(terminate(&mut child).success());
+}
+
+#[tokio::test]
+async fn json_logs_and_bad_settings() {
+    let dir = temp_dir();
+    let port = free_port();
+    let (mut child, lines) = start(
+        &dir,
+        port,
+        &[("LOG_FORMAT", "json"), ("SEED_DEMO", "false")],
+    );
+    wait_ready(port).await;
+    terminate(&mut child);
+    let logs: Vec<String> = lines.try_iter().collect();
+    assert!(!logs.is_empty());
+    for l in &logs {
+        let v: Value =
+            serde_json::from_str(l).unwrap_or_else(|_| panic!("not a JSON log line: {l}"));
+        assert!(
+            v["level"].is_string() && v["fields"]["message"].is_string(),
+            "{l}"
+        );
+    }
+
+    let out = api(&dir).env("BIND_ADDR", "nowhere").output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("BIND_ADDR"), "{err}");
+}
+
+#[test]
+fn operator_subcommands() {
+    let dir = temp_dir();
+    let db = format!("sqlite://{}/ops.db?mode=rwc", dir.0.display());
+    let out = api(&dir)
+        .args(["migrate"])
+        .env("DATABASE_URL", &db)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = api(&dir)
+        .args(["create-tenant", "--name", "Acme", "--region", "IN"])
+        .env("DATABASE_URL", &db)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("api key: sb_"), "{text}");
+    let out = api(&dir)
+        .args(["create-tenant", "--name", "Bad", "--region", "XX"])
+        .env("DATABASE_URL", &db)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+
+    let out = api(&dir).args(["export-schema"]).output().unwrap();
+    assert!(out.status.success());
+    let checked_in =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../schema.graphql")).unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), checked_in);
+}
