@@ -40,24 +40,30 @@ pub struct RecentCalls {
 pub struct CallCount(pub CallParent, pub Uuid);
 
 impl Loader<CustomerId> for Loaders {
-    type Value = customer::Model;
+    type Value = Arc<customer::Model>;
     type Error = Arc<DomainError>;
 
-    async fn load(&self, keys: &[CustomerId]) -> LoadResult<CustomerId, customer::Model> {
+    async fn load(&self, keys: &[CustomerId]) -> LoadResult<CustomerId, Arc<customer::Model>> {
         let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
         let rows = domain::customers::by_ids(&self.db, &self.scope, &ids).await?;
-        Ok(rows.into_iter().map(|c| (CustomerId(c.id), c)).collect())
+        Ok(rows
+            .into_iter()
+            .map(|c| (CustomerId(c.id), Arc::new(c)))
+            .collect())
     }
 }
 
 impl Loader<AgentId> for Loaders {
-    type Value = agent::Model;
+    type Value = Arc<agent::Model>;
     type Error = Arc<DomainError>;
 
-    async fn load(&self, keys: &[AgentId]) -> LoadResult<AgentId, agent::Model> {
+    async fn load(&self, keys: &[AgentId]) -> LoadResult<AgentId, Arc<agent::Model>> {
         let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
         let rows = domain::agents::by_ids(&self.db, &self.scope, &ids).await?;
-        Ok(rows.into_iter().map(|a| (AgentId(a.id), a)).collect())
+        Ok(rows
+            .into_iter()
+            .map(|a| (AgentId(a.id), Arc::new(a)))
+            .collect())
     }
 }
 
@@ -76,10 +82,10 @@ impl Loader<EventsOf> for Loaders {
 }
 
 impl Loader<RecentCalls> for Loaders {
-    type Value = Vec<call::Model>;
+    type Value = Vec<Arc<call::Model>>;
     type Error = Arc<DomainError>;
 
-    async fn load(&self, keys: &[RecentCalls]) -> LoadResult<RecentCalls, Vec<call::Model>> {
+    async fn load(&self, keys: &[RecentCalls]) -> LoadResult<RecentCalls, Vec<Arc<call::Model>>> {
         let mut out = HashMap::with_capacity(keys.len());
         // One statement per parent kind; keys asking for fewer rows are trimmed.
         for parent in [CallParent::Customer, CallParent::Agent] {
@@ -89,10 +95,15 @@ impl Loader<RecentCalls> for Loaders {
             };
             let ids: Vec<Uuid> = wanted.iter().map(|k| k.id).collect();
             let found = calls::recent_by_parent(&self.db, &self.scope, parent, &ids, limit).await?;
+            let found: HashMap<Uuid, Vec<Arc<call::Model>>> = found
+                .into_iter()
+                .map(|(id, rows)| (id, rows.into_iter().map(Arc::new).collect()))
+                .collect();
             for k in wanted {
-                let mut rows = found.get(&k.id).cloned().unwrap_or_default();
-                rows.truncate(k.limit as usize);
-                out.insert(*k, rows);
+                let rows = found
+                    .get(&k.id)
+                    .map(|r| r.iter().take(k.limit as usize).cloned().collect());
+                out.insert(*k, rows.unwrap_or_default());
             }
         }
         Ok(out)

@@ -162,7 +162,7 @@ impl Mutation {
         };
         agents::create(db(ctx)?, scope(ctx)?, new)
             .await
-            .map(Agent)
+            .map(Agent::new)
             .gql()
     }
 
@@ -180,7 +180,7 @@ impl Mutation {
         };
         agents::update(db(ctx)?, scope(ctx)?, id, p)
             .await
-            .map(Agent)
+            .map(Agent::new)
             .gql()
     }
 
@@ -209,7 +209,7 @@ impl Mutation {
         };
         customers::create(db(ctx)?, scope(ctx)?, new)
             .await
-            .map(Customer)
+            .map(Customer::new)
             .gql()
     }
 
@@ -232,7 +232,7 @@ impl Mutation {
         };
         customers::update(db(ctx)?, scope(ctx)?, id, p)
             .await
-            .map(Customer)
+            .map(Customer::new)
             .gql()
     }
 
@@ -254,7 +254,7 @@ impl Mutation {
         let duplicate = parse_id("duplicateId", &duplicate_id)?;
         customers::merge(db(ctx)?, scope(ctx)?, primary, duplicate)
             .await
-            .map(Customer)
+            .map(Customer::new)
             .gql()
     }
 }

@@ -78,7 +78,7 @@ pub async fn calls_below(
         let found = l.load_many(keys).await.gql()?;
         let mut rows: Vec<&call::Model> = found
             .values()
-            .flat_map(|v| v.iter().take(req.first as usize))
+            .flat_map(|v| v.iter().take(req.first as usize).map(|c| c.as_ref()))
             .collect();
         rows.sort_by_key(|c| c.id);
         rows.dedup_by_key(|c| c.id);

@@ -86,7 +86,7 @@ impl Query {
             &ids,
         )
         .await?;
-        Ok(rows.into_iter().map(Agent).collect())
+        Ok(rows.into_iter().map(Agent::new).collect())
     }
 
     /// One agent, or null if it does not exist in this tenant.
@@ -95,7 +95,7 @@ impl Query {
         Ok(agents::find(db(ctx)?, scope(ctx)?, id)
             .await
             .gql()?
-            .map(Agent))
+            .map(Agent::new))
     }
 
     /// Customers, newest first.
@@ -123,7 +123,7 @@ impl Query {
         Ok(customers::find(db(ctx)?, scope(ctx)?, id)
             .await
             .gql()?
-            .map(Customer))
+            .map(Customer::new))
     }
 
     /// The customer with this number, in any format (read in the tenant's default region).
@@ -135,7 +135,7 @@ impl Query {
         Ok(customers::by_phone(db(ctx)?, scope(ctx)?, &phone)
             .await
             .gql()?
-            .map(Customer))
+            .map(Customer::new))
     }
 
     /// Calls, newest first.
@@ -167,6 +167,6 @@ impl Query {
         Ok(calls::find(db(ctx)?, scope(ctx)?, id)
             .await
             .gql()?
-            .map(Call))
+            .map(Call::new))
     }
 }

@@ -1,5 +1,7 @@
 //! GraphQL output types. Each wraps an entity model; entities stay free of GraphQL.
 
+use std::sync::Arc;
+
 use async_graphql::{Context, ID, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use domain::calls::{self, CallFilter, CallParent};
@@ -78,7 +80,20 @@ fn page_info<T>(page: &Page<T>, id_of: impl Fn(&T) -> Uuid) -> PageInfo {
     }
 }
 
-pub struct Agent(pub agent::Model);
+fn shared<T>(page: Page<T>) -> Page<Arc<T>> {
+    Page {
+        items: page.items.into_iter().map(Arc::new).collect(),
+        has_next_page: page.has_next_page,
+    }
+}
+
+pub struct Agent(pub Arc<agent::Model>);
+
+impl Agent {
+    pub fn new(model: agent::Model) -> Self {
+        Agent(Arc::new(model))
+    }
+}
 
 /// A voice agent configured at a provider.
 #[Object]
@@ -118,7 +133,13 @@ impl Agent {
     }
 }
 
-pub struct Customer(pub customer::Model);
+pub struct Customer(pub Arc<customer::Model>);
+
+impl Customer {
+    pub fn new(model: customer::Model) -> Self {
+        Customer(Arc::new(model))
+    }
+}
 
 /// A lead: one per phone number per tenant.
 #[Object]
@@ -210,7 +231,14 @@ impl Interaction {
     }
 }
 
-pub struct Call(pub call::Model);
+/// Shared, not cloned: the same row can sit in a page, a loader cache and an edge.
+pub struct Call(pub Arc<call::Model>);
+
+impl Call {
+    pub fn new(model: call::Model) -> Self {
+        Call(Arc::new(model))
+    }
+}
 
 /// One phone call placed or received through a provider.
 #[Object]
@@ -329,7 +357,7 @@ enum CallTotal {
 }
 
 pub struct CallConnection {
-    page: Page<call::Model>,
+    page: Page<Arc<call::Model>>,
     total: CallTotal,
 }
 
@@ -339,9 +367,11 @@ impl CallConnection {
         filter: CallFilter,
         page: PageRequest,
     ) -> async_graphql::Result<Self> {
-        let page = calls::list(db(ctx)?, scope(ctx)?, &filter, page)
-            .await
-            .gql()?;
+        let page = shared(
+            calls::list(db(ctx)?, scope(ctx)?, &filter, page)
+                .await
+                .gql()?,
+        );
         Ok(CallConnection {
             page,
             total: CallTotal::Filter(filter),
@@ -357,9 +387,11 @@ impl CallConnection {
     ) -> async_graphql::Result<Self> {
         let req = PageRequest::new(first, after.as_deref()).gql()?;
         let page = if req.after.is_some() {
-            calls::list_for_parent(db(ctx)?, scope(ctx)?, parent, parent_id, req)
-                .await
-                .gql()?
+            shared(
+                calls::list_for_parent(db(ctx)?, scope(ctx)?, parent, parent_id, req)
+                    .await
+                    .gql()?,
+            )
         } else {
             // Batched across every parent on the page: one statement in all.
             let key = RecentCalls {
@@ -388,7 +420,7 @@ pub struct CallEdge {
 #[Object]
 impl CallConnection {
     async fn edges(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<CallEdge>> {
-        let rows: Vec<&call::Model> = self.page.items.iter().collect();
+        let rows: Vec<&call::Model> = self.page.items.iter().map(|c| c.as_ref()).collect();
         prefetch::call_nodes(ctx, &ctx.look_ahead().field("node"), &rows).await?;
         Ok(self
             .page
@@ -417,7 +449,7 @@ impl CallConnection {
 }
 
 pub struct CustomerConnection {
-    page: Page<customer::Model>,
+    page: Page<Arc<customer::Model>>,
     filter: CustomerFilter,
 }
 
@@ -427,9 +459,11 @@ impl CustomerConnection {
         filter: CustomerFilter,
         page: PageRequest,
     ) -> async_graphql::Result<Self> {
-        let page = customers::list(db(ctx)?, scope(ctx)?, &filter, page)
-            .await
-            .gql()?;
+        let page = shared(
+            customers::list(db(ctx)?, scope(ctx)?, &filter, page)
+                .await
+                .gql()?,
+        );
         Ok(CustomerConnection { page, filter })
     }
 }
