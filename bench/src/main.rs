@@ -572,6 +572,10 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     ));
 
     drop(api);
+    if std::env::var("BENCH_KEEP_DB").is_ok() {
+        out("kept database sb_bench (BENCH_KEEP_DB)");
+        return Ok(());
+    }
     admin
         .execute_unprepared("DROP DATABASE IF EXISTS sb_bench WITH (FORCE)")
         .await?;
