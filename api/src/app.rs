@@ -22,6 +22,7 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub auth: Arc<Authenticator>,
     pub redis: Option<RedisProbe>,
+    pub parse_cache: Arc<crate::graphql::parse_cache::ParseCache>,
 }
 
 impl AppState {
@@ -41,6 +42,7 @@ impl AppState {
             settings: Arc::new(settings),
             auth,
             redis,
+            parse_cache: Arc::default(),
         })
     }
 }

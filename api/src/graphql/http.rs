@@ -159,6 +159,7 @@ async fn execute(state: &AppState, headers: &HeaderMap, batch: BatchRequest) -> 
     for request in requests {
         let operation = crate::metrics::operation_label(request.operation_name.as_deref());
         let started = Instant::now();
+        let request = state.parse_cache.attach(request);
         let mut response = state.schema.execute(request.data(caller.clone())).await;
         assign_codes(&mut response);
         crate::metrics::record_operation(&operation, response.errors.is_empty(), started.elapsed());

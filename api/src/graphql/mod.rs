@@ -6,6 +6,7 @@ pub mod error;
 pub mod http;
 pub mod loaders;
 pub mod mutation;
+pub mod parse_cache;
 pub mod prefetch;
 pub mod query;
 pub mod types;
