@@ -413,6 +413,11 @@ impl MigrationTrait for Migration {
                 "idx_calls_tenant_created",
                 vec![Calls::TenantId, Calls::CreatedAt],
             ),
+            // calls(filter: {campaignId}) and campaign progress.
+            (
+                "idx_calls_tenant_campaign",
+                vec![Calls::TenantId, Calls::CampaignId, Calls::Id],
+            ),
         ] {
             let mut index = Index::create();
             index.name(name).table(Calls::Table);

@@ -26,7 +26,7 @@ async fn main() -> anyhow::Result<()> {
         .context("running migrations")?;
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
+        workers::shutdown_signal().await;
         let _ = tx.send(true);
     });
     workers::runner(db, &settings).run(rx).await;
