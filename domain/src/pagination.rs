@@ -1,6 +1,9 @@
 //! Cursor pagination shared by every list. Rows are ordered newest first by their
 //! time-ordered (v7) UUID, so a cursor stays valid while rows are inserted.
 
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select,
+};
 use uuid::Uuid;
 
 use crate::error::{DomainError, DomainResult};
@@ -58,6 +61,25 @@ impl<T> Page<T> {
             has_next_page,
         }
     }
+}
+
+/// Runs `query` as one page: rows after the cursor, newest first by `id`, one extra row
+/// fetched to tell whether another page follows.
+pub async fn fetch<E: EntityTrait>(
+    db: &DatabaseConnection,
+    mut query: Select<E>,
+    id: E::Column,
+    page: PageRequest,
+) -> DomainResult<Page<E::Model>> {
+    if let Some(after) = page.after {
+        query = query.filter(id.lt(after));
+    }
+    let rows = query
+        .order_by_desc(id)
+        .limit(page.first + 1)
+        .all(db)
+        .await?;
+    Ok(Page::from_overfetch(rows, page.first))
 }
 
 pub fn encode_cursor(id: Uuid) -> String {

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::db::placeholder;
 use crate::error::{DomainError, DomainResult};
-use crate::pagination::{Page, PageRequest};
+use crate::pagination::{self, Page, PageRequest};
 use crate::tenancy::TenantScope;
 use crate::types::CallStatus;
 
@@ -98,16 +98,7 @@ pub async fn list(
     page: PageRequest,
 ) -> DomainResult<Page<call::Model>> {
     check_window(filter)?;
-    let mut q = filtered(scope, filter);
-    if let Some(after) = page.after {
-        q = q.filter(call::Column::Id.lt(after));
-    }
-    let rows = q
-        .order_by_desc(call::Column::Id)
-        .limit(page.first + 1)
-        .all(db)
-        .await?;
-    Ok(Page::from_overfetch(rows, page.first))
+    pagination::fetch(db, filtered(scope, filter), call::Column::Id, page).await
 }
 
 pub async fn count(
@@ -148,16 +139,13 @@ pub async fn list_for_parent(
     parent_id: Uuid,
     page: PageRequest,
 ) -> DomainResult<Page<call::Model>> {
-    let mut q = scoped(scope).filter(parent.column().eq(parent_id));
-    if let Some(after) = page.after {
-        q = q.filter(call::Column::Id.lt(after));
-    }
-    let rows = q
-        .order_by_desc(call::Column::Id)
-        .limit(page.first + 1)
-        .all(db)
-        .await?;
-    Ok(Page::from_overfetch(rows, page.first))
+    pagination::fetch(
+        db,
+        scoped(scope).filter(parent.column().eq(parent_id)),
+        call::Column::Id,
+        page,
+    )
+    .await
 }
 
 /// The newest `per_parent` calls of each parent, in ONE statement whatever the number of

@@ -4,13 +4,13 @@ use entity::{customer, customer_tag};
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, Query};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, Select,
+    QueryFilter, Select,
 };
 use uuid::Uuid;
 
 use super::service::CustomerFilter;
 use crate::error::DomainResult;
-use crate::pagination::{Page, PageRequest};
+use crate::pagination::{self, Page, PageRequest};
 use crate::phone::PhoneNumber;
 use crate::tenancy::TenantScope;
 
@@ -73,16 +73,7 @@ pub async fn list(
     filter: &CustomerFilter,
     page: PageRequest,
 ) -> DomainResult<Page<customer::Model>> {
-    let mut q = filtered(scope, filter);
-    if let Some(after) = page.after {
-        q = q.filter(customer::Column::Id.lt(after));
-    }
-    let rows = q
-        .order_by_desc(customer::Column::Id)
-        .limit(page.first + 1)
-        .all(db)
-        .await?;
-    Ok(Page::from_overfetch(rows, page.first))
+    pagination::fetch(db, filtered(scope, filter), customer::Column::Id, page).await
 }
 
 pub async fn count(
