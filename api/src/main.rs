@@ -4,7 +4,7 @@ use std::io::Write;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use domain::settings::{LogFormat, Settings};
+use domain::settings::Settings;
 
 // glibc malloc spent ~40% of CPU under load (many small, short-lived allocations across threads).
 #[global_allocator]
@@ -44,16 +44,6 @@ enum Command {
     },
 }
 
-fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,sea_orm=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -68,7 +58,7 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let settings = Settings::from_env().context("invalid configuration")?;
-    init_tracing(settings.log_format);
+    workers::init_tracing(settings.log_format);
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             let listener = tokio::net::TcpListener::bind(settings.bind_addr)
@@ -78,12 +68,9 @@ async fn main() -> anyhow::Result<()> {
             api::server::serve(state, listener, api::server::shutdown_signal()).await
         }
         Command::Migrate => {
-            let db = domain::db::connect(&settings.database)
+            domain::db::open(&settings.database)
                 .await
-                .context("connecting to the database")?;
-            domain::db::migrate(&db)
-                .await
-                .context("running migrations")?;
+                .context("opening the database")?;
             tracing::info!("migrations applied");
             Ok(())
         }
@@ -93,12 +80,9 @@ async fn main() -> anyhow::Result<()> {
             timezone,
             concurrency_limit,
         } => {
-            let db = domain::db::connect(&settings.database)
+            let db = domain::db::open(&settings.database)
                 .await
-                .context("connecting to the database")?;
-            domain::db::migrate(&db)
-                .await
-                .context("running migrations")?;
+                .context("opening the database")?;
             let (tenant, key) = domain::tenancy::create_tenant(
                 &db,
                 domain::tenancy::NewTenant {

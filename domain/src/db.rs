@@ -48,6 +48,13 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
     Migrator::up(db, None).await
 }
 
+/// Connects and applies pending migrations: what every binary does first.
+pub async fn open(settings: &DatabaseSettings) -> Result<DatabaseConnection, DbErr> {
+    let db = connect(settings).await?;
+    migrate(&db).await?;
+    Ok(db)
+}
+
 /// One cheap round trip, for readiness checks.
 pub async fn ping(db: &DatabaseConnection) -> Result<(), DbErr> {
     db.execute_raw(Statement::from_string(
@@ -59,7 +66,7 @@ pub async fn ping(db: &DatabaseConnection) -> Result<(), DbErr> {
 }
 
 /// Placeholder syntax differs between backends; raw SQL in repositories goes through this.
-pub fn placeholder(backend: DatabaseBackend, n: usize) -> String {
+pub fn param(backend: DatabaseBackend, n: usize) -> String {
     match backend {
         DatabaseBackend::Postgres => format!("${n}"),
         _ => "?".to_owned(),

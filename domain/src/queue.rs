@@ -16,7 +16,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use crate::db::placeholder;
+use crate::db::param;
 use crate::error::DomainResult;
 
 pub const PENDING: &str = "pending";
@@ -80,7 +80,7 @@ pub async fn claim(
     let backend = db.get_database_backend();
     let now = Utc::now();
     let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60));
-    let p = |n| placeholder(backend, n);
+    let p = |n| param(backend, n);
     let lock = if backend == DatabaseBackend::Postgres {
         " FOR UPDATE SKIP LOCKED"
     } else {

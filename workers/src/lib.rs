@@ -187,3 +187,14 @@ pub async fn shutdown_signal() {
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }
+
+/// Logs for both binaries: human-readable or JSON (`LOG_FORMAT`), filtered by `RUST_LOG`.
+pub fn init_tracing(format: domain::settings::LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,sea_orm=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        domain::settings::LogFormat::Json => builder.json().init(),
+        domain::settings::LogFormat::Text => builder.init(),
+    }
+}

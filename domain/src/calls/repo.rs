@@ -11,7 +11,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use crate::db::placeholder;
+use crate::db::param;
 use crate::error::{DomainError, DomainResult};
 use crate::pagination::{self, Page, PageRequest};
 use crate::tenancy::TenantScope;
@@ -169,7 +169,7 @@ pub async fn recent_by_parent(
         .enumerate()
         .map(|(i, id)| {
             values.push((*id).into());
-            placeholder(backend, i + 2)
+            param(backend, i + 2)
         })
         .collect();
     values.push((per_parent as i64).into());
@@ -178,9 +178,9 @@ pub async fn recent_by_parent(
         "SELECT * FROM (SELECT calls.*, ROW_NUMBER() OVER (PARTITION BY {col} ORDER BY id DESC) AS sb_rank \
          FROM calls WHERE tenant_id = {t} AND {col} IN ({ids})) ranked \
          WHERE sb_rank <= {lim} ORDER BY {col}, id DESC",
-        t = placeholder(backend, 1),
+        t = param(backend, 1),
         ids = ids.join(", "),
-        lim = placeholder(backend, parent_ids.len() + 2),
+        lim = param(backend, parent_ids.len() + 2),
     );
     let rows = call::Entity::find()
         .from_raw_sql(Statement::from_sql_and_values(backend, sql, values))
