@@ -221,6 +221,19 @@ async fn statement_budget(app: TestApp) {
     // auth + page + count + calls + call counts + agents + customers + events
     assert!(costs[0] <= 8, "too many statements: {costs:?}");
 
+    // Nested pages hold each parent's newest calls, in order, with the right hasNextPage.
+    let nested = app
+        .ok(&t.key, "{ customers(first: 3) { edges { node { id calls(first: 2) { pageInfo { hasNextPage } edges { node { id } } } } } } }", json!({}))
+        .await;
+    for edge in nested["customers"]["edges"].as_array().unwrap() {
+        let node = &edge["node"];
+        let direct = app
+            .ok(&t.key, "query($c: ID!) { calls(first: 2, filter: {customerId: $c}) { edges { node { id } } } }", json!({ "c": node["id"] }))
+            .await;
+        assert_eq!(node["calls"]["edges"], direct["calls"]["edges"]);
+        assert_eq!(node["calls"]["pageInfo"]["hasNextPage"], true);
+    }
+
     let before = app.statements();
     app.ok(&t.key, "{ calls(first: 100) { edges { node { id agent { name } customer { phoneNumber } events { at } } } } }", json!({})).await;
     assert_eq!(

@@ -148,8 +148,14 @@ pub async fn list_for_parent(
     .await
 }
 
-/// The newest `per_parent` calls of each parent, in ONE statement whatever the number of
-/// parents (a window function, supported by SQLite >= 3.25 and PostgreSQL).
+/// Most parents one statement serves (SQLite allows 500 terms in a compound SELECT).
+const PARENTS_PER_STATEMENT: usize = 100;
+
+/// The newest `per_parent` calls of each parent: one statement per 100 parents, so a page
+/// (at most 100) always costs one. Each parent is its own `UNION ALL` branch reading the
+/// `(tenant_id, <parent>, id)` index backwards and stopping after `per_parent` rows, so an
+/// agent with a million calls costs no more than one with five (a window function over
+/// `IN (...)` would read them all).
 pub async fn recent_by_parent(
     db: &DatabaseConnection,
     scope: &TenantScope,
@@ -158,38 +164,39 @@ pub async fn recent_by_parent(
     per_parent: u64,
 ) -> DomainResult<HashMap<Uuid, Vec<call::Model>>> {
     let mut out: HashMap<Uuid, Vec<call::Model>> = HashMap::new();
-    if parent_ids.is_empty() {
-        return Ok(out);
-    }
     let backend = db.get_database_backend();
-    let mut values: Vec<Value> = Vec::with_capacity(parent_ids.len() + 2);
-    values.push(scope.tenant_id().into());
-    let ids: Vec<String> = parent_ids
-        .iter()
-        .enumerate()
-        .map(|(i, id)| {
-            values.push((*id).into());
-            param(backend, i + 2)
-        })
-        .collect();
-    values.push((per_parent as i64).into());
     let col = parent.sql_name();
-    let sql = format!(
-        "SELECT * FROM (SELECT calls.*, ROW_NUMBER() OVER (PARTITION BY {col} ORDER BY id DESC) AS sb_rank \
-         FROM calls WHERE tenant_id = {t} AND {col} IN ({ids})) ranked \
-         WHERE sb_rank <= {lim} ORDER BY {col}, id DESC",
-        t = param(backend, 1),
-        ids = ids.join(", "),
-        lim = param(backend, parent_ids.len() + 2),
-    );
-    let rows = call::Entity::find()
-        .from_raw_sql(Statement::from_sql_and_values(backend, sql, values))
-        .all(db)
-        .await?;
-    for row in rows {
-        if let Some(pid) = parent.parent_of(&row) {
-            out.entry(pid).or_default().push(row);
+    for chunk in parent_ids.chunks(PARENTS_PER_STATEMENT) {
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 2);
+        let branches: Vec<String> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                values.push(scope.tenant_id().into());
+                values.push((*id).into());
+                // The limit is our own integer, not user text, so it is inlined.
+                format!(
+                    "SELECT * FROM (SELECT * FROM calls WHERE tenant_id = {t} AND {col} = {p} \
+                     ORDER BY id DESC LIMIT {per_parent}) AS b{i}",
+                    t = param(backend, 2 * i + 1),
+                    p = param(backend, 2 * i + 2),
+                )
+            })
+            .collect();
+        let sql = branches.join(" UNION ALL ");
+        let rows = call::Entity::find()
+            .from_raw_sql(Statement::from_sql_and_values(backend, sql, values))
+            .all(db)
+            .await?;
+        for row in rows {
+            if let Some(pid) = parent.parent_of(&row) {
+                out.entry(pid).or_default().push(row);
+            }
         }
+    }
+    // UNION ALL promises no order across or within branches.
+    for rows in out.values_mut() {
+        rows.sort_by_key(|r| std::cmp::Reverse(r.id));
     }
     Ok(out)
 }
