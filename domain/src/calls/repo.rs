@@ -152,10 +152,13 @@ pub async fn list_for_parent(
 const PARENTS_PER_STATEMENT: usize = 100;
 
 /// The newest `per_parent` calls of each parent: one statement per 100 parents, so a page
-/// (at most 100) always costs one. Each parent is its own `UNION ALL` branch reading the
-/// `(tenant_id, <parent>, id)` index backwards and stopping after `per_parent` rows, so an
-/// agent with a million calls costs no more than one with five (a window function over
-/// `IN (...)` would read them all).
+/// (at most 100) always costs one.
+///
+/// Two shapes, chosen by how many calls a parent can have. A customer has a handful: one
+/// window function over `IN (...)` reads them all and is the cheapest plan (measured with
+/// `bench`: the UNION form below cost 15% of the customers page's throughput). An agent
+/// can have millions: each agent gets its own `UNION ALL` branch that reads the
+/// `(tenant_id, agent_id, id)` index backwards and stops after `per_parent` rows.
 pub async fn recent_by_parent(
     db: &DatabaseConnection,
     scope: &TenantScope,
@@ -167,23 +170,42 @@ pub async fn recent_by_parent(
     let backend = db.get_database_backend();
     let col = parent.sql_name();
     for chunk in parent_ids.chunks(PARENTS_PER_STATEMENT) {
+        // The limit is our own integer, not user text, so it is inlined.
         let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 2);
-        let branches: Vec<String> = chunk
-            .iter()
-            .enumerate()
-            .map(|(i, id)| {
+        let sql = match parent {
+            CallParent::Customer => {
                 values.push(scope.tenant_id().into());
-                values.push((*id).into());
-                // The limit is our own integer, not user text, so it is inlined.
+                let ids: Vec<String> = chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(i, id)| {
+                        values.push((*id).into());
+                        param(backend, i + 2)
+                    })
+                    .collect();
                 format!(
-                    "SELECT * FROM (SELECT * FROM calls WHERE tenant_id = {t} AND {col} = {p} \
-                     ORDER BY id DESC LIMIT {per_parent}) AS b{i}",
-                    t = param(backend, 2 * i + 1),
-                    p = param(backend, 2 * i + 2),
+                    "SELECT * FROM (SELECT calls.*, ROW_NUMBER() OVER (PARTITION BY {col} ORDER BY id DESC) AS sb_rank \
+                     FROM calls WHERE tenant_id = {t} AND {col} IN ({ids})) ranked WHERE sb_rank <= {per_parent}",
+                    t = param(backend, 1),
+                    ids = ids.join(", "),
                 )
-            })
-            .collect();
-        let sql = branches.join(" UNION ALL ");
+            }
+            CallParent::Agent => chunk
+                .iter()
+                .enumerate()
+                .map(|(i, id)| {
+                    values.push(scope.tenant_id().into());
+                    values.push((*id).into());
+                    format!(
+                        "SELECT * FROM (SELECT * FROM calls WHERE tenant_id = {t} AND {col} = {p} \
+                         ORDER BY id DESC LIMIT {per_parent}) AS b{i}",
+                        t = param(backend, 2 * i + 1),
+                        p = param(backend, 2 * i + 2),
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" UNION ALL "),
+        };
         let rows = call::Entity::find()
             .from_raw_sql(Statement::from_sql_and_values(backend, sql, values))
             .all(db)
@@ -194,7 +216,7 @@ pub async fn recent_by_parent(
             }
         }
     }
-    // UNION ALL promises no order across or within branches.
+    // Neither shape promises an order in its output.
     for rows in out.values_mut() {
         rows.sort_by_key(|r| std::cmp::Reverse(r.id));
     }
