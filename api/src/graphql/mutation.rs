@@ -11,6 +11,7 @@ use super::types::{Agent, CreateApiKeyPayload, CreateTenantPayload, Customer, Te
 /// A new tenant.
 #[derive(InputObject)]
 pub struct CreateTenantInput {
+    /// Display name.
     pub name: String,
     /// ISO country code used to read national-format phone numbers.
     #[graphql(default = "US")]
@@ -18,6 +19,7 @@ pub struct CreateTenantInput {
     /// IANA time zone.
     #[graphql(default = "UTC")]
     pub timezone: String,
+    /// Most calls this tenant may have live at once (1 to 10000).
     #[graphql(default = 10)]
     pub concurrency_limit: i32,
 }
@@ -25,24 +27,31 @@ pub struct CreateTenantInput {
 /// A new API key for the caller's tenant.
 #[derive(InputObject)]
 pub struct CreateApiKeyInput {
+    /// What the key is for.
     pub name: String,
+    /// What the key may do.
     pub role: Role,
 }
 
 /// A new agent.
 #[derive(InputObject)]
 pub struct CreateAgentInput {
+    /// Display name.
     pub name: String,
+    /// Which provider runs the agent.
     pub provider: Provider,
     /// The agent's id at the provider; generated for SIMULATOR when omitted.
     pub provider_agent_id: Option<String>,
+    /// Business the agent speaks for.
     pub business_name: Option<String>,
 }
 
 /// Changes to an agent; omitted fields stay as they are.
 #[derive(InputObject)]
 pub struct UpdateAgentInput {
+    /// New display name.
     pub name: Option<String>,
+    /// New provider agent id.
     pub provider_agent_id: Option<String>,
     /// null clears it.
     pub business_name: MaybeUndefined<String>,
@@ -53,13 +62,20 @@ pub struct UpdateAgentInput {
 pub struct CreateCustomerInput {
     /// Any common format; read in the tenant's default region and stored as E.164.
     pub phone_number: String,
+    /// Full name.
     pub name: Option<String>,
+    /// Email address.
     pub email: Option<String>,
+    /// Lead status (default NEW).
     pub status: Option<LeadStatus>,
+    /// Tags; trimmed, lower-cased, deduplicated.
     #[graphql(default)]
     pub tags: Vec<String>,
+    /// Free-form notes.
     pub notes: Option<String>,
+    /// Segment label.
     pub segment: Option<String>,
+    /// Where the lead came from (default API).
     pub source: Option<String>,
     /// 0 to 100.
     pub lead_score: Option<f64>,
@@ -68,14 +84,21 @@ pub struct CreateCustomerInput {
 /// Changes to a customer; omitted fields stay as they are, null clears.
 #[derive(InputObject)]
 pub struct UpdateCustomerInput {
+    /// New number, any format; a number another customer has is a CONFLICT.
     pub phone_number: Option<String>,
+    /// Full name; null clears it.
     pub name: MaybeUndefined<String>,
+    /// Email; null clears it.
     pub email: MaybeUndefined<String>,
+    /// New lead status.
     pub status: Option<LeadStatus>,
     /// Replaces all tags.
     pub tags: Option<Vec<String>>,
+    /// Notes; null clears them.
     pub notes: MaybeUndefined<String>,
+    /// Segment; null clears it.
     pub segment: MaybeUndefined<String>,
+    /// 0 to 100; null clears it.
     pub lead_score: MaybeUndefined<f64>,
 }
 
@@ -149,6 +172,7 @@ impl Mutation {
         Ok(revoked)
     }
 
+    /// Registers an agent configured at a provider.
     async fn create_agent(
         &self,
         ctx: &Context<'_>,
@@ -166,6 +190,7 @@ impl Mutation {
             .gql()
     }
 
+    /// Changes an agent; omitted fields stay as they are.
     async fn update_agent(
         &self,
         ctx: &Context<'_>,
@@ -213,6 +238,7 @@ impl Mutation {
             .gql()
     }
 
+    /// Changes a customer; omitted fields stay as they are, null clears.
     async fn update_customer(
         &self,
         ctx: &Context<'_>,

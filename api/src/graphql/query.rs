@@ -16,18 +16,24 @@ use super::types::{Agent, Call, CallConnection, Customer, CustomerConnection, Te
 /// Narrows `customers`.
 #[derive(InputObject, Default)]
 pub struct CustomerFilter {
+    /// Only customers with this lead status.
     pub status: Option<LeadStatus>,
     /// Case-insensitive part of the name, or a phone number in any format.
     pub search: Option<String>,
+    /// Only customers with this tag (case-insensitive).
     pub tag: Option<String>,
 }
 
 /// Narrows `calls`.
 #[derive(InputObject, Default)]
 pub struct CallFilter {
+    /// Only calls with this status.
     pub status: Option<CallStatus>,
+    /// Only this agent's calls.
     pub agent_id: Option<ID>,
+    /// Only this campaign's calls.
     pub campaign_id: Option<ID>,
+    /// Only this customer's calls.
     pub customer_id: Option<ID>,
     /// Calls created at or after this instant.
     pub since: Option<DateTime<Utc>>,
@@ -38,12 +44,17 @@ pub struct CallFilter {
 /// An API key's public description (the secret is never readable).
 #[derive(async_graphql::SimpleObject)]
 pub struct ApiKey {
+    /// Opaque identifier.
     pub id: ID,
+    /// What the key is for.
     pub name: String,
+    /// What the key may do.
     pub role: Role,
     /// First characters of the key, to recognise it.
     pub prefix: String,
+    /// When it was issued.
     pub created_at: DateTime<Utc>,
+    /// When it was revoked; null while it works.
     pub revoked_at: Option<DateTime<Utc>>,
 }
 

@@ -25,9 +25,11 @@ pub struct Tenant(pub tenant::Model);
 /// An organisation using Switchboard. All data belongs to exactly one tenant.
 #[Object]
 impl Tenant {
+    /// Opaque identifier.
     async fn id(&self) -> ID {
         id(self.0.id)
     }
+    /// Display name.
     async fn name(&self) -> &str {
         &self.0.name
     }
@@ -35,6 +37,7 @@ impl Tenant {
     async fn default_region(&self) -> &str {
         &self.0.default_region
     }
+    /// IANA time zone for reports and calling windows.
     async fn timezone(&self) -> &str {
         &self.0.timezone
     }
@@ -46,6 +49,7 @@ impl Tenant {
     async fn webhook_token(&self) -> &str {
         &self.0.webhook_token
     }
+    /// When the record was created (UTC).
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
@@ -54,22 +58,29 @@ impl Tenant {
 /// A newly created tenant and its first ADMIN key (shown only here).
 #[derive(SimpleObject)]
 pub struct CreateTenantPayload {
+    /// The new tenant.
     pub tenant: Tenant,
+    /// Its first ADMIN key; store it now, it is not shown again.
     pub api_key: String,
 }
 
 /// A newly issued API key; `apiKey` is shown only here.
 #[derive(SimpleObject)]
 pub struct CreateApiKeyPayload {
+    /// The key's id (for revokeApiKey).
     pub id: ID,
+    /// The secret; store it now, it is not shown again.
     pub api_key: String,
+    /// What the key may do.
     pub role: Role,
 }
 
 /// Relay page information.
 #[derive(SimpleObject)]
 pub struct PageInfo {
+    /// Whether another page follows.
     pub has_next_page: bool,
+    /// Pass as `after` to get the next page.
     pub end_cursor: Option<String>,
 }
 
@@ -98,12 +109,15 @@ impl Agent {
 /// A voice agent configured at a provider.
 #[Object]
 impl Agent {
+    /// Opaque identifier.
     async fn id(&self) -> ID {
         id(self.0.id)
     }
+    /// Display name.
     async fn name(&self) -> &str {
         &self.0.name
     }
+    /// Which provider runs this agent.
     async fn provider(&self) -> async_graphql::Result<Provider> {
         Provider::from_db(&self.0.provider)
     }
@@ -115,9 +129,11 @@ impl Agent {
     async fn business_name(&self) -> Option<&str> {
         self.0.business_name.as_deref()
     }
+    /// When the record was created (UTC).
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
+    /// When the record last changed (UTC).
     async fn updated_at(&self) -> DateTime<Utc> {
         self.0.updated_at
     }
@@ -144,6 +160,7 @@ impl Customer {
 /// A lead: one per phone number per tenant.
 #[Object]
 impl Customer {
+    /// Opaque identifier.
     async fn id(&self) -> ID {
         id(self.0.id)
     }
@@ -151,12 +168,15 @@ impl Customer {
     async fn phone_number(&self) -> &str {
         &self.0.phone_number
     }
+    /// Full name, when known.
     async fn name(&self) -> Option<&str> {
         self.0.name.as_deref()
     }
+    /// Email address, when known.
     async fn email(&self) -> Option<&str> {
         self.0.email.as_deref()
     }
+    /// Where the lead stands in the funnel.
     async fn status(&self) -> async_graphql::Result<LeadStatus> {
         LeadStatus::from_db(&self.0.status)
     }
@@ -168,9 +188,11 @@ impl Customer {
     async fn lead_score(&self) -> Option<f64> {
         self.0.lead_score
     }
+    /// Free-form segment label (e.g. smb, enterprise).
     async fn segment(&self) -> Option<&str> {
         self.0.segment.as_deref()
     }
+    /// Free-form notes.
     async fn notes(&self) -> Option<&str> {
         self.0.notes.as_deref()
     }
@@ -178,12 +200,15 @@ impl Customer {
     async fn source(&self) -> Option<&str> {
         self.0.source.as_deref()
     }
+    /// When a call last reached or tried this customer.
     async fn last_contacted_at(&self) -> Option<DateTime<Utc>> {
         self.0.last_contacted_at
     }
+    /// When the record was created (UTC).
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
+    /// When the record last changed (UTC).
     async fn updated_at(&self) -> DateTime<Utc> {
         self.0.updated_at
     }
@@ -212,6 +237,7 @@ pub struct Interaction(call::Model);
 /// One past conversation with a customer.
 #[Object]
 impl Interaction {
+    /// The call this conversation happened on.
     async fn call_id(&self) -> ID {
         id(self.0.id)
     }
@@ -219,9 +245,11 @@ impl Interaction {
     async fn at(&self) -> DateTime<Utc> {
         self.0.started_at.unwrap_or(self.0.created_at)
     }
+    /// Summary of the conversation.
     async fn summary(&self) -> Option<&str> {
         self.0.summary.as_deref()
     }
+    /// Transcript, `assistant:`/`user:` lines.
     async fn transcript(&self) -> Option<&str> {
         self.0.transcript.as_deref()
     }
@@ -243,9 +271,11 @@ impl Call {
 /// One phone call placed or received through a provider.
 #[Object]
 impl Call {
+    /// Opaque identifier.
     async fn id(&self) -> ID {
         id(self.0.id)
     }
+    /// Which provider placed or received the call.
     async fn provider(&self) -> async_graphql::Result<Provider> {
         Provider::from_db(&self.0.provider)
     }
@@ -257,36 +287,47 @@ impl Call {
     async fn provider_call_id(&self) -> Option<&str> {
         self.0.provider_call_id.as_deref()
     }
+    /// Inbound or outbound.
     async fn direction(&self) -> async_graphql::Result<CallDirection> {
         CallDirection::from_db(&self.0.direction)
     }
+    /// Current status; it never moves backwards.
     async fn status(&self) -> async_graphql::Result<CallStatus> {
         CallStatus::from_db(&self.0.status)
     }
+    /// Caller number, E.164.
     async fn from_number(&self) -> Option<&str> {
         self.0.from_number.as_deref()
     }
+    /// Callee number, E.164.
     async fn to_number(&self) -> Option<&str> {
         self.0.to_number.as_deref()
     }
+    /// When the call connected or started.
     async fn started_at(&self) -> Option<DateTime<Utc>> {
         self.0.started_at
     }
+    /// When the call ended.
     async fn ended_at(&self) -> Option<DateTime<Utc>> {
         self.0.ended_at
     }
+    /// Conversation length in seconds.
     async fn duration_seconds(&self) -> Option<f64> {
         self.0.duration_seconds
     }
+    /// Cost as reported by the provider.
     async fn cost(&self) -> Option<f64> {
         self.0.cost
     }
+    /// Transcript, `assistant:`/`user:` lines, once available.
     async fn transcript(&self) -> Option<&str> {
         self.0.transcript.as_deref()
     }
+    /// Summary of the conversation, once available.
     async fn summary(&self) -> Option<&str> {
         self.0.summary.as_deref()
     }
+    /// Recording URL from the provider (may expire).
     async fn recording_url(&self) -> Option<&str> {
         self.0.recording_url.as_deref()
     }
@@ -294,9 +335,11 @@ impl Call {
     async fn extracted_data(&self) -> Option<async_graphql::Json<serde_json::Value>> {
         self.0.extracted_data.clone().map(async_graphql::Json)
     }
+    /// Why the call ended, as the provider put it.
     async fn hangup_reason(&self) -> Option<&str> {
         self.0.hangup_reason.as_deref()
     }
+    /// The agent that handled the call, if it still exists.
     async fn agent(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Agent>> {
         let Some(agent_id) = self.0.agent_id else {
             return Ok(None);
@@ -307,6 +350,7 @@ impl Call {
             .gql()?
             .map(Agent))
     }
+    /// The customer called (or calling), if known.
     async fn customer(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Customer>> {
         let Some(customer_id) = self.0.customer_id else {
             return Ok(None);
@@ -326,9 +370,11 @@ impl Call {
             .map(CallEvent)
             .collect())
     }
+    /// When the record was created (UTC).
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
+    /// When the record last changed (UTC).
     async fn updated_at(&self) -> DateTime<Utc> {
         self.0.updated_at
     }
@@ -339,12 +385,15 @@ pub struct CallEvent(call_event::Model);
 /// A status a call reported, when, and through which path.
 #[Object]
 impl CallEvent {
+    /// The status reported.
     async fn status(&self) -> async_graphql::Result<CallStatus> {
         CallStatus::from_db(&self.0.status)
     }
+    /// When it was recorded.
     async fn at(&self) -> DateTime<Utc> {
         self.0.at
     }
+    /// Which path reported it.
     async fn source(&self) -> async_graphql::Result<CallEventSource> {
         CallEventSource::from_db(&self.0.source)
     }
@@ -412,13 +461,16 @@ impl CallConnection {
 /// An edge in a call connection.
 #[derive(SimpleObject)]
 pub struct CallEdge {
+    /// Position of this row, for `after`.
     pub cursor: String,
+    /// The call.
     pub node: Call,
 }
 
 /// A page of calls.
 #[Object]
 impl CallConnection {
+    /// The rows of this page, each with its cursor.
     async fn edges(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<CallEdge>> {
         let rows: Vec<&call::Model> = self.page.items.iter().map(|c| c.as_ref()).collect();
         prefetch::call_nodes(ctx, &ctx.look_ahead().field("node"), &rows).await?;
@@ -432,6 +484,7 @@ impl CallConnection {
             })
             .collect())
     }
+    /// Whether more rows follow, and the cursor to ask for them.
     async fn page_info(&self) -> PageInfo {
         page_info(&self.page, |c| c.id)
     }
@@ -471,13 +524,16 @@ impl CustomerConnection {
 /// An edge in a customer connection.
 #[derive(SimpleObject)]
 pub struct CustomerEdge {
+    /// Position of this row, for `after`.
     pub cursor: String,
+    /// The customer.
     pub node: Customer,
 }
 
 /// A page of customers.
 #[Object]
 impl CustomerConnection {
+    /// The rows of this page, each with its cursor.
     async fn edges(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<CustomerEdge>> {
         let ids: Vec<Uuid> = self.page.items.iter().map(|c| c.id).collect();
         prefetch::calls_below(
@@ -497,6 +553,7 @@ impl CustomerConnection {
             })
             .collect())
     }
+    /// Whether more rows follow, and the cursor to ask for them.
     async fn page_info(&self) -> PageInfo {
         page_info(&self.page, |c| c.id)
     }
