@@ -8,12 +8,16 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use domain::events::{EventBus, InProcessBus, RedisBus};
 use domain::health::{self, RedisProbe};
 use domain::settings::Settings;
 use domain::tenancy::Authenticator;
 use sea_orm::DatabaseConnection;
 
 use crate::graphql::{self, AppSchema};
+
+/// The Redis channel every API process shares.
+pub const EVENTS_CHANNEL: &str = "switchboard:events";
 
 #[derive(Clone)]
 pub struct AppState {
@@ -23,6 +27,8 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     pub redis: Option<RedisProbe>,
     pub parse_cache: Arc<crate::graphql::parse_cache::ParseCache>,
+    /// Redis pub/sub when `REDIS_URL` is set, else in-process.
+    pub events: Arc<dyn EventBus>,
 }
 
 impl AppState {
@@ -36,6 +42,10 @@ impl AppState {
             .as_ref()
             .map(RedisProbe::new)
             .transpose()?;
+        let events: Arc<dyn EventBus> = match &settings.redis_url {
+            Some(url) => Arc::new(RedisBus::start(url.expose(), EVENTS_CHANNEL)?),
+            None => Arc::new(InProcessBus::new()),
+        };
         Ok(AppState {
             db,
             schema,
@@ -43,6 +53,7 @@ impl AppState {
             auth,
             redis,
             parse_cache: Arc::default(),
+            events,
         })
     }
 }

@@ -8,6 +8,7 @@ pub mod calls;
 pub mod customers;
 pub mod db;
 pub mod error;
+pub mod events;
 pub mod health;
 pub mod pagination;
 pub mod phone;
@@ -20,3 +21,11 @@ pub mod testdb;
 pub mod types;
 
 pub use error::{DomainError, DomainResult};
+
+/// Redis for unit tests (`TEST_REDIS_URL`); tests that need it return early without it.
+#[cfg(test)]
+pub(crate) fn testing_redis_url() -> Option<String> {
+    std::env::var("TEST_REDIS_URL")
+        .ok()
+        .filter(|v| !v.is_empty())
+}

@@ -1,0 +1,372 @@
+//! Domain events and the bus that carries them to every API process.
+//!
+//! Events are published after the write that caused them has committed. Two buses sit
+//! behind [`EventBus`]: an in-process broadcast (the embedded default) and Redis pub/sub
+//! (several API instances). Each process fans events out to its own subscribers through
+//! one `tokio::sync::broadcast`, so a slow subscriber lags (and is told so) instead of
+//! holding up the others or growing memory without bound.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+/// How many events a subscriber may fall behind before it is told it lagged.
+pub const SUBSCRIBER_BUFFER: usize = 1024;
+
+/// Something a dashboard may want to see live. Every event belongs to one tenant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    CallUpdated {
+        tenant_id: Uuid,
+        call_id: Uuid,
+        campaign_id: Option<Uuid>,
+        status: String,
+        previous_status: Option<String>,
+        at: DateTime<Utc>,
+    },
+    CampaignProgress {
+        tenant_id: Uuid,
+        campaign_id: Uuid,
+        at: DateTime<Utc>,
+    },
+    SyncRunUpdated {
+        tenant_id: Uuid,
+        sync_run_id: Uuid,
+        at: DateTime<Utc>,
+    },
+}
+
+impl Event {
+    pub fn tenant_id(&self) -> Uuid {
+        match self {
+            Event::CallUpdated { tenant_id, .. }
+            | Event::CampaignProgress { tenant_id, .. }
+            | Event::SyncRunUpdated { tenant_id, .. } => *tenant_id,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    #[error("publishing to Redis failed: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("encoding the event failed: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+pub type PublishFuture<'a> = Pin<Box<dyn Future<Output = Result<(), EventError>> + Send + 'a>>;
+
+/// Carries events to every subscriber of every process.
+pub trait EventBus: Send + Sync {
+    /// Delivers `event` to this process's subscribers at once and, where there are other
+    /// processes, to theirs. An error means only other processes may have missed it.
+    fn publish(&self, event: Event) -> PublishFuture<'_>;
+    /// A receiver of every event this process sees, in publish order per publisher.
+    fn subscribe(&self) -> broadcast::Receiver<Arc<Event>>;
+    /// Whether the bus reaches other processes right now (always true in-process).
+    fn is_connected(&self) -> bool;
+}
+
+/// The embedded default: one process, one broadcast channel.
+pub struct InProcessBus {
+    local: broadcast::Sender<Arc<Event>>,
+}
+
+impl InProcessBus {
+    pub fn new() -> Self {
+        InProcessBus {
+            local: broadcast::channel(SUBSCRIBER_BUFFER).0,
+        }
+    }
+}
+
+impl Default for InProcessBus {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl EventBus for InProcessBus {
+    fn publish(&self, event: Event) -> PublishFuture<'_> {
+        // No receivers is not an error: nobody is watching.
+        let _ = self.local.send(Arc::new(event));
+        Box::pin(async { Ok(()) })
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.local.subscribe()
+    }
+
+    fn is_connected(&self) -> bool {
+        true
+    }
+}
+
+/// What travels over Redis: the event and the process that sent it.
+#[derive(Serialize, Deserialize)]
+struct Envelope {
+    origin: Uuid,
+    event: Event,
+}
+
+/// Redis pub/sub between processes. Own events are delivered locally at once (so they
+/// arrive even while Redis is down) and skipped when they come back from Redis.
+pub struct RedisBus {
+    origin: Uuid,
+    channel: String,
+    local: broadcast::Sender<Arc<Event>>,
+    publisher: redis::aio::ConnectionManager,
+    connected: Arc<AtomicBool>,
+    listener: tokio::task::JoinHandle<()>,
+}
+
+impl RedisBus {
+    /// Starts the process's one subscriber connection on `channel`; it reconnects with
+    /// backoff for as long as the bus lives. Does not wait for Redis to be up.
+    pub fn start(url: &str, channel: &str) -> Result<Self, EventError> {
+        let client = redis::Client::open(url)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(Duration::from_secs(1)))
+            .set_number_of_retries(1);
+        let publisher =
+            redis::aio::ConnectionManager::new_lazy_with_config(client.clone(), config)?;
+        let origin = Uuid::new_v4();
+        let local = broadcast::channel(SUBSCRIBER_BUFFER).0;
+        let connected = Arc::new(AtomicBool::new(false));
+        let listener = tokio::spawn(listen(
+            client,
+            channel.to_owned(),
+            origin,
+            local.clone(),
+            connected.clone(),
+        ));
+        Ok(RedisBus {
+            origin,
+            channel: channel.to_owned(),
+            local,
+            publisher,
+            connected,
+            listener,
+        })
+    }
+}
+
+impl Drop for RedisBus {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+impl EventBus for RedisBus {
+    fn publish(&self, event: Event) -> PublishFuture<'_> {
+        Box::pin(async move {
+            let payload = serde_json::to_string(&Envelope {
+                origin: self.origin,
+                event: event.clone(),
+            })?;
+            let _ = self.local.send(Arc::new(event));
+            let mut conn = self.publisher.clone();
+            redis::cmd("PUBLISH")
+                .arg(&self.channel)
+                .arg(payload)
+                .query_async::<i64>(&mut conn)
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.local.subscribe()
+    }
+
+    fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+}
+
+/// The subscriber loop: connect, subscribe, forward; on any failure wait and start over.
+async fn listen(
+    client: redis::Client,
+    channel: String,
+    origin: Uuid,
+    local: broadcast::Sender<Arc<Event>>,
+    connected: Arc<AtomicBool>,
+) {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match subscribe_once(&client, &channel).await {
+            Ok(pubsub) => {
+                connected.store(true, Ordering::Relaxed);
+                delay = Duration::from_millis(100);
+                let mut messages = pubsub.into_on_message();
+                while let Some(msg) = messages.next().await {
+                    match serde_json::from_slice::<Envelope>(msg.get_payload_bytes()) {
+                        Ok(env) if env.origin == origin => {}
+                        Ok(env) => {
+                            let _ = local.send(Arc::new(env.event));
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "skipped an undecodable event from Redis")
+                        }
+                    }
+                }
+                connected.store(false, Ordering::Relaxed);
+                tracing::warn!("Redis event subscription ended; reconnecting");
+            }
+            Err(e) => {
+                connected.store(false, Ordering::Relaxed);
+                tracing::warn!(error = %e, retry_ms = delay.as_millis() as u64, "cannot subscribe to Redis events");
+            }
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn subscribe_once(
+    client: &redis::Client,
+    channel: &str,
+) -> redis::RedisResult<redis::aio::PubSub> {
+    let mut pubsub = tokio::time::timeout(Duration::from_secs(2), client.get_async_pubsub())
+        .await
+        .map_err(|_| redis::RedisError::from((redis::ErrorKind::Io, "connect timed out")))??;
+    pubsub.subscribe(channel).await?;
+    Ok(pubsub)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call_event(tenant: Uuid, status: &str) -> Event {
+        Event::CallUpdated {
+            tenant_id: tenant,
+            call_id: Uuid::now_v7(),
+            campaign_id: None,
+            status: status.to_owned(),
+            previous_status: None,
+            at: Utc::now(),
+        }
+    }
+
+    async fn next(rx: &mut broadcast::Receiver<Arc<Event>>) -> Arc<Event> {
+        tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn in_process_delivers_in_order() {
+        let bus = InProcessBus::new();
+        let mut rx = bus.subscribe();
+        let t = Uuid::now_v7();
+        for s in ["RINGING", "IN_PROGRESS", "COMPLETED"] {
+            bus.publish(call_event(t, s)).await.unwrap();
+        }
+        for s in ["RINGING", "IN_PROGRESS", "COMPLETED"] {
+            match &*next(&mut rx).await {
+                Event::CallUpdated {
+                    status, tenant_id, ..
+                } => assert_eq!((status.as_str(), *tenant_id), (s, t)),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn slow_subscribers_lag_instead_of_growing() {
+        let bus = InProcessBus::new();
+        let mut rx = bus.subscribe();
+        let t = Uuid::now_v7();
+        for _ in 0..(SUBSCRIBER_BUFFER + 10) {
+            bus.publish(call_event(t, "RINGING")).await.unwrap();
+        }
+        assert!(matches!(
+            rx.recv().await,
+            Err(broadcast::error::RecvError::Lagged(10))
+        ));
+    }
+
+    #[test]
+    fn events_round_trip_as_json() {
+        let e = call_event(Uuid::now_v7(), "BUSY");
+        let text = serde_json::to_string(&e).unwrap();
+        assert!(text.contains("\"type\":\"call_updated\""));
+        assert_eq!(serde_json::from_str::<Event>(&text).unwrap(), e);
+    }
+
+    /// Two buses on one channel stand for two API processes.
+    #[tokio::test]
+    async fn redis_reaches_other_processes_once() {
+        let Some(url) = crate::testing_redis_url() else {
+            return;
+        };
+        let channel = format!("switchboard:test:{}", Uuid::new_v4());
+        let a = RedisBus::start(&url, &channel).unwrap();
+        let b = RedisBus::start(&url, &channel).unwrap();
+        for _ in 0..100 {
+            if a.is_connected() && b.is_connected() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(a.is_connected() && b.is_connected());
+        let (mut on_a, mut on_b) = (a.subscribe(), b.subscribe());
+        let t = Uuid::now_v7();
+
+        // Garbage on the channel is skipped, not fatal.
+        let mut raw = redis::Client::open(url.as_str())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        redis::cmd("PUBLISH")
+            .arg(&channel)
+            .arg("not json")
+            .query_async::<i64>(&mut raw)
+            .await
+            .unwrap();
+
+        for s in ["INITIATED", "RINGING", "COMPLETED"] {
+            a.publish(call_event(t, s)).await.unwrap();
+        }
+        for s in ["INITIATED", "RINGING", "COMPLETED"] {
+            for rx in [&mut on_a, &mut on_b] {
+                match &*next(rx).await {
+                    Event::CallUpdated { status, .. } => assert_eq!(status, s),
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+        // Exactly once each: nothing else is waiting.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(on_a.try_recv().is_err() && on_b.try_recv().is_err());
+    }
+
+    /// With Redis unreachable, publishing fails fast but this process still sees its events.
+    #[tokio::test]
+    async fn redis_down_still_delivers_locally() {
+        let bus = RedisBus::start("redis://127.0.0.1:1", "switchboard:test:down").unwrap();
+        let mut rx = bus.subscribe();
+        let started = std::time::Instant::now();
+        assert!(
+            bus.publish(call_event(Uuid::now_v7(), "QUEUED"))
+                .await
+                .is_err()
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(matches!(&*next(&mut rx).await, Event::CallUpdated { .. }));
+        assert!(!bus.is_connected());
+    }
+}
