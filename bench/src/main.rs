@@ -213,7 +213,7 @@ struct Figures {
 }
 
 /// `connections` workers send requests back to back for `seconds`; each request is built by `make`.
-async fn load<F>(client: &reqwest::Client, connections: usize, seconds: u64, make: F) -> Figures
+async fn load<F>(connections: usize, seconds: u64, make: F) -> Figures
 where
     F: Fn(usize) -> reqwest::RequestBuilder + Send + Sync + 'static,
 {
@@ -223,7 +223,6 @@ where
     let mut tasks = Vec::new();
     for w in 0..connections {
         let make = make.clone();
-        let _ = client;
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(4096);
             let mut errors = 0u64;
@@ -450,7 +449,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         out(format!("run {}/{}", run + 1, cfg.runs));
         let c = client.clone();
         let u = hello_url.clone();
-        hello.push(load(&client, cfg.connections, cfg.seconds, move |_| c.get(&u)).await);
+        hello.push(load(cfg.connections, cfg.seconds, move |_| c.get(&u)).await);
         pg.push(pgbench_tps(&pgb_url, cfg.seconds)?);
 
         let _p = profile("me", run);
@@ -460,7 +459,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             seeded.keys.clone(),
         );
         me.push(
-            load(&client, cfg.connections, cfg.seconds, move |i| {
+            load(cfg.connections, cfg.seconds, move |i| {
                 c.post(&g)
                     .bearer_auth(&keys[i % keys.len()])
                     .json(&serde_json::json!({ "query": "{ me { id } }" }))
@@ -476,7 +475,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             seeded.customers.clone(),
         );
         one.push(
-            load(&client, cfg.connections, cfg.seconds, move |i| {
+            load(cfg.connections, cfg.seconds, move |i| {
                 let (id, k) = &ids[i % ids.len()];
                 c.post(&g).bearer_auth(&keys[*k]).json(&serde_json::json!({
                     "query": "query($id: ID!) { customer(id: $id) { id phoneNumber name status } }",
@@ -493,7 +492,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             seeded.keys.clone(),
         );
         page.push(
-            load(&client, cfg.connections, cfg.seconds, move |i| {
+            load(cfg.connections, cfg.seconds, move |i| {
                 c.post(&g)
                     .bearer_auth(&keys[i % keys.len()])
                     .json(&serde_json::json!({ "query": CUSTOMERS_PAGE, "variables": { "n": 50 } }))
