@@ -18,6 +18,19 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
+/// The Redis channel every process shares.
+pub const EVENTS_CHANNEL: &str = "switchboard:events";
+
+/// Redis pub/sub when `REDIS_URL` is set, else the in-process bus.
+pub fn from_settings(
+    settings: &crate::settings::Settings,
+) -> Result<Arc<dyn EventBus>, EventError> {
+    Ok(match &settings.redis_url {
+        Some(url) => Arc::new(RedisBus::start(url.expose(), EVENTS_CHANNEL)?),
+        None => Arc::new(InProcessBus::new()),
+    })
+}
+
 /// How many events a subscriber may fall behind before it is told it lagged.
 pub const SUBSCRIBER_BUFFER: usize = 1024;
 
@@ -32,6 +45,10 @@ pub enum Event {
         status: String,
         previous_status: Option<String>,
         at: DateTime<Utc>,
+        /// The call as committed (without the provider's raw body), so subscribers can
+        /// be answered without reading the database once per subscriber.
+        #[serde(default)]
+        call: Option<Box<entity::call::Model>>,
     },
     CampaignProgress {
         tenant_id: Uuid,
@@ -256,6 +273,7 @@ mod tests {
             status: status.to_owned(),
             previous_status: None,
             at: Utc::now(),
+            call: None,
         }
     }
 

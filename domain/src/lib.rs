@@ -5,15 +5,21 @@
 
 pub mod agents;
 pub mod calls;
+pub mod credentials;
 pub mod customers;
 pub mod db;
+pub mod dnc;
 pub mod error;
 pub mod events;
 pub mod health;
+pub mod ingest;
 pub mod pagination;
 pub mod phone;
+pub mod providers;
 pub mod queue;
+pub mod secrets;
 pub mod seed;
+pub mod services;
 pub mod settings;
 pub mod tenancy;
 #[cfg(feature = "testing")]
@@ -21,6 +27,13 @@ pub mod testdb;
 pub mod types;
 
 pub use error::{DomainError, DomainResult};
+
+/// Makes ring the process's TLS provider (reqwest is built without one, so provider
+/// clients use this; it also keeps a second provider from ever being ambiguous).
+/// Call first thing in `main`; later calls are harmless.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
 
 /// Redis for unit tests (`TEST_REDIS_URL`); tests that need it return early without it.
 #[cfg(test)]

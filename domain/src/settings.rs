@@ -90,6 +90,24 @@ pub struct Settings {
     pub worker_poll_ms: u64,
     /// How long a resolved API key is trusted before it is looked up again.
     pub auth_cache_seconds: u64,
+    pub providers: ProviderSettings,
+}
+
+/// Provider endpoints, secrets at rest and call-following knobs.
+#[derive(Debug, Clone)]
+pub struct ProviderSettings {
+    /// 32-byte AES-256-GCM key (64 hex characters) for provider credentials at rest.
+    /// Unset: the embedded default keeps a key file beside the SQLite database.
+    pub secrets_key: Option<Secret>,
+    pub allow_custom_base_url: bool,
+    pub bolna_base_url: String,
+    pub teli_base_url: String,
+    /// How much faster than real time the simulator plays calls.
+    pub simulator_speed: f64,
+    /// A call non-terminal this long is re-fetched from its provider.
+    pub stale_call_seconds: u64,
+    /// Per-request timeout of provider HTTP calls.
+    pub request_timeout_ms: u64,
 }
 
 impl Settings {
@@ -193,6 +211,51 @@ impl Settings {
         let worker_poll_ms = parse_num(&get, "WORKER_POLL_MS", 1000, 10, 60_000)?;
         let auth_cache_seconds = parse_num(&get, "AUTH_CACHE_SECONDS", 5, 0, 300)?;
 
+        let secrets_key = match get("SECRETS_KEY") {
+            Some(k) if k.len() == 64 && k.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                Some(Secret::new(k.to_ascii_lowercase()))
+            }
+            Some(_) => {
+                return Err(SettingsError::Invalid {
+                    name: "SECRETS_KEY",
+                    value: "***".into(),
+                    message: "must be 64 hex characters (32 bytes), e.g. `openssl rand -hex 32`"
+                        .into(),
+                });
+            }
+            None if !is_sqlite => {
+                return Err(SettingsError::Invalid {
+                    name: "SECRETS_KEY",
+                    value: String::new(),
+                    message: "is required with PostgreSQL (every replica needs the same key); \
+                              generate one with `openssl rand -hex 32`"
+                        .into(),
+                });
+            }
+            None => None,
+        };
+        let base_url = |name: &'static str, default: &str| -> Result<String, SettingsError> {
+            let v = get(name).unwrap_or_else(|| default.to_owned());
+            if v.starts_with("http://") || v.starts_with("https://") {
+                Ok(v.trim_end_matches('/').to_owned())
+            } else {
+                Err(SettingsError::Invalid {
+                    name,
+                    value: v,
+                    message: "must be an http:// or https:// URL".into(),
+                })
+            }
+        };
+        let providers = ProviderSettings {
+            secrets_key,
+            allow_custom_base_url: parse_bool(&get, "ALLOW_PROVIDER_BASE_URL", false)?,
+            bolna_base_url: base_url("BOLNA_BASE_URL", "https://api.bolna.ai")?,
+            teli_base_url: base_url("TELI_BASE_URL", "https://api.teli.ai")?,
+            simulator_speed: parse_num(&get, "SIMULATOR_SPEED", 1.0, 0.01, 100_000.0)?,
+            stale_call_seconds: parse_num(&get, "STALE_CALL_SECONDS", 1800, 1, 30 * 86_400)?,
+            request_timeout_ms: parse_num(&get, "PROVIDER_TIMEOUT_MS", 10_000, 100, 120_000)?,
+        };
+
         Ok(Settings {
             database: DatabaseSettings {
                 url: Secret::new(url),
@@ -207,6 +270,7 @@ impl Settings {
             graphql,
             worker_poll_ms,
             auth_cache_seconds,
+            providers,
         })
     }
 }
@@ -296,11 +360,20 @@ mod tests {
         assert!(settings(&[("RUN_WORKER", "maybe")]).is_err());
         assert!(settings(&[("ADMIN_TOKEN", "short")]).is_err());
         assert!(settings(&[("REDIS_URL", "http://x")]).is_err());
+        assert!(settings(&[("SECRETS_KEY", "short")]).is_err());
+        assert!(settings(&[("BOLNA_BASE_URL", "ftp://x")]).is_err());
+        assert!(settings(&[("SIMULATOR_SPEED", "0")]).is_err());
     }
 
     #[test]
     fn postgres_does_not_seed_a_demo_tenant_by_default() {
-        let s = settings(&[("DATABASE_URL", "postgres://postgres@127.0.0.1/db")]).unwrap();
+        let key = "ab".repeat(32);
+        assert!(settings(&[("DATABASE_URL", "postgres://postgres@127.0.0.1/db")]).is_err());
+        let s = settings(&[
+            ("DATABASE_URL", "postgres://postgres@127.0.0.1/db"),
+            ("SECRETS_KEY", &key),
+        ])
+        .unwrap();
         assert!(!s.seed_demo);
         assert_eq!(format!("{:?}", s.database.url), "Secret(***)");
     }

@@ -22,6 +22,19 @@ macro_rules! string_enum {
             }
         }
 
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(d)?;
+                text.parse().map_err(serde::de::Error::custom)
+            }
+        }
+
         impl FromStr for $name {
             type Err = UnknownValue;
             fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -90,6 +103,33 @@ string_enum!(
 );
 
 impl CallStatus {
+    /// Position in the lifecycle. A call's status only ever moves to a higher rank, so
+    /// reports may arrive late, twice or out of order. Every terminal status outranks
+    /// every live one, and `COMPLETED` (recording, transcript and extraction final)
+    /// outranks the other endings.
+    pub fn rank(self) -> i32 {
+        match self {
+            CallStatus::Scheduled => 1,
+            CallStatus::Queued => 2,
+            CallStatus::Rescheduled => 3,
+            CallStatus::Initiated => 4,
+            CallStatus::Ringing => 5,
+            CallStatus::InProgress => 6,
+            CallStatus::CallDisconnected => 7,
+            CallStatus::Busy
+            | CallStatus::NoAnswer
+            | CallStatus::BalanceLow
+            | CallStatus::Canceled
+            | CallStatus::Failed
+            | CallStatus::Stopped
+            | CallStatus::Error => 8,
+            CallStatus::Completed => 9,
+        }
+    }
+
+    /// The lowest rank of a terminal status.
+    pub const TERMINAL_RANK: i32 = 8;
+
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
@@ -123,6 +163,14 @@ mod tests {
             assert_eq!(r.as_str().parse::<Role>().unwrap(), *r);
         }
         assert!("nope".parse::<LeadStatus>().is_err());
+    }
+
+    #[test]
+    fn ranks_separate_live_from_terminal() {
+        for s in CallStatus::ALL {
+            assert_eq!(s.is_terminal(), s.rank() >= CallStatus::TERMINAL_RANK, "{s}");
+        }
+        assert!(CallStatus::Completed.rank() > CallStatus::CallDisconnected.rank());
     }
 
     #[test]

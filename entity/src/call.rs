@@ -33,6 +33,15 @@ pub struct Model {
     pub hangup_reason: Option<String>,
     #[sea_orm(column_type = "JsonBinary", nullable)]
     pub raw_payload: Option<Json>,
+    /// The provider's agent id as reported; kept when no agent here matches it.
+    pub provider_agent_id: Option<String>,
+    /// Lifecycle position of `status` (see `domain::types::CallStatus::rank`).
+    pub status_rank: i32,
+    pub idempotency_key: Option<String>,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub error_message: Option<String>,
+    #[sea_orm(column_type = "JsonBinary", nullable)]
+    pub variables: Option<Json>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

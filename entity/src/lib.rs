@@ -9,7 +9,9 @@ pub mod call;
 pub mod call_event;
 pub mod customer;
 pub mod customer_tag;
+pub mod do_not_call;
 pub mod job;
+pub mod provider_credential;
 pub mod tenant;
 
 pub mod prelude {
@@ -19,6 +21,8 @@ pub mod prelude {
     pub use super::call_event::Entity as CallEvent;
     pub use super::customer::Entity as Customer;
     pub use super::customer_tag::Entity as CustomerTag;
+    pub use super::do_not_call::Entity as DoNotCall;
     pub use super::job::Entity as Job;
+    pub use super::provider_credential::Entity as ProviderCredential;
     pub use super::tenant::Entity as Tenant;
 }

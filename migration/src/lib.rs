@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261123_000001_create_core;
 mod m20261123_000002_create_jobs;
+mod m20261124_000003_live_calls;
 
 pub struct Migrator;
 
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261123_000001_create_core::Migration),
             Box::new(m20261123_000002_create_jobs::Migration),
+            Box::new(m20261124_000003_live_calls::Migration),
         ]
     }
 }

@@ -1,5 +1,7 @@
-//! Calls and their status history. Read-only here; ingestion writes them.
+//! Calls and their status history: reads (`repo`), and the life of a call we place
+//! (`lifecycle`). Provider reports are written by `domain::ingest`.
 
+pub mod lifecycle;
 mod repo;
 
 pub use repo::{

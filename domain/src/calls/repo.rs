@@ -25,6 +25,8 @@ pub struct CallFilter {
     pub customer_id: Option<Uuid>,
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
+    /// Calls reported for a provider agent no agent here matches (ADMIN only).
+    pub unmatched: Option<bool>,
 }
 
 /// Which column a nested `calls` connection hangs from.
@@ -73,6 +75,15 @@ fn filtered(scope: &TenantScope, f: &CallFilter) -> Select<call::Entity> {
     if let Some(id) = f.customer_id {
         cond = cond.add(call::Column::CustomerId.eq(id));
     }
+    match f.unmatched {
+        Some(true) => {
+            cond = cond
+                .add(call::Column::AgentId.is_null())
+                .add(call::Column::ProviderAgentId.is_not_null())
+        }
+        Some(false) => cond = cond.add(call::Column::AgentId.is_not_null()),
+        None => {}
+    }
     if let Some(t) = f.since {
         cond = cond.add(call::Column::CreatedAt.gte(t));
     }
@@ -82,7 +93,10 @@ fn filtered(scope: &TenantScope, f: &CallFilter) -> Select<call::Entity> {
     scoped(scope).filter(cond)
 }
 
-fn check_window(f: &CallFilter) -> DomainResult<()> {
+fn check_window(scope: &TenantScope, f: &CallFilter) -> DomainResult<()> {
+    if f.unmatched.is_some() {
+        scope.require(crate::types::Role::Admin)?;
+    }
     if let (Some(a), Some(b)) = (f.since, f.until)
         && a > b
     {
@@ -97,7 +111,7 @@ pub async fn list(
     filter: &CallFilter,
     page: PageRequest,
 ) -> DomainResult<Page<call::Model>> {
-    check_window(filter)?;
+    check_window(scope, filter)?;
     pagination::fetch(db, filtered(scope, filter), call::Column::Id, page).await
 }
 
@@ -106,7 +120,7 @@ pub async fn count(
     scope: &TenantScope,
     filter: &CallFilter,
 ) -> DomainResult<u64> {
-    check_window(filter)?;
+    check_window(scope, filter)?;
     Ok(filtered(scope, filter).count(db).await?)
 }
 

@@ -1,0 +1,72 @@
+//! The tenant's do-not-call list: numbers (E.164) no call may be placed to.
+
+use chrono::Utc;
+use entity::do_not_call;
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
+
+use crate::error::{DomainError, DomainResult};
+use crate::phone::PhoneNumber;
+use crate::tenancy::TenantScope;
+use crate::types::Role;
+
+fn parse(scope: &TenantScope, raw: &str) -> DomainResult<PhoneNumber> {
+    PhoneNumber::parse(raw, scope.region())
+        .map_err(|e| DomainError::invalid("phoneNumber", e.to_string()))
+}
+
+/// Adds a number (any format; read in the tenant's region). Adding it again keeps the
+/// first reason. MEMBER or above.
+pub async fn add(
+    db: &DatabaseConnection,
+    scope: &TenantScope,
+    raw: &str,
+    reason: Option<String>,
+) -> DomainResult<bool> {
+    scope.require(Role::Member)?;
+    let phone = parse(scope, raw)?;
+    let reason = reason
+        .map(|r| r.trim().chars().take(500).collect::<String>())
+        .filter(|r| !r.is_empty());
+    do_not_call::Entity::insert(do_not_call::ActiveModel {
+        tenant_id: Set(scope.tenant_id()),
+        phone_number: Set(phone.into_string()),
+        reason: Set(reason),
+        created_at: Set(Utc::now()),
+    })
+    .on_conflict(
+        OnConflict::columns([
+            do_not_call::Column::TenantId,
+            do_not_call::Column::PhoneNumber,
+        ])
+        .do_nothing()
+        .to_owned(),
+    )
+    .exec_without_returning(db)
+    .await?;
+    Ok(true)
+}
+
+/// Removes a number; `false` when it was not on the list.
+pub async fn remove(db: &DatabaseConnection, scope: &TenantScope, raw: &str) -> DomainResult<bool> {
+    scope.require(Role::Member)?;
+    let phone = parse(scope, raw)?;
+    let res = do_not_call::Entity::delete_many()
+        .filter(do_not_call::Column::TenantId.eq(scope.tenant_id()))
+        .filter(do_not_call::Column::PhoneNumber.eq(phone.as_str()))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected > 0)
+}
+
+/// Whether an E.164 number is on the tenant's list.
+pub async fn contains<C: ConnectionTrait>(
+    conn: &C,
+    scope: &TenantScope,
+    phone: &PhoneNumber,
+) -> DomainResult<bool> {
+    Ok(do_not_call::Entity::find_by_id((scope.tenant_id(), phone.as_str().to_owned()))
+        .one(conn)
+        .await?
+        .is_some())
+}

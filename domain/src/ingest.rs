@@ -1,0 +1,481 @@
+//! The one way a provider's word about a call enters the store: webhooks, polls, sync
+//! and the simulator all call [`Ingestor::ingest`].
+//!
+//! - Upsert by (tenant, provider, execution id); the status only moves to a higher rank,
+//!   decided inside the `UPDATE` so two reports racing on two processes cannot regress it.
+//! - A repeated (call, status) is a no-op; a late lower status is recorded as an event but
+//!   leaves the call alone.
+//! - Fields merge "non-null wins": a later sparse report never wipes a transcript, and a
+//!   late lower-ranked report only fills gaps.
+//! - The customer is found or created by E.164 number in the same transaction.
+//! - A report for an agent we do not know is stored unmatched, never dropped.
+//! - Events go out after commit, in commit order per call within a process.
+//!
+//! Webhooks make a report durable first ([`accept`]: one insert into the job queue) and
+//! answer; the report is then applied at once in the background, or by any worker if
+//! this process dies first (the queued row is deleted in the same transaction that
+//! applies it, so it is applied exactly once).
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use entity::{call, tenant};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, EntityTrait, Statement,
+    TransactionTrait, Value,
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::db::param;
+use crate::error::{DomainError, DomainResult};
+use crate::events::{Event, EventBus};
+use crate::phone::{PhoneNumber, Region};
+use crate::providers::CallReport;
+use crate::queue;
+use crate::types::{CallStatus, EventSource};
+
+/// Job kind of a report accepted by a webhook and not yet applied.
+pub const INGEST_JOB: &str = "ingest_report";
+/// How long a freshly accepted report is left to the process that accepted it before
+/// any worker may apply it.
+pub const INLINE_GRACE: chrono::Duration = chrono::Duration::seconds(10);
+
+const LOCK_STRIPES: usize = 256;
+
+/// What one report did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IngestOutcome {
+    pub call_id: Uuid,
+    /// The call did not exist before.
+    pub created: bool,
+    /// The call's status moved forward (or the call was created).
+    pub advanced: bool,
+    /// A new (call, status) event was recorded. False for an exact repeat.
+    pub event_recorded: bool,
+    pub previous_status: Option<CallStatus>,
+    pub status: CallStatus,
+    pub customer_id: Option<Uuid>,
+    pub customer_created: bool,
+    /// Whether an agent here matched the report's provider agent id.
+    pub agent_matched: bool,
+}
+
+/// What a webhook queues: enough to apply the report later, on any process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QueuedReport {
+    pub tenant_id: Uuid,
+    pub source: String,
+    pub report: CallReport,
+}
+
+#[derive(Clone)]
+pub struct Ingestor {
+    db: DatabaseConnection,
+    events: Arc<dyn EventBus>,
+    /// Serialises reports for one call within this process so events leave in commit order.
+    locks: Arc<Vec<tokio::sync::Mutex<()>>>,
+}
+
+impl Ingestor {
+    pub fn new(db: DatabaseConnection, events: Arc<dyn EventBus>) -> Self {
+        Ingestor {
+            db,
+            events,
+            locks: Arc::new((0..LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect()),
+        }
+    }
+
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    pub fn events(&self) -> &Arc<dyn EventBus> {
+        &self.events
+    }
+
+    fn stripe(&self, tenant_id: Uuid, execution_id: &str) -> &tokio::sync::Mutex<()> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        tenant_id.hash(&mut h);
+        execution_id.hash(&mut h);
+        &self.locks[(h.finish() as usize) % LOCK_STRIPES]
+    }
+
+    /// Applies one report in its own transaction and publishes what changed.
+    pub async fn ingest(
+        &self,
+        tenant: &tenant::Model,
+        report: &CallReport,
+        source: EventSource,
+    ) -> DomainResult<IngestOutcome> {
+        let _guard = self.stripe(tenant.id, &report.execution_id).lock().await;
+        let txn = self.db.begin().await?;
+        let (outcome, model) = apply(&txn, tenant, report, source).await?;
+        txn.commit().await?;
+        self.publish(&outcome, model).await;
+        Ok(outcome)
+    }
+
+    /// Applies a queued report and deletes its job in one transaction. `None` when the
+    /// job is gone or taken by someone else (then they apply it).
+    pub async fn ingest_queued(
+        &self,
+        tenant: &tenant::Model,
+        queued: &QueuedReport,
+        job_id: Uuid,
+        held_by: Option<&str>,
+    ) -> DomainResult<Option<IngestOutcome>> {
+        let source = queued.source.parse().unwrap_or(EventSource::Webhook);
+        let _guard = self
+            .stripe(tenant.id, &queued.report.execution_id)
+            .lock()
+            .await;
+        let txn = self.db.begin().await?;
+        let backend = txn.get_database_backend();
+        let (sql, values): (String, Vec<Value>) = match held_by {
+            None => (
+                format!(
+                    "DELETE FROM jobs WHERE id = {} AND status = '{}'",
+                    param(backend, 1),
+                    queue::PENDING
+                ),
+                vec![job_id.into()],
+            ),
+            Some(worker) => (
+                format!(
+                    "DELETE FROM jobs WHERE id = {} AND locked_by = {}",
+                    param(backend, 1),
+                    param(backend, 2)
+                ),
+                vec![job_id.into(), worker.into()],
+            ),
+        };
+        let deleted = txn
+            .execute_raw(Statement::from_sql_and_values(backend, sql, values))
+            .await?
+            .rows_affected();
+        if deleted == 0 {
+            txn.rollback().await?;
+            return Ok(None);
+        }
+        let (outcome, model) = apply(&txn, tenant, &queued.report, source).await?;
+        txn.commit().await?;
+        self.publish(&outcome, model).await;
+        Ok(Some(outcome))
+    }
+
+    async fn publish(&self, outcome: &IngestOutcome, model: call::Model) {
+        metrics::counter!("ingest_reports_total", "result" => if outcome.advanced { "advanced" } else if outcome.event_recorded { "late" } else { "duplicate" }).increment(1);
+        if !outcome.agent_matched && outcome.created {
+            metrics::counter!("ingest_unmatched_calls_total").increment(1);
+        }
+        if !outcome.advanced {
+            return;
+        }
+        let mut snapshot = model;
+        snapshot.raw_payload = None;
+        let event = Event::CallUpdated {
+            tenant_id: snapshot.tenant_id,
+            call_id: snapshot.id,
+            campaign_id: snapshot.campaign_id,
+            status: snapshot.status.clone(),
+            previous_status: outcome.previous_status.map(|s| s.as_str().to_owned()),
+            at: Utc::now(),
+            call: Some(Box::new(snapshot)),
+        };
+        if let Err(e) = self.events.publish(event).await {
+            // The write is committed; only other processes' subscribers miss this one.
+            tracing::warn!(error = %e, "could not publish a call update");
+        }
+    }
+}
+
+/// Makes a webhook's report durable: one queued row, applied later by [`Ingestor::ingest_queued`].
+pub async fn accept<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: Uuid,
+    report: CallReport,
+    source: EventSource,
+) -> DomainResult<(Uuid, QueuedReport)> {
+    let queued = QueuedReport {
+        tenant_id,
+        source: source.as_str().to_owned(),
+        report,
+    };
+    let payload =
+        serde_json::to_value(&queued).map_err(|e| DomainError::Internal(e.to_string()))?;
+    let id = queue::enqueue(db, INGEST_JOB, payload, Utc::now() + INLINE_GRACE, 10).await?;
+    Ok((id, queued))
+}
+
+fn opt_str(v: &Option<String>) -> Value {
+    v.clone().into()
+}
+
+fn opt_time(v: Option<DateTime<Utc>>) -> Value {
+    v.into()
+}
+
+/// The body of ingestion: runs inside the caller's transaction.
+pub async fn apply<C: ConnectionTrait>(
+    conn: &C,
+    tenant: &tenant::Model,
+    report: &CallReport,
+    source: EventSource,
+) -> DomainResult<(IngestOutcome, call::Model)> {
+    let backend = conn.get_database_backend();
+    let p = |n| param(backend, n);
+    let now = Utc::now();
+    let provider = report.provider.as_str();
+
+    let agent_id: Option<Uuid> = match &report.provider_agent_id {
+        None => None,
+        Some(agent) => {
+            let row = conn
+                .query_one_raw(Statement::from_sql_and_values(
+                    backend,
+                    format!(
+                        "SELECT id FROM agents WHERE tenant_id = {} AND provider = {} AND provider_agent_id = {}",
+                        p(1),
+                        p(2),
+                        p(3)
+                    ),
+                    [tenant.id.into(), provider.into(), agent.clone().into()],
+                ))
+                .await?;
+            match row {
+                Some(r) => Some(r.try_get::<Uuid>("", "id")?),
+                None => None,
+            }
+        }
+    };
+
+    let region = Region::parse(&tenant.default_region)
+        .map_err(|e| DomainError::Internal(format!("tenant region: {e}")))?;
+    let phone = report
+        .customer_number()
+        .and_then(|raw| PhoneNumber::parse(raw, region).ok());
+    let (customer_id, customer_created) = match &phone {
+        None => (None, false),
+        Some(phone) => {
+            let contacted = report.occurred_at.or(report.started_at).unwrap_or(now);
+            let name = report.recipient_data.as_ref().and_then(recipient_name);
+            let (id, created) =
+                upsert_customer(conn, tenant.id, phone, name, source, Some(contacted)).await?;
+            (Some(id), created)
+        }
+    };
+
+    let previous = conn
+        .query_one_raw(Statement::from_sql_and_values(
+            backend,
+            format!(
+                "SELECT status FROM calls WHERE tenant_id = {} AND provider = {} AND provider_execution_id = {}",
+                p(1),
+                p(2),
+                p(3)
+            ),
+            [
+                tenant.id.into(),
+                provider.into(),
+                report.execution_id.clone().into(),
+            ],
+        ))
+        .await?
+        .map(|r| r.try_get::<String>("", "status"))
+        .transpose()?
+        .and_then(|s| s.parse::<CallStatus>().ok());
+
+    let new_id = Uuid::now_v7();
+    let rank = report.status.rank();
+    // Higher or equal rank: the report's non-null fields win. Lower: it only fills gaps.
+    let merge = |col: &str| {
+        format!(
+            "{col} = CASE WHEN excluded.status_rank >= calls.status_rank \
+             THEN COALESCE(excluded.{col}, calls.{col}) ELSE COALESCE(calls.{col}, excluded.{col}) END"
+        )
+    };
+    let merged: Vec<String> = [
+        "provider_call_id",
+        "from_number",
+        "to_number",
+        "started_at",
+        "ended_at",
+        "duration_seconds",
+        "cost",
+        "transcript",
+        "summary",
+        "recording_url",
+        "extracted_data",
+        "hangup_reason",
+        "error_message",
+        "raw_payload",
+        "provider_agent_id",
+    ]
+    .iter()
+    .map(|c| merge(c))
+    .collect();
+    let placeholders: Vec<String> = (1..=24).map(p).collect();
+    let sql = format!(
+        "INSERT INTO calls (id, tenant_id, agent_id, customer_id, provider, provider_execution_id, provider_call_id, \
+         provider_agent_id, direction, status, status_rank, from_number, to_number, started_at, ended_at, duration_seconds, \
+         cost, transcript, summary, recording_url, extracted_data, hangup_reason, error_message, raw_payload, created_at, updated_at) \
+         VALUES ({}, {now_param}, {now_param2}) \
+         ON CONFLICT (tenant_id, provider, provider_execution_id) DO UPDATE SET \
+         status = CASE WHEN excluded.status_rank > calls.status_rank THEN excluded.status ELSE calls.status END, \
+         status_rank = CASE WHEN excluded.status_rank > calls.status_rank THEN excluded.status_rank ELSE calls.status_rank END, \
+         agent_id = COALESCE(calls.agent_id, excluded.agent_id), \
+         customer_id = COALESCE(calls.customer_id, excluded.customer_id), \
+         {}, updated_at = excluded.updated_at \
+         RETURNING *",
+        placeholders.join(", "),
+        merged.join(", "),
+        now_param = p(25),
+        now_param2 = p(26),
+    );
+    let json = |v: &Option<serde_json::Value>| -> Value { v.clone().into() };
+    let values: Vec<Value> = vec![
+        new_id.into(),
+        tenant.id.into(),
+        agent_id.into(),
+        customer_id.into(),
+        provider.into(),
+        report.execution_id.clone().into(),
+        opt_str(&report.provider_call_id),
+        opt_str(&report.provider_agent_id),
+        report.direction.as_str().into(),
+        report.status.as_str().into(),
+        rank.into(),
+        opt_str(&report.from_number),
+        opt_str(&report.to_number),
+        opt_time(report.started_at),
+        opt_time(report.ended_at),
+        report.duration_seconds.into(),
+        report.cost.into(),
+        opt_str(&report.transcript),
+        opt_str(&report.summary),
+        opt_str(&report.recording_url),
+        json(&report.extracted_data),
+        opt_str(&report.hangup_reason),
+        opt_str(&report.error_message),
+        json(&report.raw),
+        now.into(),
+        now.into(),
+    ];
+    let model = call::Entity::find()
+        .from_raw_sql(Statement::from_sql_and_values(backend, sql, values))
+        .one(conn)
+        .await?
+        .ok_or_else(|| DomainError::Internal("call upsert returned nothing".into()))?;
+    let created = model.id == new_id;
+
+    let event_sql = format!(
+        "INSERT INTO call_events (id, tenant_id, call_id, status, source, at, payload) \
+         VALUES ({}, {}, {}, {}, {}, {}, NULL) ON CONFLICT (call_id, status) DO NOTHING",
+        p(1),
+        p(2),
+        p(3),
+        p(4),
+        p(5),
+        p(6)
+    );
+    let recorded = conn
+        .execute_raw(Statement::from_sql_and_values(
+            backend,
+            event_sql,
+            [
+                Uuid::now_v7().into(),
+                tenant.id.into(),
+                model.id.into(),
+                report.status.as_str().into(),
+                source.as_str().into(),
+                report.occurred_at.unwrap_or(now).into(),
+            ],
+        ))
+        .await?
+        .rows_affected()
+        > 0;
+
+    let status = model.status.parse::<CallStatus>().unwrap_or(report.status);
+    let advanced = created || previous.is_none_or(|p| status.rank() > p.rank());
+    Ok((
+        IngestOutcome {
+            call_id: model.id,
+            created,
+            advanced,
+            event_recorded: recorded,
+            previous_status: previous,
+            status,
+            customer_id: model.customer_id,
+            customer_created,
+            agent_matched: model.agent_id.is_some(),
+        },
+        model,
+    ))
+}
+
+/// Finds or creates the tenant's customer for `phone` in one statement, moving
+/// `last_contacted_at` forward and filling a missing name. Returns (id, created).
+pub(crate) async fn upsert_customer<C: ConnectionTrait>(
+    conn: &C,
+    tenant_id: Uuid,
+    phone: &PhoneNumber,
+    name: Option<String>,
+    source: EventSource,
+    contacted: Option<DateTime<Utc>>,
+) -> DomainResult<(Uuid, bool)> {
+    let backend = conn.get_database_backend();
+    let p = |n| param(backend, n);
+    let now = Utc::now();
+    let new_id = Uuid::now_v7();
+    let sql = format!(
+        "INSERT INTO customers (id, tenant_id, phone_number, name, status, tags, source, last_contacted_at, created_at, updated_at) \
+         VALUES ({}, {}, {}, {}, 'NEW', '[]', {}, {}, {}, {}) \
+         ON CONFLICT (tenant_id, phone_number) DO UPDATE SET \
+         last_contacted_at = CASE WHEN customers.last_contacted_at IS NULL OR customers.last_contacted_at < excluded.last_contacted_at \
+           THEN excluded.last_contacted_at ELSE customers.last_contacted_at END, \
+         name = COALESCE(customers.name, excluded.name) \
+         RETURNING id",
+        p(1), p(2), p(3), p(4), p(5), p(6), p(7), p(8)
+    );
+    let row = conn
+        .query_one_raw(Statement::from_sql_and_values(
+            backend,
+            sql,
+            [
+                new_id.into(),
+                tenant_id.into(),
+                phone.as_str().into(),
+                name.into(),
+                source.as_str().into(),
+                contacted.into(),
+                now.into(),
+                now.into(),
+            ],
+        ))
+        .await?
+        .ok_or_else(|| DomainError::Internal("customer upsert returned nothing".into()))?;
+    let id: Uuid = row.try_get("", "id")?;
+    Ok((id, id == new_id))
+}
+
+/// A name from what the caller passed for the call (`name`, `customer_name`, first + last).
+pub(crate) fn recipient_name(data: &serde_json::Value) -> Option<String> {
+    let s = |k: &str| {
+        data.get(k)
+            .and_then(|v| v.as_str())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    s("name")
+        .or_else(|| s("customer_name"))
+        .or_else(|| match (s("first_name"), s("last_name")) {
+            (Some(f), Some(l)) => Some(format!("{f} {l}")),
+            (Some(f), None) => Some(f),
+            (None, Some(l)) => Some(l),
+            _ => None,
+        })
+        .map(|n| n.chars().take(200).collect())
+}

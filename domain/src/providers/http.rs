@@ -1,0 +1,277 @@
+//! The one HTTP client every provider uses: timeouts, retries with full jitter for reads,
+//! `Retry-After`, and at-most-once for requests that create things.
+
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde::de::DeserializeOwned;
+
+use super::{ProviderError, ProviderResult};
+
+/// Retry knobs (starting values from shared/reference/hardening.md).
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub base: Duration,
+    pub cap: Duration,
+    pub max_tries: u32,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            base: Duration::from_secs(1),
+            cap: Duration::from_secs(60),
+            max_tries: 6,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Full jitter: a random wait in `[0, min(cap, base * 2^attempt)]`.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let ceiling = self
+            .base
+            .saturating_mul(1u32 << attempt.min(16))
+            .min(self.cap);
+        let mut b = [0u8; 8];
+        let r = match getrandom::fill(&mut b) {
+            Ok(()) => u64::from_le_bytes(b),
+            Err(_) => u64::MAX / 2,
+        };
+        let millis = ceiling.as_millis() as u64;
+        Duration::from_millis(if millis == 0 { 0 } else { r % (millis + 1) })
+    }
+}
+
+/// Authentication a provider expects on each request.
+#[derive(Clone)]
+pub enum Auth {
+    Bearer(String),
+    Header(&'static str, String),
+}
+
+/// Cheap to clone; share one per process so connections are pooled.
+#[derive(Clone)]
+pub struct HttpClient {
+    client: reqwest::Client,
+    retry: RetryPolicy,
+}
+
+impl HttpClient {
+    pub fn new(timeout: Duration, retry: RetryPolicy) -> Result<Self, ProviderError> {
+        // reqwest is built without a TLS provider of its own (see crates.md): use ring.
+        crate::install_tls_provider();
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("switchboard/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ProviderError::Transient(format!("building the HTTP client: {e}")))?;
+        Ok(HttpClient { client, retry })
+    }
+
+    pub fn retry_policy(&self) -> RetryPolicy {
+        self.retry
+    }
+
+    fn request(&self, method: Method, url: &str, auth: &Auth) -> RequestBuilder {
+        let req = self.client.request(method, url);
+        match auth {
+            Auth::Bearer(token) => req.bearer_auth(token),
+            Auth::Header(name, value) => req.header(*name, value),
+        }
+    }
+
+    /// GET with retries on 429 (honouring `Retry-After`), 5xx and transport failures.
+    pub async fn get_json<T: DeserializeOwned>(
+        &self,
+        url: &str,
+        query: &[(&str, String)],
+        auth: &Auth,
+    ) -> ProviderResult<T> {
+        let mut attempt = 0;
+        loop {
+            let result = self
+                .send(self.request(Method::GET, url, auth).query(query))
+                .await;
+            match result {
+                Ok(body) => return decode(&body),
+                Err(err) if err.is_retryable() && attempt + 1 < self.retry.max_tries => {
+                    let wait = match &err {
+                        ProviderError::RateLimited {
+                            retry_after: Some(d),
+                        } => (*d).min(MAX_RETRY_AFTER),
+                        _ => self.retry.delay(attempt),
+                    };
+                    tracing::debug!(%url, attempt, wait_ms = wait.as_millis() as u64, error = %err, "retrying provider read");
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    /// POST that creates something. Sent again only when the provider confirmed it did
+    /// nothing: a 429, or a connection that never opened. A timeout after sending is
+    /// reported as [`ProviderError::Ambiguous`] and never retried.
+    pub async fn post_json_once<T: DeserializeOwned>(
+        &self,
+        url: &str,
+        body: &serde_json::Value,
+        auth: &Auth,
+    ) -> ProviderResult<T> {
+        let mut attempt = 0;
+        loop {
+            let result = self
+                .send(self.request(Method::POST, url, auth).json(body))
+                .await;
+            let confirmed_not_created = matches!(
+                &result,
+                Err(ProviderError::RateLimited { .. })
+            ) || matches!(&result, Err(ProviderError::Transient(m)) if m.starts_with(NOT_SENT));
+            match result {
+                Ok(body) => return decode(&body),
+                Err(err) if confirmed_not_created && attempt + 1 < self.retry.max_tries => {
+                    let wait = match &err {
+                        ProviderError::RateLimited {
+                            retry_after: Some(d),
+                        } => (*d).min(MAX_RETRY_AFTER),
+                        _ => self.retry.delay(attempt),
+                    };
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                // A 5xx on a create may have created it: do not resend.
+                Err(ProviderError::Transient(m)) if !m.starts_with(NOT_SENT) => {
+                    return Err(ProviderError::Ambiguous(m));
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    async fn send(&self, req: RequestBuilder) -> ProviderResult<bytes::Bytes> {
+        let response = match req.send().await {
+            Ok(r) => r,
+            Err(e) if e.is_connect() => {
+                return Err(ProviderError::Transient(format!("{NOT_SENT}: {e}")));
+            }
+            Err(e) if e.is_timeout() => {
+                return Err(ProviderError::Ambiguous(format!("timed out: {e}")));
+            }
+            Err(e) => return Err(ProviderError::Transient(e.to_string())),
+        };
+        let status = response.status();
+        let retry_after = retry_after(response.headers());
+        let body = match response.bytes().await {
+            Ok(b) => b,
+            Err(e) if e.is_timeout() => {
+                return Err(ProviderError::Ambiguous(format!("timed out reading: {e}")));
+            }
+            Err(e) => return Err(ProviderError::Transient(e.to_string())),
+        };
+        if status.is_success() {
+            return Ok(body);
+        }
+        let message = error_message(&body);
+        Err(match status {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ProviderError::Credentials {
+                status: status.as_u16(),
+                message,
+            },
+            StatusCode::TOO_MANY_REQUESTS => ProviderError::RateLimited { retry_after },
+            StatusCode::NOT_FOUND => ProviderError::NotFound,
+            StatusCode::REQUEST_TIMEOUT => ProviderError::Transient(message),
+            s if s.is_server_error() => {
+                ProviderError::Transient(format!("HTTP {}: {message}", s.as_u16()))
+            }
+            s => ProviderError::Rejected {
+                status: s.as_u16(),
+                message,
+            },
+        })
+    }
+}
+
+/// Ids go into URL paths: refuse anything that could change the path.
+pub fn path_segment(id: &str) -> ProviderResult<&str> {
+    if !id.is_empty()
+        && id.len() <= 200
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        && id != "."
+        && id != ".."
+    {
+        Ok(id)
+    } else {
+        Err(ProviderError::Decode(format!("invalid id {id:?}")))
+    }
+}
+
+
+/// A provider asking for a longer pause than this is treated as asking for this.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
+
+const NOT_SENT: &str = "could not connect";
+
+fn decode<T: DeserializeOwned>(body: &[u8]) -> ProviderResult<T> {
+    serde_json::from_slice(body).map_err(|e| ProviderError::Decode(e.to_string()))
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is rare for APIs and is ignored).
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    v.parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(|s| Duration::from_millis((s * 1000.0) as u64))
+}
+
+/// Providers answer errors as `{"message"}`, `{"error"}`, `{"detail"}` or plain text.
+fn error_message(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let from_json = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| {
+            ["message", "detail", "error"].iter().find_map(|k| match &v[*k] {
+                serde_json::Value::String(s) => Some(s.clone()),
+                serde_json::Value::Null => None,
+                other => Some(other.to_string()),
+            })
+        });
+    let msg = from_json.unwrap_or_else(|| text.into_owned());
+    msg.chars().take(300).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_under_the_cap() {
+        let p = RetryPolicy::default();
+        for a in 0..30 {
+            assert!(p.delay(a) <= p.cap);
+        }
+    }
+
+    #[test]
+    fn error_bodies_in_every_shape() {
+        assert_eq!(error_message(br#"{"error":401,"message":"bad key"}"#), "bad key");
+        assert_eq!(error_message(br#"{"detail":"nope"}"#), "nope");
+        assert_eq!(error_message(b"plain"), "plain");
+    }
+
+    #[test]
+    fn retry_after_seconds() {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, "2".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
+        h.insert(RETRY_AFTER, "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
+        assert_eq!(retry_after(&h), None);
+    }
+}

@@ -1,0 +1,102 @@
+//! Builds the provider client for a tenant: the simulator, or a real provider from the
+//! tenant's stored credentials, all sharing one HTTP client.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sea_orm::DatabaseConnection;
+use uuid::Uuid;
+
+use super::bolna::Bolna;
+use super::http::{HttpClient, RetryPolicy};
+use super::simulator::Simulator;
+use super::teli::Teli;
+use super::{DynProvider, ProviderError};
+use crate::credentials;
+use crate::error::{DomainError, DomainResult};
+use crate::secrets::Cipher;
+use crate::settings::ProviderSettings;
+use crate::types::Provider;
+
+#[derive(Clone)]
+pub struct Registry {
+    db: DatabaseConnection,
+    http: HttpClient,
+    cipher: Arc<Cipher>,
+    settings: ProviderSettings,
+    simulator: Arc<Simulator>,
+}
+
+impl Registry {
+    pub fn new(
+        db: DatabaseConnection,
+        cipher: Arc<Cipher>,
+        settings: ProviderSettings,
+    ) -> DomainResult<Self> {
+        Self::with_retry(db, cipher, settings, RetryPolicy::default())
+    }
+
+    pub fn with_retry(
+        db: DatabaseConnection,
+        cipher: Arc<Cipher>,
+        settings: ProviderSettings,
+        retry: RetryPolicy,
+    ) -> DomainResult<Self> {
+        let http = HttpClient::new(Duration::from_millis(settings.request_timeout_ms), retry)
+            .map_err(|e| DomainError::Internal(e.to_string()))?;
+        let simulator = Arc::new(Simulator::new(0x5b0a_2d, settings.simulator_speed));
+        Ok(Registry {
+            db,
+            http,
+            cipher,
+            settings,
+            simulator,
+        })
+    }
+
+    pub fn cipher(&self) -> &Cipher {
+        &self.cipher
+    }
+
+    pub fn settings(&self) -> &ProviderSettings {
+        &self.settings
+    }
+
+    pub fn simulator(&self) -> &Simulator {
+        &self.simulator
+    }
+
+    /// The tenant's client for `provider`. `NotConfigured` when no credentials are stored.
+    pub async fn for_tenant(
+        &self,
+        tenant_id: Uuid,
+        provider: Provider,
+    ) -> Result<DynProvider, ProviderLookupError> {
+        if provider == Provider::Simulator {
+            return Ok(self.simulator.clone());
+        }
+        let account =
+            credentials::account(&self.db, &self.cipher, &self.settings, tenant_id, provider)
+                .await?
+                .ok_or(ProviderError::NotConfigured(provider))?;
+        let key = account.api_key.expose();
+        Ok(match provider {
+            Provider::Bolna => Arc::new(Bolna::new(self.http.clone(), &account.base_url, key)),
+            Provider::Teli => Arc::new(Teli::new(
+                self.http.clone(),
+                &account.base_url,
+                key,
+                account.organization_id.clone(),
+            )),
+            Provider::Simulator => self.simulator.clone(),
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderLookupError {
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+}
