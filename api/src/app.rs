@@ -8,16 +8,14 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use domain::events::{EventBus, InProcessBus, RedisBus};
+use domain::events::{EventBus, Hub};
 use domain::health::{self, RedisProbe};
+use domain::services::Services;
 use domain::settings::Settings;
 use domain::tenancy::Authenticator;
 use sea_orm::DatabaseConnection;
 
 use crate::graphql::{self, AppSchema};
-
-/// The Redis channel every API process shares.
-pub const EVENTS_CHANNEL: &str = "switchboard:events";
 
 #[derive(Clone)]
 pub struct AppState {
@@ -29,23 +27,38 @@ pub struct AppState {
     pub parse_cache: Arc<crate::graphql::parse_cache::ParseCache>,
     /// Redis pub/sub when `REDIS_URL` is set, else in-process.
     pub events: Arc<dyn EventBus>,
+    /// Per-tenant fan-out of events to this process's subscribers.
+    pub hub: Arc<Hub>,
+    /// Ingestion, providers and the event bus, shared with the embedded worker.
+    pub services: Services,
+    pub webhooks: Arc<crate::webhooks::WebhookState>,
 }
 
 impl AppState {
     pub fn new(db: DatabaseConnection, settings: Settings) -> anyhow::Result<Self> {
+        let services = Services::start(db.clone(), &settings)?;
+        Self::with_services(services, settings)
+    }
+
+    pub fn with_services(services: Services, settings: Settings) -> anyhow::Result<Self> {
+        let db = services.db().clone();
         let auth = Arc::new(Authenticator::new(Duration::from_secs(
             settings.auth_cache_seconds,
         )));
-        let schema = graphql::build_schema(db.clone(), auth.clone(), &settings.graphql);
+        let events = services.events().clone();
+        let hub = Hub::start(&events);
+        let schema = graphql::build_schema(
+            db.clone(),
+            auth.clone(),
+            &settings.graphql,
+            services.clone(),
+            hub.clone(),
+        );
         let redis = settings
             .redis_url
             .as_ref()
             .map(RedisProbe::new)
             .transpose()?;
-        let events: Arc<dyn EventBus> = match &settings.redis_url {
-            Some(url) => Arc::new(RedisBus::start(url.expose(), EVENTS_CHANNEL)?),
-            None => Arc::new(InProcessBus::new()),
-        };
         Ok(AppState {
             db,
             schema,
@@ -54,6 +67,9 @@ impl AppState {
             redis,
             parse_cache: Arc::default(),
             events,
+            hub,
+            services,
+            webhooks: Arc::default(),
         })
     }
 }
@@ -65,6 +81,15 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/graphql",
             get(graphql::http::get).post(graphql::http::post),
+        )
+        .route("/graphql/ws", get(graphql::ws::upgrade))
+        .route(
+            "/webhooks/bolna/{token}",
+            axum::routing::post(crate::webhooks::bolna),
+        )
+        .route(
+            "/webhooks/teli/{token}",
+            axum::routing::post(crate::webhooks::teli),
         )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

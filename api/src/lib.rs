@@ -4,5 +4,6 @@ pub mod app;
 pub mod graphql;
 pub mod metrics;
 pub mod server;
+pub mod webhooks;
 
 pub use app::{AppState, router};

@@ -46,6 +46,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    domain::install_tls_provider();
     let cli = Cli::parse();
     if let Some(Command::ExportSchema { out }) = &cli.command {
         let sdl = api::graphql::sdl();

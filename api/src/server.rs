@@ -47,10 +47,9 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
-    let worker = state
-        .settings
-        .run_worker
-        .then(|| tokio::spawn(workers::runner(state.db.clone(), &state.settings).run(stop_rx)));
+    let worker = state.settings.run_worker.then(|| {
+        tokio::spawn(workers::runner(state.services.clone(), &state.settings).run(stop_rx))
+    });
     let app = router(state);
     tracing::info!(addr = %listener.local_addr()?, "listening");
     axum::serve(listener, app)

@@ -48,7 +48,10 @@ pub async fn set(
             "must be 1 to 500 printable characters",
         ));
     }
-    let base_url = match input.base_url.map(|u| u.trim().trim_end_matches('/').to_owned()) {
+    let base_url = match input
+        .base_url
+        .map(|u| u.trim().trim_end_matches('/').to_owned())
+    {
         None => None,
         Some(u) if u.is_empty() => None,
         Some(_) if !settings.allow_custom_base_url => {

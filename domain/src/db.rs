@@ -65,6 +65,19 @@ pub async fn ping(db: &DatabaseConnection) -> Result<(), DbErr> {
     Ok(())
 }
 
+/// Begins a transaction that will write. On SQLite it takes the write lock up front
+/// (`BEGIN IMMEDIATE`): a deferred transaction that reads first and writes later fails
+/// at once with "database is locked" when another writer got in between, while an
+/// immediate one waits its turn (busy timeout).
+pub async fn begin_write(db: &DatabaseConnection) -> Result<sea_orm::DatabaseTransaction, DbErr> {
+    use sea_orm::{SqliteTransactionMode, TransactionOptions, TransactionTrait};
+    db.begin_with_options(TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..Default::default()
+    })
+    .await
+}
+
 /// Placeholder syntax differs between backends; raw SQL in repositories goes through this.
 pub fn param(backend: DatabaseBackend, n: usize) -> String {
     match backend {

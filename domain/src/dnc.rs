@@ -65,8 +65,10 @@ pub async fn contains<C: ConnectionTrait>(
     scope: &TenantScope,
     phone: &PhoneNumber,
 ) -> DomainResult<bool> {
-    Ok(do_not_call::Entity::find_by_id((scope.tenant_id(), phone.as_str().to_owned()))
-        .one(conn)
-        .await?
-        .is_some())
+    Ok(
+        do_not_call::Entity::find_by_id((scope.tenant_id(), phone.as_str().to_owned()))
+            .one(conn)
+            .await?
+            .is_some(),
+    )
 }

@@ -20,10 +20,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use entity::{call, tenant};
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, EntityTrait, Statement,
-    TransactionTrait, Value,
-};
+use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait, Statement, Value};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -82,7 +79,11 @@ impl Ingestor {
         Ingestor {
             db,
             events,
-            locks: Arc::new((0..LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect()),
+            locks: Arc::new(
+                (0..LOCK_STRIPES)
+                    .map(|_| tokio::sync::Mutex::new(()))
+                    .collect(),
+            ),
         }
     }
 
@@ -110,7 +111,7 @@ impl Ingestor {
         source: EventSource,
     ) -> DomainResult<IngestOutcome> {
         let _guard = self.stripe(tenant.id, &report.execution_id).lock().await;
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         let (outcome, model) = apply(&txn, tenant, report, source).await?;
         txn.commit().await?;
         self.publish(&outcome, model).await;
@@ -131,7 +132,7 @@ impl Ingestor {
             .stripe(tenant.id, &queued.report.execution_id)
             .lock()
             .await;
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         let backend = txn.get_database_backend();
         let (sql, values): (String, Vec<Value>) = match held_by {
             None => (
@@ -437,7 +438,14 @@ pub(crate) async fn upsert_customer<C: ConnectionTrait>(
            THEN excluded.last_contacted_at ELSE customers.last_contacted_at END, \
          name = COALESCE(customers.name, excluded.name) \
          RETURNING id",
-        p(1), p(2), p(3), p(4), p(5), p(6), p(7), p(8)
+        p(1),
+        p(2),
+        p(3),
+        p(4),
+        p(5),
+        p(6),
+        p(7),
+        p(8)
     );
     let row = conn
         .query_one_raw(Statement::from_sql_and_values(

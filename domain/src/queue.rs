@@ -70,6 +70,56 @@ pub async fn enqueue<C: ConnectionTrait>(
     Ok(model.id)
 }
 
+/// Adds the job for `(kind, bucket)` unless it exists: several workers scheduling the
+/// same periodic job create it once. Returns whether this call created it.
+pub async fn enqueue_once<C: ConnectionTrait>(
+    conn: &C,
+    kind: &str,
+    bucket: i64,
+    payload: serde_json::Value,
+    run_at: DateTime<Utc>,
+) -> DomainResult<bool> {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{kind}#{bucket}").as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    let id = Uuid::from_bytes(bytes);
+    let now = Utc::now();
+    let res = job::Entity::insert(job::ActiveModel {
+        id: Set(id),
+        kind: Set(kind.to_owned()),
+        payload: Set(payload),
+        status: Set(PENDING.to_owned()),
+        attempts: Set(0),
+        max_attempts: Set(1),
+        run_at: Set(run_at),
+        locked_by: Set(None),
+        locked_until: Set(None),
+        last_error: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+    })
+    .on_conflict(
+        sea_orm::sea_query::OnConflict::column(job::Column::Id)
+            .do_nothing()
+            .to_owned(),
+    )
+    .exec_without_returning(conn)
+    .await?;
+    Ok(res > 0)
+}
+
+/// Deletes finished jobs older than `age` (the queue is not an archive).
+pub async fn purge_finished(db: &DatabaseConnection, age: Duration) -> DomainResult<u64> {
+    let cutoff = Utc::now() - chrono::Duration::from_std(age).unwrap_or(chrono::Duration::days(1));
+    let res = job::Entity::delete_many()
+        .filter(job::Column::Status.eq(DONE))
+        .filter(job::Column::UpdatedAt.lt(cutoff))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected)
+}
+
 /// Claims up to `limit` due jobs for `worker`, each with a lease of `lease`.
 pub async fn claim(
     db: &DatabaseConnection,

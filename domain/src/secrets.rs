@@ -54,7 +54,9 @@ impl Cipher {
             Some(path) => Self::new(&load_or_create_key_file(&path)?),
             None => {
                 // In-memory SQLite: nothing outlives the process, so neither need the key.
-                tracing::warn!("no SECRETS_KEY and no database file: provider credentials use a key that lasts only as long as this process");
+                tracing::warn!(
+                    "no SECRETS_KEY and no database file: provider credentials use a key that lasts only as long as this process"
+                );
                 Self::new(&random_key()?)
             }
         }
@@ -157,12 +159,23 @@ mod tests {
         let c = Cipher::new(&[7u8; 32]).unwrap();
         let sealed = c.encrypt("bn-secret-key", "tenant-a/BOLNA").unwrap();
         assert!(!sealed.contains("secret"));
-        assert_eq!(c.decrypt(&sealed, "tenant-a/BOLNA").unwrap(), "bn-secret-key");
+        assert_eq!(
+            c.decrypt(&sealed, "tenant-a/BOLNA").unwrap(),
+            "bn-secret-key"
+        );
         assert!(c.decrypt(&sealed, "tenant-b/BOLNA").is_err());
-        assert!(Cipher::new(&[8u8; 32]).unwrap().decrypt(&sealed, "tenant-a/BOLNA").is_err());
+        assert!(
+            Cipher::new(&[8u8; 32])
+                .unwrap()
+                .decrypt(&sealed, "tenant-a/BOLNA")
+                .is_err()
+        );
         assert!(c.decrypt("zz", "tenant-a/BOLNA").is_err());
         // A fresh nonce each time.
-        assert_ne!(sealed, c.encrypt("bn-secret-key", "tenant-a/BOLNA").unwrap());
+        assert_ne!(
+            sealed,
+            c.encrypt("bn-secret-key", "tenant-a/BOLNA").unwrap()
+        );
     }
 
     #[test]

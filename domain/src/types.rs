@@ -168,7 +168,11 @@ mod tests {
     #[test]
     fn ranks_separate_live_from_terminal() {
         for s in CallStatus::ALL {
-            assert_eq!(s.is_terminal(), s.rank() >= CallStatus::TERMINAL_RANK, "{s}");
+            assert_eq!(
+                s.is_terminal(),
+                s.rank() >= CallStatus::TERMINAL_RANK,
+                "{s}"
+            );
         }
         assert!(CallStatus::Completed.rank() > CallStatus::CallDisconnected.rank());
     }

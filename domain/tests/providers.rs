@@ -37,7 +37,11 @@ struct Sequence(std::sync::Mutex<Vec<ResponseTemplate>>);
 impl Respond for Sequence {
     fn respond(&self, _: &Request) -> ResponseTemplate {
         let mut v = self.0.lock().unwrap();
-        if v.len() > 1 { v.remove(0) } else { v[0].clone() }
+        if v.len() > 1 {
+            v.remove(0)
+        } else {
+            v[0].clone()
+        }
     }
 }
 
@@ -59,7 +63,10 @@ async fn bolna_retries_429_honouring_retry_after_then_succeeds() {
     let started = Instant::now();
     let report = bolna.fetch_execution("e1").await.unwrap();
     assert_eq!(report.status, CallStatus::Completed);
-    assert!(started.elapsed() >= Duration::from_millis(900), "Retry-After was not honoured");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "Retry-After was not honoured"
+    );
 }
 
 #[tokio::test]
@@ -73,13 +80,18 @@ async fn bolna_401_and_403_are_credentials_errors() {
         .await;
     Mock::given(method("POST"))
         .and(path("/call"))
-        .respond_with(ResponseTemplate::new(401).set_body_json(json!({"error": 401, "message": "bad key"})))
+        .respond_with(
+            ResponseTemplate::new(401).set_body_json(json!({"error": 401, "message": "bad key"})),
+        )
         .expect(1)
         .mount(&server)
         .await;
     let bolna = Bolna::new(http(2000), &server.uri(), "wrong");
     let err = bolna.fetch_execution("e1").await.unwrap_err();
-    assert!(matches!(err, ProviderError::Credentials { status: 403, .. }), "{err:?}");
+    assert!(
+        matches!(err, ProviderError::Credentials { status: 403, .. }),
+        "{err:?}"
+    );
     let err = bolna
         .place_call(PlaceCall {
             provider_agent_id: "a".into(),
@@ -97,9 +109,11 @@ async fn a_timeout_is_reported_and_a_create_is_never_resent() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/call"))
-        .respond_with(ResponseTemplate::new(200)
-            .set_body_json(json!({"message": "done", "status": "queued", "execution_id": "x"}))
-            .set_delay(Duration::from_millis(800)))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"message": "done", "status": "queued", "execution_id": "x"}))
+                .set_delay(Duration::from_millis(800)),
+        )
         .expect(1)
         .mount(&server)
         .await;
@@ -128,7 +142,9 @@ async fn a_create_is_retried_on_429_but_not_on_500() {
         .and(path("/call"))
         .respond_with(Sequence(std::sync::Mutex::new(vec![
             ResponseTemplate::new(429),
-            ResponseTemplate::new(200).set_body_json(json!({"message": "done", "status": "queued", "execution_id": "exec-9"})),
+            ResponseTemplate::new(200).set_body_json(
+                json!({"message": "done", "status": "queued", "execution_id": "exec-9"}),
+            ),
         ])))
         .expect(2)
         .mount(&server)
@@ -140,7 +156,10 @@ async fn a_create_is_retried_on_429_but_not_on_500() {
         from_number: None,
         variables: json!({}),
     };
-    assert_eq!(bolna.place_call(call.clone()).await.unwrap().execution_id, "exec-9");
+    assert_eq!(
+        bolna.place_call(call.clone()).await.unwrap().execution_id,
+        "exec-9"
+    );
 
     let failing = MockServer::start().await;
     Mock::given(method("POST"))
@@ -150,7 +169,10 @@ async fn a_create_is_retried_on_429_but_not_on_500() {
         .mount(&failing)
         .await;
     let bolna = Bolna::new(http(2000), &failing.uri(), "k");
-    assert!(matches!(bolna.place_call(call).await.unwrap_err(), ProviderError::Ambiguous(_)));
+    assert!(matches!(
+        bolna.place_call(call).await.unwrap_err(),
+        ProviderError::Ambiguous(_)
+    ));
     // Connection refused: nothing was sent, so retrying is safe (and then it gives up).
     let nowhere = Bolna::new(http(500), "http://127.0.0.1:1", "k");
     let err = nowhere.fetch_execution("e").await.unwrap_err();
@@ -231,12 +253,18 @@ async fn teli_fetches_with_its_api_key_header_and_pages_back_in_time() {
         .and(path("/v1/voice/calls"))
         .and(query_param("is_admin", "true"))
         .and(query_param("limit", "100"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"success": true, "count": 100, "calls": calls})))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"success": true, "count": 100, "calls": calls})),
+        )
         .mount(&server)
         .await;
     let teli = Teli::new(http(2000), &server.uri(), "teli-key", Some("org-1".into()));
     let r = teli.fetch_execution("call_1").await.unwrap();
-    assert_eq!((r.status, r.to_number.as_deref()), (CallStatus::Completed, Some("+15125550199")));
+    assert_eq!(
+        (r.status, r.to_number.as_deref()),
+        (CallStatus::Completed, Some("+15125550199"))
+    );
     let to = Utc.timestamp_millis_opt(base as i64 + 1000).unwrap();
     let page = teli
         .list_executions(ListQuery {
@@ -251,7 +279,13 @@ async fn teli_fetches_with_its_api_key_header_and_pages_back_in_time() {
     // The next page ends at the oldest call seen.
     assert_eq!(page.next, Some((base - 99 * 60_000).to_string()));
     assert!(matches!(
-        teli.place_call(PlaceCall { provider_agent_id: "a".into(), to_number: "+1".into(), from_number: None, variables: json!({}) }).await,
+        teli.place_call(PlaceCall {
+            provider_agent_id: "a".into(),
+            to_number: "+1".into(),
+            from_number: None,
+            variables: json!({})
+        })
+        .await,
         Err(ProviderError::Unsupported(_))
     ));
 }

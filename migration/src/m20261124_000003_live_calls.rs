@@ -203,7 +203,10 @@ impl MigrationTrait for Migration {
             ("uq_call_events_call_status", CallEvents::Table.into_iden()),
             ("idx_calls_rank_updated", Calls::Table.into_iden()),
             ("uq_calls_tenant_idempotency", Calls::Table.into_iden()),
-            ("uq_calls_tenant_provider_execution", Calls::Table.into_iden()),
+            (
+                "uq_calls_tenant_provider_execution",
+                Calls::Table.into_iden(),
+            ),
         ] {
             manager
                 .drop_index(Index::drop().name(name).table(table).to_owned())
@@ -228,7 +231,12 @@ impl MigrationTrait for Migration {
             Calls::ProviderAgentId,
         ] {
             manager
-                .alter_table(Table::alter().table(Calls::Table).drop_column(column).to_owned())
+                .alter_table(
+                    Table::alter()
+                        .table(Calls::Table)
+                        .drop_column(column)
+                        .to_owned(),
+                )
                 .await?;
         }
         Ok(())

@@ -9,11 +9,16 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use domain::calls::lifecycle;
+use domain::ingest;
 use domain::queue::{self, LeaseConfig};
+use domain::services::Services;
 use entity::job;
 use sea_orm::DatabaseConnection;
 use tokio::sync::watch;
 use uuid::Uuid;
+
+pub mod jobs;
 
 pub type JobFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 
@@ -40,6 +45,8 @@ pub struct Runner {
     lease: LeaseConfig,
     poll: Duration,
     batch: u64,
+    /// Job kinds enqueued once per period across all workers.
+    schedules: Arc<Vec<(String, Duration)>>,
 }
 
 /// What one pass over the queue did.
@@ -59,6 +66,7 @@ impl Runner {
             lease: LeaseConfig::default(),
             poll,
             batch: 16,
+            schedules: Arc::default(),
         }
     }
 
@@ -71,6 +79,24 @@ impl Runner {
     pub fn handle(mut self, kind: &str, handler: impl JobHandler + 'static) -> Self {
         Arc::make_mut(&mut self.handlers).insert(kind.to_owned(), Arc::new(handler));
         self
+    }
+
+    /// Enqueues a `kind` job once every `period`; however many workers run, one job per
+    /// period is created (its id is derived from the kind and the period's number).
+    pub fn every(mut self, kind: &str, period: Duration) -> Self {
+        Arc::make_mut(&mut self.schedules).push((kind.to_owned(), period));
+        self
+    }
+
+    /// Creates the scheduled jobs due in the current periods.
+    pub async fn enqueue_scheduled(&self) -> anyhow::Result<()> {
+        let now = chrono::Utc::now();
+        for (kind, period) in self.schedules.iter() {
+            let secs = period.as_secs().max(1) as i64;
+            let bucket = now.timestamp() / secs;
+            queue::enqueue_once(&self.db, kind, bucket, serde_json::json!({}), now).await?;
+        }
+        Ok(())
     }
 
     pub fn worker_id(&self) -> &str {
@@ -149,8 +175,14 @@ impl Runner {
                         Ok(n) => tracing::warn!(jobs = n, "returned jobs with expired leases to the queue"),
                         Err(e) => tracing::warn!(error = %e, "lease sweep failed"),
                     }
+                    if let Err(e) = queue::purge_finished(&self.db, Duration::from_secs(86_400)).await {
+                        tracing::warn!(error = %e, "purging finished jobs failed");
+                    }
                 }
                 _ = tokio::time::sleep(self.poll) => {
+                    if let Err(e) = self.enqueue_scheduled().await {
+                        tracing::warn!(error = %e, "scheduling jobs failed");
+                    }
                     if let Err(e) = self.run_pending_jobs().await {
                         tracing::warn!(error = %e, "job pass failed");
                     }
@@ -164,9 +196,29 @@ impl Runner {
     }
 }
 
-/// The worker as the `workers` binary and the embedded default run it.
-pub fn runner(db: DatabaseConnection, settings: &domain::settings::Settings) -> Runner {
-    Runner::new(db, Duration::from_millis(settings.worker_poll_ms))
+/// The worker as the `workers` binary and the embedded default run it: every job kind
+/// of the product is registered here, so both get the same set.
+pub fn runner(services: Services, settings: &domain::settings::Settings) -> Runner {
+    let with = |f: fn(Services, job::Model) -> JobFuture| {
+        let services = services.clone();
+        move |job: job::Model| f(services.clone(), job)
+    };
+    Runner::new(
+        services.db().clone(),
+        Duration::from_millis(settings.worker_poll_ms),
+    )
+    .handle(ingest::INGEST_JOB, with(jobs::ingest_report))
+    .handle(lifecycle::PLACE_CALL_JOB, with(jobs::place_call))
+    .handle(lifecycle::FOLLOW_CALL_JOB, with(jobs::follow_call))
+    .handle(
+        lifecycle::SIMULATOR_REPORT_JOB,
+        with(jobs::simulator_report),
+    )
+    .handle(lifecycle::STALE_CALLS_JOB, with(jobs::stale_calls))
+    .every(
+        lifecycle::STALE_CALLS_JOB,
+        Duration::from_secs(settings.providers.stale_call_seconds.clamp(10, 300)),
+    )
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

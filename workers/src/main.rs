@@ -10,6 +10,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    domain::install_tls_provider();
     let settings = Settings::from_env().context("invalid configuration")?;
     workers::init_tracing(settings.log_format);
     let db = domain::db::open(&settings.database)
@@ -20,6 +21,7 @@ async fn main() -> anyhow::Result<()> {
         workers::shutdown_signal().await;
         let _ = tx.send(true);
     });
-    workers::runner(db, &settings).run(rx).await;
+    let services = domain::services::Services::start(db, &settings).context("starting services")?;
+    workers::runner(services, &settings).run(rx).await;
     Ok(())
 }

@@ -39,6 +39,21 @@ impl Caller {
             loaders: std::sync::Arc::new(loaders),
         }
     }
+
+    /// For a long-lived subscription: loaders batch but do not cache, so every event
+    /// resolves nested fields afresh.
+    pub fn subscriber(db: DatabaseConnection, scope: TenantScope) -> Self {
+        let caller = Self::tenant(db, scope);
+        if let Caller::Tenant { loaders, .. } = &caller {
+            loaders.enable_all_cache(false);
+        }
+        caller
+    }
+}
+
+pub fn services<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a domain::services::Services> {
+    ctx.data::<domain::services::Services>()
+        .map_err(|_| coded(INTERNAL, "internal error"))
 }
 
 pub fn db<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a DatabaseConnection> {

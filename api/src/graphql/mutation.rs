@@ -1,12 +1,43 @@
 //! Mutation root. Roles and tenancy are checked in `domain`, not here.
 
+use async_graphql::Json;
 use async_graphql::{Context, ID, InputObject, MaybeUndefined, Object};
-use domain::{agents, customers, tenancy};
+use domain::calls::lifecycle;
+use domain::{agents, credentials, customers, dnc, tenancy};
 
-use super::context::{db, is_operator, scope};
+use super::context::{db, is_operator, scope, services};
 use super::enums::{LeadStatus, Provider, Role};
 use super::error::{FORBIDDEN, GqlResultExt, UNAUTHENTICATED, coded, parse_id};
-use super::types::{Agent, CreateApiKeyPayload, CreateTenantPayload, Customer, Tenant};
+use super::types::{Agent, Call, CreateApiKeyPayload, CreateTenantPayload, Customer, Tenant};
+
+/// A tenant's key for one provider. Stored encrypted; never readable back.
+#[derive(InputObject)]
+pub struct ProviderCredentialsInput {
+    /// BOLNA or TELI (the simulator needs none).
+    pub provider: Provider,
+    /// The provider API key.
+    pub api_key: String,
+    /// A custom endpoint (self-hosted gateways, tests); refused unless the server sets
+    /// `ALLOW_PROVIDER_BASE_URL`.
+    pub base_url: Option<String>,
+    /// Teli's organization id (required for Teli).
+    pub organization_id: Option<String>,
+}
+
+/// A call to place now.
+#[derive(InputObject)]
+pub struct StartCallInput {
+    /// The agent that makes the call.
+    pub agent_id: ID,
+    /// The customer to call; their number is used when `phoneNumber` is omitted.
+    pub customer_id: Option<ID>,
+    /// Any format, read in the tenant's default region.
+    pub phone_number: Option<String>,
+    /// Values for the agent's prompt placeholders (a JSON object).
+    pub variables: Option<Json<serde_json::Value>>,
+    /// Retrying with the same key returns the same call instead of placing another.
+    pub idempotency_key: Option<String>,
+}
 
 /// A new tenant.
 #[derive(InputObject)]
@@ -281,6 +312,77 @@ impl Mutation {
         customers::merge(db(ctx)?, scope(ctx)?, primary, duplicate)
             .await
             .map(Customer::new)
+            .gql()
+    }
+
+    /// Stores the tenant's key for a provider, encrypted at rest (ADMIN). It is never
+    /// returned by any query.
+    async fn set_provider_credentials(
+        &self,
+        ctx: &Context<'_>,
+        input: ProviderCredentialsInput,
+    ) -> async_graphql::Result<bool> {
+        let services = services(ctx)?;
+        let registry = services.providers();
+        credentials::set(
+            db(ctx)?,
+            registry.cipher(),
+            registry.settings(),
+            scope(ctx)?,
+            credentials::NewCredentials {
+                provider: input.provider.into(),
+                api_key: input.api_key,
+                base_url: input.base_url,
+                organization_id: input.organization_id,
+            },
+        )
+        .await
+        .gql()?;
+        Ok(true)
+    }
+
+    /// Puts a number on the tenant's do-not-call list; calls to it are refused.
+    async fn add_do_not_call(
+        &self,
+        ctx: &Context<'_>,
+        phone_number: String,
+        reason: Option<String>,
+    ) -> async_graphql::Result<bool> {
+        dnc::add(db(ctx)?, scope(ctx)?, &phone_number, reason)
+            .await
+            .gql()
+    }
+
+    /// Takes a number off the do-not-call list; false when it was not on it.
+    async fn remove_do_not_call(
+        &self,
+        ctx: &Context<'_>,
+        phone_number: String,
+    ) -> async_graphql::Result<bool> {
+        dnc::remove(db(ctx)?, scope(ctx)?, &phone_number)
+            .await
+            .gql()
+    }
+
+    /// Queues a call and returns it at once (status QUEUED); a worker places it and its
+    /// progress arrives through `callUpdated`. A provider refusal ends it FAILED with the
+    /// reason in `errorMessage`.
+    async fn start_call(
+        &self,
+        ctx: &Context<'_>,
+        input: StartCallInput,
+    ) -> async_graphql::Result<Call> {
+        let opt_id = |field, v: &Option<ID>| v.as_ref().map(|id| parse_id(field, id)).transpose();
+        let start = lifecycle::StartCall {
+            agent_id: parse_id("agentId", &input.agent_id)?,
+            customer_id: opt_id("customerId", &input.customer_id)?,
+            phone_number: input.phone_number,
+            variables: input.variables.map(|j| j.0),
+            idempotency_key: input.idempotency_key,
+        };
+        lifecycle::start_call(services(ctx)?, scope(ctx)?, start)
+            .await
+            .map(Call::new)
             .gql()
     }
 }

@@ -39,6 +39,8 @@ pub struct CallFilter {
     pub since: Option<DateTime<Utc>>,
     /// Calls created before this instant.
     pub until: Option<DateTime<Utc>>,
+    /// true: only calls reported for a provider agent no agent here matches (ADMIN).
+    pub unmatched: Option<bool>,
 }
 
 /// An API key's public description (the secret is never readable).
@@ -168,6 +170,7 @@ impl Query {
             customer_id: opt_id("customerId", &f.customer_id)?,
             since: f.since,
             until: f.until,
+            unmatched: f.unmatched,
         };
         CallConnection::top_level(ctx, filter, page).await
     }

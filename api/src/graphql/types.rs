@@ -281,7 +281,15 @@ impl Call {
     }
     /// The provider's execution id (Bolna `execution_id`, Teli `call_id`).
     async fn provider_execution_id(&self) -> Option<&str> {
-        self.0.provider_execution_id.as_deref()
+        domain::calls::lifecycle::visible_execution_id(&self.0)
+    }
+    /// The provider's agent id as reported; set even when no agent here matches it.
+    async fn provider_agent_id(&self) -> Option<&str> {
+        self.0.provider_agent_id.as_deref()
+    }
+    /// Why the call failed, when it did (provider refusal, carrier error, ...).
+    async fn error_message(&self) -> Option<&str> {
+        self.0.error_message.as_deref()
     }
     /// The carrier's call id.
     async fn provider_call_id(&self) -> Option<&str> {

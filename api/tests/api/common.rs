@@ -40,15 +40,20 @@ macro_rules! on_both {
     };
 }
 
+pub const SECRETS_KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
 pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
     pub db: DatabaseConnection,
     pub backend: Backend,
+    pub services: domain::services::Services,
+    /// The settings it was started with (variable names and values).
+    pub env: HashMap<String, String>,
     statements: Arc<AtomicU64>,
     server: tokio::task::JoinHandle<()>,
     // Dropped last: the database outlives the server using it.
-    _testdb: TestDb,
+    _testdb: Option<TestDb>,
 }
 
 impl Drop for TestApp {
@@ -78,6 +83,7 @@ impl TestApp {
             ("RUN_WORKER".into(), "false".into()),
             ("SEED_DEMO".into(), "false".into()),
             ("DATABASE_MAX_CONNECTIONS".into(), "5".into()),
+            ("SECRETS_KEY".into(), SECRETS_KEY.into()),
         ]);
         if let Some(redis) = domain::testdb::redis_url() {
             env.insert("REDIS_URL".into(), redis);
@@ -85,6 +91,24 @@ impl TestApp {
         for (k, v) in extra {
             env.insert((*k).into(), (*v).into());
         }
+        Some(Self::start(env, backend, Some(testdb)).await)
+    }
+
+    /// Another API process on the same database (and Redis, if any): its own pool, event
+    /// bus and hub, as a second replica would have.
+    pub async fn sibling(&self, extra: &[(&str, &str)]) -> TestApp {
+        let mut env = self.env.clone();
+        for (k, v) in extra {
+            env.insert((*k).into(), (*v).into());
+        }
+        Self::start(env, self.backend, None).await
+    }
+
+    async fn start(
+        env: HashMap<String, String>,
+        backend: Backend,
+        testdb: Option<TestDb>,
+    ) -> TestApp {
         let settings = Settings::from_lookup(|k| env.get(k).cloned()).expect("test settings");
         let mut db = domain::db::connect(&settings.database)
             .await
@@ -96,20 +120,23 @@ impl TestApp {
         });
         domain::db::migrate(&db).await.expect("migrate");
         let state = api::AppState::new(db.clone(), settings).expect("state");
+        let services = state.services.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(async move {
             let _ = api::server::serve(state, listener, std::future::pending()).await;
         });
-        Some(TestApp {
+        TestApp {
             addr,
             client: reqwest::Client::new(),
             db,
             backend,
+            services,
+            env,
             statements,
             server,
             _testdb: testdb,
-        })
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -214,6 +241,11 @@ impl TestApp {
             extracted_data: Set(Some(json!({ "interested": true }))),
             hangup_reason: Set(None),
             raw_payload: Set(None),
+            provider_agent_id: Set(None),
+            status_rank: Set(9),
+            idempotency_key: Set(None),
+            error_message: Set(None),
+            variables: Set(None),
             created_at: Set(now),
             updated_at: Set(now),
         }
@@ -233,6 +265,66 @@ impl TestApp {
         .await
         .unwrap();
         id.to_string()
+    }
+}
+
+impl TestApp {
+    /// POSTs a raw body to a webhook route; returns status and JSON body.
+    pub async fn webhook(
+        &self,
+        provider: &str,
+        token: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, Value) {
+        let res = self
+            .client
+            .post(self.url(&format!("/webhooks/{provider}/{token}")))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn create_agent_for(
+        &self,
+        key: &str,
+        provider: &str,
+        provider_agent_id: &str,
+    ) -> String {
+        let data = self
+            .ok(
+                key,
+                "mutation($p: Provider!, $a: String) { createAgent(input: {name: \"Agent\", provider: $p, providerAgentId: $a, businessName: \"Acme Homes\"}) { id } }",
+                json!({ "p": provider, "a": provider_agent_id }),
+            )
+            .await;
+        data["createAgent"]["id"].as_str().unwrap().to_owned()
+    }
+}
+
+/// Polls `check` until it returns `Some`, for up to `secs` seconds.
+pub async fn eventually<T, F, Fut>(secs: u64, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "condition not met within {secs} s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
 }
 

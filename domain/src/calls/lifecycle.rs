@@ -6,7 +6,7 @@ use chrono::{Duration, Utc};
 use entity::{call, tenant};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set, SqlErr, Statement, TransactionTrait,
+    QueryOrder, QuerySelect, Set, SqlErr, Statement,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -158,14 +158,21 @@ pub async fn start_call(
     }
 
     let now = Utc::now();
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let customer_id = match &customer {
         Some(c) => c.id,
         None => {
             let name = variables.as_ref().and_then(recipient_name);
-            upsert_customer(&txn, scope.tenant_id(), &phone, name, EventSource::Api, None)
-                .await?
-                .0
+            upsert_customer(
+                &txn,
+                scope.tenant_id(),
+                &phone,
+                name,
+                EventSource::Api,
+                None,
+            )
+            .await?
+            .0
         }
     };
     let id = Uuid::now_v7();
@@ -309,7 +316,7 @@ async fn fail_call(services: &Services, model: &call::Model, reason: &str) -> Do
     let db = services.db();
     let backend = db.get_database_backend();
     let p = |n| param(backend, n);
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let updated = txn
         .execute_raw(Statement::from_sql_and_values(
             backend,
@@ -376,8 +383,15 @@ pub async fn place_call(services: &Services, payload: serde_json::Value) -> Resu
     if model.status_rank != CallStatus::Queued.rank() {
         return Ok(());
     }
-    let provider: Provider = model.provider.parse().map_err(|e: crate::types::UnknownValue| e.to_string())?;
-    let client = match services.providers().for_tenant(job.tenant_id, provider).await {
+    let provider: Provider = model
+        .provider
+        .parse()
+        .map_err(|e: crate::types::UnknownValue| e.to_string())?;
+    let client = match services
+        .providers()
+        .for_tenant(job.tenant_id, provider)
+        .await
+    {
         Ok(c) => c,
         Err(ProviderLookupError::Provider(e)) => {
             return fail_call(services, &model, &e.to_string())
@@ -417,9 +431,16 @@ pub async fn place_call(services: &Services, payload: serde_json::Value) -> Resu
         .await;
     match placed {
         Ok(placed) => {
-            adopt_execution(services, &model, &placed.execution_id)
-                .await
-                .map_err(|e| e.to_string())?;
+            // The provider has the call now: try hard to record its id.
+            let mut attempt = 0;
+            while let Err(e) = adopt_execution(services, &model, &placed.execution_id).await {
+                attempt += 1;
+                if attempt >= 5 {
+                    tracing::error!(call.id = %model.id, execution.id = %placed.execution_id, error = %e, "placed a call but could not record its execution id");
+                    return Err(e.to_string());
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100 << attempt)).await;
+            }
             follow(services, &model, provider, &placed.execution_id)
                 .await
                 .map_err(|e| e.to_string())
@@ -446,7 +467,7 @@ async fn adopt_execution(
     execution_id: &str,
 ) -> DomainResult<()> {
     let db = services.db();
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let duplicate = call::Entity::find()
         .filter(call::Column::TenantId.eq(model.tenant_id))
         .filter(call::Column::Provider.eq(model.provider.clone()))
@@ -474,7 +495,11 @@ async fn adopt_execution(
         .await?;
         txn.execute_raw(Statement::from_sql_and_values(
             backend,
-            format!("UPDATE call_events SET call_id = {} WHERE call_id = {}", p(1), p(2)),
+            format!(
+                "UPDATE call_events SET call_id = {} WHERE call_id = {}",
+                p(1),
+                p(2)
+            ),
             [model.id.into(), dup.id.into()],
         ))
         .await?;
@@ -489,8 +514,18 @@ async fn adopt_execution(
             )*};
         }
         fill!(
-            provider_call_id, from_number, started_at, ended_at, duration_seconds, cost,
-            transcript, summary, recording_url, extracted_data, hangup_reason, raw_payload
+            provider_call_id,
+            from_number,
+            started_at,
+            ended_at,
+            duration_seconds,
+            cost,
+            transcript,
+            summary,
+            recording_url,
+            extracted_data,
+            hangup_reason,
+            raw_payload
         );
     }
     active.provider_execution_id = Set(Some(execution_id.to_owned()));
@@ -514,7 +549,7 @@ async fn follow(
             return Ok(());
         };
         let script = sim.script(&sim_call);
-        let txn = db.begin().await?;
+        let txn = crate::db::begin_write(db).await?;
         for (stage, step) in script.stages.iter().enumerate() {
             queue::enqueue(
                 &txn,
@@ -638,7 +673,11 @@ pub async fn refresh(
         .provider
         .parse()
         .map_err(|e: crate::types::UnknownValue| DomainError::Internal(e.to_string()))?;
-    let client = match services.providers().for_tenant(model.tenant_id, provider).await {
+    let client = match services
+        .providers()
+        .for_tenant(model.tenant_id, provider)
+        .await
+    {
         Ok(c) => c,
         Err(ProviderLookupError::Provider(e)) => return Err(e.into()),
         Err(ProviderLookupError::Domain(e)) => return Err(e.into()),
@@ -664,8 +703,8 @@ pub struct StaleSweep {
 /// webhook cannot leave a call "in progress" forever. At most `limit` calls per pass.
 pub async fn sweep_stale(services: &Services, limit: u64) -> DomainResult<StaleSweep> {
     let db = services.db();
-    let cutoff = Utc::now()
-        - Duration::seconds(services.providers().settings().stale_call_seconds as i64);
+    let cutoff =
+        Utc::now() - Duration::seconds(services.providers().settings().stale_call_seconds as i64);
     let stale = call::Entity::find()
         .filter(call::Column::StatusRank.lt(CallStatus::TERMINAL_RANK))
         .filter(call::Column::UpdatedAt.lt(cutoff))

@@ -128,10 +128,8 @@ impl HttpClient {
             let result = self
                 .send(self.request(Method::POST, url, auth).json(body))
                 .await;
-            let confirmed_not_created = matches!(
-                &result,
-                Err(ProviderError::RateLimited { .. })
-            ) || matches!(&result, Err(ProviderError::Transient(m)) if m.starts_with(NOT_SENT));
+            let confirmed_not_created = matches!(&result, Err(ProviderError::RateLimited { .. }))
+                || matches!(&result, Err(ProviderError::Transient(m)) if m.starts_with(NOT_SENT));
             match result {
                 Ok(body) => return decode(&body),
                 Err(err) if confirmed_not_created && attempt + 1 < self.retry.max_tries => {
@@ -212,7 +210,6 @@ pub fn path_segment(id: &str) -> ProviderResult<&str> {
     }
 }
 
-
 /// A provider asking for a longer pause than this is treated as asking for this.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
 
@@ -237,11 +234,13 @@ fn error_message(body: &[u8]) -> String {
     let from_json = serde_json::from_slice::<serde_json::Value>(body)
         .ok()
         .and_then(|v| {
-            ["message", "detail", "error"].iter().find_map(|k| match &v[*k] {
-                serde_json::Value::String(s) => Some(s.clone()),
-                serde_json::Value::Null => None,
-                other => Some(other.to_string()),
-            })
+            ["message", "detail", "error"]
+                .iter()
+                .find_map(|k| match &v[*k] {
+                    serde_json::Value::String(s) => Some(s.clone()),
+                    serde_json::Value::Null => None,
+                    other => Some(other.to_string()),
+                })
         });
     let msg = from_json.unwrap_or_else(|| text.into_owned());
     msg.chars().take(300).collect()
@@ -261,7 +260,10 @@ mod tests {
 
     #[test]
     fn error_bodies_in_every_shape() {
-        assert_eq!(error_message(br#"{"error":401,"message":"bad key"}"#), "bad key");
+        assert_eq!(
+            error_message(br#"{"error":401,"message":"bad key"}"#),
+            "bad key"
+        );
         assert_eq!(error_message(br#"{"detail":"nope"}"#), "nope");
         assert_eq!(error_message(b"plain"), "plain");
     }
@@ -271,7 +273,10 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(RETRY_AFTER, "2".parse().unwrap());
         assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
-        h.insert(RETRY_AFTER, "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
+        h.insert(
+            RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
         assert_eq!(retry_after(&h), None);
     }
 }

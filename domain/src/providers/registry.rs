@@ -44,7 +44,7 @@ impl Registry {
     ) -> DomainResult<Self> {
         let http = HttpClient::new(Duration::from_millis(settings.request_timeout_ms), retry)
             .map_err(|e| DomainError::Internal(e.to_string()))?;
-        let simulator = Arc::new(Simulator::new(0x5b0a_2d, settings.simulator_speed));
+        let simulator = Arc::new(Simulator::new(0x005b_0a2d, settings.simulator_speed));
         Ok(Registry {
             db,
             http,

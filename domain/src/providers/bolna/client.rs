@@ -56,15 +56,19 @@ impl Bolna {
     }
 
     async fn fetch(&self, execution_id: String) -> ProviderResult<CallReport> {
-        let url = format!("{}/executions/{}", self.base_url, path_segment(&execution_id)?);
+        let url = format!(
+            "{}/executions/{}",
+            self.base_url,
+            path_segment(&execution_id)?
+        );
         let raw: serde_json::Value = self.http.get_json(&url, &[], &self.auth).await?;
         parse_execution(raw)
     }
 
     async fn list(&self, q: ListQuery) -> ProviderResult<ExecutionPage> {
-        let agent = q
-            .provider_agent_id
-            .ok_or(ProviderError::Unsupported("Bolna lists executions per agent"))?;
+        let agent = q.provider_agent_id.ok_or(ProviderError::Unsupported(
+            "Bolna lists executions per agent",
+        ))?;
         if q.to - q.from > MAX_WINDOW {
             return Err(ProviderError::Unsupported(
                 "Bolna windows are at most 7 days",

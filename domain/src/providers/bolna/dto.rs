@@ -13,7 +13,11 @@ pub struct Execution {
     #[serde(default)]
     pub status: Option<String>,
     /// Also spelled `conversation_time` in older docs.
-    #[serde(default, alias = "conversation_time", deserialize_with = "number_or_string")]
+    #[serde(
+        default,
+        alias = "conversation_time",
+        deserialize_with = "number_or_string"
+    )]
     pub conversation_duration: Option<f64>,
     #[serde(default, deserialize_with = "number_or_string")]
     pub total_cost: Option<f64>,

@@ -61,7 +61,12 @@ pub fn parse_execution(raw: serde_json::Value) -> Result<CallReport, ProviderErr
         .ok_or_else(|| ProviderError::Decode(format!("unknown status {status_text:?}")))?;
     let tel = exec.telephony_data.clone().unwrap_or_default();
     let ctx = exec.context_details.clone().unwrap_or_default();
-    let direction = match tel.call_type.as_deref().map(str::to_ascii_lowercase).as_deref() {
+    let direction = match tel
+        .call_type
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
         Some("inbound") => CallDirection::Inbound,
         _ => CallDirection::Outbound,
     };
@@ -146,7 +151,8 @@ mod tests {
         assert_eq!(r.customer_number(), Some("+15125550143"));
         assert_eq!(r.extracted_data.unwrap()["name"], "Sam");
         assert!(r.started_at.is_some());
-        let r = parse_execution(json!({"id": "e2", "status": "busy", "conversation_time": "12.5"})).unwrap();
+        let r = parse_execution(json!({"id": "e2", "status": "busy", "conversation_time": "12.5"}))
+            .unwrap();
         assert_eq!(r.duration_seconds, Some(12.5));
     }
 

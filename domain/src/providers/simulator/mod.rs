@@ -114,8 +114,13 @@ impl Simulator {
             .rposition(|s| self.stage_time(call, s) <= now)
             .unwrap_or(0);
         // `reached` indexes the script, so the report exists.
-        self.report_at(call, reached)
-            .unwrap_or_else(|| CallReport::new(Provider::Simulator, call.execution_id(), script.stages[0].status))
+        self.report_at(call, reached).unwrap_or_else(|| {
+            CallReport::new(
+                Provider::Simulator,
+                call.execution_id(),
+                script.stages[0].status,
+            )
+        })
     }
 
     /// Calls an agent "made" in the past: a deterministic history for sync demos and
@@ -125,13 +130,16 @@ impl Simulator {
         let to = to.min(now);
         let slot = Duration::minutes(SLOT_MINUTES);
         let mut t = Utc
-            .timestamp_opt(from.timestamp() - from.timestamp().rem_euclid(slot.num_seconds()), 0)
+            .timestamp_opt(
+                from.timestamp() - from.timestamp().rem_euclid(slot.num_seconds()),
+                0,
+            )
             .single()
             .unwrap_or(from);
         let mut calls = Vec::new();
         while t <= to {
             let h = script::hash(self.seed, &format!("{agent}@{}", t.timestamp()));
-            if h % 3 == 0 {
+            if h.is_multiple_of(3) {
                 let at = t + Duration::seconds(((h >> 8) % (slot.num_seconds() as u64)) as i64);
                 if at >= from && at <= to {
                     calls.push(SimCall {
@@ -161,7 +169,8 @@ impl CallProvider for Simulator {
             provider_agent_id: call.provider_agent_id,
         };
         async move {
-            if sim.provider_agent_id.contains('.') && SimCall::parse(&sim.execution_id()).is_none() {
+            if sim.provider_agent_id.contains('.') && SimCall::parse(&sim.execution_id()).is_none()
+            {
                 return Err(ProviderError::Rejected {
                     status: 422,
                     message: "invalid agent id".into(),
@@ -186,7 +195,9 @@ impl CallProvider for Simulator {
             let agent = q
                 .provider_agent_id
                 .clone()
-                .ok_or(ProviderError::Unsupported("the simulator lists executions per agent"))?;
+                .ok_or(ProviderError::Unsupported(
+                    "the simulator lists executions per agent",
+                ))?;
             let page: usize = match q.cursor.as_deref() {
                 None => 0,
                 Some(c) => c
@@ -255,7 +266,9 @@ mod tests {
         let end = sim.report_as_of(&c, c.placed_at + Duration::hours(1));
         assert!(end.status.is_terminal());
         if end.status == CallStatus::Completed {
-            assert!(end.transcript.is_some() && end.summary.is_some() && end.recording_url.is_some());
+            assert!(
+                end.transcript.is_some() && end.summary.is_some() && end.recording_url.is_some()
+            );
         }
     }
 
@@ -270,7 +283,12 @@ mod tests {
         let mut cursor = None;
         loop {
             let page = sim
-                .list_executions(ListQuery { provider_agent_id: Some("agent-9".into()), from, to, cursor })
+                .list_executions(ListQuery {
+                    provider_agent_id: Some("agent-9".into()),
+                    from,
+                    to,
+                    cursor,
+                })
                 .now_or_never()
                 .unwrap()
                 .unwrap();

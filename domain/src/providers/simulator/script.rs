@@ -89,10 +89,8 @@ impl Script {
             hash: h,
             outcome,
             stages,
-            talk_seconds: if matches!(
-                outcome,
-                Outcome::Busy | Outcome::NoAnswer | Outcome::Failed
-            ) {
+            talk_seconds: if matches!(outcome, Outcome::Busy | Outcome::NoAnswer | Outcome::Failed)
+            {
                 0.0
             } else {
                 talk
@@ -113,7 +111,8 @@ impl Script {
             return;
         };
         let at = |offset: f64| placed_at + Duration::milliseconds((offset * 1000.0 / speed) as i64);
-        let ended = matches!(stage.status, CallStatus::CallDisconnected) || stage.status.is_terminal();
+        let ended =
+            matches!(stage.status, CallStatus::CallDisconnected) || stage.status.is_terminal();
         if !ended {
             return;
         }
@@ -151,10 +150,18 @@ impl Script {
 
     fn transcript(&self) -> String {
         let close = match self.outcome {
-            Outcome::Booked => "user: Thursday at 11 works for me.\nassistant: Booked for Thursday at 11. You will get a confirmation by SMS.",
-            Outcome::Interested => "user: Sounds useful, send me the details.\nassistant: I will email the brochure today.",
-            Outcome::Callback => "user: I am driving, can you call me tomorrow evening?\nassistant: Of course, I will call you tomorrow after 6.",
-            _ => "user: No thanks, I am not interested.\nassistant: Understood, thank you for your time.",
+            Outcome::Booked => {
+                "user: Thursday at 11 works for me.\nassistant: Booked for Thursday at 11. You will get a confirmation by SMS."
+            }
+            Outcome::Interested => {
+                "user: Sounds useful, send me the details.\nassistant: I will email the brochure today."
+            }
+            Outcome::Callback => {
+                "user: I am driving, can you call me tomorrow evening?\nassistant: Of course, I will call you tomorrow after 6."
+            }
+            _ => {
+                "user: No thanks, I am not interested.\nassistant: Understood, thank you for your time."
+            }
         };
         format!(
             "assistant: Hello, this is Maya calling from Acme Homes. Is this a good time to talk?\n\
@@ -167,7 +174,9 @@ impl Script {
     fn summary(&self) -> &'static str {
         match self.outcome {
             Outcome::Booked => "The customer booked a site visit for Thursday at 11.",
-            Outcome::Interested => "The customer is interested and asked for the brochure by email.",
+            Outcome::Interested => {
+                "The customer is interested and asked for the brochure by email."
+            }
             Outcome::Callback => "The customer asked to be called back tomorrow evening.",
             _ => "The customer is not interested.",
         }

@@ -39,9 +39,11 @@ impl Teli {
     }
 
     fn org(&self) -> ProviderResult<String> {
-        self.organization_id.clone().ok_or(ProviderError::Unsupported(
-            "Teli needs an organizationId in its credentials",
-        ))
+        self.organization_id
+            .clone()
+            .ok_or(ProviderError::Unsupported(
+                "Teli needs an organizationId in its credentials",
+            ))
     }
 
     async fn fetch(&self, id: String) -> ProviderResult<CallReport> {
@@ -66,8 +68,14 @@ impl Teli {
             ("organization_id", self.org()?),
             ("is_admin", "true".to_owned()),
             ("limit", PAGE_SIZE.to_string()),
-            ("start_date", q.from.to_rfc3339_opts(SecondsFormat::Millis, true)),
-            ("end_date", upper.to_rfc3339_opts(SecondsFormat::Millis, true)),
+            (
+                "start_date",
+                q.from.to_rfc3339_opts(SecondsFormat::Millis, true),
+            ),
+            (
+                "end_date",
+                upper.to_rfc3339_opts(SecondsFormat::Millis, true),
+            ),
         ];
         if let Some(agent) = q.provider_agent_id {
             query.push(("agent_id", agent));
@@ -86,7 +94,9 @@ impl Teli {
         let next = match oldest {
             // Calls sharing the oldest millisecond may straddle pages: the overlap of one
             // millisecond is re-read, and ingestion dedupes it.
-            Some(t) if full_page && t > q.from && t < upper => Some(t.timestamp_millis().to_string()),
+            Some(t) if full_page && t > q.from && t < upper => {
+                Some(t.timestamp_millis().to_string())
+            }
             _ => None,
         };
         Ok(ExecutionPage { reports, next })

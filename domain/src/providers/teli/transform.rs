@@ -22,7 +22,13 @@ fn status_of(call: &Call) -> Option<CallStatus> {
         .to_ascii_lowercase();
     let analysed = call.call_analysis.is_some() || call.call_analyzed_at.is_some();
     Some(
-        match call.call_status.as_deref()?.trim().to_ascii_lowercase().as_str() {
+        match call
+            .call_status
+            .as_deref()?
+            .trim()
+            .to_ascii_lowercase()
+            .as_str()
+        {
             "registered" => CallStatus::Queued,
             "ongoing" => CallStatus::InProgress,
             "not_connected" => CallStatus::NoAnswer,
@@ -120,11 +126,16 @@ mod tests {
 
     #[test]
     fn maps_endings_and_sparse_list_items() {
-        let busy = parse_call(json!({"call_id": "c1", "call_status": "ended", "disconnection_reason": "dial_busy"})).unwrap();
+        let busy = parse_call(
+            json!({"call_id": "c1", "call_status": "ended", "disconnection_reason": "dial_busy"}),
+        )
+        .unwrap();
         assert_eq!(busy.status, CallStatus::Busy);
         let open = parse_call(json!({"call_id": "c2", "call_status": "ended"})).unwrap();
         assert_eq!(open.status, CallStatus::CallDisconnected);
-        let live = parse_call(json!({"call_id": "c3", "call_status": "ongoing", "start_timestamp": null})).unwrap();
+        let live =
+            parse_call(json!({"call_id": "c3", "call_status": "ongoing", "start_timestamp": null}))
+                .unwrap();
         assert_eq!(live.status, CallStatus::InProgress);
         assert!(parse_call(json!({"call_status": "ended"})).is_err());
         assert!(parse_call(json!({"call_id": "c4", "call_status": "exploded"})).is_err());

@@ -1,0 +1,118 @@
+//! Subscription root. Each subscription reads only its tenant's channel of the event hub
+//! and filters by its arguments before anything is resolved, so an event costs work for
+//! that tenant's matching subscribers only.
+
+use std::sync::Arc;
+
+use async_graphql::{Context, ID, SimpleObject, Subscription as SubscriptionObject};
+use chrono::{DateTime, Utc};
+use domain::events::{Event, Hub};
+use futures_util::Stream;
+use tokio::sync::broadcast::error::RecvError;
+use uuid::Uuid;
+
+use super::context::scope;
+use super::enums::CallStatus;
+use super::error::{INTERNAL, coded, parse_id};
+use super::types::Call;
+
+/// Error code sent to a subscriber that fell too far behind; its subscription ends.
+pub const LAGGED: &str = "RATE_LIMITED";
+
+/// A change of one call.
+#[derive(SimpleObject)]
+pub struct CallUpdate {
+    /// The call as committed.
+    pub call: Call,
+    /// Its status now.
+    pub status: CallStatus,
+    /// Its status before this change; null for a new call.
+    pub previous_status: Option<CallStatus>,
+    /// When the change was published.
+    pub at: DateTime<Utc>,
+}
+
+pub struct Subscription;
+
+#[SubscriptionObject]
+impl Subscription {
+    /// Live status of this tenant's calls, optionally one call or one campaign's calls.
+    /// Updates of one call arrive in commit order. A subscriber that falls more than
+    /// 256 events behind gets a RATE_LIMITED error and the subscription ends.
+    async fn call_updated(
+        &self,
+        ctx: &Context<'_>,
+        call_id: Option<ID>,
+        campaign_id: Option<ID>,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<CallUpdate>>> {
+        let tenant = scope(ctx)?.tenant_id();
+        let call_id = call_id.map(|id| parse_id("callId", &id)).transpose()?;
+        let campaign_id = campaign_id
+            .map(|id| parse_id("campaignId", &id))
+            .transpose()?;
+        let hub = ctx
+            .data::<Arc<Hub>>()
+            .map_err(|_| coded(INTERNAL, "internal error"))?;
+        let rx = hub.subscribe(tenant);
+        Ok(futures_util::stream::unfold(
+            Some(rx),
+            move |rx| async move {
+                let mut rx = rx?;
+                loop {
+                    match rx.recv().await {
+                        Ok(event) => {
+                            if let Some(update) = matching(&event, tenant, call_id, campaign_id) {
+                                return Some((Ok(update), Some(rx)));
+                            }
+                        }
+                        Err(RecvError::Lagged(n)) => {
+                            metrics::counter!("subscriptions_lagged_total").increment(1);
+                            let err = coded(
+                                LAGGED,
+                                format!(
+                                    "this subscriber fell {n} events behind and was dropped; resubscribe"
+                                ),
+                            );
+                            return Some((Err(err), None));
+                        }
+                        Err(RecvError::Closed) => return None,
+                    }
+                }
+            },
+        ))
+    }
+}
+
+fn matching(
+    event: &Event,
+    tenant: Uuid,
+    call_id: Option<Uuid>,
+    campaign_id: Option<Uuid>,
+) -> Option<CallUpdate> {
+    let Event::CallUpdated {
+        tenant_id,
+        call_id: id,
+        campaign_id: campaign,
+        status,
+        previous_status,
+        at,
+        call: Some(call),
+    } = event
+    else {
+        return None;
+    };
+    if *tenant_id != tenant
+        || call_id.is_some_and(|c| c != *id)
+        || campaign_id.is_some_and(|c| Some(c) != *campaign)
+    {
+        return None;
+    }
+    Some(CallUpdate {
+        call: Call::new((**call).clone()),
+        status: CallStatus::from_db(status).ok()?,
+        previous_status: previous_status
+            .as_deref()
+            .and_then(|s| CallStatus::from_db(s).ok()),
+        at: *at,
+    })
+}

@@ -1,0 +1,347 @@
+//! `GET /graphql/ws`: the graphql-transport-ws protocol, written out so the edge can be
+//! closed (shared/reference/hardening.md): authentication in `connection_init` within
+//! 10 s (4408), a repeated init refused (4429), subscribing before the ack refused (4401),
+//! duplicate ids refused (4409), at most 20 subscriptions per socket, 64 KiB messages,
+//! small socket buffers, and a bounded outgoing queue: a client that cannot keep up is
+//! disconnected rather than buffered without limit.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_graphql::Request;
+use axum::extract::State;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::response::Response;
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::{Notify, mpsc};
+use tokio::task::AbortHandle;
+
+use super::context::Caller;
+use super::error::assign_codes;
+use crate::app::AppState;
+
+pub const PROTOCOL: &str = "graphql-transport-ws";
+const INIT_TIMEOUT: Duration = Duration::from_secs(10);
+const KEEPALIVE: Duration = Duration::from_secs(30);
+pub const MAX_SUBSCRIPTIONS: usize = 20;
+const MAX_MESSAGE: usize = 64 * 1024;
+/// Messages waiting for a slow client before it is cut off.
+const OUT_QUEUE: usize = 64;
+/// Socket buffers: an idle connection should cost kilobytes, not tungstenite's 128 KiB
+/// defaults; messages larger than these still pass, the buffer just grows for them.
+const READ_BUFFER: usize = 4 * 1024;
+const WRITE_BUFFER: usize = 0;
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ClientMessage {
+    ConnectionInit {
+        #[serde(default)]
+        payload: Option<Value>,
+    },
+    Ping {
+        #[serde(default)]
+        #[allow(dead_code)]
+        payload: Option<Value>,
+    },
+    Pong {
+        #[serde(default)]
+        #[allow(dead_code)]
+        payload: Option<Value>,
+    },
+    Subscribe {
+        id: String,
+        payload: Value,
+    },
+    Complete {
+        id: String,
+    },
+}
+
+pub async fn upgrade(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
+    ws.protocols([PROTOCOL])
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
+        .max_write_buffer_size(2 * MAX_MESSAGE + 1024)
+        .max_message_size(MAX_MESSAGE)
+        .max_frame_size(MAX_MESSAGE)
+        .on_upgrade(move |socket| session(socket, state))
+}
+
+fn text(v: Value) -> Message {
+    Message::Text(Utf8Bytes::from(v.to_string()))
+}
+
+fn close(code: u16, reason: &'static str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    }))
+}
+
+/// The key from `{"authorization": "Bearer <key>"}` (key name in any case, "Bearer" optional).
+fn bearer(payload: &Option<Value>) -> Option<String> {
+    let map = payload.as_ref()?.as_object()?;
+    let raw = map
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))?
+        .1
+        .as_str()?
+        .trim();
+    let key = raw
+        .strip_prefix("Bearer ")
+        .or_else(|| raw.strip_prefix("bearer "))
+        .unwrap_or(raw);
+    Some(key.trim().to_owned())
+}
+
+struct Gauge(&'static str);
+
+impl Gauge {
+    fn up(name: &'static str) -> Self {
+        metrics::gauge!(name).increment(1.0);
+        Gauge(name)
+    }
+}
+
+impl Drop for Gauge {
+    fn drop(&mut self) {
+        metrics::gauge!(self.0).decrement(1.0);
+    }
+}
+
+async fn session(socket: WebSocket, state: AppState) {
+    let _connected = Gauge::up("ws_connections");
+    let (mut sink, mut incoming) = socket.split();
+    let (out, mut out_rx) = mpsc::channel::<Message>(OUT_QUEUE);
+    let writer = tokio::spawn(async move {
+        while let Some(msg) = out_rx.recv().await {
+            let closing = matches!(msg, Message::Close(_));
+            if sink.send(msg).await.is_err() || closing {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    let overflow = Arc::new(Notify::new());
+    let subs: Arc<Mutex<HashMap<String, AbortHandle>>> = Arc::default();
+
+    run(&state, &mut incoming, &out, &overflow, &subs).await;
+
+    if let Ok(mut subs) = subs.lock() {
+        for (_, handle) in subs.drain() {
+            handle.abort();
+        }
+    }
+    drop(out);
+    let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+}
+
+type Incoming = futures_util::stream::SplitStream<WebSocket>;
+
+/// Next text message; `None` when the socket closed or failed.
+async fn next_text(incoming: &mut Incoming) -> Option<Utf8Bytes> {
+    loop {
+        match incoming.next().await? {
+            Ok(Message::Text(t)) => return Some(t),
+            Ok(Message::Close(_)) | Err(_) => return None,
+            Ok(_) => continue,
+        }
+    }
+}
+
+async fn run(
+    state: &AppState,
+    incoming: &mut Incoming,
+    out: &mpsc::Sender<Message>,
+    overflow: &Arc<Notify>,
+    subs: &Arc<Mutex<HashMap<String, AbortHandle>>>,
+) {
+    // connection_init, within the time limit.
+    let first = match tokio::time::timeout(INIT_TIMEOUT, next_text(incoming)).await {
+        Err(_) => {
+            let _ = out
+                .send(close(4408, "Connection initialisation timeout"))
+                .await;
+            return;
+        }
+        Ok(None) => return,
+        Ok(Some(t)) => t,
+    };
+    let payload = match serde_json::from_str::<ClientMessage>(first.as_str()) {
+        Ok(ClientMessage::ConnectionInit { payload }) => payload,
+        Ok(ClientMessage::Subscribe { .. }) => {
+            let _ = out.send(close(4401, "Unauthorized")).await;
+            return;
+        }
+        _ => {
+            let _ = out.send(close(4400, "Expected connection_init")).await;
+            return;
+        }
+    };
+    let Some(key) = bearer(&payload) else {
+        let _ = out
+            .send(close(4403, "Forbidden: authorization missing"))
+            .await;
+        return;
+    };
+    let scope = match state.auth.authenticate(&state.db, &key).await {
+        Ok(scope) => scope,
+        Err(domain::DomainError::Unauthenticated) => {
+            let _ = out.send(close(4403, "Forbidden")).await;
+            return;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "authentication lookup failed");
+            let _ = out.send(close(1011, "Internal error")).await;
+            return;
+        }
+    };
+    if out
+        .send(text(json!({"type": "connection_ack"})))
+        .await
+        .is_err()
+    {
+        return;
+    }
+
+    let mut keepalive = tokio::time::interval(KEEPALIVE);
+    keepalive.tick().await;
+    let mut last_heard = Instant::now();
+    loop {
+        let msg = tokio::select! {
+            m = next_text(incoming) => m,
+            _ = overflow.notified() => {
+                metrics::counter!("ws_slow_clients_dropped_total").increment(1);
+                let _ = out.try_send(close(4429, "Too slow: messages were not read"));
+                return;
+            }
+            _ = keepalive.tick() => {
+                if last_heard.elapsed() > KEEPALIVE * 3 {
+                    let _ = out.try_send(close(1001, "Keepalive timeout"));
+                    return;
+                }
+                let _ = out.try_send(text(json!({"type": "ping"})));
+                continue;
+            }
+        };
+        let Some(msg) = msg else { return };
+        last_heard = Instant::now();
+        let parsed = match serde_json::from_str::<ClientMessage>(msg.as_str()) {
+            Ok(m) => m,
+            Err(_) => {
+                let _ = out.send(close(4400, "Invalid message")).await;
+                return;
+            }
+        };
+        match parsed {
+            ClientMessage::ConnectionInit { .. } => {
+                let _ = out
+                    .send(close(4429, "Too many initialisation requests"))
+                    .await;
+                return;
+            }
+            ClientMessage::Ping { .. } => {
+                let _ = out.try_send(text(json!({"type": "pong"})));
+            }
+            ClientMessage::Pong { .. } => {}
+            ClientMessage::Complete { id } => {
+                if let Some(h) = subs.lock().ok().and_then(|mut s| s.remove(&id)) {
+                    h.abort();
+                }
+            }
+            ClientMessage::Subscribe { id, payload } => {
+                let request: Request = match serde_json::from_value(payload) {
+                    Ok(r) => r,
+                    Err(_) => {
+                        let _ = out.send(close(4400, "Invalid subscribe payload")).await;
+                        return;
+                    }
+                };
+                let request = state
+                    .parse_cache
+                    .attach(request)
+                    .data(Caller::subscriber(state.db.clone(), scope.clone()));
+                // Decided under the lock, answered after it is released.
+                let refusal = {
+                    let Ok(mut active) = subs.lock() else { return };
+                    if active.contains_key(&id) {
+                        Some(true)
+                    } else if active.len() >= MAX_SUBSCRIPTIONS {
+                        Some(false)
+                    } else {
+                        let stream = state.schema.execute_stream(request);
+                        let task = tokio::spawn(forward(
+                            id.clone(),
+                            stream,
+                            out.clone(),
+                            overflow.clone(),
+                            subs.clone(),
+                        ));
+                        active.insert(id.clone(), task.abort_handle());
+                        None
+                    }
+                };
+                match refusal {
+                    Some(true) => {
+                        let _ = out
+                            .send(close(4409, "Subscriber for this id already exists"))
+                            .await;
+                        return;
+                    }
+                    Some(false) => {
+                        let _ = out.try_send(text(json!({
+                            "type": "error", "id": id,
+                            "payload": [{ "message": format!("at most {MAX_SUBSCRIPTIONS} subscriptions per connection"),
+                                          "extensions": { "code": "RATE_LIMITED" } }]
+                        })));
+                    }
+                    None => {}
+                }
+            }
+        }
+    }
+}
+
+/// Sends one operation's results; the first result carrying only errors is an `error`.
+async fn forward(
+    id: String,
+    mut stream: futures_util::stream::BoxStream<'static, async_graphql::Response>,
+    out: mpsc::Sender<Message>,
+    overflow: Arc<Notify>,
+    subs: Arc<Mutex<HashMap<String, AbortHandle>>>,
+) {
+    let _active = Gauge::up("ws_subscriptions");
+    let mut first = true;
+    let mut failed = false;
+    while let Some(mut response) = stream.next().await {
+        assign_codes(&mut response);
+        let msg = if first && response.data == async_graphql::Value::Null && response.is_err() {
+            failed = true;
+            json!({ "type": "error", "id": id, "payload": response.errors })
+        } else {
+            json!({ "type": "next", "id": id, "payload": response })
+        };
+        first = false;
+        if out.try_send(text(msg)).is_err() {
+            overflow.notify_one();
+            return;
+        }
+        if failed {
+            break;
+        }
+    }
+    if let Ok(mut s) = subs.lock() {
+        s.remove(&id);
+    }
+    if !failed
+        && out
+            .try_send(text(json!({ "type": "complete", "id": id })))
+            .is_err()
+    {
+        overflow.notify_one();
+    }
+}

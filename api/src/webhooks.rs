@@ -1,0 +1,174 @@
+//! `POST /webhooks/{bolna,teli}/{token}`: provider call reports.
+//!
+//! The body is checked (size, JSON, the provider's shape), made durable with one insert
+//! (`domain::ingest::accept`), answered, and then applied in the background. If the
+//! process dies after answering, any worker applies the stored report later.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use domain::ingest;
+use domain::providers::{CallReport, ProviderError, bolna, teli};
+use domain::types::{EventSource, Provider};
+use entity::tenant;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use serde_json::json;
+use tokio::sync::Semaphore;
+
+use crate::app::AppState;
+
+/// How long a token → tenant lookup is reused.
+const TOKEN_TTL: Duration = Duration::from_secs(5);
+/// Reports applied at once in the background; beyond that, workers take them.
+const INLINE_PERMITS: usize = 64;
+
+pub struct WebhookState {
+    tenants: Mutex<HashMap<String, (Arc<tenant::Model>, Instant)>>,
+    inline: Arc<Semaphore>,
+}
+
+impl Default for WebhookState {
+    fn default() -> Self {
+        WebhookState {
+            tenants: Mutex::default(),
+            inline: Arc::new(Semaphore::new(INLINE_PERMITS)),
+        }
+    }
+}
+
+fn reject(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+pub async fn bolna(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    receive(state, Provider::Bolna, token, body, bolna::parse_execution).await
+}
+
+pub async fn teli(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    // Teli documents no webhook; accept its call object bare or Retell-style `{event, call}`.
+    receive(state, Provider::Teli, token, body, |v| {
+        match v.get("call") {
+            Some(call) if call.is_object() => teli::parse_call(call.clone()),
+            _ => teli::parse_call(v),
+        }
+    })
+    .await
+}
+
+async fn receive(
+    state: AppState,
+    provider: Provider,
+    token: String,
+    body: Result<Bytes, BytesRejection>,
+    parse: impl FnOnce(serde_json::Value) -> Result<CallReport, ProviderError>,
+) -> Response {
+    let label = provider.as_str();
+    let count = |result: &'static str| {
+        metrics::counter!("webhook_reports_total", "provider" => label, "result" => result)
+            .increment(1)
+    };
+    let tenant = match tenant_by_token(&state, &token).await {
+        Ok(Some(t)) => t,
+        Ok(None) => {
+            count("unknown_token");
+            return reject(StatusCode::NOT_FOUND, "unknown webhook token");
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "webhook token lookup failed");
+            count("error");
+            return reject(StatusCode::SERVICE_UNAVAILABLE, "try again later");
+        }
+    };
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) => {
+            count("rejected");
+            return reject(rejection.status(), rejection.body_text());
+        }
+    };
+    let value: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            count("malformed");
+            return reject(StatusCode::BAD_REQUEST, format!("malformed JSON: {e}"));
+        }
+    };
+    let report = match parse(value) {
+        Ok(r) => r,
+        Err(e) => {
+            count("malformed");
+            return reject(StatusCode::BAD_REQUEST, e.to_string());
+        }
+    };
+    let execution_id = report.execution_id.clone();
+    let (job_id, queued) =
+        match ingest::accept(&state.db, tenant.id, report, EventSource::Webhook).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "could not store a webhook report");
+                count("error");
+                return reject(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "could not store the report; retry",
+                );
+            }
+        };
+    count("accepted");
+    // Applied now if there is room; otherwise a worker takes it after the grace period.
+    if let Ok(permit) = state.webhooks.inline.clone().try_acquire_owned() {
+        let ingestor = state.services.ingestor().clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            if let Err(e) = ingestor.ingest_queued(&tenant, &queued, job_id, None).await {
+                tracing::warn!(error = %e, job.id = %job_id, "applying a webhook report failed; a worker will retry it");
+            }
+        });
+    }
+    (
+        StatusCode::OK,
+        Json(json!({ "status": "accepted", "executionId": execution_id })),
+    )
+        .into_response()
+}
+
+async fn tenant_by_token(
+    state: &AppState,
+    token: &str,
+) -> Result<Option<Arc<tenant::Model>>, sea_orm::DbErr> {
+    if token.is_empty() || token.len() > 200 {
+        return Ok(None);
+    }
+    if let Ok(cache) = state.webhooks.tenants.lock()
+        && let Some((t, at)) = cache.get(token)
+        && at.elapsed() < TOKEN_TTL
+    {
+        return Ok(Some(t.clone()));
+    }
+    let found = tenant::Entity::find()
+        .filter(tenant::Column::WebhookToken.eq(token))
+        .one(&state.db)
+        .await?
+        .map(Arc::new);
+    if let (Some(t), Ok(mut cache)) = (&found, state.webhooks.tenants.lock()) {
+        if cache.len() > 10_000 {
+            cache.clear();
+        }
+        cache.insert(token.to_owned(), (t.clone(), Instant::now()));
+    }
+    Ok(found)
+}

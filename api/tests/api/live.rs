@@ -1,0 +1,422 @@
+//! startCall end to end: the simulator, a fake Bolna, provider credentials, the
+//! do-not-call list, idempotency and the stale-call sweep.
+
+use serde_json::{Value, json};
+use wiremock::matchers::{body_partial_json, header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::common::{SECRETS_KEY, TestApp, code, eventually};
+use crate::on_both;
+use crate::webhooks::bolna_report;
+
+const START: &str = "mutation($i: StartCallInput!) { startCall(input: $i) { id status providerExecutionId customer { phoneNumber } } }";
+const CALL: &str = "query($id: ID!) { call(id: $id) { id status errorMessage providerExecutionId transcript summary events { status source } } }";
+
+async fn call(app: &TestApp, key: &str, id: &str) -> Value {
+    app.ok(key, CALL, json!({ "id": id })).await["call"].clone()
+}
+
+async fn simulated_calls_play_their_script(app: TestApp) {
+    let t = app.create_tenant("Acme", "US").await;
+    let agent = app.create_agent(&t.key, "Sim").await;
+    let mut ids = Vec::new();
+    for n in 0..6 {
+        let data = app
+            .ok(
+                &t.key,
+                START,
+                json!({ "i": { "agentId": agent, "phoneNumber": format!("(212) 555-01{n:02}"),
+                                             "variables": { "customer_name": "Sam" } } }),
+            )
+            .await;
+        assert_eq!(data["startCall"]["status"], "QUEUED");
+        assert_eq!(
+            data["startCall"]["customer"]["phoneNumber"],
+            format!("+1212555010{n}")
+        );
+        ids.push(data["startCall"]["id"].as_str().unwrap().to_owned());
+    }
+    for id in &ids {
+        let done = eventually(20, || async {
+            let c = call(&app, &t.key, id).await;
+            let terminal = matches!(
+                c["status"].as_str(),
+                Some("COMPLETED" | "BUSY" | "NO_ANSWER" | "FAILED")
+            );
+            terminal.then_some(c)
+        })
+        .await;
+        assert!(
+            done["providerExecutionId"]
+                .as_str()
+                .unwrap()
+                .starts_with("sim.")
+        );
+        let events = done["events"].as_array().unwrap();
+        assert_eq!(events[0], json!({"status": "QUEUED", "source": "API"}));
+        assert!(
+            events[1..].iter().all(|e| e["source"] == "SIMULATOR"),
+            "{events:?}"
+        );
+        if done["status"] == "COMPLETED" {
+            assert!(done["transcript"].is_string() && done["summary"].is_string());
+            assert_eq!(events.len(), 6);
+        }
+    }
+}
+on_both!(
+    simulated_calls_play_their_script,
+    simulated_calls_play_their_script,
+    [
+        ("RUN_WORKER", "true"),
+        ("WORKER_POLL_MS", "20"),
+        ("SIMULATOR_SPEED", "2000")
+    ]
+);
+
+async fn start_call_validates_and_is_idempotent(app: TestApp) {
+    let t = app.create_tenant("Acme", "US").await;
+    let agent = app.create_agent(&t.key, "Sim").await;
+    let input =
+        json!({ "agentId": agent, "phoneNumber": "212-555-0100", "idempotencyKey": "order-17" });
+    let a = app.ok(&t.key, START, json!({ "i": input })).await["startCall"]["id"].clone();
+    let b = app.ok(&t.key, START, json!({ "i": input })).await["startCall"]["id"].clone();
+    assert_eq!(a, b, "the same idempotency key must return the same call");
+    let calls = app.ok(&t.key, "{ calls { totalCount } }", json!({})).await;
+    assert_eq!(calls["calls"]["totalCount"], 1);
+
+    // The do-not-call list, in any format.
+    assert_eq!(
+        app.ok(
+            &t.key,
+            "mutation { addDoNotCall(phoneNumber: \"+1 212 555 0111\", reason: \"asked\") }",
+            json!({})
+        )
+        .await["addDoNotCall"],
+        true
+    );
+    let body = app
+        .gql(
+            Some(&t.key),
+            START,
+            json!({ "i": { "agentId": agent, "phoneNumber": "(212) 555-0111" } }),
+        )
+        .await;
+    assert_eq!(code(&body), "BAD_USER_INPUT");
+    assert_eq!(body["errors"][0]["extensions"]["field"], "phoneNumber");
+    assert_eq!(
+        app.ok(
+            &t.key,
+            "mutation { removeDoNotCall(phoneNumber: \"2125550111\") }",
+            json!({})
+        )
+        .await["removeDoNotCall"],
+        true
+    );
+    app.ok(
+        &t.key,
+        START,
+        json!({ "i": { "agentId": agent, "phoneNumber": "(212) 555-0111" } }),
+    )
+    .await;
+
+    for (input, field) in [
+        (json!({ "agentId": agent }), "phoneNumber"),
+        (
+            json!({ "agentId": agent, "phoneNumber": "12" }),
+            "phoneNumber",
+        ),
+        (
+            json!({ "agentId": uuid::Uuid::new_v4().to_string(), "phoneNumber": "2125550100" }),
+            "agentId",
+        ),
+        (
+            json!({ "agentId": agent, "phoneNumber": "2125550100", "variables": [1] }),
+            "variables",
+        ),
+    ] {
+        let body = app.gql(Some(&t.key), START, json!({ "i": input })).await;
+        assert_eq!(code(&body), "BAD_USER_INPUT", "{body}");
+        assert_eq!(body["errors"][0]["extensions"]["field"], field, "{body}");
+    }
+    // Another tenant's agent is not found either.
+    let other = app.create_tenant("Other", "US").await;
+    let body = app
+        .gql(
+            Some(&other.key),
+            START,
+            json!({ "i": { "agentId": agent, "phoneNumber": "2125550100" } }),
+        )
+        .await;
+    assert_eq!(body["errors"][0]["extensions"]["field"], "agentId");
+}
+on_both!(
+    start_call_validates_and_is_idempotent,
+    start_call_validates_and_is_idempotent
+);
+
+const SET_CREDS: &str =
+    "mutation($i: ProviderCredentialsInput!) { setProviderCredentials(input: $i) }";
+
+async fn bolna_calls_are_placed_followed_and_refusals_recorded(app: TestApp) {
+    let bolna = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/call"))
+        .and(header("authorization", "Bearer bn-secret-123"))
+        .and(body_partial_json(
+            json!({ "agent_id": "agent-ok", "recipient_phone_number": "+919812345678",
+                                       "user_data": { "customer_name": "Priya" } }),
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"message": "done", "status": "queued", "execution_id": "exec-placed"}),
+        ))
+        .expect(1)
+        .mount(&bolna)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/call"))
+        .and(body_partial_json(json!({ "agent_id": "agent-refused" })))
+        .respond_with(
+            ResponseTemplate::new(422)
+                .set_body_json(json!({"error": 422, "message": "agent is not active"})),
+        )
+        .expect(1)
+        .mount(&bolna)
+        .await;
+    let t = app.create_tenant("Acme", "IN").await;
+    let ok = app
+        .ok(&t.key, SET_CREDS, json!({ "i": { "provider": "BOLNA", "apiKey": "bn-secret-123", "baseUrl": bolna.uri() } }))
+        .await;
+    assert_eq!(ok["setProviderCredentials"], true);
+    // The key is stored encrypted.
+    let stored = entity::provider_credential::Entity::find()
+        .all(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 1);
+    assert!(
+        !stored[0].ciphertext.contains("bn-secret")
+            && !format!("{:?}", stored[0]).contains("bn-secret")
+    );
+
+    let agent_ok = app.create_agent_for(&t.key, "BOLNA", "agent-ok").await;
+    let agent_refused = app.create_agent_for(&t.key, "BOLNA", "agent-refused").await;
+    let placed = app
+        .ok(&t.key, START, json!({ "i": { "agentId": agent_ok, "phoneNumber": "09812345678", "variables": { "customer_name": "Priya" } } }))
+        .await["startCall"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let refused = app
+        .ok(
+            &t.key,
+            START,
+            json!({ "i": { "agentId": agent_refused, "phoneNumber": "9812345679" } }),
+        )
+        .await["startCall"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let c = eventually(15, || async {
+        let c = call(&app, &t.key, &placed).await;
+        (c["providerExecutionId"] == "exec-placed").then_some(c)
+    })
+    .await;
+    assert_eq!(c["status"], "QUEUED");
+    let r = eventually(15, || async {
+        let c = call(&app, &t.key, &refused).await;
+        (c["status"] == "FAILED").then_some(c)
+    })
+    .await;
+    assert!(
+        r["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("agent is not active"),
+        "{r}"
+    );
+
+    // Bolna's webhooks then move the same call (not a new one).
+    for status in ["ringing", "completed"] {
+        let mut body = bolna_report("exec-placed", "agent-ok", status);
+        body["telephony_data"]["to_number"] = json!("+919812345678");
+        assert_eq!(
+            app.webhook("bolna", &t.webhook_token, body.to_string())
+                .await
+                .0,
+            200
+        );
+    }
+    let c = eventually(15, || async {
+        let c = call(&app, &t.key, &placed).await;
+        (c["status"] == "COMPLETED").then_some(c)
+    })
+    .await;
+    assert_eq!(c["events"].as_array().unwrap().len(), 3);
+    let calls = app.ok(&t.key, "{ calls { totalCount } }", json!({})).await;
+    assert_eq!(calls["calls"]["totalCount"], 2);
+}
+on_both!(
+    bolna_calls_are_placed_followed_and_refusals_recorded,
+    bolna_calls_are_placed_followed_and_refusals_recorded,
+    [
+        ("RUN_WORKER", "true"),
+        ("WORKER_POLL_MS", "20"),
+        ("ALLOW_PROVIDER_BASE_URL", "true")
+    ]
+);
+
+async fn credentials_are_guarded(app: TestApp) {
+    let t = app.create_tenant("Acme", "IN").await;
+    // Custom endpoints are off by default: a key could otherwise be sent anywhere.
+    let body = app
+        .gql(
+            Some(&t.key),
+            SET_CREDS,
+            json!({ "i": { "provider": "BOLNA", "apiKey": "k", "baseUrl": "http://127.0.0.1:9" } }),
+        )
+        .await;
+    assert_eq!(code(&body), "BAD_USER_INPUT");
+    assert_eq!(body["errors"][0]["extensions"]["field"], "baseUrl");
+    let body = app
+        .gql(
+            Some(&t.key),
+            SET_CREDS,
+            json!({ "i": { "provider": "TELI", "apiKey": "k" } }),
+        )
+        .await;
+    assert_eq!(body["errors"][0]["extensions"]["field"], "organizationId");
+    let body = app
+        .gql(
+            Some(&t.key),
+            SET_CREDS,
+            json!({ "i": { "provider": "BOLNA", "apiKey": "  " } }),
+        )
+        .await;
+    assert_eq!(body["errors"][0]["extensions"]["field"], "apiKey");
+    let member = app
+        .ok(
+            &t.key,
+            "mutation { createApiKey(input: {name: \"m\", role: MEMBER}) { apiKey } }",
+            json!({}),
+        )
+        .await["createApiKey"]["apiKey"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let body = app
+        .gql(
+            Some(&member),
+            SET_CREDS,
+            json!({ "i": { "provider": "BOLNA", "apiKey": "k" } }),
+        )
+        .await;
+    assert_eq!(code(&body), "FORBIDDEN");
+    assert_eq!(
+        app.ok(
+            &t.key,
+            SET_CREDS,
+            json!({ "i": { "provider": "BOLNA", "apiKey": "bn-1" } })
+        )
+        .await["setProviderCredentials"],
+        true
+    );
+    // Replacing works; the schema has no way to read a key back.
+    assert_eq!(
+        app.ok(
+            &t.key,
+            SET_CREDS,
+            json!({ "i": { "provider": "BOLNA", "apiKey": "bn-2" } })
+        )
+        .await["setProviderCredentials"],
+        true
+    );
+    let sdl = api::graphql::sdl();
+    assert!(
+        !sdl.contains("apiKey: String\n  baseUrl") || !sdl.contains("type ProviderCredentials")
+    );
+    let tenant = uuid::Uuid::parse_str(&t.id).unwrap();
+    let account = domain::credentials::account(
+        &app.db,
+        app.services.providers().cipher(),
+        app.services.providers().settings(),
+        tenant,
+        domain::types::Provider::Bolna,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(account.api_key.expose(), "bn-2");
+    assert_eq!(SECRETS_KEY.len(), 64);
+}
+on_both!(credentials_are_guarded, credentials_are_guarded);
+
+/// A call whose webhooks stopped is re-fetched from the provider and finished.
+async fn stale_calls_are_refreshed_from_the_provider(app: TestApp) {
+    let bolna = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/executions/exec-stale"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(bolna_report(
+            "exec-stale",
+            "agent-1",
+            "completed",
+        )))
+        .mount(&bolna)
+        .await;
+    let t = app.create_tenant("Acme", "IN").await;
+    app.ok(
+        &t.key,
+        SET_CREDS,
+        json!({ "i": { "provider": "BOLNA", "apiKey": "bn", "baseUrl": bolna.uri() } }),
+    )
+    .await;
+    app.create_agent_for(&t.key, "BOLNA", "agent-1").await;
+    assert_eq!(
+        app.webhook(
+            "bolna",
+            &t.webhook_token,
+            bolna_report("exec-stale", "agent-1", "in-progress").to_string()
+        )
+        .await
+        .0,
+        200
+    );
+    let id = eventually(10, || async {
+        let d = app
+            .ok(
+                &t.key,
+                "{ calls { edges { node { id status } } } }",
+                json!({}),
+            )
+            .await;
+        let node = d["calls"]["edges"][0]["node"].clone();
+        (node["status"] == "IN_PROGRESS").then(|| node["id"].as_str().unwrap().to_owned())
+    })
+    .await;
+    // Not stale yet: nothing to do.
+    let sweep = domain::calls::lifecycle::sweep_stale(&app.services, 100)
+        .await
+        .unwrap();
+    assert_eq!(sweep.found, 0);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let sweep = domain::calls::lifecycle::sweep_stale(&app.services, 100)
+        .await
+        .unwrap();
+    assert_eq!((sweep.found, sweep.refreshed, sweep.ended), (1, 1, 1));
+    let c = call(&app, &t.key, &id).await;
+    assert_eq!(c["status"], "COMPLETED");
+    assert_eq!(
+        c["events"].as_array().unwrap().last().unwrap()["source"],
+        "POLL"
+    );
+}
+on_both!(
+    stale_calls_are_refreshed_from_the_provider,
+    stale_calls_are_refreshed_from_the_provider,
+    [
+        ("STALE_CALL_SECONDS", "1"),
+        ("ALLOW_PROVIDER_BASE_URL", "true")
+    ]
+);
+
+use sea_orm::EntityTrait;

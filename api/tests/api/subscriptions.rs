@@ -1,0 +1,288 @@
+//! `callUpdated` over graphql-transport-ws: tenancy, filters, the protocol's edges, two
+//! API processes sharing Redis, and Redis going away and coming back.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::common::{TestApp, eventually};
+use crate::on_both;
+use crate::webhooks::{AGENT, bolna_report};
+use crate::wsclient::{CALL_UPDATED, Next, Ws, describe};
+
+async fn post(app: &TestApp, token: &str, id: &str, status: &str) {
+    let (code, body) = app
+        .webhook("bolna", token, bolna_report(id, AGENT, status).to_string())
+        .await;
+    assert_eq!(code, 200, "{body}");
+}
+
+async fn subscribers_see_their_tenant_only_in_order(app: TestApp) {
+    let a = app.create_tenant("A", "IN").await;
+    let b = app.create_tenant("B", "IN").await;
+    app.create_agent_for(&a.key, "BOLNA", AGENT).await;
+    app.create_agent_for(&b.key, "BOLNA", AGENT).await;
+    let mut on_a = Ws::connect(app.addr, &a.key).await;
+    let mut on_b = Ws::connect(app.addr, &b.key).await;
+    on_a.subscribe("1", CALL_UPDATED, json!({})).await;
+    on_b.subscribe("1", CALL_UPDATED, json!({})).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for status in [
+        "initiated",
+        "ringing",
+        "in-progress",
+        "call-disconnected",
+        "completed",
+    ] {
+        post(&app, &a.webhook_token, "exec-a", status).await;
+    }
+    let mut seen = Vec::new();
+    let mut previous = serde_json::Value::Null;
+    for _ in 0..5 {
+        let data = on_a.data(10).await;
+        let update = &data["callUpdated"];
+        assert_eq!(update["previousStatus"], previous);
+        previous = update["status"].clone();
+        assert_eq!(update["call"]["providerExecutionId"], "exec-a");
+        assert_eq!(update["call"]["customer"]["phoneNumber"], "+919812345678");
+        seen.push(update["status"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        seen,
+        [
+            "INITIATED",
+            "RINGING",
+            "IN_PROGRESS",
+            "CALL_DISCONNECTED",
+            "COMPLETED"
+        ]
+    );
+    // A duplicate changes nothing and publishes nothing; tenant B saw nothing at all.
+    post(&app, &a.webhook_token, "exec-a", "completed").await;
+    assert!(matches!(on_a.next(1).await, Next::Timeout));
+    assert!(
+        matches!(on_b.next(1).await, Next::Timeout),
+        "tenant B saw tenant A's call"
+    );
+
+    // Filtered to one call.
+    on_b.subscribe(
+        "2",
+        CALL_UPDATED,
+        json!({ "c": uuid::Uuid::nil().to_string() }),
+    )
+    .await;
+    post(&app, &b.webhook_token, "exec-b", "ringing").await;
+    let got = on_b.data(10).await;
+    assert_eq!(got["callUpdated"]["status"], "RINGING");
+    // Only subscription 1 (unfiltered) got it.
+    assert!(matches!(on_b.next(1).await, Next::Timeout));
+}
+on_both!(
+    subscribers_see_their_tenant_only_in_order,
+    subscribers_see_their_tenant_only_in_order
+);
+
+async fn the_protocol_edges_are_closed(app: TestApp) {
+    let t = app.create_tenant("A", "IN").await;
+    // Subscribing before connection_init: 4401.
+    let mut ws = Ws::open(app.addr).await;
+    ws.subscribe("1", CALL_UPDATED, json!({})).await;
+    assert_eq!(ws.close_code(5).await, Some(4401));
+    // A bad key: 4403.
+    let mut ws = Ws::open(app.addr).await;
+    ws.send(json!({"type": "connection_init", "payload": {"authorization": "Bearer sb_nope"}}))
+        .await;
+    assert_eq!(ws.close_code(5).await, Some(4403));
+    // A second connection_init: 4429.
+    let mut ws = Ws::connect(app.addr, &t.key).await;
+    ws.send(json!({"type": "connection_init", "payload": {}}))
+        .await;
+    assert_eq!(ws.close_code(5).await, Some(4429));
+    // Not the protocol: 4400.
+    let mut ws = Ws::connect(app.addr, &t.key).await;
+    ws.send(json!({"type": "gibberish"})).await;
+    assert_eq!(ws.close_code(5).await, Some(4400));
+    // The same id twice: 4409.
+    let mut ws = Ws::connect(app.addr, &t.key).await;
+    ws.subscribe("same", CALL_UPDATED, json!({})).await;
+    ws.subscribe("same", CALL_UPDATED, json!({})).await;
+    assert_eq!(ws.close_code(5).await, Some(4409));
+    // At most 20 subscriptions per socket; the 21st gets an error, the socket stays.
+    let mut ws = Ws::connect(app.addr, &t.key).await;
+    for i in 0..21 {
+        ws.subscribe(&i.to_string(), CALL_UPDATED, json!({})).await;
+    }
+    match ws.next(5).await {
+        Next::Msg(m) => {
+            assert_eq!(m["type"], "error");
+            assert_eq!(m["id"], "20");
+            assert_eq!(m["payload"][0]["extensions"]["code"], "RATE_LIMITED");
+        }
+        other => panic!("{}", describe(&other)),
+    }
+    // Completing one frees a slot.
+    ws.send(json!({"type": "complete", "id": "3"})).await;
+    ws.send(json!({"type": "ping"})).await;
+    match ws.next(5).await {
+        Next::Msg(m) => assert_eq!(m["type"], "pong"),
+        other => panic!("{}", describe(&other)),
+    }
+    ws.subscribe("21", CALL_UPDATED, json!({})).await;
+    assert!(matches!(ws.next(1).await, Next::Timeout));
+    for id in ["4", "5"] {
+        ws.send(json!({"type": "complete", "id": id})).await;
+    }
+    // Validation errors come back as `error` for that id.
+    ws.subscribe("bad", "subscription { nope }", json!({}))
+        .await;
+    match ws.next(5).await {
+        Next::Msg(m) => assert_eq!(
+            (m["type"].as_str(), m["id"].as_str()),
+            (Some("error"), Some("bad")),
+            "{m}"
+        ),
+        other => panic!("{}", describe(&other)),
+    }
+    // Queries work over the socket too, then complete.
+    ws.subscribe("q", "{ me { name } }", json!({})).await;
+    assert_eq!(ws.data(5).await["me"]["name"], "A");
+    match ws.next(5).await {
+        Next::Msg(m) => assert_eq!(m, json!({"type": "complete", "id": "q"})),
+        other => panic!("{}", describe(&other)),
+    }
+}
+on_both!(the_protocol_edges_are_closed, the_protocol_edges_are_closed);
+
+/// Two API processes sharing Redis: a subscriber on one sees a webhook posted to the other.
+async fn a_webhook_on_one_replica_reaches_a_subscriber_on_another(app: TestApp) {
+    if !app.env.contains_key("REDIS_URL") {
+        eprintln!("skipped: TEST_REDIS_URL is not set");
+        return;
+    }
+    let other = app.sibling(&[]).await;
+    for replica in [&app, &other] {
+        eventually(10, || async {
+            replica.services.events().is_connected().then_some(())
+        })
+        .await;
+    }
+    let t = app.create_tenant("A", "IN").await;
+    app.create_agent_for(&t.key, "BOLNA", AGENT).await;
+    let mut ws = Ws::connect(other.addr, &t.key).await;
+    ws.subscribe("1", CALL_UPDATED, json!({})).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    post(&app, &t.webhook_token, "exec-r", "ringing").await;
+    post(&app, &t.webhook_token, "exec-r", "in-progress").await;
+    assert_eq!(ws.data(10).await["callUpdated"]["status"], "RINGING");
+    assert_eq!(ws.data(10).await["callUpdated"]["status"], "IN_PROGRESS");
+}
+on_both!(
+    a_webhook_on_one_replica_reaches_a_subscriber_on_another,
+    a_webhook_on_one_replica_reaches_a_subscriber_on_another
+);
+
+/// A Redis of the test's own, stopped and started again.
+struct OwnRedis {
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl OwnRedis {
+    fn start(port: u16) -> Option<OwnRedis> {
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        Some(OwnRedis {
+            port,
+            child: Some(child),
+        })
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn redis_down_then_back(app: TestApp) {
+    let port = free_port();
+    let Some(mut redis) = OwnRedis::start(port) else {
+        eprintln!("skipped: redis-server is not installed");
+        return;
+    };
+    let url = format!("redis://127.0.0.1:{port}");
+    let first = app.sibling(&[("REDIS_URL", &url)]).await;
+    let second = app.sibling(&[("REDIS_URL", &url)]).await;
+    let both_connected = || async {
+        (first.services.events().is_connected() && second.services.events().is_connected())
+            .then_some(())
+    };
+    eventually(10, both_connected).await;
+    let t = first.create_tenant("A", "IN").await;
+    first.create_agent_for(&t.key, "BOLNA", AGENT).await;
+    let mut ws = Ws::connect(second.addr, &t.key).await;
+    ws.subscribe("1", CALL_UPDATED, json!({})).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    post(&first, &t.webhook_token, "exec-d", "initiated").await;
+    assert_eq!(ws.data(10).await["callUpdated"]["status"], "INITIATED");
+
+    redis.stop();
+    let ready = first.client.get(first.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status().as_u16(), 503);
+    assert_eq!(
+        ready.json::<serde_json::Value>().await.unwrap()["redis"],
+        false
+    );
+    // Writes still succeed while Redis is down.
+    post(&first, &t.webhook_token, "exec-d", "ringing").await;
+    eventually(10, || async {
+        let d = first
+            .ok(&t.key, "{ calls { edges { node { status } } } }", json!({}))
+            .await;
+        (d["calls"]["edges"][0]["node"]["status"] == "RINGING").then_some(())
+    })
+    .await;
+
+    let _redis = OwnRedis::start(redis.port).expect("restart redis");
+    eventually(20, both_connected).await;
+    post(&first, &t.webhook_token, "exec-d", "in-progress").await;
+    // The same subscription carries on (the RINGING published while Redis was down is lost
+    // to other replicas; the call itself has it).
+    let status = loop {
+        let data = ws.data(10).await;
+        let s = data["callUpdated"]["status"].as_str().unwrap().to_owned();
+        if s != "RINGING" {
+            break s;
+        }
+    };
+    assert_eq!(status, "IN_PROGRESS");
+}
+on_both!(redis_down_then_back, redis_down_then_back);

@@ -1,0 +1,54 @@
+//! Job handlers: each reads its payload and calls into `domain`.
+
+use domain::calls::lifecycle;
+use domain::ingest::QueuedReport;
+use domain::services::Services;
+use entity::{job, tenant};
+use sea_orm::EntityTrait;
+
+use crate::JobFuture;
+
+/// A webhook report whose accepting process did not apply it (it died, or was busy).
+pub fn ingest_report(services: Services, job: job::Model) -> JobFuture {
+    Box::pin(async move {
+        let queued: QueuedReport =
+            serde_json::from_value(job.payload.clone()).map_err(|e| e.to_string())?;
+        let Some(tenant) = tenant::Entity::find_by_id(queued.tenant_id)
+            .one(services.db())
+            .await
+            .map_err(|e| e.to_string())?
+        else {
+            return Ok(());
+        };
+        services
+            .ingestor()
+            .ingest_queued(&tenant, &queued, job.id, job.locked_by.as_deref())
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })
+}
+
+pub fn place_call(services: Services, job: job::Model) -> JobFuture {
+    Box::pin(async move { lifecycle::place_call(&services, job.payload).await })
+}
+
+pub fn follow_call(services: Services, job: job::Model) -> JobFuture {
+    Box::pin(async move { lifecycle::follow_call(&services, job.payload).await })
+}
+
+pub fn simulator_report(services: Services, job: job::Model) -> JobFuture {
+    Box::pin(async move { lifecycle::simulator_report(&services, job.payload).await })
+}
+
+pub fn stale_calls(services: Services, _job: job::Model) -> JobFuture {
+    Box::pin(async move {
+        let sweep = lifecycle::sweep_stale(&services, 200)
+            .await
+            .map_err(|e| e.to_string())?;
+        if sweep.found > 0 {
+            tracing::info!(?sweep, "refreshed stale calls");
+        }
+        Ok(())
+    })
+}
