@@ -47,6 +47,9 @@ impl AppState {
         )));
         let events = services.events().clone();
         let hub = Hub::start(&events);
+        let webhooks = Arc::new(crate::webhooks::WebhookState::new(
+            settings.webhook_inline_limit,
+        ));
         let schema = graphql::build_schema(
             db.clone(),
             auth.clone(),
@@ -69,7 +72,7 @@ impl AppState {
             events,
             hub,
             services,
-            webhooks: Arc::default(),
+            webhooks,
         })
     }
 }

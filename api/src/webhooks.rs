@@ -1,8 +1,9 @@
 //! `POST /webhooks/{bolna,teli}/{token}`: provider call reports.
 //!
-//! The body is checked (size, JSON, the provider's shape), made durable with one insert
-//! (`domain::ingest::accept`), answered, and then applied in the background. If the
-//! process dies after answering, any worker applies the stored report later.
+//! The body is checked (size, JSON, the provider's shape) and applied before the answer,
+//! so a 2xx means the report is stored. When this process already has `WEBHOOK_INLINE_LIMIT`
+//! reports in flight, the report is queued instead (one insert, `domain::ingest::accept`)
+//! and a worker applies it: a burst costs latency of application, not acknowledgements.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -26,19 +27,17 @@ use crate::app::AppState;
 
 /// How long a token → tenant lookup is reused.
 const TOKEN_TTL: Duration = Duration::from_secs(5);
-/// Reports applied at once in the background; beyond that, workers take them.
-const INLINE_PERMITS: usize = 64;
-
 pub struct WebhookState {
     tenants: Mutex<HashMap<String, (Arc<tenant::Model>, Instant)>>,
     inline: Arc<Semaphore>,
 }
 
-impl Default for WebhookState {
-    fn default() -> Self {
+impl WebhookState {
+    /// `inline`: reports applied at once (`WEBHOOK_INLINE_LIMIT`); beyond, they are queued.
+    pub fn new(inline: usize) -> Self {
         WebhookState {
             tenants: Mutex::default(),
-            inline: Arc::new(Semaphore::new(INLINE_PERMITS)),
+            inline: Arc::new(Semaphore::new(inline)),
         }
     }
 }
@@ -116,34 +115,50 @@ async fn receive(
         }
     };
     let execution_id = report.execution_id.clone();
-    let (job_id, queued) =
-        match ingest::accept(&state.db, tenant.id, report, EventSource::Webhook).await {
-            Ok(r) => r,
+    let accepted = || {
+        (
+            StatusCode::OK,
+            Json(json!({ "status": "accepted", "executionId": execution_id })),
+        )
+            .into_response()
+    };
+    match state.webhooks.inline.clone().try_acquire_owned() {
+        Ok(_permit) => {
+            match state
+                .services
+                .ingestor()
+                .ingest(&tenant, &report, EventSource::Webhook)
+                .await
+            {
+                Ok(_) => {
+                    count("applied");
+                    accepted()
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "could not apply a webhook report");
+                    count("error");
+                    reject(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "could not store the report; retry",
+                    )
+                }
+            }
+        }
+        Err(_) => match ingest::accept(&state.db, tenant.id, report, EventSource::Webhook).await {
+            Ok(_) => {
+                count("queued");
+                accepted()
+            }
             Err(e) => {
-                tracing::error!(error = %e, "could not store a webhook report");
+                tracing::error!(error = %e, "could not queue a webhook report");
                 count("error");
-                return reject(
+                reject(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "could not store the report; retry",
-                );
+                )
             }
-        };
-    count("accepted");
-    // Applied now if there is room; otherwise a worker takes it after the grace period.
-    if let Ok(permit) = state.webhooks.inline.clone().try_acquire_owned() {
-        let ingestor = state.services.ingestor().clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            if let Err(e) = ingestor.ingest_queued(&tenant, &queued, job_id, None).await {
-                tracing::warn!(error = %e, job.id = %job_id, "applying a webhook report failed; a worker will retry it");
-            }
-        });
+        },
     }
-    (
-        StatusCode::OK,
-        Json(json!({ "status": "accepted", "executionId": execution_id })),
-    )
-        .into_response()
 }
 
 async fn tenant_by_token(

@@ -6,20 +6,15 @@
 //! BENCH_SECONDS (5), BENCH_RUNS (3), BENCH_CONNECTIONS (64), BENCH_TENANTS (10),
 //! BENCH_CUSTOMERS (100000), BENCH_CALLS_PER_CUSTOMER (5), BENCH_API_BIN (target/release/api).
 
-use std::io::Write;
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use bench::{
+    Proc, Waiter, db_url, env_or, free_port, fresh_database, load, median, metric, out, rss_kb,
+    summarize, wait_http,
+};
+use sea_orm::{ConnectionTrait, Database, Statement};
 
 struct Config {
     pg_admin: String,
@@ -32,29 +27,8 @@ struct Config {
     api_bin: String,
 }
 
-/// Kills the child process when dropped, so a failed run leaves no server behind.
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Waits for the child when dropped (a profiler that must finish writing).
-struct Waiter(Child);
-impl Drop for Waiter {
-    fn drop(&mut self) {
-        let _ = self.0.wait();
-    }
-}
-
-fn out(line: impl AsRef<str>) {
-    let mut o = std::io::stdout().lock();
-    let _ = writeln!(o, "{}", line.as_ref());
-}
-
 fn main() -> anyhow::Result<()> {
+    domain::install_tls_provider();
     let args: Vec<String> = std::env::args().collect();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -85,49 +59,6 @@ async fn hello_server(addr: String) -> anyhow::Result<()> {
     let app = axum::Router::new().route("/", axum::routing::get(|| async { "hello" }));
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     axum::serve(listener, app).await?;
-    Ok(())
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-async fn wait_http(client: &reqwest::Client, url: &str) -> anyhow::Result<()> {
-    for _ in 0..300 {
-        if let Ok(r) = client.get(url).send().await
-            && r.status().is_success()
-        {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    bail!("{url} did not come up")
-}
-
-fn rss_kb(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .context("VmRSS not found")
-}
-
-fn db_url(admin: &str, name: &str) -> String {
-    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(admin);
-    format!("{base}/{name}")
-}
-
-async fn fresh_database(admin: &DatabaseConnection, name: &str) -> anyhow::Result<()> {
-    admin
-        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .await?;
-    admin
-        .execute_unprepared(&format!("CREATE DATABASE {name}"))
-        .await?;
     Ok(())
 }
 
@@ -204,116 +135,8 @@ async fn seed(cfg: &Config, url: &str) -> anyhow::Result<Seeded> {
     Ok(Seeded { keys, customers })
 }
 
-#[derive(Clone, Copy, Debug)]
-struct Figures {
-    rps: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    errors: u64,
-}
-
-/// `connections` workers send requests back to back for `seconds`; each request is built by `make`.
-async fn load<F>(connections: usize, seconds: u64, make: F) -> Figures
-where
-    F: Fn(usize) -> reqwest::RequestBuilder + Send + Sync + 'static,
-{
-    let make = Arc::new(make);
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for w in 0..connections {
-        let make = make.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::with_capacity(4096);
-            let mut errors = 0u64;
-            let mut i = w;
-            while Instant::now() < deadline {
-                let t0 = Instant::now();
-                match make(i).send().await {
-                    Ok(r) if r.status().is_success() => match r.bytes().await {
-                        Ok(b) if !b.windows(9).any(|x| x == b"\"errors\"") => {}
-                        _ => errors += 1,
-                    },
-                    _ => errors += 1,
-                }
-                lat.push(t0.elapsed());
-                i += connections;
-            }
-            (lat, errors)
-        }));
-    }
-    let mut all = Vec::new();
-    let mut errors = 0;
-    for t in tasks {
-        if let Ok((lat, e)) = t.await {
-            all.extend(lat);
-            errors += e;
-        }
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    all.sort();
-    let pct = |p: f64| {
-        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
-            .map(|d| d.as_secs_f64() * 1000.0)
-            .unwrap_or(f64::NAN)
-    };
-    Figures {
-        rps: all.len() as f64 / elapsed,
-        p50_ms: pct(0.50),
-        p99_ms: pct(0.99),
-        errors,
-    }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
-fn summarize(name: &str, runs: &[Figures]) -> Figures {
-    let f = Figures {
-        rps: median(runs.iter().map(|f| f.rps).collect()),
-        p50_ms: median(runs.iter().map(|f| f.p50_ms).collect()),
-        p99_ms: median(runs.iter().map(|f| f.p99_ms).collect()),
-        errors: runs.iter().map(|f| f.errors).sum(),
-    };
-    let each: Vec<String> = runs.iter().map(|r| format!("{:.0}", r.rps)).collect();
-    out(format!(
-        "{name:<28} {:>9.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  errors {}  (runs: {})",
-        f.rps,
-        f.p50_ms,
-        f.p99_ms,
-        f.errors,
-        each.join(", ")
-    ));
-    f
-}
-
 fn pgbench_tps(url: &str, seconds: u64) -> anyhow::Result<f64> {
-    let output = Command::new("pgbench")
-        .args(["-S", "-c2", "-j2", "-T", &seconds.to_string(), "-n", url])
-        .output()
-        .context("running pgbench")?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    text.lines()
-        .find(|l| l.starts_with("tps ="))
-        .and_then(|l| l.split_whitespace().nth(2))
-        .and_then(|v| v.parse().ok())
-        .with_context(|| format!("no tps in pgbench output: {text}"))
-}
-
-async fn metric(client: &reqwest::Client, base: &str, name: &str) -> anyhow::Result<f64> {
-    let text = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await?
-        .text()
-        .await?;
-    Ok(text
-        .lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
-        .sum())
+    bench::pgbench(url, &["-S", "-c2", "-j2", "-T", &seconds.to_string(), "-n"])
 }
 
 const CUSTOMERS_PAGE: &str = "query($n: Int!) { customers(first: $n) { edges { node { id phoneNumber calls(first: 5) { edges { node { id status } } } } } } }";

@@ -11,10 +11,10 @@
 //! - A report for an agent we do not know is stored unmatched, never dropped.
 //! - Events go out after commit, in commit order per call within a process.
 //!
-//! Webhooks make a report durable first ([`accept`]: one insert into the job queue) and
-//! answer; the report is then applied at once in the background, or by any worker if
-//! this process dies first (the queued row is deleted in the same transaction that
-//! applies it, so it is applied exactly once).
+//! Webhooks apply a report before answering, so a 2xx means it is stored. When a process
+//! already has many reports in flight it queues the report instead ([`accept`]: one
+//! insert into the job queue) and answers; a worker applies it, deleting the queued row in
+//! the same transaction, so it is applied exactly once.
 
 use std::sync::Arc;
 
@@ -34,9 +34,6 @@ use crate::types::{CallStatus, EventSource};
 
 /// Job kind of a report accepted by a webhook and not yet applied.
 pub const INGEST_JOB: &str = "ingest_report";
-/// How long a freshly accepted report is left to the process that accepted it before
-/// any worker may apply it.
-pub const INLINE_GRACE: chrono::Duration = chrono::Duration::seconds(10);
 
 const LOCK_STRIPES: usize = 256;
 
@@ -119,13 +116,13 @@ impl Ingestor {
     }
 
     /// Applies a queued report and deletes its job in one transaction. `None` when the
-    /// job is gone or taken by someone else (then they apply it).
+    /// job is gone or no longer held by `worker` (then someone else applied it).
     pub async fn ingest_queued(
         &self,
         tenant: &tenant::Model,
         queued: &QueuedReport,
         job_id: Uuid,
-        held_by: Option<&str>,
+        worker: &str,
     ) -> DomainResult<Option<IngestOutcome>> {
         let source = queued.source.parse().unwrap_or(EventSource::Webhook);
         let _guard = self
@@ -134,26 +131,16 @@ impl Ingestor {
             .await;
         let txn = crate::db::begin_write(&self.db).await?;
         let backend = txn.get_database_backend();
-        let (sql, values): (String, Vec<Value>) = match held_by {
-            None => (
-                format!(
-                    "DELETE FROM jobs WHERE id = {} AND status = '{}'",
-                    param(backend, 1),
-                    queue::PENDING
-                ),
-                vec![job_id.into()],
-            ),
-            Some(worker) => (
+        let deleted = txn
+            .execute_raw(Statement::from_sql_and_values(
+                backend,
                 format!(
                     "DELETE FROM jobs WHERE id = {} AND locked_by = {}",
                     param(backend, 1),
                     param(backend, 2)
                 ),
-                vec![job_id.into(), worker.into()],
-            ),
-        };
-        let deleted = txn
-            .execute_raw(Statement::from_sql_and_values(backend, sql, values))
+                [job_id.into(), worker.into()],
+            ))
             .await?
             .rows_affected();
         if deleted == 0 {
@@ -192,7 +179,8 @@ impl Ingestor {
     }
 }
 
-/// Makes a webhook's report durable: one queued row, applied later by [`Ingestor::ingest_queued`].
+/// Makes a report durable without applying it: one queued row, applied by a worker
+/// through [`Ingestor::ingest_queued`].
 pub async fn accept<C: ConnectionTrait>(
     db: &C,
     tenant_id: Uuid,
@@ -206,7 +194,7 @@ pub async fn accept<C: ConnectionTrait>(
     };
     let payload =
         serde_json::to_value(&queued).map_err(|e| DomainError::Internal(e.to_string()))?;
-    let id = queue::enqueue(db, INGEST_JOB, payload, Utc::now() + INLINE_GRACE, 10).await?;
+    let id = queue::enqueue(db, INGEST_JOB, payload, Utc::now(), 10).await?;
     Ok((id, queued))
 }
 
@@ -230,27 +218,35 @@ pub async fn apply<C: ConnectionTrait>(
     let now = Utc::now();
     let provider = report.provider.as_str();
 
-    let agent_id: Option<Uuid> = match &report.provider_agent_id {
-        None => None,
-        Some(agent) => {
-            let row = conn
-                .query_one_raw(Statement::from_sql_and_values(
-                    backend,
-                    format!(
-                        "SELECT id FROM agents WHERE tenant_id = {} AND provider = {} AND provider_agent_id = {}",
-                        p(1),
-                        p(2),
-                        p(3)
-                    ),
-                    [tenant.id.into(), provider.into(), agent.clone().into()],
-                ))
-                .await?;
-            match row {
-                Some(r) => Some(r.try_get::<Uuid>("", "id")?),
-                None => None,
-            }
-        }
-    };
+    // The agent and the call's current status, in one round trip.
+    let found = conn
+        .query_one_raw(Statement::from_sql_and_values(
+            backend,
+            format!(
+                "SELECT (SELECT id FROM agents WHERE tenant_id = {} AND provider = {} AND provider_agent_id = {}) AS agent_id, \
+                 (SELECT status FROM calls WHERE tenant_id = {} AND provider = {} AND provider_execution_id = {}) AS previous",
+                p(1),
+                p(2),
+                p(3),
+                p(4),
+                p(5),
+                p(6)
+            ),
+            [
+                tenant.id.into(),
+                provider.into(),
+                report.provider_agent_id.clone().into(),
+                tenant.id.into(),
+                provider.into(),
+                report.execution_id.clone().into(),
+            ],
+        ))
+        .await?
+        .ok_or_else(|| DomainError::Internal("lookup returned no row".into()))?;
+    let agent_id: Option<Uuid> = found.try_get("", "agent_id")?;
+    let previous = found
+        .try_get::<Option<String>>("", "previous")?
+        .and_then(|s| s.parse::<CallStatus>().ok());
 
     let region = Region::parse(&tenant.default_region)
         .map_err(|e| DomainError::Internal(format!("tenant region: {e}")))?;
@@ -267,26 +263,6 @@ pub async fn apply<C: ConnectionTrait>(
             (Some(id), created)
         }
     };
-
-    let previous = conn
-        .query_one_raw(Statement::from_sql_and_values(
-            backend,
-            format!(
-                "SELECT status FROM calls WHERE tenant_id = {} AND provider = {} AND provider_execution_id = {}",
-                p(1),
-                p(2),
-                p(3)
-            ),
-            [
-                tenant.id.into(),
-                provider.into(),
-                report.execution_id.clone().into(),
-            ],
-        ))
-        .await?
-        .map(|r| r.try_get::<String>("", "status"))
-        .transpose()?
-        .and_then(|s| s.parse::<CallStatus>().ok());
 
     let new_id = Uuid::now_v7();
     let rank = report.status.rank();

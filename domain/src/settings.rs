@@ -61,6 +61,8 @@ pub struct GraphqlLimits {
     pub max_recursive_depth: usize,
     pub max_batch: usize,
     pub max_body_bytes: usize,
+    /// How long a WebSocket may take to send `connection_init`.
+    pub ws_init_timeout_ms: u64,
 }
 
 impl Default for GraphqlLimits {
@@ -72,6 +74,7 @@ impl Default for GraphqlLimits {
             max_recursive_depth: 32,
             max_batch: 10,
             max_body_bytes: 1024 * 1024,
+            ws_init_timeout_ms: 10_000,
         }
     }
 }
@@ -91,6 +94,8 @@ pub struct Settings {
     /// How long a resolved API key is trusted before it is looked up again.
     pub auth_cache_seconds: u64,
     pub providers: ProviderSettings,
+    /// Webhook reports one API process applies at once before it queues the rest.
+    pub webhook_inline_limit: usize,
 }
 
 /// Provider endpoints, secrets at rest and call-following knobs.
@@ -207,6 +212,13 @@ impl Settings {
             max_recursive_depth: defaults.max_recursive_depth,
             max_batch: parse_num(&get, "GRAPHQL_MAX_BATCH", defaults.max_batch, 1, 100)?,
             max_body_bytes: defaults.max_body_bytes,
+            ws_init_timeout_ms: parse_num(
+                &get,
+                "GRAPHQL_WS_INIT_TIMEOUT_MS",
+                defaults.ws_init_timeout_ms,
+                100,
+                120_000,
+            )?,
         };
         let worker_poll_ms = parse_num(&get, "WORKER_POLL_MS", 1000, 10, 60_000)?;
         let auth_cache_seconds = parse_num(&get, "AUTH_CACHE_SECONDS", 5, 0, 300)?;
@@ -271,6 +283,7 @@ impl Settings {
             worker_poll_ms,
             auth_cache_seconds,
             providers,
+            webhook_inline_limit: parse_num(&get, "WEBHOOK_INLINE_LIMIT", 64, 0, 10_000)?,
         })
     }
 }

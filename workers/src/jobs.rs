@@ -8,7 +8,7 @@ use sea_orm::EntityTrait;
 
 use crate::JobFuture;
 
-/// A webhook report whose accepting process did not apply it (it died, or was busy).
+/// A webhook report queued by a busy API process.
 pub fn ingest_report(services: Services, job: job::Model) -> JobFuture {
     Box::pin(async move {
         let queued: QueuedReport =
@@ -22,7 +22,12 @@ pub fn ingest_report(services: Services, job: job::Model) -> JobFuture {
         };
         services
             .ingestor()
-            .ingest_queued(&tenant, &queued, job.id, job.locked_by.as_deref())
+            .ingest_queued(
+                &tenant,
+                &queued,
+                job.id,
+                job.locked_by.as_deref().unwrap_or_default(),
+            )
             .await
             .map(|_| ())
             .map_err(|e| e.to_string())

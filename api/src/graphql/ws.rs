@@ -1,6 +1,6 @@
 //! `GET /graphql/ws`: the graphql-transport-ws protocol, written out so the edge can be
 //! closed (shared/reference/hardening.md): authentication in `connection_init` within
-//! 10 s (4408), a repeated init refused (4429), subscribing before the ack refused (4401),
+//! `GRAPHQL_WS_INIT_TIMEOUT_MS` (10 s; 4408), a repeated init refused (4429), subscribing before the ack refused (4401),
 //! duplicate ids refused (4409), at most 20 subscriptions per socket, 64 KiB messages,
 //! small socket buffers, and a bounded outgoing queue: a client that cannot keep up is
 //! disconnected rather than buffered without limit.
@@ -24,7 +24,6 @@ use super::error::assign_codes;
 use crate::app::AppState;
 
 pub const PROTOCOL: &str = "graphql-transport-ws";
-const INIT_TIMEOUT: Duration = Duration::from_secs(10);
 const KEEPALIVE: Duration = Duration::from_secs(30);
 pub const MAX_SUBSCRIPTIONS: usize = 20;
 const MAX_MESSAGE: usize = 64 * 1024;
@@ -161,7 +160,8 @@ async fn run(
     subs: &Arc<Mutex<HashMap<String, AbortHandle>>>,
 ) {
     // connection_init, within the time limit.
-    let first = match tokio::time::timeout(INIT_TIMEOUT, next_text(incoming)).await {
+    let init_timeout = Duration::from_millis(state.settings.graphql.ws_init_timeout_ms);
+    let first = match tokio::time::timeout(init_timeout, next_text(incoming)).await {
         Err(_) => {
             let _ = out
                 .send(close(4408, "Connection initialisation timeout"))

@@ -154,6 +154,18 @@ async fn the_protocol_edges_are_closed(app: TestApp) {
 }
 on_both!(the_protocol_edges_are_closed, the_protocol_edges_are_closed);
 
+async fn a_silent_socket_is_closed_after_the_init_timeout(app: TestApp) {
+    let mut ws = Ws::open(app.addr).await;
+    let started = std::time::Instant::now();
+    assert_eq!(ws.close_code(5).await, Some(4408));
+    assert!(started.elapsed() >= Duration::from_millis(250));
+}
+on_both!(
+    a_silent_socket_is_closed_after_the_init_timeout,
+    a_silent_socket_is_closed_after_the_init_timeout,
+    [("GRAPHQL_WS_INIT_TIMEOUT_MS", "300")]
+);
+
 /// Two API processes sharing Redis: a subscriber on one sees a webhook posted to the other.
 async fn a_webhook_on_one_replica_reaches_a_subscriber_on_another(app: TestApp) {
     if !app.env.contains_key("REDIS_URL") {

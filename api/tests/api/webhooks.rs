@@ -311,7 +311,8 @@ async fn teli_reports_are_ingested(app: TestApp) {
 }
 on_both!(teli_reports_are_ingested, teli_reports_are_ingested);
 
-/// A report stored but not applied (the process died after answering) is applied by a worker.
+/// A report queued by a busy process (or whose process died after queuing it) is applied
+/// by a worker, exactly once.
 async fn accepted_reports_survive_a_crash(app: TestApp) {
     use domain::ingest;
     use domain::providers::bolna;
@@ -420,3 +421,37 @@ on_both!(
     every_order_gives_the_same_call,
     every_order_gives_the_same_call
 );
+
+/// With no room to apply at once, reports are queued, acknowledged, and applied by the worker.
+async fn a_busy_process_queues_reports_for_the_worker(app: TestApp) {
+    let t = app.create_tenant("Acme", "IN").await;
+    app.create_agent_for(&t.key, "BOLNA", AGENT).await;
+    for status in STATUSES {
+        let (code, body) = app
+            .webhook(
+                "bolna",
+                &t.webhook_token,
+                bolna_report("exec-q", AGENT, status).to_string(),
+            )
+            .await;
+        assert_eq!(code, 200, "{body}");
+    }
+    let calls = calls_settled(&app, &t.key, 1, 5).await;
+    assert_eq!(calls[0]["status"], "COMPLETED");
+    let left = entity::job::Entity::find().all(&app.db).await.unwrap();
+    assert!(
+        left.iter().all(|j| j.kind != domain::ingest::INGEST_JOB),
+        "queued reports left behind"
+    );
+}
+on_both!(
+    a_busy_process_queues_reports_for_the_worker,
+    a_busy_process_queues_reports_for_the_worker,
+    [
+        ("WEBHOOK_INLINE_LIMIT", "0"),
+        ("RUN_WORKER", "true"),
+        ("WORKER_POLL_MS", "20")
+    ]
+);
+
+use sea_orm::EntityTrait as _;

@@ -1,0 +1,209 @@
+//! Shared pieces of the benchmark binaries: child processes, load loops, percentiles,
+//! PostgreSQL scratch databases and Prometheus scraping.
+
+use std::io::Write;
+use std::process::Child;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use sea_orm::{ConnectionTrait, DatabaseConnection};
+
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Kills the child process when dropped, so a failed run leaves no server behind.
+pub struct Proc(pub Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits for the child when dropped (a profiler that must finish writing).
+pub struct Waiter(pub Child);
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        let _ = self.0.wait();
+    }
+}
+
+pub fn out(line: impl AsRef<str>) {
+    let mut o = std::io::stdout().lock();
+    let _ = writeln!(o, "{}", line.as_ref());
+}
+
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+pub async fn wait_http(client: &reqwest::Client, url: &str) -> anyhow::Result<()> {
+    for _ in 0..300 {
+        if let Ok(r) = client.get(url).send().await
+            && r.status().is_success()
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("{url} did not come up")
+}
+
+pub fn rss_kb(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("VmRSS not found")
+}
+
+pub fn db_url(admin: &str, name: &str) -> String {
+    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(admin);
+    format!("{base}/{name}")
+}
+
+pub async fn fresh_database(admin: &DatabaseConnection, name: &str) -> anyhow::Result<()> {
+    admin
+        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await?;
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await?;
+    Ok(())
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Figures {
+    pub rps: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub errors: u64,
+}
+
+/// `connections` workers send requests back to back for `seconds`; each request is built by `make`.
+pub async fn load<F>(connections: usize, seconds: u64, make: F) -> Figures
+where
+    F: Fn(usize) -> reqwest::RequestBuilder + Send + Sync + 'static,
+{
+    let make = Arc::new(make);
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..connections {
+        let make = make.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(4096);
+            let mut errors = 0u64;
+            let mut i = w;
+            while Instant::now() < deadline {
+                let t0 = Instant::now();
+                match make(i).send().await {
+                    Ok(r) if r.status().is_success() => match r.bytes().await {
+                        Ok(b) if !b.windows(9).any(|x| x == b"\"errors\"") => {}
+                        _ => errors += 1,
+                    },
+                    _ => errors += 1,
+                }
+                lat.push(t0.elapsed());
+                i += connections;
+            }
+            (lat, errors)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        if let Ok((lat, e)) = t.await {
+            all.extend(lat);
+            errors += e;
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    all.sort();
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+            .map(|d| d.as_secs_f64() * 1000.0)
+            .unwrap_or(f64::NAN)
+    };
+    Figures {
+        rps: all.len() as f64 / elapsed,
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+        errors,
+    }
+}
+
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+pub fn summarize(name: &str, runs: &[Figures]) -> Figures {
+    let f = Figures {
+        rps: median(runs.iter().map(|f| f.rps).collect()),
+        p50_ms: median(runs.iter().map(|f| f.p50_ms).collect()),
+        p99_ms: median(runs.iter().map(|f| f.p99_ms).collect()),
+        errors: runs.iter().map(|f| f.errors).sum(),
+    };
+    let each: Vec<String> = runs.iter().map(|r| format!("{:.0}", r.rps)).collect();
+    out(format!(
+        "{name:<28} {:>9.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  errors {}  (runs: {})",
+        f.rps,
+        f.p50_ms,
+        f.p99_ms,
+        f.errors,
+        each.join(", ")
+    ));
+    f
+}
+
+pub async fn metric(client: &reqwest::Client, base: &str, name: &str) -> anyhow::Result<f64> {
+    let text = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    Ok(text
+        .lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+        .sum())
+}
+
+/// Runs pgbench with `args` against `url` and returns its tps.
+pub fn pgbench(url: &str, args: &[&str]) -> anyhow::Result<f64> {
+    let output = std::process::Command::new("pgbench")
+        .args(args)
+        .arg(url)
+        .output()
+        .context("running pgbench")?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.lines()
+        .find(|l| l.starts_with("tps ="))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|v| v.parse().ok())
+        .with_context(|| {
+            format!(
+                "no tps in pgbench output: {text} {}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })
+}
+
+/// The `p` quantile (0..1) of sorted milliseconds.
+pub fn quantile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
