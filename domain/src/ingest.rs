@@ -305,9 +305,10 @@ pub async fn apply<C: ConnectionTrait>(
          agent_id = COALESCE(calls.agent_id, excluded.agent_id), \
          customer_id = COALESCE(calls.customer_id, excluded.customer_id), \
          {}, updated_at = excluded.updated_at \
-         RETURNING *",
+         RETURNING {}",
         placeholders.join(", "),
         merged.join(", "),
+        RETURNED,
         now_param = p(25),
         now_param2 = p(26),
     );
@@ -392,8 +393,16 @@ pub async fn apply<C: ConnectionTrait>(
     ))
 }
 
-/// Finds or creates the tenant's customer for `phone` in one statement, moving
-/// `last_contacted_at` forward and filling a missing name. Returns (id, created).
+/// Every column of `calls` but the provider's raw body, which nothing after the upsert
+/// needs and which would otherwise be converted to text and sent back on every report.
+const RETURNED: &str = "id, tenant_id, agent_id, customer_id, campaign_id, provider, provider_execution_id, \
+    provider_call_id, direction, status, from_number, to_number, started_at, ended_at, duration_seconds, cost, \
+    transcript, summary, recording_url, extracted_data, hangup_reason, NULL AS raw_payload, provider_agent_id, \
+    status_rank, idempotency_key, error_message, variables, created_at, updated_at";
+
+/// Finds or creates the tenant's customer for `phone`, moving `last_contacted_at` forward
+/// and filling a missing name. The row is rewritten only when one of those changes (a
+/// repeated report costs a read, not a new row version). Returns (id, created).
 pub(crate) async fn upsert_customer<C: ConnectionTrait>(
     conn: &C,
     tenant_id: Uuid,
@@ -438,10 +447,25 @@ pub(crate) async fn upsert_customer<C: ConnectionTrait>(
                 now.into(),
             ],
         ))
+        .await?;
+    if let Some(row) = row {
+        let id: Uuid = row.try_get("", "id")?;
+        return Ok((id, id == new_id));
+    }
+    // The customer exists and nothing about it changes.
+    let row = conn
+        .query_one_raw(Statement::from_sql_and_values(
+            backend,
+            format!(
+                "SELECT id FROM customers WHERE tenant_id = {} AND phone_number = {}",
+                p(1),
+                p(2)
+            ),
+            [tenant_id.into(), phone.as_str().into()],
+        ))
         .await?
-        .ok_or_else(|| DomainError::Internal("customer upsert returned nothing".into()))?;
-    let id: Uuid = row.try_get("", "id")?;
-    Ok((id, id == new_id))
+        .ok_or_else(|| DomainError::Internal("customer vanished during upsert".into()))?;
+    Ok((row.try_get("", "id")?, false))
 }
 
 /// A name from what the caller passed for the call (`name`, `customer_name`, first + last).

@@ -25,7 +25,6 @@ enum Calls {
     IdempotencyKey,
     ErrorMessage,
     Variables,
-    UpdatedAt,
 }
 
 #[derive(DeriveIden)]
@@ -100,26 +99,20 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
+        // Partial indexes (same syntax on PostgreSQL and SQLite): most calls have no
+        // idempotency key, and only live calls are ever stale, so rows outside these
+        // predicates cost no index maintenance on every status update.
         manager
-            .create_index(
-                Index::create()
-                    .name("uq_calls_tenant_idempotency")
-                    .table(Calls::Table)
-                    .col(Calls::TenantId)
-                    .col(Calls::IdempotencyKey)
-                    .unique()
-                    .to_owned(),
+            .get_connection()
+            .execute_unprepared(
+                "CREATE UNIQUE INDEX uq_calls_tenant_idempotency ON calls (tenant_id, idempotency_key) \
+                 WHERE idempotency_key IS NOT NULL",
             )
             .await?;
-        // The stale-call sweep scans non-terminal calls by age.
         manager
-            .create_index(
-                Index::create()
-                    .name("idx_calls_rank_updated")
-                    .table(Calls::Table)
-                    .col(Calls::StatusRank)
-                    .col(Calls::UpdatedAt)
-                    .to_owned(),
+            .get_connection()
+            .execute_unprepared(
+                "CREATE INDEX idx_calls_live_updated ON calls (updated_at) WHERE status_rank < 8",
             )
             .await?;
 
@@ -201,7 +194,7 @@ impl MigrationTrait for Migration {
             .await?;
         for (name, table) in [
             ("uq_call_events_call_status", CallEvents::Table.into_iden()),
-            ("idx_calls_rank_updated", Calls::Table.into_iden()),
+            ("idx_calls_live_updated", Calls::Table.into_iden()),
             ("uq_calls_tenant_idempotency", Calls::Table.into_iden()),
             (
                 "uq_calls_tenant_provider_execution",

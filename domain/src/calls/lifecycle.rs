@@ -706,7 +706,11 @@ pub async fn sweep_stale(services: &Services, limit: u64) -> DomainResult<StaleS
     let cutoff =
         Utc::now() - Duration::seconds(services.providers().settings().stale_call_seconds as i64);
     let stale = call::Entity::find()
-        .filter(call::Column::StatusRank.lt(CallStatus::TERMINAL_RANK))
+        // A literal bound, so the planner can use the partial index on live calls.
+        .filter(sea_orm::sea_query::Expr::cust(format!(
+            "status_rank < {}",
+            CallStatus::TERMINAL_RANK
+        )))
         .filter(call::Column::UpdatedAt.lt(cutoff))
         .filter(call::Column::ProviderExecutionId.is_not_null())
         .order_by_asc(call::Column::UpdatedAt)
