@@ -298,3 +298,81 @@ async fn redis_down_then_back(app: TestApp) {
     assert_eq!(status, "IN_PROGRESS");
 }
 on_both!(redis_down_then_back, redis_down_then_back);
+
+/// A client that stops reading is cut off (4429) instead of being buffered without limit,
+/// and the process keeps serving others.
+async fn a_client_that_stops_reading_is_dropped(app: TestApp) {
+    use domain::providers::bolna;
+    use domain::types::EventSource;
+    use sea_orm::EntityTrait;
+    let t = app.create_tenant("A", "IN").await;
+    app.create_agent_for(&t.key, "BOLNA", AGENT).await;
+    let tenant = entity::tenant::Entity::find_by_id(uuid::Uuid::parse_str(&t.id).unwrap())
+        .one(&app.db)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut slow = Ws::connect(app.addr, &t.key).await;
+    slow.subscribe(
+        "1",
+        "subscription { callUpdated { call { transcript } } }",
+        json!({}),
+    )
+    .await;
+    let mut healthy = Ws::connect(app.addr, &t.key).await;
+    healthy
+        .subscribe("1", "subscription { callUpdated { status } }", json!({}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // ~20 MB of updates the slow client never reads: far beyond socket buffers and the
+    // 64-message queue.
+    let transcript = "assistant: hello there\n".repeat(1500);
+    let reader = tokio::spawn(async move {
+        let mut n = 0;
+        while let Next::Msg(_) = healthy.next(10).await {
+            n += 1;
+            if n == 600 {
+                break;
+            }
+        }
+        n
+    });
+    for i in 0..600 {
+        let mut body = bolna_report(&format!("slow-{i}"), AGENT, "call-disconnected");
+        body["transcript"] = json!(transcript);
+        let report = bolna::parse_execution(body).unwrap();
+        app.services
+            .ingestor()
+            .ingest(&tenant, &report, EventSource::Webhook)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        reader.await.unwrap(),
+        600,
+        "the healthy subscriber missed updates"
+    );
+    // The close frame (4429) sits behind everything the client did not read, so the client
+    // may see the connection end without it: what matters is that it ends.
+    let code = slow.close_code(30).await;
+    assert!(matches!(code, None | Some(4429)), "{code:?}");
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let dropped: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("ws_slow_clients_dropped_total"))
+        .filter_map(|l| l.rsplit(" ").next()?.parse::<f64>().ok())
+        .sum();
+    assert!(dropped >= 1.0, "{metrics}");
+}
+on_both!(
+    a_client_that_stops_reading_is_dropped,
+    a_client_that_stops_reading_is_dropped
+);

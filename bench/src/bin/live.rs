@@ -422,10 +422,9 @@ fn spawn_subscriber(
                         .lock()
                         .ok()
                         .and_then(|m| m.get(&(exec.to_owned(), key_status)).copied())
+                        && let Ok(mut l) = receipts.latencies.lock()
                     {
-                        if let Ok(mut l) = receipts.latencies.lock() {
-                            l.push(now.duration_since(t0).as_secs_f64() * 1000.0);
-                        }
+                        l.push(now.duration_since(t0).as_secs_f64() * 1000.0);
                     }
                 }
                 Some("error") | Some("complete") => {
@@ -800,10 +799,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             let url = format!("{}/webhooks/bolna/{}", apis[s % 2], t.token);
             tasks.push(tokio::spawn(async move {
                 let mut failures = 0u64;
-                loop {
-                    let Some(body) = queue.lock().ok().and_then(|mut q| q.pop()) else {
-                        break;
-                    };
+                while let Some(body) = queue.lock().ok().and_then(|mut q| q.pop()) {
                     match client
                         .post(&url)
                         .header("content-type", "application/json")
