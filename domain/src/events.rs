@@ -59,6 +59,9 @@ pub enum Event {
         tenant_id: Uuid,
         sync_run_id: Uuid,
         at: DateTime<Utc>,
+        /// The run as committed.
+        #[serde(default)]
+        run: Option<Box<entity::sync_run::Model>>,
     },
 }
 

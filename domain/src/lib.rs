@@ -21,6 +21,7 @@ pub mod secrets;
 pub mod seed;
 pub mod services;
 pub mod settings;
+pub mod sync;
 pub mod tenancy;
 #[cfg(feature = "testing")]
 pub mod testdb;

@@ -113,6 +113,8 @@ pub struct ProviderSettings {
     pub stale_call_seconds: u64,
     /// Per-request timeout of provider HTTP calls.
     pub request_timeout_ms: u64,
+    /// Period of the scheduled sync of every tenant with credentials.
+    pub sync_interval_seconds: u64,
 }
 
 impl Settings {
@@ -266,6 +268,7 @@ impl Settings {
             simulator_speed: parse_num(&get, "SIMULATOR_SPEED", 1.0, 0.01, 100_000.0)?,
             stale_call_seconds: parse_num(&get, "STALE_CALL_SECONDS", 1800, 1, 30 * 86_400)?,
             request_timeout_ms: parse_num(&get, "PROVIDER_TIMEOUT_MS", 10_000, 100, 120_000)?,
+            sync_interval_seconds: parse_num(&get, "SYNC_INTERVAL_SECONDS", 300, 10, 86_400)?,
         };
 
         Ok(Settings {

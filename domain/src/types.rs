@@ -150,6 +150,16 @@ string_enum!(
     EventSource { Webhook => "WEBHOOK", Poll => "POLL", Sync => "SYNC", Simulator => "SIMULATOR", Api => "API" }
 );
 
+string_enum!(
+    /// Where a sync run stands.
+    SyncStatus { Running => "RUNNING", Succeeded => "SUCCEEDED", Partial => "PARTIAL", Failed => "FAILED" }
+);
+
+string_enum!(
+    /// Who started a sync run.
+    SyncTrigger { Manual => "MANUAL", Scheduled => "SCHEDULED" }
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

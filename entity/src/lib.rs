@@ -12,6 +12,8 @@ pub mod customer_tag;
 pub mod do_not_call;
 pub mod job;
 pub mod provider_credential;
+pub mod sync_cursor;
+pub mod sync_run;
 pub mod tenant;
 
 pub mod prelude {
@@ -24,5 +26,7 @@ pub mod prelude {
     pub use super::do_not_call::Entity as DoNotCall;
     pub use super::job::Entity as Job;
     pub use super::provider_credential::Entity as ProviderCredential;
+    pub use super::sync_cursor::Entity as SyncCursor;
+    pub use super::sync_run::Entity as SyncRun;
     pub use super::tenant::Entity as Tenant;
 }

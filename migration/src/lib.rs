@@ -7,6 +7,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261123_000001_create_core;
 mod m20261123_000002_create_jobs;
 mod m20261124_000003_live_calls;
+mod m20261124_000004_sync_runs;
 
 pub struct Migrator;
 
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000001_create_core::Migration),
             Box::new(m20261123_000002_create_jobs::Migration),
             Box::new(m20261124_000003_live_calls::Migration),
+            Box::new(m20261124_000004_sync_runs::Migration),
         ]
     }
 }

@@ -57,3 +57,21 @@ pub fn stale_calls(services: Services, _job: job::Model) -> JobFuture {
         Ok(())
     })
 }
+
+/// A sync run, start to end (see `domain::sync`).
+pub fn sync_run(services: Services, job: job::Model) -> JobFuture {
+    Box::pin(async move { domain::sync::run_sync(&services, job.payload).await })
+}
+
+/// The periodic sync of every tenant with provider credentials.
+pub fn schedule_syncs(services: Services, _job: job::Model) -> JobFuture {
+    Box::pin(async move {
+        let started = domain::sync::schedule_syncs(&services)
+            .await
+            .map_err(|e| e.to_string())?;
+        if started > 0 {
+            tracing::info!(started, "scheduled syncs started");
+        }
+        Ok(())
+    })
+}

@@ -13,6 +13,7 @@ use domain::calls::lifecycle;
 use domain::ingest;
 use domain::queue::{self, LeaseConfig};
 use domain::services::Services;
+use domain::sync;
 use entity::job;
 use sea_orm::DatabaseConnection;
 use tokio::sync::watch;
@@ -94,7 +95,9 @@ impl Runner {
         for (kind, period) in self.schedules.iter() {
             let secs = period.as_secs().max(1) as i64;
             let bucket = now.timestamp() / secs;
-            queue::enqueue_once(&self.db, kind, bucket, serde_json::json!({}), now).await?;
+            // Due at the end of its period: "every 5 minutes" starts 5 minutes after boot.
+            let due = chrono::DateTime::from_timestamp((bucket + 1) * secs, 0).unwrap_or(now);
+            queue::enqueue_once(&self.db, kind, bucket, serde_json::json!({}), due).await?;
         }
         Ok(())
     }
@@ -215,9 +218,15 @@ pub fn runner(services: Services, settings: &domain::settings::Settings) -> Runn
         with(jobs::simulator_report),
     )
     .handle(lifecycle::STALE_CALLS_JOB, with(jobs::stale_calls))
+    .handle(sync::SYNC_JOB, with(jobs::sync_run))
+    .handle(sync::SCHEDULE_JOB, with(jobs::schedule_syncs))
     .every(
         lifecycle::STALE_CALLS_JOB,
         Duration::from_secs(settings.providers.stale_call_seconds.clamp(10, 300)),
+    )
+    .every(
+        sync::SCHEDULE_JOB,
+        Duration::from_secs(settings.providers.sync_interval_seconds),
     )
 }
 

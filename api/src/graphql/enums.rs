@@ -54,3 +54,11 @@ mirror!(
     /// Which path reported a call status.
     CallEventSource = EventSource { Webhook, Poll, Sync, Simulator, Api }
 );
+mirror!(
+    /// Where a sync run stands.
+    SyncStatus = SyncStatus { Running, Succeeded, Partial, Failed }
+);
+mirror!(
+    /// Who started a sync run.
+    SyncTrigger = SyncTrigger { Manual, Scheduled }
+);

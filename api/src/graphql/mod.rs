@@ -10,6 +10,7 @@ pub mod parse_cache;
 pub mod prefetch;
 pub mod query;
 pub mod subscription;
+pub mod sync;
 pub mod types;
 pub mod ws;
 

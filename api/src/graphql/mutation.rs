@@ -385,4 +385,28 @@ impl Mutation {
             .map(Call::new)
             .gql()
     }
+
+    /// Starts pulling the provider's calls into the CRM and returns the run at once
+    /// (RUNNING); follow it with `syncRun` or `syncRunUpdated`. If a sync of this provider
+    /// is already running for the tenant, that run is returned.
+    async fn trigger_sync(
+        &self,
+        ctx: &Context<'_>,
+        input: super::sync::TriggerSyncInput,
+    ) -> async_graphql::Result<super::sync::SyncRun> {
+        domain::sync::trigger(
+            db(ctx)?,
+            scope(ctx)?,
+            domain::sync::TriggerSync {
+                provider: input.provider.into(),
+                since: input.since,
+                until: input.until,
+                dry_run: input.dry_run,
+            },
+            domain::sync::SyncTrigger::Manual,
+        )
+        .await
+        .map(super::sync::SyncRun)
+        .gql()
+    }
 }

@@ -183,4 +183,29 @@ impl Query {
             .gql()?
             .map(Call::new))
     }
+
+    /// This tenant's sync runs, newest first.
+    #[graphql(complexity = "first.unwrap_or(20).clamp(1, 100) as usize * child_complexity")]
+    async fn sync_runs(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 1 to 100 (default 20).")] first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<super::sync::SyncRunConnection> {
+        let page = PageRequest::new(first, after.as_deref()).gql()?;
+        super::sync::SyncRunConnection::load(ctx, page).await
+    }
+
+    /// One sync run, or null if it does not exist in this tenant.
+    async fn sync_run(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<Option<super::sync::SyncRun>> {
+        let id = parse_id("id", &id)?;
+        Ok(domain::sync::get(db(ctx)?, scope(ctx)?, id)
+            .await
+            .gql()?
+            .map(super::sync::SyncRun))
+    }
 }

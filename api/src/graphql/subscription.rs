@@ -36,6 +36,24 @@ pub struct Subscription;
 
 #[SubscriptionObject]
 impl Subscription {
+    /// Progress of this tenant's sync runs (or one run): counts as pages are processed,
+    /// then the final status.
+    async fn sync_run_updated(
+        &self,
+        ctx: &Context<'_>,
+        id: Option<ID>,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<super::sync::SyncRun>>>
+    {
+        let tenant = scope(ctx)?.tenant_id();
+        let id = id.map(|id| parse_id("id", &id)).transpose()?;
+        let hub = ctx
+            .data::<Arc<Hub>>()
+            .map_err(|_| coded(INTERNAL, "internal error"))?;
+        Ok(filtered(hub.subscribe(tenant), move |e| {
+            matching_run(e, tenant, id)
+        }))
+    }
+
     /// Live status of this tenant's calls, optionally one call or one campaign's calls.
     /// Updates of one call arrive in commit order. A subscriber that falls more than
     /// 256 events behind gets a RATE_LIMITED error and the subscription ends.
@@ -53,34 +71,59 @@ impl Subscription {
         let hub = ctx
             .data::<Arc<Hub>>()
             .map_err(|_| coded(INTERNAL, "internal error"))?;
-        let rx = hub.subscribe(tenant);
-        Ok(futures_util::stream::unfold(
-            Some(rx),
-            move |rx| async move {
-                let mut rx = rx?;
-                loop {
-                    match rx.recv().await {
-                        Ok(event) => {
-                            if let Some(update) = matching(&event, tenant, call_id, campaign_id) {
-                                return Some((Ok(update), Some(rx)));
-                            }
-                        }
-                        Err(RecvError::Lagged(n)) => {
-                            metrics::counter!("subscriptions_lagged_total").increment(1);
-                            let err = coded(
-                                LAGGED,
-                                format!(
-                                    "this subscriber fell {n} events behind and was dropped; resubscribe"
-                                ),
-                            );
-                            return Some((Err(err), None));
-                        }
-                        Err(RecvError::Closed) => return None,
-                    }
-                }
-            },
-        ))
+        Ok(filtered(hub.subscribe(tenant), move |e| {
+            matching(e, tenant, call_id, campaign_id)
+        }))
     }
+}
+
+/// The tenant's events that `select` keeps, ending with a RATE_LIMITED error if the
+/// subscriber falls too far behind.
+fn filtered<T: Send + 'static>(
+    rx: tokio::sync::broadcast::Receiver<Arc<Event>>,
+    select: impl Fn(&Event) -> Option<T> + Send + Sync + 'static,
+) -> impl Stream<Item = async_graphql::Result<T>> {
+    let select = Arc::new(select);
+    futures_util::stream::unfold(Some(rx), move |rx| {
+        let select = select.clone();
+        async move {
+            let mut rx = rx?;
+            loop {
+                match rx.recv().await {
+                    Ok(event) => {
+                        if let Some(item) = select(&event) {
+                            return Some((Ok(item), Some(rx)));
+                        }
+                    }
+                    Err(RecvError::Lagged(n)) => {
+                        metrics::counter!("subscriptions_lagged_total").increment(1);
+                        let err = coded(
+                            LAGGED,
+                            format!(
+                                "this subscriber fell {n} events behind and was dropped; resubscribe"
+                            ),
+                        );
+                        return Some((Err(err), None));
+                    }
+                    Err(RecvError::Closed) => return None,
+                }
+            }
+        }
+    })
+}
+
+fn matching_run(event: &Event, tenant: Uuid, id: Option<Uuid>) -> Option<super::sync::SyncRun> {
+    let Event::SyncRunUpdated {
+        tenant_id,
+        sync_run_id,
+        run: Some(run),
+        ..
+    } = event
+    else {
+        return None;
+    };
+    (*tenant_id == tenant && id.is_none_or(|i| i == *sync_run_id))
+        .then(|| super::sync::SyncRun((**run).clone()))
 }
 
 fn matching(

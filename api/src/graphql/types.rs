@@ -84,7 +84,7 @@ pub struct PageInfo {
     pub end_cursor: Option<String>,
 }
 
-fn page_info<T>(page: &Page<T>, id_of: impl Fn(&T) -> Uuid) -> PageInfo {
+pub(crate) fn page_info<T>(page: &Page<T>, id_of: impl Fn(&T) -> Uuid) -> PageInfo {
     PageInfo {
         has_next_page: page.has_next_page,
         end_cursor: page.items.last().map(|t| encode_cursor(id_of(t))),

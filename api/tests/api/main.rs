@@ -14,6 +14,7 @@ mod pagination;
 mod phones;
 mod schema;
 mod subscriptions;
+mod sync;
 mod tenancy;
 mod webhooks;
 mod wsclient;

@@ -91,6 +91,14 @@ pub struct ExecutionPage {
 
 pub type ProviderResult<T> = Result<T, ProviderError>;
 
+/// How a provider's executions are listed: per agent (these are every agent the account
+/// has) or for the whole organisation at once.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AgentListing {
+    PerAgent(Vec<String>),
+    OrganizationWide,
+}
+
 /// A provider account (one tenant's credentials).
 pub trait CallProvider: Send + Sync {
     fn kind(&self) -> Provider;
@@ -99,6 +107,8 @@ pub trait CallProvider: Send + Sync {
     fn place_call(&self, call: PlaceCall) -> BoxFuture<'_, ProviderResult<PlacedCall>>;
     fn fetch_execution(&self, execution_id: &str) -> BoxFuture<'_, ProviderResult<CallReport>>;
     fn list_executions(&self, query: ListQuery) -> BoxFuture<'_, ProviderResult<ExecutionPage>>;
+    /// The account's agents, for listing every execution the organisation has.
+    fn list_agents(&self) -> BoxFuture<'_, ProviderResult<AgentListing>>;
 }
 
 pub type DynProvider = Arc<dyn CallProvider>;

@@ -5,12 +5,12 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use serde_json::json;
 
-use super::dto::{ExecutionList, PlaceCallResponse};
+use super::dto::{AgentItem, ExecutionList, PlaceCallResponse};
 use super::transform::parse_execution;
 use crate::providers::http::{Auth, HttpClient, path_segment};
 use crate::providers::{
-    CallProvider, CallReport, ExecutionPage, ListQuery, PlaceCall, PlacedCall, ProviderError,
-    ProviderResult,
+    AgentListing, CallProvider, CallReport, ExecutionPage, ListQuery, PlaceCall, PlacedCall,
+    ProviderError, ProviderResult,
 };
 use crate::types::Provider;
 
@@ -108,6 +108,16 @@ impl Bolna {
     }
 }
 
+impl Bolna {
+    async fn agents(&self) -> ProviderResult<AgentListing> {
+        let url = format!("{}/v2/agent/all", self.base_url);
+        let items: Vec<AgentItem> = self.http.get_json(&url, &[], &self.auth).await?;
+        Ok(AgentListing::PerAgent(
+            items.into_iter().map(|a| a.id).collect(),
+        ))
+    }
+}
+
 impl CallProvider for Bolna {
     fn kind(&self) -> Provider {
         Provider::Bolna
@@ -123,5 +133,9 @@ impl CallProvider for Bolna {
 
     fn list_executions(&self, query: ListQuery) -> BoxFuture<'_, ProviderResult<ExecutionPage>> {
         self.list(query).boxed()
+    }
+
+    fn list_agents(&self) -> BoxFuture<'_, ProviderResult<AgentListing>> {
+        self.agents().boxed()
     }
 }

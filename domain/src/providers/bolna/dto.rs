@@ -84,6 +84,12 @@ pub struct ExecutionList {
     pub data: Vec<serde_json::Value>,
 }
 
+/// An item of `GET /v2/agent/all` (a bare array).
+#[derive(Debug, Clone, Deserialize)]
+pub struct AgentItem {
+    pub id: String,
+}
+
 /// `POST /call`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct PlaceCallResponse {

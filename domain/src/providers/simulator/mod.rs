@@ -16,8 +16,8 @@ use futures_util::future::BoxFuture;
 pub use script::{Outcome, Script, Stage};
 
 use super::{
-    CallProvider, CallReport, ExecutionPage, ListQuery, PlaceCall, PlacedCall, ProviderError,
-    ProviderResult,
+    AgentListing, CallProvider, CallReport, ExecutionPage, ListQuery, PlaceCall, PlacedCall,
+    ProviderError, ProviderResult,
 };
 use crate::types::{CallDirection, Provider};
 
@@ -215,6 +215,11 @@ impl CallProvider for Simulator {
             Ok(ExecutionPage { reports, next })
         })();
         async move { result }.boxed()
+    }
+
+    /// The simulator has no account: it plays whichever agents the tenant registered.
+    fn list_agents(&self) -> BoxFuture<'_, ProviderResult<AgentListing>> {
+        async { Ok(AgentListing::PerAgent(Vec::new())) }.boxed()
     }
 }
 

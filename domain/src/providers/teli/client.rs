@@ -8,8 +8,8 @@ use super::dto::{CallEnvelope, CallList};
 use super::transform::parse_call;
 use crate::providers::http::{Auth, HttpClient, path_segment};
 use crate::providers::{
-    CallProvider, CallReport, ExecutionPage, ListQuery, PlaceCall, PlacedCall, ProviderError,
-    ProviderResult,
+    AgentListing, CallProvider, CallReport, ExecutionPage, ListQuery, PlaceCall, PlacedCall,
+    ProviderError, ProviderResult,
 };
 use crate::types::Provider;
 
@@ -123,5 +123,10 @@ impl CallProvider for Teli {
 
     fn list_executions(&self, query: ListQuery) -> BoxFuture<'_, ProviderResult<ExecutionPage>> {
         self.list(query).boxed()
+    }
+
+    /// `is_admin=true` lists the whole organisation's calls without naming agents.
+    fn list_agents(&self) -> BoxFuture<'_, ProviderResult<AgentListing>> {
+        async { Ok(AgentListing::OrganizationWide) }.boxed()
     }
 }

@@ -1,0 +1,352 @@
+//! Sync against a fake Bolna holding three agents (two registered here), 600 executions
+//! over two 7-day windows, numbers in two formats, executions without a number, a row
+//! shown on two pages, a 500 once and a 429 with Retry-After.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path, path_regex};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+use crate::common::{TestApp, code, eventually};
+use crate::on_both;
+
+const AGENTS: [&str; 3] = ["agent-one", "agent-two", "agent-unknown"];
+
+fn since() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 10, 1, 0, 0, 0).unwrap()
+}
+
+struct Exec {
+    id: String,
+    agent: &'static str,
+    at: DateTime<Utc>,
+    person: Option<usize>,
+    national: bool,
+}
+
+fn dataset() -> Vec<Exec> {
+    (0..600)
+        .map(|i| {
+            let agent = AGENTS[if i < 250 {
+                0
+            } else if i < 500 {
+                1
+            } else {
+                2
+            }];
+            Exec {
+                id: format!("exec-{i:04}"),
+                agent,
+                // Spread over 14 days: two windows.
+                at: since() + Duration::minutes((i as i64) * 33),
+                person: (i % 25 != 7).then_some(i % 150),
+                national: i % 2 == 0,
+            }
+        })
+        .collect()
+}
+
+fn body(e: &Exec) -> Value {
+    let number = e.person.map(|p| {
+        if e.national {
+            format!("098765{p:05}")
+        } else {
+            format!("+9198765{p:05}")
+        }
+    });
+    json!({ "id": e.id, "agent_id": e.agent, "status": "completed",
+            "created_at": e.at.to_rfc3339(), "updated_at": e.at.to_rfc3339(),
+            "transcript": format!("assistant: hello\nuser: call {}", e.id),
+            "summary": format!("Summary of {}", e.id),
+            "telephony_data": { "to_number": number, "call_type": "outbound" },
+            "extracted_data": { "intent": "interested" } })
+}
+
+struct FakeBolna {
+    data: Vec<Exec>,
+    requests: AtomicUsize,
+    fail_once: Mutex<HashSet<String>>,
+}
+
+impl Respond for FakeBolna {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        self.requests.fetch_add(1, Ordering::SeqCst);
+        if std::env::var("TEST_LOG").is_ok() {
+            eprintln!("fake bolna: {}", req.url);
+        }
+        let agent = req
+            .url
+            .path()
+            .split('/')
+            .nth(3)
+            .unwrap_or_default()
+            .to_owned();
+        let q: std::collections::HashMap<String, String> =
+            req.url.query_pairs().into_owned().collect();
+        let page: usize = q["page_number"].parse().unwrap();
+        let size: usize = q["page_size"].parse().unwrap();
+        let from: DateTime<Utc> = q["from"].parse().unwrap();
+        let to: DateTime<Utc> = q["to"].parse().unwrap();
+        let window_two = from >= since() + Duration::days(7);
+        // A 429 (with Retry-After) and a 500, each once.
+        let key = format!("{agent}/{page}/{window_two}");
+        if (agent == "agent-one" && page == 1 && window_two)
+            || (agent == "agent-two" && page == 3 && window_two)
+        {
+            let mut failed = self.fail_once.lock().unwrap();
+            if failed.insert(key) {
+                return if agent == "agent-one" {
+                    ResponseTemplate::new(429).insert_header("Retry-After", "1")
+                } else {
+                    ResponseTemplate::new(500).set_body_string("boom")
+                };
+            }
+        }
+        let mut rows: Vec<&Exec> = self
+            .data
+            .iter()
+            .filter(|e| e.agent == agent && e.at >= from && e.at <= to)
+            .collect();
+        rows.sort_by_key(|e| std::cmp::Reverse(e.at));
+        let start = (page - 1) * size;
+        let mut items: Vec<Value> = rows
+            .iter()
+            .skip(start)
+            .take(size)
+            .map(|e| body(e))
+            .collect();
+        // As if a row moved while paging: page 2 shows page 1's last row again.
+        if page == 2 {
+            items.insert(0, body(rows[start - 1]));
+        }
+        let has_more = start + size < rows.len();
+        ResponseTemplate::new(200).set_body_json(json!({
+            "page_number": page, "page_size": size, "total": rows.len(), "has_more": has_more, "data": items }))
+    }
+}
+
+const TRIGGER: &str = "mutation($i: TriggerSyncInput!) { triggerSync(input: $i) { id status } }";
+const RUN: &str = "query($id: ID!) { syncRun(id: $id) { status totalCalls syncedCalls newCustomers updatedCustomers duplicateCalls skippedUnknownAgent skippedNoPhone errors callsByAgent { agentId agentName count } finishedAt } }";
+
+async fn run_to_end(app: &TestApp, key: &str, dry_run: bool) -> Value {
+    let until = since() + Duration::days(14);
+    let started = app
+        .ok(key, TRIGGER, json!({ "i": { "provider": "BOLNA", "since": since().to_rfc3339(), "until": until.to_rfc3339(), "dryRun": dry_run } }))
+        .await;
+    assert_eq!(started["triggerSync"]["status"], "RUNNING");
+    let id = started["triggerSync"]["id"].as_str().unwrap().to_owned();
+    eventually(60, || async {
+        let r = app.ok(key, RUN, json!({ "id": id })).await["syncRun"].clone();
+        (r["status"] != "RUNNING").then_some(r)
+    })
+    .await
+}
+
+async fn bolna_sync_counts_everything_exactly(app: TestApp) {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v2/agent/all"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!(AGENTS.iter().map(|a| json!({"id": a, "agent_name": a})).collect::<Vec<_>>()),
+        ))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path_regex(r"^/v2/agent/[^/]+/executions$"))
+        .respond_with(FakeBolna {
+            data: dataset(),
+            requests: AtomicUsize::new(0),
+            fail_once: Mutex::default(),
+        })
+        .mount(&server)
+        .await;
+    let t = app.create_tenant("Acme", "IN").await;
+    app.ok(&t.key, "mutation($u: String) { setProviderCredentials(input: {provider: BOLNA, apiKey: \"bn-key\", baseUrl: $u}) }", json!({ "u": server.uri() })).await;
+    let one = app.create_agent_for(&t.key, "BOLNA", "agent-one").await;
+    let two = app.create_agent_for(&t.key, "BOLNA", "agent-two").await;
+
+    // What the dataset holds, computed independently.
+    let data = dataset();
+    let known: Vec<&Exec> = data.iter().filter(|e| e.agent != "agent-unknown").collect();
+    let with_phone: Vec<&&Exec> = known.iter().filter(|e| e.person.is_some()).collect();
+    let people: HashSet<usize> = with_phone.iter().filter_map(|e| e.person).collect();
+    let per_agent = |a: &str| with_phone.iter().filter(|e| e.agent == a).count() as i64;
+
+    // Dry run: the same counts, nothing written.
+    let dry = run_to_end(&app, &t.key, true).await;
+    assert_eq!(dry["status"], "PARTIAL", "{dry}"); // the unknown agent's ids are listed
+    assert_eq!(dry["totalCalls"], 600, "{dry}");
+    assert_eq!(dry["syncedCalls"], with_phone.len(), "{dry}");
+    assert_eq!(dry["newCustomers"], people.len(), "{dry}");
+    let calls = app
+        .ok(
+            &t.key,
+            "{ calls { totalCount } customers { totalCount } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (
+            calls["calls"]["totalCount"].as_u64(),
+            calls["customers"]["totalCount"].as_u64()
+        ),
+        (Some(0), Some(0))
+    );
+
+    let run = run_to_end(&app, &t.key, false).await;
+    assert_eq!(run["totalCalls"], 600, "{run}");
+    assert_eq!(run["skippedUnknownAgent"], 100);
+    assert_eq!(run["skippedNoPhone"], known.len() - with_phone.len());
+    assert_eq!(run["syncedCalls"], with_phone.len());
+    assert_eq!(run["duplicateCalls"], 0);
+    assert_eq!(run["newCustomers"], people.len());
+    assert_eq!(run["updatedCustomers"], with_phone.len() - people.len());
+    let errors: Vec<String> = serde_json::from_value(run["errors"].clone()).unwrap();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("agent-unknown"), "{errors:?}");
+    let mut by_agent: Vec<(String, String, i64)> = run["callsByAgent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["agentId"].as_str().unwrap().to_owned(),
+                c["agentName"].as_str().unwrap().to_owned(),
+                c["count"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    by_agent.sort();
+    let mut expected = vec![
+        (one, "Acme Homes".to_owned(), per_agent("agent-one")),
+        (two, "Acme Homes".to_owned(), per_agent("agent-two")),
+    ];
+    expected.sort();
+    assert_eq!(by_agent, expected);
+    let stored = app
+        .ok(
+            &t.key,
+            "{ calls { totalCount } customers { totalCount } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(stored["calls"]["totalCount"], with_phone.len());
+    assert_eq!(stored["customers"]["totalCount"], people.len());
+    // One customer per person, whichever format the number came in, with their history.
+    let c = app
+        .ok(&t.key, "{ customerByPhone(phone: \"09876500003\") { phoneNumber interactions { callId summary } } }", json!({}))
+        .await;
+    let interactions = c["customerByPhone"]["interactions"].as_array().unwrap();
+    assert_eq!(c["customerByPhone"]["phoneNumber"], "+919876500003");
+    assert_eq!(
+        interactions.len(),
+        with_phone.iter().filter(|e| e.person == Some(3)).count()
+    );
+
+    // Again over the same window: everything is a duplicate, nothing changes.
+    let again = run_to_end(&app, &t.key, false).await;
+    assert_eq!(again["syncedCalls"], 0, "{again}");
+    assert_eq!(again["duplicateCalls"], with_phone.len());
+    assert_eq!(again["newCustomers"], 0);
+    let stored_again = app
+        .ok(
+            &t.key,
+            "{ calls { totalCount } customers { totalCount } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(stored_again, stored);
+}
+on_both!(
+    bolna_sync_counts_everything_exactly,
+    bolna_sync_counts_everything_exactly,
+    [
+        ("RUN_WORKER", "true"),
+        ("WORKER_POLL_MS", "20"),
+        ("ALLOW_PROVIDER_BASE_URL", "true"),
+        ("SYNC_INTERVAL_SECONDS", "86400")
+    ]
+);
+
+async fn sync_edges(app: TestApp) {
+    let settings = domain::settings::Settings::from_lookup(|k| app.env.get(k).cloned()).unwrap();
+    let worker = workers::runner(app.services.clone(), &settings);
+    let t = app.create_tenant("Acme", "IN").await;
+    // No credentials: the run ends FAILED with a clear message.
+    let r = app
+        .ok(&t.key, TRIGGER, json!({ "i": { "provider": "BOLNA" } }))
+        .await;
+    let id = r["triggerSync"]["id"].as_str().unwrap().to_owned();
+    worker.run_pending_jobs().await.unwrap();
+    let done = app.ok(&t.key, RUN, json!({ "id": id })).await["syncRun"].clone();
+    assert_eq!(done["status"], "FAILED");
+    assert!(
+        done["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("no credentials"),
+        "{done}"
+    );
+    // A bad window is refused.
+    let body = app
+        .gql(Some(&t.key), TRIGGER, json!({ "i": { "provider": "SIMULATOR", "since": "2026-10-02T00:00:00Z", "until": "2026-10-01T00:00:00Z" } }))
+        .await;
+    assert_eq!(code(&body), "BAD_USER_INPUT");
+    // Two triggers at once: one run.
+    let (a, b) = tokio::join!(
+        app.gql(
+            Some(&t.key),
+            TRIGGER,
+            json!({ "i": { "provider": "SIMULATOR" } })
+        ),
+        app.gql(
+            Some(&t.key),
+            TRIGGER,
+            json!({ "i": { "provider": "SIMULATOR" } })
+        )
+    );
+    assert_eq!(
+        a["data"]["triggerSync"]["id"], b["data"]["triggerSync"]["id"],
+        "{a} {b}"
+    );
+    let runs = app
+        .ok(
+            &t.key,
+            "{ syncRuns { totalCount edges { node { id provider trigger } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(runs["syncRuns"]["totalCount"], 2);
+    // The scheduler starts a run for every tenant with credentials (here: none running yet).
+    app.ok(
+        &t.key,
+        "mutation { setProviderCredentials(input: {provider: BOLNA, apiKey: \"bn\"}) }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        domain::sync::schedule_syncs(&app.services).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        domain::sync::schedule_syncs(&app.services).await.unwrap(),
+        0,
+        "one is already running"
+    );
+    let runs = app
+        .ok(
+            &t.key,
+            "{ syncRuns(first: 1) { edges { node { provider trigger status } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        runs["syncRuns"]["edges"][0]["node"],
+        json!({"provider": "BOLNA", "trigger": "SCHEDULED", "status": "RUNNING"})
+    );
+}
+on_both!(sync_edges, sync_edges);

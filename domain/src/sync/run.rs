@@ -1,0 +1,438 @@
+//! The sync job: page the provider's executions window by window, route each one, and
+//! ingest what is new; counts, progress events and the outcome go on the `SyncRun`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use chrono::{Duration, Utc};
+use entity::{agent, sync_cursor, sync_run, tenant};
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter, Set,
+    Statement,
+};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::service::{AgentCount, TriggerSync, running};
+use crate::db::param;
+use crate::error::{DomainError, DomainResult};
+use crate::events::Event;
+use crate::phone::{PhoneNumber, Region};
+use crate::providers::registry::ProviderLookupError;
+use crate::providers::{AgentListing, CallReport, ListQuery, ProviderError};
+use crate::services::Services;
+use crate::tenancy::TenantScope;
+use crate::types::{EventSource, Provider, SyncStatus, SyncTrigger};
+
+pub const SYNC_JOB: &str = "sync_run";
+pub const SCHEDULE_JOB: &str = "sync_schedule";
+
+/// Bolna rejects windows over 7 days; every provider is walked in such windows.
+const WINDOW: Duration = Duration::days(7);
+/// The cursor stays this far behind the newest synced call: late rows and clock skew.
+const OVERLAP: Duration = Duration::minutes(30);
+/// Pages walked for one window before the run gives up on it (a provider that never
+/// says "no more").
+const MAX_PAGES: usize = 10_000;
+
+#[derive(Default)]
+struct Counts {
+    total: i32,
+    synced: i32,
+    new_customers: i32,
+    updated_customers: i32,
+    duplicates: i32,
+    unknown_agent: i32,
+    no_phone: i32,
+    errors: Vec<String>,
+    unknown_agents: HashSet<String>,
+    by_agent: BTreeMap<Uuid, i64>,
+    /// Dry runs: numbers that would become new customers, counted once each.
+    would_create: HashSet<String>,
+    newest: Option<chrono::DateTime<Utc>>,
+}
+
+/// Job: runs one sync to its end. Restartable: a run picked up again after a crash
+/// starts counting afresh, and everything already ingested counts as a duplicate.
+pub async fn run_sync(services: &Services, payload: serde_json::Value) -> Result<(), String> {
+    let id: Uuid = payload
+        .get("syncRunId")
+        .and_then(|v| v.as_str())
+        .and_then(|s| Uuid::parse_str(s).ok())
+        .ok_or("bad payload")?;
+    let db = services.db();
+    let Some(run) = sync_run::Entity::find_by_id(id)
+        .one(db)
+        .await
+        .map_err(|e| e.to_string())?
+    else {
+        return Ok(());
+    };
+    if run.status != SyncStatus::Running.as_str() {
+        return Ok(());
+    }
+    let outcome = execute(services, &run).await;
+    let (status, counts) = match outcome {
+        Ok(c) if c.errors.is_empty() => (SyncStatus::Succeeded, c),
+        Ok(c) => (SyncStatus::Partial, c),
+        Err(message) => {
+            let c = Counts {
+                errors: vec![message],
+                ..Default::default()
+            };
+            (SyncStatus::Failed, c)
+        }
+    };
+    let finished = save(services, &run, &counts, Some(status))
+        .await
+        .map_err(|e| e.to_string())?;
+    if status == SyncStatus::Succeeded
+        && !run.dry_run
+        && let Err(e) = advance_cursor(services, &finished, counts.newest).await
+    {
+        tracing::warn!(error = %e, "could not move the sync cursor");
+    }
+    metrics::counter!("sync_runs_total", "status" => status.as_str()).increment(1);
+    Ok(())
+}
+
+/// Everything but the final save. `Err` is a run that could not start (it ends FAILED).
+async fn execute(services: &Services, run: &sync_run::Model) -> Result<Counts, String> {
+    let db = services.db();
+    let provider: Provider = run.provider.parse().map_err(|_| "unknown provider")?;
+    let tenant = tenant::Entity::find_by_id(run.tenant_id)
+        .one(db)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("the tenant no longer exists")?;
+    let region = Region::parse(&tenant.default_region).map_err(|e| e.to_string())?;
+    let client = match services.providers().for_tenant(tenant.id, provider).await {
+        Ok(c) => c,
+        Err(ProviderLookupError::Provider(e)) => return Err(e.to_string()),
+        Err(ProviderLookupError::Domain(e)) => return Err(e.to_string()),
+    };
+    let registered: HashMap<String, agent::Model> = agent::Entity::find()
+        .filter(agent::Column::TenantId.eq(tenant.id))
+        .filter(agent::Column::Provider.eq(provider.as_str()))
+        .all(db)
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|a| (a.provider_agent_id.clone(), a))
+        .collect();
+    // Every agent the account has, not only those registered here: calls of the others
+    // are counted (skippedUnknownAgent) so nothing goes unnoticed.
+    let targets: Vec<Option<String>> = match client.list_agents().await {
+        Ok(AgentListing::PerAgent(ids)) => {
+            let mut all: Vec<String> = ids;
+            all.extend(registered.keys().cloned());
+            all.sort();
+            all.dedup();
+            all.into_iter().map(Some).collect()
+        }
+        Ok(AgentListing::OrganizationWide) => vec![None],
+        Err(e @ ProviderError::Credentials { .. }) => return Err(e.to_string()),
+        Err(e) => return Err(format!("listing the provider's agents: {e}")),
+    };
+
+    let mut counts = Counts::default();
+    let mut seen: HashSet<String> = HashSet::new();
+    for target in &targets {
+        let mut from = run.since;
+        while from < run.until {
+            let to = (from + WINDOW).min(run.until);
+            let mut cursor = None;
+            for _ in 0..MAX_PAGES {
+                let query = ListQuery {
+                    provider_agent_id: target.clone(),
+                    from,
+                    to,
+                    cursor: cursor.clone(),
+                };
+                let page = match client.list_executions(query).await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        counts.errors.push(format!(
+                            "agent {} window {} to {}: {e}",
+                            target.as_deref().unwrap_or("(all)"),
+                            from.to_rfc3339(),
+                            to.to_rfc3339()
+                        ));
+                        break;
+                    }
+                };
+                for report in page.reports {
+                    if !seen.insert(report.execution_id.clone()) {
+                        continue; // offset paging showed it twice
+                    }
+                    counts.total += 1;
+                    let report = match complete(&*client, report).await {
+                        Ok(r) => r,
+                        Err(e) => {
+                            counts.errors.push(e);
+                            continue;
+                        }
+                    };
+                    if let Err(e) = route(
+                        services,
+                        run,
+                        &tenant,
+                        region,
+                        &registered,
+                        report,
+                        &mut counts,
+                    )
+                    .await
+                    {
+                        counts.errors.push(e.to_string());
+                    }
+                }
+                save(services, run, &counts, None)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                match page.next {
+                    Some(n) => cursor = Some(n),
+                    None => break,
+                }
+            }
+            from = to;
+        }
+    }
+    if !counts.unknown_agents.is_empty() {
+        let mut ids: Vec<&String> = counts.unknown_agents.iter().collect();
+        ids.sort();
+        let list: Vec<&str> = ids.iter().map(|s| s.as_str()).collect();
+        // Informational: listed with the errors so admins can register these agents.
+        counts.errors.push(format!(
+            "calls of provider agents not registered here were skipped: {}",
+            list.join(", ")
+        ));
+    }
+    Ok(counts)
+}
+
+/// List items of some providers (Teli) carry no numbers or transcript: fetch the call.
+async fn complete(
+    client: &dyn crate::providers::CallProvider,
+    report: CallReport,
+) -> Result<CallReport, String> {
+    if report.to_number.is_some() || report.from_number.is_some() {
+        return Ok(report);
+    }
+    if report.provider == Provider::Teli {
+        return client
+            .fetch_execution(&report.execution_id)
+            .await
+            .map_err(|e| format!("call {}: {e}", report.execution_id));
+    }
+    Ok(report)
+}
+
+async fn route(
+    services: &Services,
+    run: &sync_run::Model,
+    tenant: &tenant::Model,
+    region: Region,
+    registered: &HashMap<String, agent::Model>,
+    report: CallReport,
+    counts: &mut Counts,
+) -> DomainResult<()> {
+    if let Some(t) = report.started_at.or(report.occurred_at) {
+        counts.newest = Some(counts.newest.map_or(t, |n| n.max(t)));
+    }
+    let Some(agent) = report
+        .provider_agent_id
+        .as_ref()
+        .and_then(|id| registered.get(id))
+    else {
+        counts.unknown_agent += 1;
+        if let Some(id) = &report.provider_agent_id {
+            counts.unknown_agents.insert(id.clone());
+        }
+        return Ok(());
+    };
+    let Some(phone) = report
+        .customer_number()
+        .and_then(|raw| PhoneNumber::parse(raw, region).ok())
+    else {
+        counts.no_phone += 1;
+        return Ok(());
+    };
+    let db = services.db();
+    let backend = db.get_database_backend();
+    let p = |n| param(backend, n);
+    let existing = db
+        .query_one_raw(Statement::from_sql_and_values(
+            backend,
+            format!(
+                "SELECT status_rank FROM calls WHERE tenant_id = {} AND provider = {} AND provider_execution_id = {}",
+                p(1),
+                p(2),
+                p(3)
+            ),
+            [
+                tenant.id.into(),
+                report.provider.as_str().into(),
+                report.execution_id.clone().into(),
+            ],
+        ))
+        .await?
+        .map(|r| r.try_get::<i32>("", "status_rank"))
+        .transpose()?;
+    if existing.is_some_and(|rank| rank >= report.status.rank()) {
+        counts.duplicates += 1;
+        return Ok(());
+    }
+    counts.synced += 1;
+    *counts.by_agent.entry(agent.id).or_default() += 1;
+    if run.dry_run {
+        let exists = db
+            .query_one_raw(Statement::from_sql_and_values(
+                backend,
+                format!(
+                    "SELECT id FROM customers WHERE tenant_id = {} AND phone_number = {}",
+                    p(1),
+                    p(2)
+                ),
+                [tenant.id.into(), phone.as_str().into()],
+            ))
+            .await?
+            .is_some();
+        if !exists {
+            if counts.would_create.insert(phone.as_str().to_owned()) {
+                counts.new_customers += 1;
+            }
+        } else if existing.is_none() {
+            counts.updated_customers += 1;
+        }
+        return Ok(());
+    }
+    let outcome = services
+        .ingestor()
+        .ingest(tenant, &report, EventSource::Sync)
+        .await?;
+    if outcome.customer_created {
+        counts.new_customers += 1;
+    } else if outcome.created {
+        counts.updated_customers += 1;
+    }
+    Ok(())
+}
+
+/// Writes the counts (and the final status when given) and publishes the run.
+async fn save(
+    services: &Services,
+    run: &sync_run::Model,
+    counts: &Counts,
+    status: Option<SyncStatus>,
+) -> DomainResult<sync_run::Model> {
+    let db = services.db();
+    let agents: HashMap<Uuid, agent::Model> = agent::Entity::find()
+        .filter(agent::Column::Id.is_in(counts.by_agent.keys().copied()))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|a| (a.id, a))
+        .collect();
+    let by_agent: Vec<AgentCount> = counts
+        .by_agent
+        .iter()
+        .map(|(id, count)| AgentCount {
+            agent_id: *id,
+            // The business name we hold, never a name from extracted fields.
+            agent_name: agents
+                .get(id)
+                .map(|a| a.business_name.clone().unwrap_or_else(|| a.name.clone()))
+                .unwrap_or_default(),
+            count: *count,
+        })
+        .collect();
+    let now = Utc::now();
+    let mut active = run.clone().into_active_model();
+    active.total_calls = Set(counts.total);
+    active.synced_calls = Set(counts.synced);
+    active.new_customers = Set(counts.new_customers);
+    active.updated_customers = Set(counts.updated_customers);
+    active.duplicate_calls = Set(counts.duplicates);
+    active.skipped_unknown_agent = Set(counts.unknown_agent);
+    active.skipped_no_phone = Set(counts.no_phone);
+    active.errors = Set(json!(counts.errors));
+    active.calls_by_agent = Set(json!(by_agent));
+    active.updated_at = Set(now);
+    if let Some(s) = status {
+        active.status = Set(s.as_str().to_owned());
+        active.finished_at = Set(Some(now));
+    }
+    let saved = active.update(db).await?;
+    let event = Event::SyncRunUpdated {
+        tenant_id: saved.tenant_id,
+        sync_run_id: saved.id,
+        at: now,
+        run: Some(Box::new(saved.clone())),
+    };
+    if let Err(e) = services.events().publish(event).await {
+        tracing::warn!(error = %e, "could not publish sync progress");
+    }
+    Ok(saved)
+}
+
+/// Scheduled runs start where the last successful one ended, minus the overlap.
+async fn advance_cursor(
+    services: &Services,
+    run: &sync_run::Model,
+    newest: Option<chrono::DateTime<Utc>>,
+) -> DomainResult<()> {
+    let until = newest.map_or(run.until, |n| n.min(run.until)) - OVERLAP;
+    let until = until.max(run.since);
+    sync_cursor::Entity::insert(sync_cursor::ActiveModel {
+        tenant_id: Set(run.tenant_id),
+        provider: Set(run.provider.clone()),
+        synced_until: Set(until),
+        updated_at: Set(Utc::now()),
+    })
+    .on_conflict(
+        OnConflict::columns([sync_cursor::Column::TenantId, sync_cursor::Column::Provider])
+            .update_columns([
+                sync_cursor::Column::SyncedUntil,
+                sync_cursor::Column::UpdatedAt,
+            ])
+            .to_owned(),
+    )
+    .exec(services.db())
+    .await?;
+    Ok(())
+}
+
+/// Job: a scheduled sync for every tenant with credentials, per provider.
+pub async fn schedule_syncs(services: &Services) -> Result<u64, DomainError> {
+    use entity::provider_credential;
+    let db = services.db();
+    let creds = provider_credential::Entity::find().all(db).await?;
+    let mut started = 0;
+    for cred in creds {
+        let Ok(provider) = cred.provider.parse::<Provider>() else {
+            continue;
+        };
+        let Some(tenant) = tenant::Entity::find_by_id(cred.tenant_id).one(db).await? else {
+            continue;
+        };
+        if running(db, tenant.id, provider).await?.is_some() {
+            continue;
+        }
+        let scope = TenantScope::system(&tenant)?;
+        super::trigger(
+            db,
+            &scope,
+            TriggerSync {
+                provider,
+                since: None,
+                until: None,
+                dry_run: false,
+            },
+            SyncTrigger::Scheduled,
+        )
+        .await?;
+        started += 1;
+    }
+    Ok(started)
+}

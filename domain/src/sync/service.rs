@@ -1,0 +1,158 @@
+//! Creating and reading sync runs.
+
+use chrono::{DateTime, Duration, Utc};
+use entity::{sync_cursor, sync_run};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    Set, SqlErr,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::run::SYNC_JOB;
+use crate::error::{DomainError, DomainResult};
+use crate::pagination::{self, Page, PageRequest};
+use crate::queue;
+use crate::tenancy::TenantScope;
+use crate::types::{Provider, Role, SyncStatus, SyncTrigger};
+
+/// One agent's share of a run's synced calls; the name is the agent's business name here.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentCount {
+    pub agent_id: Uuid,
+    pub agent_name: String,
+    pub count: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct TriggerSync {
+    pub provider: Provider,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    pub dry_run: bool,
+}
+
+/// How far back a first sync looks when no `since` is given.
+const FIRST_SYNC_DAYS: i64 = 30;
+/// Longest window one run may cover.
+const MAX_RANGE_DAYS: i64 = 366;
+
+/// Starts a sync (MEMBER or above): a RUNNING run and its job in one transaction. If one
+/// is already running for this tenant and provider, that one is returned.
+pub async fn trigger(
+    db: &DatabaseConnection,
+    scope: &TenantScope,
+    input: TriggerSync,
+    how: SyncTrigger,
+) -> DomainResult<sync_run::Model> {
+    scope.require(Role::Member)?;
+    let now = Utc::now();
+    let until = input.until.unwrap_or(now);
+    let since = match input.since {
+        Some(s) => s,
+        None => {
+            sync_cursor::Entity::find_by_id((scope.tenant_id(), input.provider.as_str().to_owned()))
+                .one(db)
+                .await?
+                .map(|c| c.synced_until)
+                .unwrap_or(until - Duration::days(FIRST_SYNC_DAYS))
+        }
+    };
+    if since >= until {
+        return Err(DomainError::invalid("until", "must be after since"));
+    }
+    if until > now + Duration::days(1) {
+        return Err(DomainError::invalid("until", "must not be in the future"));
+    }
+    if until - since > Duration::days(MAX_RANGE_DAYS) {
+        return Err(DomainError::invalid(
+            "since",
+            format!("a run covers at most {MAX_RANGE_DAYS} days"),
+        ));
+    }
+    if let Some(running) = running(db, scope.tenant_id(), input.provider).await? {
+        return Ok(running);
+    }
+    let txn = crate::db::begin_write(db).await?;
+    let inserted = sync_run::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        tenant_id: Set(scope.tenant_id()),
+        provider: Set(input.provider.as_str().to_owned()),
+        trigger: Set(how.as_str().to_owned()),
+        dry_run: Set(input.dry_run),
+        since: Set(since),
+        until: Set(until),
+        status: Set(SyncStatus::Running.as_str().to_owned()),
+        total_calls: Set(0),
+        synced_calls: Set(0),
+        new_customers: Set(0),
+        updated_customers: Set(0),
+        duplicate_calls: Set(0),
+        skipped_unknown_agent: Set(0),
+        skipped_no_phone: Set(0),
+        errors: Set(json!([])),
+        calls_by_agent: Set(json!([])),
+        started_at: Set(now),
+        finished_at: Set(None),
+        updated_at: Set(now),
+    }
+    .insert(&txn)
+    .await;
+    let run = match inserted {
+        Ok(r) => r,
+        // Another trigger won the race: that run is the one.
+        Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+            txn.rollback().await?;
+            return running(db, scope.tenant_id(), input.provider)
+                .await?
+                .ok_or(DomainError::Database(e));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    queue::enqueue(&txn, SYNC_JOB, json!({ "syncRunId": run.id }), now, 5).await?;
+    txn.commit().await?;
+    Ok(run)
+}
+
+pub(crate) async fn running<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: Uuid,
+    provider: Provider,
+) -> DomainResult<Option<sync_run::Model>> {
+    Ok(sync_run::Entity::find()
+        .filter(sync_run::Column::TenantId.eq(tenant_id))
+        .filter(sync_run::Column::Provider.eq(provider.as_str()))
+        .filter(sync_run::Column::Status.eq(SyncStatus::Running.as_str()))
+        .one(db)
+        .await?)
+}
+
+pub async fn list(
+    db: &DatabaseConnection,
+    scope: &TenantScope,
+    page: PageRequest,
+) -> DomainResult<Page<sync_run::Model>> {
+    let query = sync_run::Entity::find().filter(sync_run::Column::TenantId.eq(scope.tenant_id()));
+    pagination::fetch(db, query, sync_run::Column::Id, page).await
+}
+
+pub async fn count(db: &DatabaseConnection, scope: &TenantScope) -> DomainResult<u64> {
+    use sea_orm::PaginatorTrait;
+    Ok(sync_run::Entity::find()
+        .filter(sync_run::Column::TenantId.eq(scope.tenant_id()))
+        .count(db)
+        .await?)
+}
+
+pub async fn get(
+    db: &DatabaseConnection,
+    scope: &TenantScope,
+    id: Uuid,
+) -> DomainResult<Option<sync_run::Model>> {
+    Ok(sync_run::Entity::find_by_id(id)
+        .filter(sync_run::Column::TenantId.eq(scope.tenant_id()))
+        .one(db)
+        .await?)
+}
