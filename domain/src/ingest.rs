@@ -30,7 +30,7 @@ use crate::events::{Event, EventBus};
 use crate::phone::{PhoneNumber, Region};
 use crate::providers::CallReport;
 use crate::queue;
-use crate::types::{CallStatus, EventSource};
+use crate::types::{CallStatus, EventSource, LeadStatus};
 
 /// Job kind of a report accepted by a webhook and not yet applied.
 pub const INGEST_JOB: &str = "ingest_report";
@@ -257,7 +257,12 @@ pub async fn apply<C: ConnectionTrait>(
         None => (None, false),
         Some(phone) => {
             let contacted = report.occurred_at.or(report.started_at).unwrap_or(now);
-            let name = report.recipient_data.as_ref().and_then(recipient_name);
+            // The provider's extraction first, then what the caller passed for the call.
+            let name = report
+                .extracted_data
+                .as_ref()
+                .and_then(recipient_name)
+                .or_else(|| report.recipient_data.as_ref().and_then(recipient_name));
             let (id, created) =
                 upsert_customer(conn, tenant.id, phone, name, source, Some(contacted)).await?;
             (Some(id), created)
@@ -377,6 +382,9 @@ pub async fn apply<C: ConnectionTrait>(
 
     let status = model.status.parse::<CallStatus>().unwrap_or(report.status);
     let advanced = created || previous.is_none_or(|p| status.rank() > p.rank());
+    if let Some(customer_id) = model.customer_id {
+        update_lead(conn, tenant.id, customer_id, report, now).await?;
+    }
     Ok((
         IngestOutcome {
             call_id: model.id,
@@ -468,6 +476,130 @@ pub(crate) async fn upsert_customer<C: ConnectionTrait>(
     Ok((row.try_get("", "id")?, false))
 }
 
+/// Where a lead stands in the funnel; a status moves forward only, unless the newest call
+/// says otherwise (an interested lead who later says no is NOT_INTERESTED).
+fn funnel_rank(status: LeadStatus) -> i32 {
+    match status {
+        LeadStatus::New => 0,
+        LeadStatus::Contacted => 1,
+        LeadStatus::NotInterested => 2,
+        LeadStatus::Callback => 3,
+        LeadStatus::Interested => 4,
+        LeadStatus::Booked => 5,
+        LeadStatus::DoNotCall => 6,
+    }
+}
+
+/// The lead status a call's extracted intent or outcome implies.
+pub fn intent_of(extracted: &serde_json::Value) -> Option<LeadStatus> {
+    let obj = extracted.as_object()?;
+    for key in [
+        "intent",
+        "outcome",
+        "lead_status",
+        "disposition",
+        "call_outcome",
+        "status",
+    ] {
+        let Some(text) = obj.get(key).and_then(|v| v.as_str()) else {
+            continue;
+        };
+        let t = text.to_ascii_lowercase().replace(['_', '-'], " ");
+        let status = if t.contains("do not call") || t.contains("dnc") || t.contains("stop calling")
+        {
+            LeadStatus::DoNotCall
+        } else if t.contains("not interested") || t.contains("uninterested") {
+            LeadStatus::NotInterested
+        } else if t.contains("book") || t.contains("appointment") || t.contains("scheduled") {
+            LeadStatus::Booked
+        } else if t.contains("call back") || t.contains("callback") {
+            LeadStatus::Callback
+        } else if t.contains("interested") {
+            LeadStatus::Interested
+        } else {
+            continue;
+        };
+        return Some(status);
+    }
+    match obj.get("interested").and_then(|v| v.as_bool()) {
+        Some(true) => Some(LeadStatus::Interested),
+        Some(false) => Some(LeadStatus::NotInterested),
+        None => None,
+    }
+}
+
+/// Moves the customer's lead status from this report: its extracted intent, or CONTACTED
+/// once a call connected. A do-not-call intent also puts the number on the tenant's list.
+async fn update_lead<C: ConnectionTrait>(
+    conn: &C,
+    tenant_id: Uuid,
+    customer_id: Uuid,
+    report: &CallReport,
+    now: DateTime<Utc>,
+) -> DomainResult<()> {
+    let intent = report.extracted_data.as_ref().and_then(intent_of);
+    let connected = matches!(
+        report.status,
+        CallStatus::InProgress | CallStatus::CallDisconnected | CallStatus::Completed
+    );
+    let Some(target) = intent.or(connected.then_some(LeadStatus::Contacted)) else {
+        return Ok(());
+    };
+    let backend = conn.get_database_backend();
+    let p = |n| param(backend, n);
+    let at = report.occurred_at.or(report.started_at).unwrap_or(now);
+    let rank_sql = "CASE status WHEN 'NEW' THEN 0 WHEN 'CONTACTED' THEN 1 WHEN 'NOT_INTERESTED' THEN 2 \
+                    WHEN 'CALLBACK' THEN 3 WHEN 'INTERESTED' THEN 4 WHEN 'BOOKED' THEN 5 ELSE 6 END";
+    let sql = format!(
+        "UPDATE customers SET status = {s}, updated_at = {now} WHERE id = {id} AND tenant_id = {t} \
+         AND status <> {s2} AND status <> 'DO_NOT_CALL' \
+         AND ({rank_sql} < {rank} OR ({newest} AND (last_contacted_at IS NULL OR last_contacted_at <= {at})))",
+        s = p(1),
+        now = p(2),
+        id = p(3),
+        t = p(4),
+        s2 = p(5),
+        rank = p(6),
+        newest = p(7),
+        at = p(8),
+    );
+    conn.execute_raw(Statement::from_sql_and_values(
+        backend,
+        sql,
+        [
+            target.as_str().into(),
+            now.into(),
+            customer_id.into(),
+            tenant_id.into(),
+            target.as_str().into(),
+            funnel_rank(target).into(),
+            intent.is_some().into(),
+            at.into(),
+        ],
+    ))
+    .await?;
+    if target == LeadStatus::DoNotCall {
+        conn.execute_raw(Statement::from_sql_and_values(
+            backend,
+            format!(
+                "INSERT INTO do_not_call (tenant_id, phone_number, reason, created_at) \
+                 SELECT tenant_id, phone_number, {}, {} FROM customers WHERE id = {} \
+                 ON CONFLICT (tenant_id, phone_number) DO NOTHING",
+                p(1),
+                p(2),
+                p(3)
+            ),
+            [
+                format!("asked during call {}", report.execution_id).into(),
+                now.into(),
+                customer_id.into(),
+            ],
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
 /// A name from what the caller passed for the call (`name`, `customer_name`, first + last).
 pub(crate) fn recipient_name(data: &serde_json::Value) -> Option<String> {
     let s = |k: &str| {
@@ -486,4 +618,58 @@ pub(crate) fn recipient_name(data: &serde_json::Value) -> Option<String> {
             _ => None,
         })
         .map(|n| n.chars().take(200).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn intents_map_to_lead_statuses() {
+        for (v, s) in [
+            (json!({"intent": "Booked"}), Some(LeadStatus::Booked)),
+            (
+                json!({"outcome": "appointment_booked"}),
+                Some(LeadStatus::Booked),
+            ),
+            (
+                json!({"intent": "not-interested"}),
+                Some(LeadStatus::NotInterested),
+            ),
+            (
+                json!({"disposition": "Call back later"}),
+                Some(LeadStatus::Callback),
+            ),
+            (
+                json!({"intent": "interested"}),
+                Some(LeadStatus::Interested),
+            ),
+            (
+                json!({"outcome": "do_not_call"}),
+                Some(LeadStatus::DoNotCall),
+            ),
+            (
+                json!({"interested": false}),
+                Some(LeadStatus::NotInterested),
+            ),
+            (json!({"budget": "40000"}), None),
+            (json!("text"), None),
+        ] {
+            assert_eq!(intent_of(&v), s, "{v}");
+        }
+    }
+
+    #[test]
+    fn names_from_extraction_or_recipient_data() {
+        assert_eq!(
+            recipient_name(&json!({"first_name": "Ann", "last_name": "Lee"})).as_deref(),
+            Some("Ann Lee")
+        );
+        assert_eq!(
+            recipient_name(&json!({"customer_name": " Priya "})).as_deref(),
+            Some("Priya")
+        );
+        assert_eq!(recipient_name(&json!({"name": ""})), None);
+    }
 }

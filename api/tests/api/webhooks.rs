@@ -455,3 +455,89 @@ on_both!(
 );
 
 use sea_orm::EntityTrait as _;
+
+/// Lead status follows the calls: forward along the funnel, or whatever the newest call says.
+async fn lead_status_follows_the_calls(app: TestApp) {
+    let t = app.create_tenant("Acme", "IN").await;
+    let agent = app.create_agent_for(&t.key, "BOLNA", AGENT).await;
+    let post = |id: &'static str, at: &'static str, extracted: Value| {
+        let mut body = bolna_report(id, AGENT, "completed");
+        body["updated_at"] = json!(at);
+        body["created_at"] = json!(at);
+        body["extracted_data"] = extracted;
+        body["context_details"] = json!(null);
+        body["extracted_data"]["name"] = json!("Priya Sharma");
+        app.webhook("bolna", &t.webhook_token, body.to_string())
+    };
+    let status = || async {
+        let d = app
+            .ok(
+                &t.key,
+                "{ customerByPhone(phone: \"+919812345678\") { status name } }",
+                json!({}),
+            )
+            .await;
+        d["customerByPhone"].clone()
+    };
+    assert_eq!(
+        post("l1", "2026-11-10T10:00:00Z", json!({"intent": "booked"}))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        status().await,
+        json!({"status": "BOOKED", "name": "Priya Sharma"})
+    );
+    // An older call saying "not interested" does not move a booked lead back.
+    assert_eq!(
+        post(
+            "l0",
+            "2026-11-01T10:00:00Z",
+            json!({"intent": "not interested"})
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(status().await["status"], "BOOKED");
+    // A newer one does.
+    assert_eq!(
+        post(
+            "l2",
+            "2026-11-12T10:00:00Z",
+            json!({"outcome": "not_interested"})
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(status().await["status"], "NOT_INTERESTED");
+    // "Do not call" sticks and puts the number on the list.
+    assert_eq!(
+        post(
+            "l3",
+            "2026-11-13T10:00:00Z",
+            json!({"intent": "do not call"})
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        post(
+            "l4",
+            "2026-11-14T10:00:00Z",
+            json!({"intent": "interested"})
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(status().await["status"], "DO_NOT_CALL");
+    let body = app
+        .gql(Some(&t.key), "mutation($a: ID!) { startCall(input: {agentId: $a, phoneNumber: \"9812345678\"}) { id } }", json!({ "a": agent }))
+        .await;
+    assert_eq!(code(&body), "BAD_USER_INPUT");
+}
+on_both!(lead_status_follows_the_calls, lead_status_follows_the_calls);

@@ -6,6 +6,7 @@
 
 mod run;
 mod service;
+mod walk;
 
 pub use crate::types::{SyncStatus, SyncTrigger};
 pub use run::{SCHEDULE_JOB, SYNC_JOB, run_sync, schedule_syncs};

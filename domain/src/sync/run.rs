@@ -14,12 +14,12 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::service::{AgentCount, TriggerSync, running};
+use super::walk::{self, Account, Step, Walker};
 use crate::db::param;
 use crate::error::{DomainError, DomainResult};
 use crate::events::Event;
-use crate::phone::{PhoneNumber, Region};
-use crate::providers::registry::ProviderLookupError;
-use crate::providers::{AgentListing, CallReport, ListQuery, ProviderError};
+use crate::phone::PhoneNumber;
+use crate::providers::CallReport;
 use crate::services::Services;
 use crate::tenancy::TenantScope;
 use crate::types::{EventSource, Provider, SyncStatus, SyncTrigger};
@@ -27,13 +27,8 @@ use crate::types::{EventSource, Provider, SyncStatus, SyncTrigger};
 pub const SYNC_JOB: &str = "sync_run";
 pub const SCHEDULE_JOB: &str = "sync_schedule";
 
-/// Bolna rejects windows over 7 days; every provider is walked in such windows.
-const WINDOW: Duration = Duration::days(7);
 /// The cursor stays this far behind the newest synced call: late rows and clock skew.
 const OVERLAP: Duration = Duration::minutes(30);
-/// Pages walked for one window before the run gives up on it (a provider that never
-/// says "no more").
-const MAX_PAGES: usize = 10_000;
 
 #[derive(Default)]
 struct Counts {
@@ -98,106 +93,26 @@ pub async fn run_sync(services: &Services, payload: serde_json::Value) -> Result
 
 /// Everything but the final save. `Err` is a run that could not start (it ends FAILED).
 async fn execute(services: &Services, run: &sync_run::Model) -> Result<Counts, String> {
-    let db = services.db();
     let provider: Provider = run.provider.parse().map_err(|_| "unknown provider")?;
-    let tenant = tenant::Entity::find_by_id(run.tenant_id)
-        .one(db)
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or("the tenant no longer exists")?;
-    let region = Region::parse(&tenant.default_region).map_err(|e| e.to_string())?;
-    let client = match services.providers().for_tenant(tenant.id, provider).await {
-        Ok(c) => c,
-        Err(ProviderLookupError::Provider(e)) => return Err(e.to_string()),
-        Err(ProviderLookupError::Domain(e)) => return Err(e.to_string()),
-    };
-    let registered: HashMap<String, agent::Model> = agent::Entity::find()
-        .filter(agent::Column::TenantId.eq(tenant.id))
-        .filter(agent::Column::Provider.eq(provider.as_str()))
-        .all(db)
-        .await
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .map(|a| (a.provider_agent_id.clone(), a))
-        .collect();
-    // Every agent the account has, not only those registered here: calls of the others
-    // are counted (skippedUnknownAgent) so nothing goes unnoticed.
-    let targets: Vec<Option<String>> = match client.list_agents().await {
-        Ok(AgentListing::PerAgent(ids)) => {
-            let mut all: Vec<String> = ids;
-            all.extend(registered.keys().cloned());
-            all.sort();
-            all.dedup();
-            all.into_iter().map(Some).collect()
-        }
-        Ok(AgentListing::OrganizationWide) => vec![None],
-        Err(e @ ProviderError::Credentials { .. }) => return Err(e.to_string()),
-        Err(e) => return Err(format!("listing the provider's agents: {e}")),
-    };
-
+    let account = walk::open(services, run.tenant_id, provider).await?;
     let mut counts = Counts::default();
-    let mut seen: HashSet<String> = HashSet::new();
-    for target in &targets {
-        let mut from = run.since;
-        while from < run.until {
-            let to = (from + WINDOW).min(run.until);
-            let mut cursor = None;
-            for _ in 0..MAX_PAGES {
-                let query = ListQuery {
-                    provider_agent_id: target.clone(),
-                    from,
-                    to,
-                    cursor: cursor.clone(),
-                };
-                let page = match client.list_executions(query).await {
-                    Ok(p) => p,
-                    Err(e) => {
-                        counts.errors.push(format!(
-                            "agent {} window {} to {}: {e}",
-                            target.as_deref().unwrap_or("(all)"),
-                            from.to_rfc3339(),
-                            to.to_rfc3339()
-                        ));
-                        break;
-                    }
-                };
-                for report in page.reports {
-                    if !seen.insert(report.execution_id.clone()) {
-                        continue; // offset paging showed it twice
-                    }
-                    counts.total += 1;
-                    let report = match complete(&*client, report).await {
-                        Ok(r) => r,
-                        Err(e) => {
-                            counts.errors.push(e);
-                            continue;
-                        }
-                    };
-                    if let Err(e) = route(
-                        services,
-                        run,
-                        &tenant,
-                        region,
-                        &registered,
-                        report,
-                        &mut counts,
-                    )
-                    .await
-                    {
-                        counts.errors.push(e.to_string());
-                    }
+    let mut walker = Walker::new(&account, run.since, run.until);
+    while let Some(step) = walker.next().await {
+        match step {
+            Step::Report(report) => {
+                counts.total += 1;
+                if let Err(e) = route(services, run, &account, report, &mut counts).await {
+                    counts.errors.push(e.to_string());
                 }
+            }
+            Step::PageDone => {
                 save(services, run, &counts, None)
                     .await
                     .map_err(|e| e.to_string())?;
-                match page.next {
-                    Some(n) => cursor = Some(n),
-                    None => break,
-                }
             }
-            from = to;
         }
     }
+    counts.errors.append(&mut walker.errors);
     if !counts.unknown_agents.is_empty() {
         let mut ids: Vec<&String> = counts.unknown_agents.iter().collect();
         ids.sort();
@@ -211,32 +126,14 @@ async fn execute(services: &Services, run: &sync_run::Model) -> Result<Counts, S
     Ok(counts)
 }
 
-/// List items of some providers (Teli) carry no numbers or transcript: fetch the call.
-async fn complete(
-    client: &dyn crate::providers::CallProvider,
-    report: CallReport,
-) -> Result<CallReport, String> {
-    if report.to_number.is_some() || report.from_number.is_some() {
-        return Ok(report);
-    }
-    if report.provider == Provider::Teli {
-        return client
-            .fetch_execution(&report.execution_id)
-            .await
-            .map_err(|e| format!("call {}: {e}", report.execution_id));
-    }
-    Ok(report)
-}
-
 async fn route(
     services: &Services,
     run: &sync_run::Model,
-    tenant: &tenant::Model,
-    region: Region,
-    registered: &HashMap<String, agent::Model>,
+    account: &Account,
     report: CallReport,
     counts: &mut Counts,
 ) -> DomainResult<()> {
+    let (tenant, region, registered) = (&account.tenant, account.region, &account.registered);
     if let Some(t) = report.started_at.or(report.occurred_at) {
         counts.newest = Some(counts.newest.map_or(t, |n| n.max(t)));
     }
