@@ -101,7 +101,7 @@ async fn execute(services: &Services, run: &sync_run::Model) -> Result<Counts, S
         match step {
             Step::Report(report) => {
                 counts.total += 1;
-                if let Err(e) = route(services, run, &account, report, &mut counts).await {
+                if let Err(e) = route(services, run, &account, *report, &mut counts).await {
                     counts.errors.push(e.to_string());
                 }
             }

@@ -80,7 +80,7 @@ pub(crate) async fn open(
 }
 
 pub(crate) enum Step {
-    Report(CallReport),
+    Report(Box<CallReport>),
     PageDone,
 }
 
@@ -129,7 +129,7 @@ impl<'a> Walker<'a> {
                     continue;
                 }
                 match complete(self.account, report).await {
-                    Ok(r) => return Some(Step::Report(r)),
+                    Ok(r) => return Some(Step::Report(Box::new(r))),
                     Err(e) => self.errors.push(e),
                 }
             }
