@@ -115,6 +115,8 @@ pub struct ProviderSettings {
     pub request_timeout_ms: u64,
     /// Period of the scheduled sync of every tenant with credentials.
     pub sync_interval_seconds: u64,
+    /// Period of the reconciler (audit and repair of the last 7 days).
+    pub reconcile_interval_seconds: u64,
 }
 
 impl Settings {
@@ -269,6 +271,13 @@ impl Settings {
             stale_call_seconds: parse_num(&get, "STALE_CALL_SECONDS", 1800, 1, 30 * 86_400)?,
             request_timeout_ms: parse_num(&get, "PROVIDER_TIMEOUT_MS", 10_000, 100, 120_000)?,
             sync_interval_seconds: parse_num(&get, "SYNC_INTERVAL_SECONDS", 300, 10, 86_400)?,
+            reconcile_interval_seconds: parse_num(
+                &get,
+                "RECONCILE_INTERVAL_SECONDS",
+                3600,
+                60,
+                7 * 86_400,
+            )?,
         };
 
         Ok(Settings {

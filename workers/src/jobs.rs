@@ -75,3 +75,21 @@ pub fn schedule_syncs(services: Services, _job: job::Model) -> JobFuture {
         Ok(())
     })
 }
+
+/// The reconciler: ingests executions missing from the store, re-fetches stale calls.
+pub fn reconcile(services: Services, _job: job::Model) -> JobFuture {
+    Box::pin(async move {
+        let r = domain::sync::reconcile(&services)
+            .await
+            .map_err(|e| e.to_string())?;
+        if r.missing + r.stale > 0 {
+            tracing::info!(
+                missing = r.missing,
+                stale = r.stale,
+                repaired = r.repaired,
+                "reconciled"
+            );
+        }
+        Ok(())
+    })
+}

@@ -220,6 +220,7 @@ pub fn runner(services: Services, settings: &domain::settings::Settings) -> Runn
     .handle(lifecycle::STALE_CALLS_JOB, with(jobs::stale_calls))
     .handle(sync::SYNC_JOB, with(jobs::sync_run))
     .handle(sync::SCHEDULE_JOB, with(jobs::schedule_syncs))
+    .handle(sync::RECONCILE_JOB, with(jobs::reconcile))
     .every(
         lifecycle::STALE_CALLS_JOB,
         Duration::from_secs(settings.providers.stale_call_seconds.clamp(10, 300)),
@@ -227,6 +228,10 @@ pub fn runner(services: Services, settings: &domain::settings::Settings) -> Runn
     .every(
         sync::SCHEDULE_JOB,
         Duration::from_secs(settings.providers.sync_interval_seconds),
+    )
+    .every(
+        sync::RECONCILE_JOB,
+        Duration::from_secs(settings.providers.reconcile_interval_seconds),
     )
 }
 

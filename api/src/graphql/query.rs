@@ -208,4 +208,20 @@ impl Query {
             .gql()?
             .map(super::sync::SyncRun))
     }
+
+    /// Compares the provider's executions since `since` (default 7 days) with the store:
+    /// what is missing here, calls stuck non-terminal, customers sync created that have no
+    /// call left. Reads the provider's whole listing, so it takes a while.
+    async fn sync_audit(
+        &self,
+        ctx: &Context<'_>,
+        provider: super::enums::Provider,
+        since: Option<DateTime<Utc>>,
+    ) -> async_graphql::Result<super::sync::SyncAudit> {
+        let services = super::context::services(ctx)?;
+        domain::sync::audit(services, scope(ctx)?, provider.into(), since)
+            .await
+            .map(super::sync::SyncAudit::from_domain)
+            .gql()
+    }
 }

@@ -9,7 +9,7 @@ use entity::sync_run;
 use super::context::{db, scope};
 use super::enums::{Provider, SyncStatus, SyncTrigger};
 use super::error::GqlResultExt;
-use super::types::{PageInfo, page_info};
+use super::types::{Call, Customer, PageInfo, page_info};
 
 /// What to sync.
 #[derive(InputObject)]
@@ -165,5 +165,42 @@ impl SyncRunConnection {
     /// Number of runs, over all pages.
     async fn total_count(&self, ctx: &Context<'_>) -> async_graphql::Result<u64> {
         sync::count(db(ctx)?, scope(ctx)?).await.gql()
+    }
+}
+
+/// What the provider holds against what is stored (see `syncAudit`).
+#[derive(SimpleObject)]
+pub struct SyncAudit {
+    /// The provider compared.
+    pub provider: Provider,
+    /// Start of the window compared (to now).
+    pub since: DateTime<Utc>,
+    /// Executions the provider has that sync would store (a registered agent, a number).
+    pub provider_call_count: i64,
+    /// How many of those are stored.
+    pub stored_call_count: i64,
+    /// Execution ids the provider has and the store does not (at most 1,000).
+    pub missing_in_store: Vec<String>,
+    /// Calls non-terminal for longer than `STALE_CALL_SECONDS`.
+    pub stale_calls: Vec<Call>,
+    /// Customers created by sync that have no call left.
+    pub orphaned_customers: Vec<Customer>,
+}
+
+impl SyncAudit {
+    pub fn from_domain(a: sync::Audit) -> Self {
+        SyncAudit {
+            provider: a.provider.into(),
+            since: a.since,
+            provider_call_count: a.provider_call_count,
+            stored_call_count: a.stored_call_count,
+            missing_in_store: a.missing_in_store,
+            stale_calls: a.stale_calls.into_iter().map(Call::new).collect(),
+            orphaned_customers: a
+                .orphaned_customers
+                .into_iter()
+                .map(Customer::new)
+                .collect(),
+        }
     }
 }

@@ -146,7 +146,21 @@ async fn run_to_end(app: &TestApp, key: &str, dry_run: bool) -> Value {
     .await
 }
 
-async fn bolna_sync_counts_everything_exactly(app: TestApp) {
+/// `GET /executions/{id}` from the dataset.
+struct ById(Vec<Exec>);
+
+impl Respond for ById {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let id = req.url.path().rsplit('/').next().unwrap_or_default();
+        match self.0.iter().find(|e| e.id == id) {
+            Some(e) => ResponseTemplate::new(200).set_body_json(body(e)),
+            None => ResponseTemplate::new(404).set_body_json(json!({"detail": "not found"})),
+        }
+    }
+}
+
+/// The fake Bolna, a tenant with its credentials, and the two registered agents' ids.
+async fn setup(app: &TestApp) -> (MockServer, crate::common::Tenant, String, String) {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path("/v2/agent/all"))
@@ -164,10 +178,20 @@ async fn bolna_sync_counts_everything_exactly(app: TestApp) {
         })
         .mount(&server)
         .await;
+    Mock::given(method("GET"))
+        .and(path_regex(r"^/executions/[^/]+$"))
+        .respond_with(ById(dataset()))
+        .mount(&server)
+        .await;
     let t = app.create_tenant("Acme", "IN").await;
     app.ok(&t.key, "mutation($u: String) { setProviderCredentials(input: {provider: BOLNA, apiKey: \"bn-key\", baseUrl: $u}) }", json!({ "u": server.uri() })).await;
     let one = app.create_agent_for(&t.key, "BOLNA", "agent-one").await;
     let two = app.create_agent_for(&t.key, "BOLNA", "agent-two").await;
+    (server, t, one, two)
+}
+
+async fn bolna_sync_counts_everything_exactly(app: TestApp) {
+    let (_server, t, one, two) = setup(&app).await;
 
     // What the dataset holds, computed independently.
     let data = dataset();
@@ -350,3 +374,78 @@ async fn sync_edges(app: TestApp) {
     );
 }
 on_both!(sync_edges, sync_edges);
+
+const AUDIT: &str = "query($s: DateTime) { syncAudit(provider: BOLNA, since: $s) { providerCallCount storedCallCount missingInStore staleCalls { providerExecutionId } orphanedCustomers { id } } }";
+
+/// The audit finds a deleted call and a stale one; the reconciler repairs both.
+async fn audit_and_reconcile(app: TestApp) {
+    use sea_orm::ConnectionTrait;
+    let (_server, t, _, _) = setup(&app).await;
+    run_to_end(&app, &t.key, false).await;
+    let expected = dataset()
+        .iter()
+        .filter(|e| e.agent != "agent-unknown" && e.person.is_some())
+        .count();
+    let vars = json!({ "s": since().to_rfc3339() });
+    let clean = app.ok(&t.key, AUDIT, vars.clone()).await["syncAudit"].clone();
+    assert_eq!(clean["providerCallCount"], expected, "{clean}");
+    assert_eq!(clean["storedCallCount"], expected);
+    assert_eq!(clean["missingInStore"], json!([]));
+
+    app.db
+        .execute_unprepared("DELETE FROM calls WHERE provider_execution_id = 'exec-0001'")
+        .await
+        .unwrap();
+    app.db
+        .execute_unprepared("UPDATE calls SET status = 'IN_PROGRESS', status_rank = 6, updated_at = '2026-01-01 00:00:00+00:00' WHERE provider_execution_id = 'exec-0002'")
+        .await
+        .unwrap();
+    let audit = app.ok(&t.key, AUDIT, vars.clone()).await["syncAudit"].clone();
+    assert_eq!(audit["storedCallCount"], expected - 1, "{audit}");
+    assert_eq!(audit["missingInStore"], json!(["exec-0001"]));
+    assert_eq!(
+        audit["staleCalls"],
+        json!([{ "providerExecutionId": "exec-0002" }])
+    );
+
+    let tenant_id = uuid::Uuid::parse_str(&t.id).unwrap();
+    let repaired = domain::sync::reconcile_one(
+        &app.services,
+        tenant_id,
+        domain::types::Provider::Bolna,
+        since(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (repaired.missing, repaired.stale, repaired.repaired),
+        (1, 1, 2)
+    );
+    let after = app.ok(&t.key, AUDIT, vars).await["syncAudit"].clone();
+    assert_eq!(
+        (after["missingInStore"].clone(), after["staleCalls"].clone()),
+        (json!([]), json!([])),
+        "{after}"
+    );
+    assert_eq!(after["storedCallCount"], expected);
+    // A provider the tenant has no credentials for is a clear error.
+    let body = app
+        .gql(
+            Some(&t.key),
+            "{ syncAudit(provider: TELI) { providerCallCount } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(code(&body), "BAD_USER_INPUT");
+}
+on_both!(
+    audit_and_reconcile,
+    audit_and_reconcile,
+    [
+        ("RUN_WORKER", "true"),
+        ("WORKER_POLL_MS", "20"),
+        ("ALLOW_PROVIDER_BASE_URL", "true"),
+        ("SYNC_INTERVAL_SECONDS", "86400"),
+        ("RECONCILE_INTERVAL_SECONDS", "604800")
+    ]
+);
