@@ -449,3 +449,168 @@ on_both!(
         ("RECONCILE_INTERVAL_SECONDS", "604800")
     ]
 );
+
+struct TeliCall {
+    id: String,
+    agent: &'static str,
+    at_ms: i64,
+    person: Option<usize>,
+}
+
+fn teli_dataset() -> Vec<TeliCall> {
+    let start = since().timestamp_millis();
+    (0..250)
+        .map(|i| TeliCall {
+            id: format!("call_{i:04}"),
+            agent: if i % 5 == 4 {
+                "teli-unknown"
+            } else {
+                "teli-agent"
+            },
+            // Ten days, newest last.
+            at_ms: start + (i as i64) * 3_456_000,
+            person: (i % 20 != 3).then_some(i % 60),
+        })
+        .collect()
+}
+
+fn teli_item(c: &TeliCall, detail: bool) -> Value {
+    let mut v = json!({ "call_id": c.id, "agent_id": c.agent, "call_status": "ended", "direction": "outbound",
+                        "start_timestamp": c.at_ms, "end_timestamp": c.at_ms + 60_000,
+                        "call_analyzed_at": "2026-10-01T00:00:00" });
+    if detail {
+        v["duration_ms"] = json!(60_000);
+        v["transcript"] = json!(format!("Agent: hi\nUser: about {}", c.id));
+        v["call_analysis"] = json!({ "call_summary": format!("Summary {}", c.id) });
+        if let Some(p) = c.person {
+            v["from_number"] = json!("+15125550100");
+            v["to_number"] = json!(format!("(512) 555-{:04}", 1000 + p));
+        }
+    }
+    v
+}
+
+struct FakeTeli(Vec<TeliCall>);
+
+impl Respond for FakeTeli {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let q: std::collections::HashMap<String, String> =
+            req.url.query_pairs().into_owned().collect();
+        if q.get("organization_id").map(String::as_str) != Some("org-1") {
+            return ResponseTemplate::new(400)
+                .set_body_json(json!({"error": "organization_id is required"}));
+        }
+        let path = req.url.path();
+        if let Some(id) = path.strip_prefix("/v1/voice/calls/") {
+            if id == "call_0010" {
+                return ResponseTemplate::new(400)
+                    .set_body_json(json!({"error": "call is archived"}));
+            }
+            return match self.0.iter().find(|c| c.id == id) {
+                Some(c) => ResponseTemplate::new(200)
+                    .set_body_json(json!({"success": true, "call": teli_item(c, true)})),
+                None => ResponseTemplate::new(404),
+            };
+        }
+        assert_eq!(q["is_admin"], "true");
+        let limit: usize = q["limit"].parse().unwrap();
+        assert!(limit <= 100);
+        let from = q["start_date"]
+            .parse::<DateTime<Utc>>()
+            .unwrap()
+            .timestamp_millis();
+        let to = q["end_date"]
+            .parse::<DateTime<Utc>>()
+            .unwrap()
+            .timestamp_millis();
+        let mut rows: Vec<&TeliCall> = self
+            .0
+            .iter()
+            .filter(|c| c.at_ms >= from && c.at_ms <= to)
+            .collect();
+        rows.sort_by_key(|c| std::cmp::Reverse(c.at_ms));
+        let calls: Vec<Value> = rows
+            .iter()
+            .take(limit)
+            .map(|c| teli_item(c, false))
+            .collect();
+        ResponseTemplate::new(200).set_body_json(
+            json!({"success": true, "count": calls.len(), "calls": calls, "powered_by": "Teli"}),
+        )
+    }
+}
+
+/// Teli: organisation-wide listing paged back in time, details fetched per call, a call
+/// that cannot be fetched listed as an error (PARTIAL), progress pushed to subscribers.
+async fn teli_sync_and_progress(app: TestApp) {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path_regex(r"^/v1/voice/calls(/[^/]+)?$"))
+        .respond_with(FakeTeli(teli_dataset()))
+        .mount(&server)
+        .await;
+    let t = app.create_tenant("Acme", "US").await;
+    app.ok(&t.key, "mutation($u: String) { setProviderCredentials(input: {provider: TELI, apiKey: \"tk\", baseUrl: $u, organizationId: \"org-1\"}) }", json!({ "u": server.uri() })).await;
+    app.create_agent_for(&t.key, "TELI", "teli-agent").await;
+    let mut ws = crate::wsclient::Ws::connect(app.addr, &t.key).await;
+    ws.subscribe(
+        "p",
+        "subscription { syncRunUpdated { status totalCalls } }",
+        json!({}),
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+
+    let until = since() + Duration::days(11);
+    let started = app
+        .ok(&t.key, TRIGGER, json!({ "i": { "provider": "TELI", "since": since().to_rfc3339(), "until": until.to_rfc3339() } }))
+        .await;
+    let id = started["triggerSync"]["id"].as_str().unwrap().to_owned();
+    let run = eventually(60, || async {
+        let r = app.ok(&t.key, RUN, json!({ "id": id })).await["syncRun"].clone();
+        (r["status"] != "RUNNING").then_some(r)
+    })
+    .await;
+    let data = teli_dataset();
+    let known: Vec<&TeliCall> = data.iter().filter(|c| c.agent == "teli-agent").collect();
+    let fetchable: Vec<&&TeliCall> = known.iter().filter(|c| c.id != "call_0010").collect();
+    let with_phone = fetchable.iter().filter(|c| c.person.is_some()).count();
+    assert_eq!(run["status"], "PARTIAL", "{run}");
+    assert_eq!(run["totalCalls"], 250, "{run}");
+    assert_eq!(run["skippedUnknownAgent"], 50);
+    assert_eq!(run["skippedNoPhone"], fetchable.len() - with_phone);
+    assert_eq!(run["syncedCalls"], with_phone);
+    let errors = run["errors"].as_array().unwrap();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.as_str().unwrap().contains("call_0010")
+                && e.as_str().unwrap().contains("archived")),
+        "{errors:?}"
+    );
+    let stored = app.ok(&t.key, "{ calls { totalCount } }", json!({})).await;
+    assert_eq!(
+        stored["calls"]["totalCount"], with_phone,
+        "what was stored is kept"
+    );
+
+    // Progress arrived over the subscription, ending with the final status.
+    let mut last = Value::Null;
+    while let crate::wsclient::Next::Msg(m) = ws.next(2).await {
+        last = m["payload"]["data"]["syncRunUpdated"].clone();
+        if last["status"] != "RUNNING" {
+            break;
+        }
+    }
+    assert_eq!(last, json!({ "status": "PARTIAL", "totalCalls": 250 }));
+}
+on_both!(
+    teli_sync_and_progress,
+    teli_sync_and_progress,
+    [
+        ("RUN_WORKER", "true"),
+        ("WORKER_POLL_MS", "20"),
+        ("ALLOW_PROVIDER_BASE_URL", "true"),
+        ("SYNC_INTERVAL_SECONDS", "86400")
+    ]
+);

@@ -112,6 +112,7 @@ async fn execute(services: &Services, run: &sync_run::Model) -> Result<Counts, S
             }
         }
     }
+    counts.total += walker.unreadable;
     counts.errors.append(&mut walker.errors);
     if !counts.unknown_agents.is_empty() {
         let mut ids: Vec<&String> = counts.unknown_agents.iter().collect();

@@ -101,6 +101,8 @@ pub(crate) struct Walker<'a> {
     page_pending: bool,
     seen: HashSet<String>,
     pub errors: Vec<String>,
+    /// Executions listed but not readable (their detail failed); they are in `errors`.
+    pub unreadable: i32,
 }
 
 impl<'a> Walker<'a> {
@@ -118,6 +120,7 @@ impl<'a> Walker<'a> {
             page_pending: false,
             seen: HashSet::new(),
             errors: Vec::new(),
+            unreadable: 0,
         }
     }
 
@@ -130,7 +133,10 @@ impl<'a> Walker<'a> {
                 }
                 match complete(self.account, report).await {
                     Ok(r) => return Some(Step::Report(Box::new(r))),
-                    Err(e) => self.errors.push(e),
+                    Err(e) => {
+                        self.unreadable += 1;
+                        self.errors.push(e);
+                    }
                 }
             }
             if self.page_pending {
