@@ -1,0 +1,336 @@
+//! Sync benchmark: a local fake Bolna serving BENCH_EXECUTIONS (100,000) executions in
+//! pages of 50 over two 7-day windows, synced into PostgreSQL end to end by the release
+//! API's embedded worker (HTTP paging, routing, customer dedupe, call upsert), then synced
+//! again (all duplicates). The ceiling is pgbench inserting 100-row `INSERT .. ON CONFLICT`
+//! batches of the calls-like row from one client, measured in the same run.
+//!
+//! Usage: `cargo build --release -p api -p bench && target/release/sync`
+//! Environment: BENCH_PG, BENCH_SECONDS (10, the pgbench duration), BENCH_EXECUTIONS
+//! (100000), BENCH_API_BIN.
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use axum::extract::{Path, Query, State};
+use bench::{Proc, db_url, env_or, free_port, fresh_database, out, pgbench, rss_kb, wait_http};
+use chrono::{DateTime, TimeZone, Utc};
+use sea_orm::{ConnectionTrait, Database};
+use serde_json::{Value, json};
+
+const ADMIN_TOKEN: &str = "bench-operator-token-0123456789";
+const SECRETS_KEY: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
+const DB: &str = "sb_sync";
+const PGB_DB: &str = "sb_sync_pgbench";
+
+fn start() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 9, 1, 0, 0, 0)
+        .single()
+        .unwrap_or_default()
+}
+
+#[derive(Clone)]
+struct Fake {
+    total: usize,
+}
+
+impl Fake {
+    /// Execution `i` happens at `start + i * step`, over 14 days.
+    fn at(&self, i: usize) -> DateTime<Utc> {
+        let step = 14 * 86_400_000 / self.total as i64;
+        start() + chrono::Duration::milliseconds(i as i64 * step)
+    }
+
+    fn body(&self, i: usize) -> Value {
+        let at = self.at(i).to_rfc3339();
+        json!({ "id": format!("exec-{i:07}"), "agent_id": "bench-agent", "status": "completed",
+                "created_at": at, "updated_at": at, "conversation_duration": 61.5, "total_cost": 5.5,
+                "transcript": format!("assistant: hello, calling about your enquiry\nuser: yes, tell me more {i}\nassistant: we have two options\nuser: send details"),
+                "summary": "Asked for details.",
+                "telephony_data": { "to_number": format!("+9198{:08}", i % 20_000), "call_type": "outbound", "duration": "62" },
+                "extracted_data": { "intent": "interested" } })
+    }
+}
+
+async fn agents() -> axum::Json<Value> {
+    axum::Json(json!([{ "id": "bench-agent", "agent_name": "Bench" }]))
+}
+
+async fn executions(
+    State(fake): State<Arc<Fake>>,
+    Path(_agent): Path<String>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> axum::Json<Value> {
+    let page: usize = q
+        .get("page_number")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let size: usize = q
+        .get("page_size")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20)
+        .min(50);
+    let from: DateTime<Utc> = q
+        .get("from")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(start());
+    let to: DateTime<Utc> = q.get("to").and_then(|v| v.parse().ok()).unwrap_or(start());
+    // Indices in [from, to], newest first (times grow with the index).
+    let step = 14 * 86_400_000 / fake.total as i64;
+    let ms = |t: DateTime<Utc>| (t - start()).num_milliseconds();
+    let lo = (ms(from).max(0) + step - 1) / step;
+    let hi = (ms(to) / step).min(fake.total as i64 - 1);
+    let count = (hi - lo + 1).max(0) as usize;
+    let first = (page - 1) * size;
+    let slice: Vec<Value> = (0..size)
+        .map(|k| first + k)
+        .take_while(|k| *k < count)
+        .map(|k| fake.body((hi as usize) - k))
+        .collect();
+    let ids = vec![(); count];
+    let has_more = page * size < ids.len();
+    axum::Json(
+        json!({ "page_number": page, "page_size": size, "total": ids.len(), "has_more": has_more, "data": slice }),
+    )
+}
+
+async fn gql(
+    client: &reqwest::Client,
+    base: &str,
+    key: &str,
+    query: &str,
+    vars: Value,
+) -> anyhow::Result<Value> {
+    let body: Value = client
+        .post(format!("{base}/graphql"))
+        .bearer_auth(key)
+        .json(&json!({ "query": query, "variables": vars }))
+        .send()
+        .await?
+        .json()
+        .await?;
+    if body.get("errors").is_some() {
+        bail!("GraphQL errors: {body}");
+    }
+    Ok(body["data"].clone())
+}
+
+struct Sync {
+    seconds: f64,
+    run: Value,
+    peak_rss_mb: f64,
+}
+
+async fn sync_once(
+    client: &reqwest::Client,
+    base: &str,
+    key: &str,
+    pid: u32,
+) -> anyhow::Result<Sync> {
+    let until = start() + chrono::Duration::days(14) + chrono::Duration::minutes(1);
+    let started = Instant::now();
+    let data = gql(
+        client,
+        base,
+        key,
+        "mutation($s: DateTime!, $u: DateTime!) { triggerSync(input: {provider: BOLNA, since: $s, until: $u}) { id } }",
+        json!({ "s": start().to_rfc3339(), "u": until.to_rfc3339() }),
+    )
+    .await?;
+    let id = data["triggerSync"]["id"].as_str().context("id")?.to_owned();
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut peak = 0;
+            while !stop.load(Ordering::Relaxed) {
+                peak = peak.max(rss_kb(pid).unwrap_or(0));
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            peak
+        })
+    };
+    let run = loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let d = gql(
+            client,
+            base,
+            key,
+            "query($id: ID!) { syncRun(id: $id) { status totalCalls syncedCalls duplicateCalls newCustomers updatedCustomers skippedNoPhone skippedUnknownAgent errors } }",
+            json!({ "id": id }),
+        )
+        .await?;
+        if d["syncRun"]["status"] != "RUNNING" {
+            break d["syncRun"].clone();
+        }
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    let peak = sampler.await?;
+    Ok(Sync {
+        seconds,
+        run,
+        peak_rss_mb: peak as f64 / 1024.0,
+    })
+}
+
+async fn run() -> anyhow::Result<()> {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let pg_admin = std::env::var("BENCH_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let api_bin =
+        std::env::var("BENCH_API_BIN").unwrap_or_else(|_| format!("{root}/target/release/api"));
+    let seconds: u64 = env_or("BENCH_SECONDS", 10);
+    let total: usize = env_or("BENCH_EXECUTIONS", 100_000);
+    if !std::path::Path::new(&api_bin).exists() {
+        bail!("{api_bin} not found: run `cargo build --release -p api -p bench` first");
+    }
+    out(format!(
+        "Switchboard sync benchmark: {total} executions in pages of 50, one run each"
+    ));
+    let admin = Database::connect(&pg_admin).await?;
+
+    // Ceiling: 100-row upsert batches from one client.
+    fresh_database(&admin, PGB_DB).await?;
+    let pgb_url = db_url(&pg_admin, PGB_DB);
+    let pgb = Database::connect(&pgb_url).await?;
+    pgb.execute_unprepared(
+        "CREATE TABLE calls_like (tenant_id uuid NOT NULL, provider text NOT NULL, execution_id text NOT NULL, \
+         status text NOT NULL, status_rank int NOT NULL, transcript text, updated_at timestamptz NOT NULL, \
+         PRIMARY KEY (tenant_id, provider, execution_id))",
+    )
+    .await?;
+    drop(pgb);
+    let script = std::env::temp_dir().join(format!("sb-batch-{}.sql", std::process::id()));
+    std::fs::write(
+        &script,
+        "\\set base random(1, 10000000)\n\
+         INSERT INTO calls_like SELECT '00000000-0000-0000-0000-000000000001', 'BOLNA', 'exec-' || (:base + g), 'COMPLETED', 9, \
+         repeat('assistant: hello user: yes ', 6), now() FROM generate_series(1, 100) g \
+         ON CONFLICT (tenant_id, provider, execution_id) DO UPDATE SET status = excluded.status, status_rank = excluded.status_rank, \
+         transcript = excluded.transcript, updated_at = excluded.updated_at;\n",
+    )?;
+    let tps = pgbench(
+        &pgb_url,
+        &[
+            "-n",
+            "-c1",
+            "-j1",
+            "-T",
+            &seconds.to_string(),
+            "-f",
+            &script.to_string_lossy(),
+        ],
+    )?;
+    let ceiling = tps * 100.0;
+    out(format!(
+        "ceiling: pgbench 100-row upsert batches, 1 client: {tps:.0} tps = {ceiling:.0} rows/s"
+    ));
+
+    // The fake provider.
+    let fake_port = free_port()?;
+    let app = axum::Router::new()
+        .route("/v2/agent/all", axum::routing::get(agents))
+        .route("/v2/agent/{id}/executions", axum::routing::get(executions))
+        .with_state(Arc::new(Fake { total }));
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", fake_port)).await?;
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+
+    fresh_database(&admin, DB).await?;
+    let url = db_url(&pg_admin, DB);
+    let client = reqwest::Client::new();
+    let port = free_port()?;
+    let api = Proc(
+        Command::new(&api_bin)
+            .arg("serve")
+            .env("DATABASE_URL", &url)
+            .env_remove("REDIS_URL")
+            .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+            .env("RUN_WORKER", "true")
+            .env("WORKER_POLL_MS", "50")
+            .env("SEED_DEMO", "false")
+            .env("ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("SECRETS_KEY", SECRETS_KEY)
+            .env("ALLOW_PROVIDER_BASE_URL", "true")
+            .env("SYNC_INTERVAL_SECONDS", "86400")
+            .env("RECONCILE_INTERVAL_SECONDS", "604800")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()?,
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    wait_http(&client, &format!("{base}/readyz")).await?;
+    let data = gql(
+        &client,
+        &base,
+        ADMIN_TOKEN,
+        "mutation { createTenant(input: {name: \"Sync bench\", defaultRegion: \"IN\"}) { apiKey } }",
+        json!({}),
+    )
+    .await?;
+    let key = data["createTenant"]["apiKey"]
+        .as_str()
+        .context("key")?
+        .to_owned();
+    gql(&client, &base, &key, "mutation($u: String) { setProviderCredentials(input: {provider: BOLNA, apiKey: \"bn\", baseUrl: $u}) }", json!({ "u": format!("http://127.0.0.1:{fake_port}") })).await?;
+    gql(&client, &base, &key, "mutation { createAgent(input: {name: \"Bench\", provider: BOLNA, providerAgentId: \"bench-agent\", businessName: \"Bench Homes\"}) { id } }", json!({})).await?;
+
+    let first = sync_once(&client, &base, &key, api.0.id()).await?;
+    let rate1 = total as f64 / first.seconds;
+    out(format!(
+        "first sync:  {:.1} s, {rate1:.0} executions/s, peak RSS {:.0} MB: {}",
+        first.seconds, first.peak_rss_mb, first.run
+    ));
+    let second = sync_once(&client, &base, &key, api.0.id()).await?;
+    let rate2 = total as f64 / second.seconds;
+    out(format!(
+        "re-run:      {:.1} s, {rate2:.0} executions/s, peak RSS {:.0} MB: {}",
+        second.seconds, second.peak_rss_mb, second.run
+    ));
+
+    let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
+    out("\nfigure                                          measured     goal       verdict");
+    let r = rate1 / ceiling;
+    out(format!(
+        "first sync / pgbench batch upsert rows/s       {r:>8.3}x   >= 0.45x   {}",
+        verdict(r >= 0.45)
+    ));
+    let peak = first.peak_rss_mb.max(second.peak_rss_mb);
+    out(format!(
+        "peak RSS of the API process                    {peak:>7.0}MB   < 150 MB   {}",
+        verdict(peak < 150.0)
+    ));
+    let r = rate2 / rate1;
+    out(format!(
+        "re-run rate / first rate                       {r:>8.2}x   >= 2x      {}",
+        verdict(r >= 2.0)
+    ));
+    let ok = first.run["syncedCalls"] == total && second.run["duplicateCalls"] == total;
+    out(format!(
+        "all synced once, all duplicates on re-run      {ok:>8}              {}",
+        verdict(ok)
+    ));
+
+    drop(api);
+    let _ = std::fs::remove_file(&script);
+    admin
+        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {DB} WITH (FORCE)"))
+        .await?;
+    admin
+        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {PGB_DB} WITH (FORCE)"))
+        .await?;
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    domain::install_tls_provider();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(run())
+}
