@@ -40,6 +40,8 @@ struct Counts {
     unknown_agent: i32,
     no_phone: i32,
     errors: Vec<String>,
+    /// How many of `errors` are notes (skipped unknown agents), not failures.
+    notes: usize,
     unknown_agents: HashSet<String>,
     by_agent: BTreeMap<Uuid, i64>,
     /// Dry runs: numbers that would become new customers, counted once each.
@@ -68,7 +70,8 @@ pub async fn run_sync(services: &Services, payload: serde_json::Value) -> Result
     }
     let outcome = execute(services, &run).await;
     let (status, counts) = match outcome {
-        Ok(c) if c.errors.is_empty() => (SyncStatus::Succeeded, c),
+        // Skipped unknown agents are reported, not failures: only errors make it PARTIAL.
+        Ok(c) if c.errors.len() == c.notes => (SyncStatus::Succeeded, c),
         Ok(c) => (SyncStatus::Partial, c),
         Err(message) => {
             let c = Counts {
@@ -123,6 +126,7 @@ async fn execute(services: &Services, run: &sync_run::Model) -> Result<Counts, S
             "calls of provider agents not registered here were skipped: {}",
             list.join(", ")
         ));
+        counts.notes += 1;
     }
     Ok(counts)
 }
