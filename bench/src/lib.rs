@@ -207,3 +207,25 @@ pub fn quantile(sorted: &[f64], p: f64) -> f64 {
     }
     sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
 }
+
+/// POSTs a GraphQL request; errors in the answer are an error.
+pub async fn gql(
+    client: &reqwest::Client,
+    base: &str,
+    key: &str,
+    query: &str,
+    vars: serde_json::Value,
+) -> anyhow::Result<serde_json::Value> {
+    let body: serde_json::Value = client
+        .post(format!("{base}/graphql"))
+        .bearer_auth(key)
+        .json(&serde_json::json!({ "query": query, "variables": vars }))
+        .send()
+        .await?
+        .json()
+        .await?;
+    if body.get("errors").is_some() {
+        bail!("GraphQL errors: {body}");
+    }
+    Ok(body["data"].clone())
+}

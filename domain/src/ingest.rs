@@ -298,7 +298,7 @@ pub async fn apply<C: ConnectionTrait>(
     .iter()
     .map(|c| merge(c))
     .collect();
-    let placeholders: Vec<String> = (1..=24).map(p).collect();
+    let slots: Vec<String> = (1..=24).map(p).collect();
     let sql = format!(
         "INSERT INTO calls (id, tenant_id, agent_id, customer_id, provider, provider_execution_id, provider_call_id, \
          provider_agent_id, direction, status, status_rank, from_number, to_number, started_at, ended_at, duration_seconds, \
@@ -311,7 +311,7 @@ pub async fn apply<C: ConnectionTrait>(
          customer_id = COALESCE(calls.customer_id, excluded.customer_id), \
          {}, updated_at = excluded.updated_at \
          RETURNING {}",
-        placeholders.join(", "),
+        slots.join(", "),
         merged.join(", "),
         RETURNED,
         now_param = p(25),
@@ -353,32 +353,15 @@ pub async fn apply<C: ConnectionTrait>(
         .ok_or_else(|| DomainError::Internal("call upsert returned nothing".into()))?;
     let created = model.id == new_id;
 
-    let event_sql = format!(
-        "INSERT INTO call_events (id, tenant_id, call_id, status, source, at, payload) \
-         VALUES ({}, {}, {}, {}, {}, {}, NULL) ON CONFLICT (call_id, status) DO NOTHING",
-        p(1),
-        p(2),
-        p(3),
-        p(4),
-        p(5),
-        p(6)
-    );
-    let recorded = conn
-        .execute_raw(Statement::from_sql_and_values(
-            backend,
-            event_sql,
-            [
-                Uuid::now_v7().into(),
-                tenant.id.into(),
-                model.id.into(),
-                report.status.as_str().into(),
-                source.as_str().into(),
-                report.occurred_at.unwrap_or(now).into(),
-            ],
-        ))
-        .await?
-        .rows_affected()
-        > 0;
+    let recorded = record_event(
+        conn,
+        tenant.id,
+        model.id,
+        report.status,
+        source,
+        report.occurred_at.unwrap_or(now),
+    )
+    .await?;
 
     let status = model.status.parse::<CallStatus>().unwrap_or(report.status);
     let advanced = created || previous.is_none_or(|p| status.rank() > p.rank());
@@ -407,6 +390,42 @@ const RETURNED: &str = "id, tenant_id, agent_id, customer_id, campaign_id, provi
     provider_call_id, direction, status, from_number, to_number, started_at, ended_at, duration_seconds, cost, \
     transcript, summary, recording_url, extracted_data, hangup_reason, NULL AS raw_payload, provider_agent_id, \
     status_rank, idempotency_key, error_message, variables, created_at, updated_at";
+
+/// Appends a (call, status) event; `false` when that status is already recorded.
+pub(crate) async fn record_event<C: ConnectionTrait>(
+    conn: &C,
+    tenant_id: Uuid,
+    call_id: Uuid,
+    status: CallStatus,
+    source: EventSource,
+    at: DateTime<Utc>,
+) -> DomainResult<bool> {
+    let backend = conn.get_database_backend();
+    let p = |n| param(backend, n);
+    let sql = format!(
+        "INSERT INTO call_events (id, tenant_id, call_id, status, source, at, payload) \
+         VALUES ({}, {}, {}, {}, {}, {}, NULL) ON CONFLICT (call_id, status) DO NOTHING",
+        p(1),
+        p(2),
+        p(3),
+        p(4),
+        p(5),
+        p(6)
+    );
+    let values = [
+        Uuid::now_v7().into(),
+        tenant_id.into(),
+        call_id.into(),
+        status.as_str().into(),
+        source.as_str().into(),
+        at.into(),
+    ];
+    Ok(conn
+        .execute_raw(Statement::from_sql_and_values(backend, sql, values))
+        .await?
+        .rows_affected()
+        > 0)
+}
 
 /// Finds or creates the tenant's customer for `phone`, moving `last_contacted_at` forward
 /// and filling a missing name. The row is rewritten only when one of those changes (a

@@ -33,7 +33,7 @@ pub struct StartCallInput {
     pub customer_id: Option<ID>,
     /// Any format, read in the tenant's default region.
     pub phone_number: Option<String>,
-    /// Values for the agent's prompt placeholders (a JSON object).
+    /// Values for the agent's prompt variables (a JSON object).
     pub variables: Option<Json<serde_json::Value>>,
     /// Retrying with the same key returns the same call instead of placing another.
     pub idempotency_key: Option<String>,

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use bench::{
-    Proc, db_url, env_or, free_port, fresh_database, median, metric, out, pgbench, quantile,
+    Proc, db_url, env_or, free_port, fresh_database, gql, median, metric, out, pgbench, quantile,
     rss_kb, wait_http,
 };
 use futures_util::{SinkExt, StreamExt};
@@ -101,27 +101,6 @@ async fn spawn_api(
 struct Tenant {
     key: String,
     token: String,
-}
-
-async fn gql(
-    client: &reqwest::Client,
-    base: &str,
-    key: &str,
-    query: &str,
-    vars: Value,
-) -> anyhow::Result<Value> {
-    let body: Value = client
-        .post(format!("{base}/graphql"))
-        .bearer_auth(key)
-        .json(&json!({ "query": query, "variables": vars }))
-        .send()
-        .await?
-        .json()
-        .await?;
-    if body.get("errors").is_some() {
-        bail!("GraphQL errors: {body}");
-    }
-    Ok(body["data"].clone())
 }
 
 async fn create_tenant(client: &reqwest::Client, base: &str, name: &str) -> anyhow::Result<Tenant> {

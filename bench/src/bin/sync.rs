@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use axum::extract::{Path, Query, State};
-use bench::{Proc, db_url, env_or, free_port, fresh_database, out, pgbench, rss_kb, wait_http};
+use bench::{
+    Proc, db_url, env_or, free_port, fresh_database, gql, out, pgbench, rss_kb, wait_http,
+};
 use chrono::{DateTime, TimeZone, Utc};
 use sea_orm::{ConnectionTrait, Database};
 use serde_json::{Value, json};
@@ -94,27 +96,6 @@ async fn executions(
     axum::Json(
         json!({ "page_number": page, "page_size": size, "total": ids.len(), "has_more": has_more, "data": slice }),
     )
-}
-
-async fn gql(
-    client: &reqwest::Client,
-    base: &str,
-    key: &str,
-    query: &str,
-    vars: Value,
-) -> anyhow::Result<Value> {
-    let body: Value = client
-        .post(format!("{base}/graphql"))
-        .bearer_auth(key)
-        .json(&json!({ "query": query, "variables": vars }))
-        .send()
-        .await?
-        .json()
-        .await?;
-    if body.get("errors").is_some() {
-        bail!("GraphQL errors: {body}");
-    }
-    Ok(body["data"].clone())
 }
 
 struct Sync {

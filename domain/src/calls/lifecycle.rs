@@ -17,7 +17,7 @@ use crate::db::param;
 use crate::dnc;
 use crate::error::{DomainError, DomainResult};
 use crate::events::Event;
-use crate::ingest::{recipient_name, upsert_customer};
+use crate::ingest::{self, recipient_name, upsert_customer};
 use crate::phone::PhoneNumber;
 use crate::providers::registry::ProviderLookupError;
 use crate::providers::simulator::SimCall;
@@ -259,30 +259,7 @@ async fn record_event<C: ConnectionTrait>(
     status: CallStatus,
     source: EventSource,
 ) -> DomainResult<()> {
-    let backend = conn.get_database_backend();
-    let p = |n| param(backend, n);
-    conn.execute_raw(Statement::from_sql_and_values(
-        backend,
-        format!(
-            "INSERT INTO call_events (id, tenant_id, call_id, status, source, at, payload) \
-             VALUES ({}, {}, {}, {}, {}, {}, NULL) ON CONFLICT (call_id, status) DO NOTHING",
-            p(1),
-            p(2),
-            p(3),
-            p(4),
-            p(5),
-            p(6)
-        ),
-        [
-            Uuid::now_v7().into(),
-            model.tenant_id.into(),
-            model.id.into(),
-            status.as_str().into(),
-            source.as_str().into(),
-            Utc::now().into(),
-        ],
-    ))
-    .await?;
+    ingest::record_event(conn, model.tenant_id, model.id, status, source, Utc::now()).await?;
     Ok(())
 }
 
@@ -353,17 +330,25 @@ async fn fail_call(services: &Services, model: &call::Model, reason: &str) -> Do
     Ok(())
 }
 
+/// A call job's payload and its call (`None` when the call is gone).
+async fn job_call(
+    services: &Services,
+    payload: serde_json::Value,
+) -> Result<(CallJob, Option<call::Model>), String> {
+    let job: CallJob = serde_json::from_value(payload).map_err(|e| e.to_string())?;
+    let model = call::Entity::find_by_id(job.call_id)
+        .filter(call::Column::TenantId.eq(job.tenant_id))
+        .one(services.db())
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((job, model))
+}
+
 /// Job: place a queued call with its provider. Idempotent, and never sends the
 /// provider's create request twice for one call.
 pub async fn place_call(services: &Services, payload: serde_json::Value) -> Result<(), String> {
-    let job: CallJob = serde_json::from_value(payload).map_err(|e| e.to_string())?;
     let db = services.db();
-    let Some(model) = call::Entity::find_by_id(job.call_id)
-        .filter(call::Column::TenantId.eq(job.tenant_id))
-        .one(db)
-        .await
-        .map_err(|e| e.to_string())?
-    else {
+    let (job, Some(model)) = job_call(services, payload).await? else {
         return Ok(());
     };
     if let Some(id) = &model.provider_execution_id {
@@ -614,14 +599,8 @@ pub async fn simulator_report(
 
 /// Job: poll a placed call until it ends (webhooks usually get there first).
 pub async fn follow_call(services: &Services, payload: serde_json::Value) -> Result<(), String> {
-    let job: CallJob = serde_json::from_value(payload).map_err(|e| e.to_string())?;
     let db = services.db();
-    let Some(model) = call::Entity::find_by_id(job.call_id)
-        .filter(call::Column::TenantId.eq(job.tenant_id))
-        .one(db)
-        .await
-        .map_err(|e| e.to_string())?
-    else {
+    let (job, Some(model)) = job_call(services, payload).await? else {
         return Ok(());
     };
     if model.status_rank >= CallStatus::TERMINAL_RANK {
