@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-/// The Redis channel every process shares.
+/// The Redis channel every process shares (`EVENTS_CHANNEL` overrides it, e.g. to keep
+/// several deployments, or test runs, on one Redis apart).
 pub const EVENTS_CHANNEL: &str = "switchboard:events";
 
 /// Redis pub/sub when `REDIS_URL` is set, else the in-process bus.
@@ -26,13 +27,14 @@ pub fn from_settings(
     settings: &crate::settings::Settings,
 ) -> Result<Arc<dyn EventBus>, EventError> {
     Ok(match &settings.redis_url {
-        Some(url) => Arc::new(RedisBus::start(url.expose(), EVENTS_CHANNEL)?),
+        Some(url) => Arc::new(RedisBus::start(url.expose(), &settings.events_channel)?),
         None => Arc::new(InProcessBus::new()),
     })
 }
 
-/// How many events a subscriber may fall behind before it is told it lagged.
-pub const SUBSCRIBER_BUFFER: usize = 1024;
+/// How many events the process's fan-out (the hub) may fall behind the bus before events
+/// are dropped and counted; bursts of a few thousand events pass.
+pub const SUBSCRIBER_BUFFER: usize = 4096;
 
 /// Something a dashboard may want to see live. Every event belongs to one tenant.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

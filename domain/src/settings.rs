@@ -83,6 +83,8 @@ impl Default for GraphqlLimits {
 pub struct Settings {
     pub database: DatabaseSettings,
     pub redis_url: Option<Secret>,
+    /// Redis pub/sub channel of the event bus.
+    pub events_channel: String,
     pub bind_addr: SocketAddr,
     pub admin_token: Option<Secret>,
     pub run_worker: bool,
@@ -286,6 +288,8 @@ impl Settings {
                 max_connections,
             },
             redis_url,
+            events_channel: get("EVENTS_CHANNEL")
+                .unwrap_or_else(|| crate::events::EVENTS_CHANNEL.to_owned()),
             bind_addr,
             admin_token,
             run_worker,

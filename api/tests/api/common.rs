@@ -87,6 +87,11 @@ impl TestApp {
         ]);
         if let Some(redis) = domain::testdb::redis_url() {
             env.insert("REDIS_URL".into(), redis);
+            // Tests share one Redis: each app (and its siblings) gets a channel of its own.
+            env.insert(
+                "EVENTS_CHANNEL".into(),
+                format!("switchboard:test:{}", uuid::Uuid::new_v4().simple()),
+            );
         }
         for (k, v) in extra {
             env.insert((*k).into(), (*v).into());
