@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{Duration, Utc};
 use entity::{agent, sync_cursor, sync_run, tenant};
+use futures_util::StreamExt;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter, Set,
@@ -26,6 +27,9 @@ use crate::types::{EventSource, Provider, SyncStatus, SyncTrigger};
 
 pub const SYNC_JOB: &str = "sync_run";
 pub const SCHEDULE_JOB: &str = "sync_schedule";
+
+/// Executions of one page routed at once (each is its own short transaction).
+const PAGE_CONCURRENCY: usize = 8;
 
 /// The cursor stays this far behind the newest synced call: late rows and clock skew.
 const OVERLAP: Duration = Duration::minutes(30);
@@ -100,15 +104,29 @@ async fn execute(services: &Services, run: &sync_run::Model) -> Result<Counts, S
     let account = walk::open(services, run.tenant_id, provider).await?;
     let mut counts = Counts::default();
     let mut walker = Walker::new(&account, run.since, run.until);
+    let mut page: Vec<CallReport> = Vec::new();
     while let Some(step) = walker.next().await {
         match step {
             Step::Report(report) => {
                 counts.total += 1;
-                if let Err(e) = route(services, run, &account, *report, &mut counts).await {
-                    counts.errors.push(e.to_string());
+                if let Some(t) = report.started_at.or(report.occurred_at) {
+                    counts.newest = Some(counts.newest.map_or(t, |n| n.max(t)));
                 }
+                page.push(*report);
             }
             Step::PageDone => {
+                // A page's executions are independent: route several at once.
+                let routed: Vec<DomainResult<Routed>> = futures_util::stream::iter(page.drain(..))
+                    .map(|report| route(services, run, &account, report))
+                    .buffer_unordered(PAGE_CONCURRENCY)
+                    .collect()
+                    .await;
+                for r in routed {
+                    match r {
+                        Ok(routed) => tally(&mut counts, routed),
+                        Err(e) => counts.errors.push(e.to_string()),
+                    }
+                }
                 save(services, run, &counts, None)
                     .await
                     .map_err(|e| e.to_string())?;
@@ -131,34 +149,48 @@ async fn execute(services: &Services, run: &sync_run::Model) -> Result<Counts, S
     Ok(counts)
 }
 
+/// What routing one execution did (or, in a dry run, would do).
+enum Routed {
+    UnknownAgent(Option<String>),
+    NoPhone,
+    Duplicate,
+    Synced {
+        agent: Uuid,
+        customer: CustomerEffect,
+    },
+}
+
+enum CustomerEffect {
+    Created,
+    /// An existing customer got a new call.
+    Updated,
+    Unchanged,
+    /// Dry run: this number would become a customer (counted once per number).
+    WouldCreate(String),
+}
+
+/// Routes one execution: skips it (unknown agent, no number, already stored), or ingests
+/// it (a dry run only looks). Touches no counters, so a page's executions can be routed
+/// concurrently.
 async fn route(
     services: &Services,
     run: &sync_run::Model,
     account: &Account,
     report: CallReport,
-    counts: &mut Counts,
-) -> DomainResult<()> {
+) -> DomainResult<Routed> {
     let (tenant, region, registered) = (&account.tenant, account.region, &account.registered);
-    if let Some(t) = report.started_at.or(report.occurred_at) {
-        counts.newest = Some(counts.newest.map_or(t, |n| n.max(t)));
-    }
     let Some(agent) = report
         .provider_agent_id
         .as_ref()
         .and_then(|id| registered.get(id))
     else {
-        counts.unknown_agent += 1;
-        if let Some(id) = &report.provider_agent_id {
-            counts.unknown_agents.insert(id.clone());
-        }
-        return Ok(());
+        return Ok(Routed::UnknownAgent(report.provider_agent_id.clone()));
     };
     let Some(phone) = report
         .customer_number()
         .and_then(|raw| PhoneNumber::parse(raw, region).ok())
     else {
-        counts.no_phone += 1;
-        return Ok(());
+        return Ok(Routed::NoPhone);
     };
     let db = services.db();
     let backend = db.get_database_backend();
@@ -182,12 +214,9 @@ async fn route(
         .map(|r| r.try_get::<i32>("", "status_rank"))
         .transpose()?;
     if existing.is_some_and(|rank| rank >= report.status.rank()) {
-        counts.duplicates += 1;
-        return Ok(());
+        return Ok(Routed::Duplicate);
     }
-    counts.synced += 1;
-    *counts.by_agent.entry(agent.id).or_default() += 1;
-    if run.dry_run {
+    let customer = if run.dry_run {
         let exists = db
             .query_one_raw(Statement::from_sql_and_values(
                 backend,
@@ -200,25 +229,55 @@ async fn route(
             ))
             .await?
             .is_some();
-        if !exists {
-            if counts.would_create.insert(phone.as_str().to_owned()) {
-                counts.new_customers += 1;
-            }
-        } else if existing.is_none() {
-            counts.updated_customers += 1;
+        match (exists, existing) {
+            (false, _) => CustomerEffect::WouldCreate(phone.into_string()),
+            (true, None) => CustomerEffect::Updated,
+            (true, Some(_)) => CustomerEffect::Unchanged,
         }
-        return Ok(());
+    } else {
+        let outcome = services
+            .ingestor()
+            .ingest(tenant, &report, EventSource::Sync)
+            .await?;
+        if outcome.customer_created {
+            CustomerEffect::Created
+        } else if outcome.created {
+            CustomerEffect::Updated
+        } else {
+            CustomerEffect::Unchanged
+        }
+    };
+    Ok(Routed::Synced {
+        agent: agent.id,
+        customer,
+    })
+}
+
+fn tally(counts: &mut Counts, routed: Routed) {
+    match routed {
+        Routed::UnknownAgent(id) => {
+            counts.unknown_agent += 1;
+            if let Some(id) = id {
+                counts.unknown_agents.insert(id);
+            }
+        }
+        Routed::NoPhone => counts.no_phone += 1,
+        Routed::Duplicate => counts.duplicates += 1,
+        Routed::Synced { agent, customer } => {
+            counts.synced += 1;
+            *counts.by_agent.entry(agent).or_default() += 1;
+            match customer {
+                CustomerEffect::Created => counts.new_customers += 1,
+                CustomerEffect::Updated => counts.updated_customers += 1,
+                CustomerEffect::Unchanged => {}
+                CustomerEffect::WouldCreate(phone) => {
+                    if counts.would_create.insert(phone) {
+                        counts.new_customers += 1;
+                    }
+                }
+            }
+        }
     }
-    let outcome = services
-        .ingestor()
-        .ingest(tenant, &report, EventSource::Sync)
-        .await?;
-    if outcome.customer_created {
-        counts.new_customers += 1;
-    } else if outcome.created {
-        counts.updated_customers += 1;
-    }
-    Ok(())
 }
 
 /// Writes the counts (and the final status when given) and publishes the run.
