@@ -229,3 +229,22 @@ pub async fn gql(
     }
     Ok(body["data"].clone())
 }
+
+/// A fresh database `name` holding the calls-like table the pgbench ceilings write to;
+/// returns its URL.
+pub async fn calls_like_database(
+    admin: &DatabaseConnection,
+    admin_url: &str,
+    name: &str,
+) -> anyhow::Result<String> {
+    fresh_database(admin, name).await?;
+    let url = db_url(admin_url, name);
+    let db = sea_orm::Database::connect(&url).await?;
+    db.execute_unprepared(
+        "CREATE TABLE calls_like (tenant_id uuid NOT NULL, provider text NOT NULL, execution_id text NOT NULL, \
+         status text NOT NULL, status_rank int NOT NULL, transcript text, updated_at timestamptz NOT NULL, \
+         PRIMARY KEY (tenant_id, provider, execution_id))",
+    )
+    .await?;
+    Ok(url)
+}

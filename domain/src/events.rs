@@ -68,6 +68,20 @@ pub enum Event {
 }
 
 impl Event {
+    /// A call's change as committed; the provider's raw body stays out of the event.
+    pub fn call_updated(mut call: entity::call::Model, previous_status: Option<&str>) -> Self {
+        call.raw_payload = None;
+        Event::CallUpdated {
+            tenant_id: call.tenant_id,
+            call_id: call.id,
+            campaign_id: call.campaign_id,
+            status: call.status.clone(),
+            previous_status: previous_status.map(str::to_owned),
+            at: Utc::now(),
+            call: Some(Box::new(call)),
+        }
+    }
+
     pub fn tenant_id(&self) -> Uuid {
         match self {
             Event::CallUpdated { tenant_id, .. }

@@ -161,17 +161,8 @@ impl Ingestor {
         if !outcome.advanced {
             return;
         }
-        let mut snapshot = model;
-        snapshot.raw_payload = None;
-        let event = Event::CallUpdated {
-            tenant_id: snapshot.tenant_id,
-            call_id: snapshot.id,
-            campaign_id: snapshot.campaign_id,
-            status: snapshot.status.clone(),
-            previous_status: outcome.previous_status.map(|s| s.as_str().to_owned()),
-            at: Utc::now(),
-            call: Some(Box::new(snapshot)),
-        };
+        let previous = outcome.previous_status.map(CallStatus::as_str);
+        let event = Event::call_updated(model, previous);
         if let Err(e) = self.events.publish(event).await {
             // The write is committed; only other processes' subscribers miss this one.
             tracing::warn!(error = %e, "could not publish a call update");

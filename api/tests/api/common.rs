@@ -297,6 +297,16 @@ impl TestApp {
         )
     }
 
+    /// The tenant row, for tests that call `domain` directly.
+    pub async fn tenant_model(&self, id: &str) -> entity::tenant::Model {
+        use sea_orm::EntityTrait;
+        entity::tenant::Entity::find_by_id(uuid::Uuid::parse_str(id).unwrap())
+            .one(&self.db)
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
     pub async fn create_agent_for(
         &self,
         key: &str,

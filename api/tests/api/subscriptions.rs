@@ -304,14 +304,9 @@ on_both!(redis_down_then_back, redis_down_then_back);
 async fn a_client_that_stops_reading_is_dropped(app: TestApp) {
     use domain::providers::bolna;
     use domain::types::EventSource;
-    use sea_orm::EntityTrait;
     let t = app.create_tenant("A", "IN").await;
     app.create_agent_for(&t.key, "BOLNA", AGENT).await;
-    let tenant = entity::tenant::Entity::find_by_id(uuid::Uuid::parse_str(&t.id).unwrap())
-        .one(&app.db)
-        .await
-        .unwrap()
-        .unwrap();
+    let tenant = app.tenant_model(&t.id).await;
     let mut slow = Ws::connect(app.addr, &t.key).await;
     slow.subscribe(
         "1",

@@ -366,11 +366,7 @@ async fn every_order_gives_the_same_call(app: TestApp) {
     use sea_orm::EntityTrait;
     let t = app.create_tenant("Acme", "IN").await;
     app.create_agent_for(&t.key, "BOLNA", AGENT).await;
-    let tenant = entity::tenant::Entity::find_by_id(uuid::Uuid::parse_str(&t.id).unwrap())
-        .one(&app.db)
-        .await
-        .unwrap()
-        .unwrap();
+    let tenant = app.tenant_model(&t.id).await;
     let orders = permutations(&STATUSES);
     assert_eq!(orders.len(), 120);
     for (i, order) in orders.iter().enumerate() {

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use bench::{
-    Proc, db_url, env_or, free_port, fresh_database, gql, median, metric, out, pgbench, quantile,
-    rss_kb, wait_http,
+    Proc, calls_like_database, db_url, env_or, free_port, fresh_database, gql, median, metric, out,
+    pgbench, quantile, rss_kb, wait_http,
 };
 use futures_util::{SinkExt, StreamExt};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
@@ -611,16 +611,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     let admin = Database::connect(&cfg.pg_admin)
         .await
         .context("connecting to PostgreSQL (BENCH_PG)")?;
-    fresh_database(&admin, PGB_DB).await?;
-    let pgb_url = db_url(&cfg.pg_admin, PGB_DB);
-    let pgb = Database::connect(&pgb_url).await?;
-    pgb.execute_unprepared(
-        "CREATE TABLE calls_like (tenant_id uuid NOT NULL, provider text NOT NULL, execution_id text NOT NULL, \
-         status text NOT NULL, status_rank int NOT NULL, transcript text, updated_at timestamptz NOT NULL, \
-         PRIMARY KEY (tenant_id, provider, execution_id))",
-    )
-    .await?;
-    drop(pgb);
+    let pgb_url = calls_like_database(&admin, &cfg.pg_admin, PGB_DB).await?;
     let script = std::env::temp_dir().join(format!("sb-upsert-{}.sql", std::process::id()));
     std::fs::write(
         &script,

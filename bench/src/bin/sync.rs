@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use axum::extract::{Path, Query, State};
 use bench::{
-    Proc, db_url, env_or, free_port, fresh_database, gql, out, pgbench, rss_kb, wait_http,
+    Proc, calls_like_database, db_url, env_or, free_port, fresh_database, gql, out, pgbench,
+    rss_kb, wait_http,
 };
 use chrono::{DateTime, TimeZone, Utc};
 use sea_orm::{ConnectionTrait, Database};
@@ -174,16 +175,7 @@ async fn run() -> anyhow::Result<()> {
     let admin = Database::connect(&pg_admin).await?;
 
     // Ceiling: 100-row upsert batches from one client.
-    fresh_database(&admin, PGB_DB).await?;
-    let pgb_url = db_url(&pg_admin, PGB_DB);
-    let pgb = Database::connect(&pgb_url).await?;
-    pgb.execute_unprepared(
-        "CREATE TABLE calls_like (tenant_id uuid NOT NULL, provider text NOT NULL, execution_id text NOT NULL, \
-         status text NOT NULL, status_rank int NOT NULL, transcript text, updated_at timestamptz NOT NULL, \
-         PRIMARY KEY (tenant_id, provider, execution_id))",
-    )
-    .await?;
-    drop(pgb);
+    let pgb_url = calls_like_database(&admin, &pg_admin, PGB_DB).await?;
     let script = std::env::temp_dir().join(format!("sb-batch-{}.sql", std::process::id()));
     std::fs::write(
         &script,

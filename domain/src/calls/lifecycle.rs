@@ -264,17 +264,7 @@ async fn record_event<C: ConnectionTrait>(
 }
 
 async fn publish(services: &Services, model: &call::Model, previous: Option<CallStatus>) {
-    let mut snapshot = model.clone();
-    snapshot.raw_payload = None;
-    let event = Event::CallUpdated {
-        tenant_id: model.tenant_id,
-        call_id: model.id,
-        campaign_id: model.campaign_id,
-        status: model.status.clone(),
-        previous_status: previous.map(|s| s.as_str().to_owned()),
-        at: Utc::now(),
-        call: Some(Box::new(snapshot)),
-    };
+    let event = Event::call_updated(model.clone(), previous.map(CallStatus::as_str));
     if let Err(e) = services.events().publish(event).await {
         tracing::warn!(error = %e, "could not publish a call update");
     }
