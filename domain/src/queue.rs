@@ -120,12 +120,23 @@ pub async fn purge_finished(db: &DatabaseConnection, age: Duration) -> DomainRes
     Ok(res.rows_affected)
 }
 
-/// Claims up to `limit` due jobs for `worker`, each with a lease of `lease`.
+/// Claims up to `limit` jobs due now for `worker`, each with a lease of `lease`.
 pub async fn claim(
     db: &DatabaseConnection,
     worker: &str,
     limit: u64,
     lease: Duration,
+) -> DomainResult<Vec<job::Model>> {
+    claim_due_by(db, worker, limit, lease, Utc::now()).await
+}
+
+/// Claims up to `limit` jobs due at or before `due_by`.
+pub async fn claim_due_by(
+    db: &DatabaseConnection,
+    worker: &str,
+    limit: u64,
+    lease: Duration,
+    due_by: DateTime<Utc>,
 ) -> DomainResult<Vec<job::Model>> {
     let backend = db.get_database_backend();
     let now = Utc::now();
@@ -150,7 +161,7 @@ pub async fn claim(
         worker.into(),
         until.into(),
         now.into(),
-        now.into(),
+        due_by.min(now).into(),
         (limit as i64).into(),
     ];
     Ok(job::Entity::find()

@@ -106,12 +106,22 @@ impl Runner {
         &self.worker_id
     }
 
-    /// Claims and runs every job that is due now, then returns. Tests call this directly.
+    /// Claims and runs every job that was due when the pass began, then returns. Tests call
+    /// this directly.
     pub async fn run_pending_jobs(&self) -> anyhow::Result<PassStats> {
+        // Jobs that come due during the pass (a retry whose jittered backoff drew ~0 ms, a
+        // follow-up enqueued for "now") wait for the next pass, so a pass always ends.
+        let started = chrono::Utc::now();
         let mut stats = PassStats::default();
         loop {
-            let jobs =
-                queue::claim(&self.db, &self.worker_id, self.batch, self.lease.lease).await?;
+            let jobs = queue::claim_due_by(
+                &self.db,
+                &self.worker_id,
+                self.batch,
+                self.lease.lease,
+                started,
+            )
+            .await?;
             if jobs.is_empty() {
                 return Ok(stats);
             }
