@@ -111,6 +111,8 @@ pub struct ProviderSettings {
     pub teli_base_url: String,
     /// How much faster than real time the simulator plays calls.
     pub simulator_speed: f64,
+    /// Requests a minute to one Bolna account from this process (0: no limit).
+    pub bolna_requests_per_minute: u32,
     /// A call non-terminal this long is re-fetched from its provider.
     pub stale_call_seconds: u64,
     /// Per-request timeout of provider HTTP calls.
@@ -270,6 +272,13 @@ impl Settings {
             bolna_base_url: base_url("BOLNA_BASE_URL", "https://api.bolna.ai")?,
             teli_base_url: base_url("TELI_BASE_URL", "https://api.teli.ai")?,
             simulator_speed: parse_num(&get, "SIMULATOR_SPEED", 1.0, 0.01, 100_000.0)?,
+            bolna_requests_per_minute: parse_num(
+                &get,
+                "BOLNA_REQUESTS_PER_MINUTE",
+                450,
+                0,
+                1_000_000,
+            )?,
             stale_call_seconds: parse_num(&get, "STALE_CALL_SECONDS", 1800, 1, 30 * 86_400)?,
             request_timeout_ms: parse_num(&get, "PROVIDER_TIMEOUT_MS", 10_000, 100, 120_000)?,
             sync_interval_seconds: parse_num(&get, "SYNC_INTERVAL_SECONDS", 300, 10, 86_400)?,

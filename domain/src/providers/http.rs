@@ -1,12 +1,14 @@
 //! The one HTTP client every provider uses: timeouts, retries with full jitter for reads,
 //! `Retry-After`, and at-most-once for requests that create things.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
 
+use super::budget::Budget;
 use super::{ProviderError, ProviderResult};
 
 /// Retry knobs (starting values from shared/reference/hardening.md).
@@ -56,6 +58,8 @@ pub enum Auth {
 pub struct HttpClient {
     client: reqwest::Client,
     retry: RetryPolicy,
+    /// The account's request budget: every attempt, retries included, waits for it.
+    budget: Option<Arc<Budget>>,
 }
 
 impl HttpClient {
@@ -69,7 +73,19 @@ impl HttpClient {
             .user_agent(concat!("switchboard/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| ProviderError::Transient(format!("building the HTTP client: {e}")))?;
-        Ok(HttpClient { client, retry })
+        Ok(HttpClient {
+            client,
+            retry,
+            budget: None,
+        })
+    }
+
+    /// The same client, sending within `budget`.
+    pub fn with_budget(&self, budget: Option<Arc<Budget>>) -> Self {
+        HttpClient {
+            budget,
+            ..self.clone()
+        }
     }
 
     pub fn retry_policy(&self) -> RetryPolicy {
@@ -152,6 +168,9 @@ impl HttpClient {
     }
 
     async fn send(&self, req: RequestBuilder) -> ProviderResult<bytes::Bytes> {
+        if let Some(budget) = &self.budget {
+            budget.take().await;
+        }
         let response = match req.send().await {
             Ok(r) => r,
             Err(e) if e.is_connect() => {

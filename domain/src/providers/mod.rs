@@ -4,6 +4,7 @@
 //! turned into a [`CallReport`] and handed to `domain::ingest`.
 
 pub mod bolna;
+pub mod budget;
 pub mod http;
 pub mod registry;
 mod report;

@@ -1,13 +1,17 @@
 //! Builds the provider client for a tenant: the simulator, or a real provider from the
 //! tenant's stored credentials, all sharing one HTTP client.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
+use sha2::{Digest, Sha256};
+
 use super::bolna::Bolna;
+use super::budget::Budget;
 use super::http::{HttpClient, RetryPolicy};
 use super::simulator::Simulator;
 use super::teli::Teli;
@@ -25,6 +29,8 @@ pub struct Registry {
     cipher: Arc<Cipher>,
     settings: ProviderSettings,
     simulator: Arc<Simulator>,
+    /// Request budgets by account (a digest of provider and key), shared by its clients.
+    budgets: Arc<std::sync::Mutex<HashMap<[u8; 32], Arc<Budget>>>>,
 }
 
 impl Registry {
@@ -51,6 +57,7 @@ impl Registry {
             cipher,
             settings,
             simulator,
+            budgets: Arc::default(),
         })
     }
 
@@ -81,7 +88,10 @@ impl Registry {
                 .ok_or(ProviderError::NotConfigured(provider))?;
         let key = account.api_key.expose();
         Ok(match provider {
-            Provider::Bolna => Arc::new(Bolna::new(self.http.clone(), &account.base_url, key)),
+            Provider::Bolna => {
+                let http = self.http.with_budget(self.budget(provider, key));
+                Arc::new(Bolna::new(http, &account.base_url, key))
+            }
             Provider::Teli => Arc::new(Teli::new(
                 self.http.clone(),
                 &account.base_url,
@@ -90,6 +100,31 @@ impl Registry {
             )),
             Provider::Simulator => self.simulator.clone(),
         })
+    }
+}
+
+impl Registry {
+    /// The account's request budget, when its provider publishes a limit.
+    fn budget(&self, provider: Provider, key: &str) -> Option<Arc<Budget>> {
+        let limit = match provider {
+            Provider::Bolna => self.settings.bolna_requests_per_minute,
+            _ => 0,
+        };
+        if limit == 0 {
+            return None;
+        }
+        let mut digest = Sha256::new();
+        digest.update(provider.as_str().as_bytes());
+        digest.update([0]);
+        digest.update(key.as_bytes());
+        let id: [u8; 32] = digest.finalize().into();
+        let mut budgets = self.budgets.lock().unwrap_or_else(|e| e.into_inner());
+        Some(
+            budgets
+                .entry(id)
+                .or_insert_with(|| Arc::new(Budget::per_minute(limit)))
+                .clone(),
+        )
     }
 }
 
