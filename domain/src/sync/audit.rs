@@ -65,11 +65,13 @@ async fn find(
     since: DateTime<Utc>,
 ) -> DomainResult<Found> {
     let db = services.db();
-    let account = walk::open(services, tenant_id, provider)
-        .await
-        .map_err(|e| DomainError::invalid("provider", e))?;
+    let account = std::sync::Arc::new(
+        walk::open(services, tenant_id, provider)
+            .await
+            .map_err(|e| DomainError::invalid("provider", e))?,
+    );
     let mut expected: HashMap<String, CallReport> = HashMap::new();
-    let mut walker = Walker::new(&account, since, Utc::now());
+    let mut walker = Walker::new(account.clone(), since, Utc::now());
     while let Some(step) = walker.next().await {
         if let Step::Report(report) = step {
             let registered = report
@@ -97,18 +99,11 @@ async fn find(
     let ids: Vec<String> = expected.keys().cloned().collect();
     let mut stored = 0i64;
     for chunk in ids.chunks(500) {
-        let found: Vec<Option<String>> = call::Entity::find()
-            .select_only()
-            .column(call::Column::ProviderExecutionId)
-            .filter(call::Column::TenantId.eq(tenant_id))
-            .filter(call::Column::Provider.eq(provider.as_str()))
-            .filter(call::Column::ProviderExecutionId.is_in(chunk.iter().cloned()))
-            .into_tuple()
-            .all(db)
-            .await?;
-        stored += found.len() as i64;
-        for id in found.into_iter().flatten() {
-            expected.remove(&id);
+        let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        let found = crate::ingest::lookup(db, tenant_id, provider, &[], &refs, &[]).await?;
+        stored += found.calls.len() as i64;
+        for id in found.calls.keys() {
+            expected.remove(id);
         }
     }
     let mut missing: Vec<CallReport> = expected.into_values().collect();

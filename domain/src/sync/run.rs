@@ -2,23 +2,23 @@
 //! ingest what is new; counts, progress events and the outcome go on the `SyncRun`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::StreamExt;
 
 use chrono::{Duration, Utc};
 use entity::{agent, sync_cursor, sync_run, tenant};
-use futures_util::StreamExt;
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter, Set,
-    Statement,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, Set};
 use serde_json::json;
 use uuid::Uuid;
 
 use super::service::{AgentCount, TriggerSync, running};
 use super::walk::{self, Account, Step, Walker};
-use crate::db::param;
 use crate::error::{DomainError, DomainResult};
 use crate::events::Event;
+use crate::ingest::{self, Known};
 use crate::phone::PhoneNumber;
 use crate::providers::CallReport;
 use crate::services::Services;
@@ -28,8 +28,19 @@ use crate::types::{EventSource, Provider, SyncStatus, SyncTrigger};
 pub const SYNC_JOB: &str = "sync_run";
 pub const SCHEDULE_JOB: &str = "sync_schedule";
 
-/// Executions of one page routed at once (each is its own short transaction).
-const PAGE_CONCURRENCY: usize = 8;
+/// Pages the provider is walked ahead of the writer.
+const FETCH_AHEAD: usize = 8;
+
+/// Executions written in one transaction at most (pages that arrived while the previous
+/// batch was written are taken together).
+const MAX_BATCH: usize = 500;
+
+/// Batches written at once (each its own transaction; customers and calls are written in
+/// key order, so two batches cannot deadlock on each other).
+const WRITERS: usize = 2;
+
+/// Progress is saved and published at most this often (and at the end).
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// The cursor stays this far behind the newest synced call: late rows and clock skew.
 const OVERLAP: Duration = Duration::minutes(30);
@@ -51,6 +62,30 @@ struct Counts {
     /// Dry runs: numbers that would become new customers, counted once each.
     would_create: HashSet<String>,
     newest: Option<chrono::DateTime<Utc>>,
+}
+
+impl Counts {
+    /// Adds a batch's counts to the run's.
+    fn absorb(&mut self, batch: Counts) {
+        self.synced += batch.synced;
+        self.new_customers += batch.new_customers;
+        self.updated_customers += batch.updated_customers;
+        self.duplicates += batch.duplicates;
+        self.unknown_agent += batch.unknown_agent;
+        self.no_phone += batch.no_phone;
+        self.errors.extend(batch.errors);
+        self.notes += batch.notes;
+        self.unknown_agents.extend(batch.unknown_agents);
+        for (agent, n) in batch.by_agent {
+            *self.by_agent.entry(agent).or_default() += n;
+        }
+        // Dry runs: a number counts as a new customer once per run.
+        for phone in batch.would_create {
+            if self.would_create.insert(phone) {
+                self.new_customers += 1;
+            }
+        }
+    }
 }
 
 /// Job: runs one sync to its end. Restartable: a run picked up again after a crash
@@ -99,40 +134,74 @@ pub async fn run_sync(services: &Services, payload: serde_json::Value) -> Result
 }
 
 /// Everything but the final save. `Err` is a run that could not start (it ends FAILED).
+///
+/// A task walks the provider a few pages ahead while this one writes: pages that arrived
+/// meanwhile are routed and ingested together, in one transaction of set-based statements.
 async fn execute(services: &Services, run: &sync_run::Model) -> Result<Counts, String> {
     let provider: Provider = run.provider.parse().map_err(|_| "unknown provider")?;
-    let account = walk::open(services, run.tenant_id, provider).await?;
+    let account = Arc::new(walk::open(services, run.tenant_id, provider).await?);
+    let (pages_tx, mut pages) = tokio::sync::mpsc::channel::<Vec<CallReport>>(FETCH_AHEAD);
+    let walking = tokio::spawn({
+        let mut walker = Walker::new(account.clone(), run.since, run.until);
+        async move {
+            let mut page = Vec::new();
+            while let Some(step) = walker.next().await {
+                match step {
+                    Step::Report(report) => page.push(*report),
+                    Step::PageDone => {
+                        // The writer is gone (it failed): stop walking.
+                        if pages_tx.send(std::mem::take(&mut page)).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+            walker
+        }
+    });
     let mut counts = Counts::default();
-    let mut walker = Walker::new(&account, run.since, run.until);
-    let mut page: Vec<CallReport> = Vec::new();
-    while let Some(step) = walker.next().await {
-        match step {
-            Step::Report(report) => {
-                counts.total += 1;
+    let mut saved = Instant::now();
+    // Batches are written WRITERS at a time, each in its own task and transaction.
+    let mut writing = futures_util::stream::FuturesUnordered::new();
+    let mut walked = false;
+    loop {
+        while !walked && writing.len() < WRITERS {
+            let Some(mut batch) = pages.recv().await else {
+                walked = true;
+                break;
+            };
+            while batch.len() < MAX_BATCH
+                && let Ok(more) = pages.try_recv()
+            {
+                batch.extend(more);
+            }
+            counts.total += batch.len() as i32;
+            for report in &batch {
                 if let Some(t) = report.started_at.or(report.occurred_at) {
                     counts.newest = Some(counts.newest.map_or(t, |n| n.max(t)));
                 }
-                page.push(*report);
             }
-            Step::PageDone => {
-                // A page's executions are independent: route several at once.
-                let routed: Vec<DomainResult<Routed>> = futures_util::stream::iter(page.drain(..))
-                    .map(|report| route(services, run, &account, report))
-                    .buffer_unordered(PAGE_CONCURRENCY)
-                    .collect()
-                    .await;
-                for r in routed {
-                    match r {
-                        Ok(routed) => tally(&mut counts, routed),
-                        Err(e) => counts.errors.push(e.to_string()),
-                    }
-                }
-                save(services, run, &counts, None)
-                    .await
-                    .map_err(|e| e.to_string())?;
-            }
+            writing.push(tokio::spawn(route(
+                services.clone(),
+                run.dry_run,
+                account.clone(),
+                batch,
+            )));
+        }
+        let Some(done) = writing.next().await else {
+            break;
+        };
+        counts.absorb(done.map_err(|e| format!("writing a batch stopped: {e}"))?);
+        if saved.elapsed() >= PROGRESS_EVERY {
+            save(services, run, &counts, None)
+                .await
+                .map_err(|e| e.to_string())?;
+            saved = Instant::now();
         }
     }
+    let mut walker = walking
+        .await
+        .map_err(|e| format!("walking the provider stopped: {e}"))?;
     counts.total += walker.unreadable;
     counts.errors.append(&mut walker.errors);
     if !counts.unknown_agents.is_empty() {
@@ -149,135 +218,133 @@ async fn execute(services: &Services, run: &sync_run::Model) -> Result<Counts, S
     Ok(counts)
 }
 
-/// What routing one execution did (or, in a dry run, would do).
-enum Routed {
-    UnknownAgent(Option<String>),
-    NoPhone,
-    Duplicate,
-    Synced {
-        agent: Uuid,
-        customer: CustomerEffect,
-    },
-}
-
-enum CustomerEffect {
-    Created,
-    /// An existing customer got a new call.
-    Updated,
-    Unchanged,
-    /// Dry run: this number would become a customer (counted once per number).
-    WouldCreate(String),
-}
-
-/// Routes one execution: skips it (unknown agent, no number, already stored), or ingests
-/// it (a dry run only looks). Touches no counters, so a page's executions can be routed
-/// concurrently.
+/// Routes a batch of executions: skips those of unknown agents or without a number, and
+/// ingests the rest (or, in a dry run, only looks at what ingesting would do). Calls
+/// already stored at the same or a later status are duplicates. A batch that cannot be
+/// written is listed in the errors; the run goes on. Returns the batch's own counts.
 async fn route(
-    services: &Services,
-    run: &sync_run::Model,
-    account: &Account,
-    report: CallReport,
-) -> DomainResult<Routed> {
-    let (tenant, region, registered) = (&account.tenant, account.region, &account.registered);
-    let Some(agent) = report
-        .provider_agent_id
-        .as_ref()
-        .and_then(|id| registered.get(id))
-    else {
-        return Ok(Routed::UnknownAgent(report.provider_agent_id.clone()));
-    };
-    let Some(phone) = report
-        .customer_number()
-        .and_then(|raw| PhoneNumber::parse(raw, region).ok())
-    else {
-        return Ok(Routed::NoPhone);
-    };
-    let db = services.db();
-    let backend = db.get_database_backend();
-    let p = |n| param(backend, n);
-    let existing = db
-        .query_one_raw(Statement::from_sql_and_values(
-            backend,
-            format!(
-                "SELECT status_rank FROM calls WHERE tenant_id = {} AND provider = {} AND provider_execution_id = {}",
-                p(1),
-                p(2),
-                p(3)
-            ),
-            [
-                tenant.id.into(),
-                report.provider.as_str().into(),
-                report.execution_id.clone().into(),
-            ],
-        ))
-        .await?
-        .map(|r| r.try_get::<i32>("", "status_rank"))
-        .transpose()?;
-    if existing.is_some_and(|rank| rank >= report.status.rank()) {
-        return Ok(Routed::Duplicate);
-    }
-    let customer = if run.dry_run {
-        let exists = db
-            .query_one_raw(Statement::from_sql_and_values(
-                backend,
-                format!(
-                    "SELECT id FROM customers WHERE tenant_id = {} AND phone_number = {}",
-                    p(1),
-                    p(2)
-                ),
-                [tenant.id.into(), phone.as_str().into()],
-            ))
-            .await?
-            .is_some();
-        match (exists, existing) {
-            (false, _) => CustomerEffect::WouldCreate(phone.into_string()),
-            (true, None) => CustomerEffect::Updated,
-            (true, Some(_)) => CustomerEffect::Unchanged,
-        }
-    } else {
-        let outcome = services
-            .ingestor()
-            .ingest(tenant, &report, EventSource::Sync)
-            .await?;
-        if outcome.customer_created {
-            CustomerEffect::Created
-        } else if outcome.created {
-            CustomerEffect::Updated
-        } else {
-            CustomerEffect::Unchanged
-        }
-    };
-    Ok(Routed::Synced {
-        agent: agent.id,
-        customer,
-    })
-}
-
-fn tally(counts: &mut Counts, routed: Routed) {
-    match routed {
-        Routed::UnknownAgent(id) => {
+    services: Services,
+    dry_run: bool,
+    account: Arc<Account>,
+    batch: Vec<CallReport>,
+) -> Counts {
+    let started = Instant::now();
+    let size = batch.len();
+    let mut counts = Counts::default();
+    let mut reports: Vec<CallReport> = Vec::with_capacity(batch.len());
+    let mut routes: Vec<(Uuid, PhoneNumber)> = Vec::with_capacity(batch.len());
+    for report in batch {
+        let Some(agent) = report
+            .provider_agent_id
+            .as_ref()
+            .and_then(|id| account.registered.get(id))
+            .map(|a| a.id)
+        else {
             counts.unknown_agent += 1;
-            if let Some(id) = id {
+            if let Some(id) = report.provider_agent_id {
                 counts.unknown_agents.insert(id);
             }
-        }
-        Routed::NoPhone => counts.no_phone += 1,
-        Routed::Duplicate => counts.duplicates += 1,
-        Routed::Synced { agent, customer } => {
-            counts.synced += 1;
-            *counts.by_agent.entry(agent).or_default() += 1;
-            match customer {
-                CustomerEffect::Created => counts.new_customers += 1,
-                CustomerEffect::Updated => counts.updated_customers += 1,
-                CustomerEffect::Unchanged => {}
-                CustomerEffect::WouldCreate(phone) => {
-                    if counts.would_create.insert(phone) {
-                        counts.new_customers += 1;
-                    }
-                }
-            }
+            continue;
+        };
+        let Some(phone) = report
+            .customer_number()
+            .and_then(|raw| PhoneNumber::parse(raw, account.region).ok())
+        else {
+            counts.no_phone += 1;
+            continue;
+        };
+        reports.push(report);
+        routes.push((agent, phone));
+    }
+    if reports.is_empty() {
+        return counts;
+    }
+    let result = if dry_run {
+        preview(&services, &account, &reports, &routes, &mut counts).await
+    } else {
+        ingest(&services, &account, &reports, &routes, &mut counts).await
+    };
+    if let Err(e) = result {
+        let first = &reports[0].execution_id;
+        let last = &reports[reports.len() - 1].execution_id;
+        counts.errors.push(format!(
+            "{} executions ({first} .. {last}) could not be stored: {e}",
+            reports.len()
+        ));
+    }
+    tracing::debug!(
+        size,
+        ms = started.elapsed().as_millis() as u64,
+        "sync batch routed"
+    );
+    counts
+}
+
+async fn ingest(
+    services: &Services,
+    account: &Account,
+    reports: &[CallReport],
+    routes: &[(Uuid, PhoneNumber)],
+    counts: &mut Counts,
+) -> DomainResult<()> {
+    let phones: Vec<Option<PhoneNumber>> = routes.iter().map(|r| Some(r.1.clone())).collect();
+    let outcomes = services
+        .ingestor()
+        .ingest_batch(
+            &account.tenant,
+            reports,
+            Some(&phones),
+            EventSource::Sync,
+            Known::Skip,
+        )
+        .await?;
+    for ((agent, _), outcome) in routes.iter().zip(outcomes) {
+        let Some(outcome) = outcome else {
+            counts.duplicates += 1;
+            continue;
+        };
+        counts.synced += 1;
+        *counts.by_agent.entry(*agent).or_default() += 1;
+        if outcome.customer_created {
+            counts.new_customers += 1;
+        } else if outcome.created {
+            counts.updated_customers += 1;
         }
     }
+    Ok(())
+}
+
+/// A dry run's counts: what ingesting would do, from one read.
+async fn preview(
+    services: &Services,
+    account: &Account,
+    reports: &[CallReport],
+    routes: &[(Uuid, PhoneNumber)],
+    counts: &mut Counts,
+) -> DomainResult<()> {
+    let db = services.db();
+    let tenant = account.tenant.id;
+    let ids: Vec<&str> = reports.iter().map(|r| r.execution_id.as_str()).collect();
+    let phones: Vec<&str> = routes.iter().map(|r| r.1.as_str()).collect();
+    let provider = reports[0].provider;
+    let found = ingest::lookup(db, tenant, provider, &[], &ids, &phones).await?;
+    let (stored, customers) = (found.calls, found.customers);
+    for (report, (agent, phone)) in reports.iter().zip(routes) {
+        let previous = stored.get(&report.execution_id);
+        if previous.is_some_and(|p| p.rank() >= report.status.rank()) {
+            counts.duplicates += 1;
+            continue;
+        }
+        counts.synced += 1;
+        *counts.by_agent.entry(*agent).or_default() += 1;
+        if !customers.contains_key(phone.as_str()) {
+            // Would become a customer: counted once per number when merged.
+            counts.would_create.insert(phone.as_str().to_owned());
+        } else if previous.is_none() {
+            counts.updated_customers += 1;
+        }
+    }
+    Ok(())
 }
 
 /// Writes the counts (and the final status when given) and publishes the run.

@@ -2,6 +2,7 @@
 //! whole organisation), 7-day windows, page after page; each execution visited once.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use entity::{agent, tenant};
@@ -87,8 +88,8 @@ pub(crate) enum Step {
 /// Visits every execution in `[since, until)` once: `next()` yields the executions of a
 /// page, then `PageDone`, page after page. Pages that fail (after the client's retries)
 /// are skipped and kept in `errors`.
-pub(crate) struct Walker<'a> {
-    account: &'a Account,
+pub(crate) struct Walker {
+    account: Arc<Account>,
     until: DateTime<Utc>,
     since: DateTime<Utc>,
     target: usize,
@@ -105,8 +106,8 @@ pub(crate) struct Walker<'a> {
     pub unreadable: i32,
 }
 
-impl<'a> Walker<'a> {
-    pub(crate) fn new(account: &'a Account, since: DateTime<Utc>, until: DateTime<Utc>) -> Self {
+impl Walker {
+    pub(crate) fn new(account: Arc<Account>, since: DateTime<Utc>, until: DateTime<Utc>) -> Self {
         Walker {
             account,
             until,
@@ -131,7 +132,7 @@ impl<'a> Walker<'a> {
                 if !self.seen.insert(report.execution_id.clone()) {
                     continue;
                 }
-                match complete(self.account, report).await {
+                match complete(&self.account, report).await {
                     Ok(r) => return Some(Step::Report(Box::new(r))),
                     Err(e) => {
                         self.unreadable += 1;

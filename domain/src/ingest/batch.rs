@@ -1,0 +1,639 @@
+//! Applying reports in one transaction with a handful of set-based statements, whatever
+//! their number: one lookup, one customer insert, one customer update, one call upsert,
+//! one event insert. A webhook's single report and a sync page take the same path.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use entity::{call, tenant};
+use sea_orm::{ConnectionTrait, DatabaseBackend, EntityTrait, Value};
+use uuid::Uuid;
+
+use super::lead::{LeadChange, LeadPlan, funnel_rank, funnel_rank_sql, name_of};
+use super::{IngestOutcome, Known};
+use crate::db::Binder;
+use crate::error::{DomainError, DomainResult};
+use crate::phone::{PhoneNumber, Region};
+use crate::providers::CallReport;
+use crate::types::{CallStatus, EventSource, Provider};
+
+/// One report applied: what it did and the call as stored.
+pub(crate) struct Applied {
+    pub outcome: IngestOutcome,
+    pub model: call::Model,
+}
+
+/// What the store already holds for a batch's agents, calls and customers.
+#[derive(Debug, Default)]
+pub(crate) struct Lookup {
+    /// Our agent id by provider agent id.
+    pub agents: HashMap<String, Uuid>,
+    /// The stored status by execution id.
+    pub calls: HashMap<String, CallStatus>,
+    /// Customer ids by phone number (E.164).
+    pub customers: HashMap<String, Uuid>,
+}
+
+/// A FROM item `p` with column `k` (each of `keys` that has a row) and `cols` of the
+/// tenant's row in `table` whose unique `key_col` equals it; `filters` narrow it further.
+///
+/// PostgreSQL gets one index probe per key (`LATERAL .. LIMIT 1`, which the planner cannot
+/// turn into a scan): with an `IN` list and statistics older than the table's growth it
+/// reads every row of the tenant and filters them, which made a large sync quadratic.
+fn probe(
+    b: &mut Binder,
+    table: &str,
+    filters: &[(&str, Value)],
+    key_col: &str,
+    keys: &[&str],
+    cols: &str,
+) -> String {
+    let postgres = b.backend() == DatabaseBackend::Postgres;
+    if postgres {
+        let values: Vec<String> = keys.iter().map(|k| format!("({})", b.bind(*k))).collect();
+        let wheres: Vec<String> = filters
+            .iter()
+            .map(|(col, v)| format!("{col} = {}", b.bind(v.clone())))
+            .collect();
+        format!(
+            "(SELECT keys.k, m.* FROM (VALUES {}) AS keys (k) CROSS JOIN LATERAL \
+             (SELECT {cols} FROM {table} WHERE {} AND {key_col} = keys.k LIMIT 1) m) p",
+            values.join(", "),
+            wheres.join(" AND ")
+        )
+    } else {
+        let wheres: Vec<String> = filters
+            .iter()
+            .map(|(col, v)| format!("{col} = {}", b.bind(v.clone())))
+            .collect();
+        format!(
+            "(SELECT {key_col} AS k, {cols} FROM {table} WHERE {} AND {key_col} IN ({})) p",
+            wheres.join(" AND "),
+            b.list(keys.iter().map(|k| Value::from(*k)))
+        )
+    }
+}
+
+/// Agents and calls of one provider by their provider ids, and customers by number, in
+/// one statement.
+pub(crate) async fn lookup<C: ConnectionTrait>(
+    conn: &C,
+    tenant_id: Uuid,
+    provider: Provider,
+    agent_ids: &[&str],
+    execution_ids: &[&str],
+    phones: &[&str],
+) -> DomainResult<Lookup> {
+    let mut b = Binder::new(conn.get_database_backend());
+    let filters = [
+        ("tenant_id", Value::from(tenant_id)),
+        ("provider", Value::from(provider.as_str())),
+    ];
+    let mut parts = Vec::new();
+    if !agent_ids.is_empty() {
+        let agents = probe(
+            &mut b,
+            "agents",
+            &filters,
+            "provider_agent_id",
+            agent_ids,
+            "id",
+        );
+        parts.push(format!(
+            "SELECT 0 AS kind, p.k, p.id, NULL AS status FROM {agents}"
+        ));
+    }
+    if !execution_ids.is_empty() {
+        let calls = probe(
+            &mut b,
+            "calls",
+            &filters,
+            "provider_execution_id",
+            execution_ids,
+            "id, status",
+        );
+        parts.push(format!(
+            "SELECT 1 AS kind, p.k, p.id, p.status FROM {calls}"
+        ));
+    }
+    if !phones.is_empty() {
+        let customers = probe(
+            &mut b,
+            "customers",
+            &filters[..1],
+            "phone_number",
+            phones,
+            "id",
+        );
+        parts.push(format!(
+            "SELECT 2 AS kind, p.k, p.id, NULL AS status FROM {customers}"
+        ));
+    }
+    let mut out = Lookup::default();
+    if parts.is_empty() {
+        return Ok(out);
+    }
+    for row in conn
+        .query_all_raw(b.statement(parts.join(" UNION ALL ")))
+        .await?
+    {
+        let kind: i32 = row.try_get("", "kind")?;
+        let key: String = row.try_get("", "k")?;
+        if kind == 0 {
+            out.agents.insert(key, row.try_get("", "id")?);
+        } else if kind == 2 {
+            out.customers.insert(key, row.try_get("", "id")?);
+        } else if let Some(status) = row
+            .try_get::<Option<String>>("", "status")?
+            .and_then(|s| s.parse().ok())
+        {
+            out.calls.insert(key, status);
+        }
+    }
+    Ok(out)
+}
+
+/// Customers by phone number (E.164), for looking without writing.
+async fn customers_by_phone<C: ConnectionTrait>(
+    conn: &C,
+    tenant_id: Uuid,
+    phones: &[&str],
+) -> DomainResult<HashMap<String, Uuid>> {
+    if phones.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut b = Binder::new(conn.get_database_backend());
+    let customers = probe(
+        &mut b,
+        "customers",
+        &[("tenant_id", Value::from(tenant_id))],
+        "phone_number",
+        phones,
+        "id",
+    );
+    let mut out = HashMap::new();
+    for row in conn
+        .query_all_raw(b.statement(format!("SELECT p.k, p.id FROM {customers}")))
+        .await?
+    {
+        out.insert(row.try_get("", "k")?, row.try_get("", "id")?);
+    }
+    Ok(out)
+}
+
+/// A customer the batch touches.
+struct CustomerPlan {
+    name: Option<String>,
+    contacted: DateTime<Utc>,
+    lead: LeadPlan,
+    /// The execution whose call asked not to be called again (for the list's reason).
+    do_not_call_from: Option<String>,
+}
+
+/// Applies `reports` (one provider, distinct execution ids) inside the caller's
+/// transaction. `None` for a report skipped because the store already has its call at the
+/// same or a later status (only with [`Known::Skip`]).
+pub(crate) async fn apply_batch<C: ConnectionTrait>(
+    conn: &C,
+    tenant: &tenant::Model,
+    provider: Provider,
+    reports: &[CallReport],
+    phones: Option<&[Option<PhoneNumber>]>,
+    source: EventSource,
+    known: Known,
+) -> DomainResult<Vec<Option<Applied>>> {
+    let backend = conn.get_database_backend();
+    let now = Utc::now();
+    let agent_ids: Vec<&str> = reports
+        .iter()
+        .filter_map(|r| r.provider_agent_id.as_deref())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let execution_ids: Vec<&str> = reports.iter().map(|r| r.execution_id.as_str()).collect();
+    let region = Region::parse(&tenant.default_region)
+        .map_err(|e| DomainError::Internal(format!("tenant region: {e}")))?;
+    // Parsing is costly (regular expressions): callers that parsed already pass them.
+    let number = |i: usize| match phones {
+        Some(parsed) => parsed[i].clone(),
+        None => reports[i]
+            .customer_number()
+            .and_then(|raw| PhoneNumber::parse(raw, region).ok()),
+    };
+    // Merging writes every report, so its customers are looked up with its calls; skipping
+    // parses and looks up only the numbers of the reports it keeps.
+    let early: Vec<Option<PhoneNumber>> = match known {
+        Known::Merge => (0..reports.len()).map(number).collect(),
+        Known::Skip => Vec::new(),
+    };
+    let numbers: Vec<&str> = early
+        .iter()
+        .flatten()
+        .map(PhoneNumber::as_str)
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let found = lookup(
+        conn,
+        tenant.id,
+        provider,
+        &agent_ids,
+        &execution_ids,
+        &numbers,
+    )
+    .await?;
+
+    // The reports to write, and what they say about each customer.
+    let mut todo: Vec<(usize, Option<PhoneNumber>)> = Vec::new();
+    let mut customers: BTreeMap<String, CustomerPlan> = BTreeMap::new();
+    for (i, report) in reports.iter().enumerate() {
+        let previous = found.calls.get(&report.execution_id);
+        if known == Known::Skip && previous.is_some_and(|p| p.rank() >= report.status.rank()) {
+            continue;
+        }
+        let phone = match known {
+            Known::Merge => early[i].clone(),
+            Known::Skip => number(i),
+        };
+        if let Some(phone) = &phone {
+            let at = report.occurred_at.or(report.started_at).unwrap_or(now);
+            let plan = customers
+                .entry(phone.as_str().to_owned())
+                .or_insert_with(|| CustomerPlan {
+                    name: None,
+                    contacted: at,
+                    lead: LeadPlan::default(),
+                    do_not_call_from: None,
+                });
+            plan.contacted = plan.contacted.max(at);
+            if plan.name.is_none() {
+                plan.name = name_of(report);
+            }
+            let before = plan.lead.change().do_not_call;
+            plan.lead.add(report, at);
+            if !before && plan.lead.change().do_not_call {
+                plan.do_not_call_from = Some(report.execution_id.clone());
+            }
+        }
+        todo.push((i, phone));
+    }
+    let mut out: Vec<Option<Applied>> = reports.iter().map(|_| None).collect();
+    if todo.is_empty() {
+        return Ok(out);
+    }
+
+    let existing = match known {
+        Known::Merge => found.customers,
+        Known::Skip => {
+            let wanted: Vec<&str> = customers.keys().map(String::as_str).collect();
+            customers_by_phone(conn, tenant.id, &wanted).await?
+        }
+    };
+    let customer_ids = write_customers(conn, tenant.id, &customers, &existing, source, now).await?;
+
+    // Calls, in execution id order so concurrent batches lock rows in the same order.
+    todo.sort_by(|a, b| reports[a.0].execution_id.cmp(&reports[b.0].execution_id));
+    let mut b = Binder::new(backend);
+    let mut rows = Vec::with_capacity(todo.len());
+    let mut new_ids: HashMap<&str, Uuid> = HashMap::with_capacity(todo.len());
+    for (i, phone) in &todo {
+        let r = &reports[*i];
+        let id = Uuid::now_v7();
+        new_ids.insert(r.execution_id.as_str(), id);
+        let customer_id = phone
+            .as_ref()
+            .and_then(|p| customer_ids.get(p.as_str()))
+            .map(|c| c.0);
+        let agent_id = r
+            .provider_agent_id
+            .as_ref()
+            .and_then(|a| found.agents.get(a))
+            .copied();
+        rows.push(b.row(call_values(tenant.id, r, id, agent_id, customer_id, now)));
+    }
+    let sql = format!(
+        "INSERT INTO calls ({CALL_COLUMNS}) VALUES {} \
+         ON CONFLICT (tenant_id, provider, provider_execution_id) DO UPDATE SET {} RETURNING {RETURNED}",
+        rows.join(", "),
+        call_merge()
+    );
+    let models = call::Entity::find()
+        .from_raw_sql(b.statement(sql))
+        .all(conn)
+        .await?;
+    let mut by_execution: HashMap<String, call::Model> = models
+        .into_iter()
+        .filter_map(|m| Some((m.provider_execution_id.clone()?, m)))
+        .collect();
+
+    // One event per (call, status); a repeat is a no-op.
+    let mut b = Binder::new(backend);
+    let mut rows = Vec::with_capacity(todo.len());
+    for (i, _) in &todo {
+        let r = &reports[*i];
+        let Some(model) = by_execution.get(&r.execution_id) else {
+            continue;
+        };
+        rows.push(b.row([
+            Uuid::now_v7().into(),
+            tenant.id.into(),
+            model.id.into(),
+            r.status.as_str().into(),
+            source.as_str().into(),
+            r.occurred_at.unwrap_or(now).into(),
+        ]));
+    }
+    let recorded: HashSet<Uuid> = if rows.is_empty() {
+        HashSet::new()
+    } else {
+        let sql = format!(
+            "INSERT INTO call_events (id, tenant_id, call_id, status, source, at) VALUES {} \
+             ON CONFLICT (call_id, status) DO NOTHING RETURNING call_id",
+            rows.join(", ")
+        );
+        let mut set = HashSet::new();
+        for row in conn.query_all_raw(b.statement(sql)).await? {
+            set.insert(row.try_get("", "call_id")?);
+        }
+        set
+    };
+
+    // Which report created its customer: the first one (in input order) for that number.
+    let mut first_for_customer: HashSet<&str> = HashSet::new();
+    todo.sort_by_key(|t| t.0);
+    for (i, phone) in todo {
+        let r = &reports[i];
+        let model = by_execution
+            .remove(&r.execution_id)
+            .ok_or_else(|| DomainError::Internal("call upsert returned no row".into()))?;
+        let created = new_ids.get(r.execution_id.as_str()) == Some(&model.id);
+        let customer_created = phone
+            .as_ref()
+            .and_then(|p| customer_ids.get_key_value(p.as_str()))
+            .is_some_and(|(k, c)| c.1 && first_for_customer.insert(k.as_str()));
+        let previous = found.calls.get(&r.execution_id).copied();
+        let status = model.status.parse::<CallStatus>().unwrap_or(r.status);
+        out[i] = Some(Applied {
+            outcome: IngestOutcome {
+                call_id: model.id,
+                created,
+                advanced: created || previous.is_none_or(|p| status.rank() > p.rank()),
+                event_recorded: recorded.contains(&model.id),
+                previous_status: previous,
+                status,
+                customer_id: model.customer_id,
+                customer_created,
+                agent_matched: model.agent_id.is_some(),
+            },
+            model,
+        });
+    }
+    Ok(out)
+}
+
+/// Creates the customers that are new and updates the others (`existing`, by number: last
+/// contact, a missing name, the lead status), adding do-not-call requests to the tenant's
+/// list. Returns (id, created) by number.
+async fn write_customers<C: ConnectionTrait>(
+    conn: &C,
+    tenant_id: Uuid,
+    customers: &BTreeMap<String, CustomerPlan>,
+    existing: &HashMap<String, Uuid>,
+    source: EventSource,
+    now: DateTime<Utc>,
+) -> DomainResult<HashMap<String, (Uuid, bool)>> {
+    let backend = conn.get_database_backend();
+    let mut ids: HashMap<String, (Uuid, bool)> = HashMap::with_capacity(customers.len());
+    if customers.is_empty() {
+        return Ok(ids);
+    }
+    let changes: BTreeMap<&str, LeadChange> = customers
+        .iter()
+        .map(|(phone, plan)| (phone.as_str(), plan.lead.change()))
+        .collect();
+
+    // Numbers already here are updated, the others inserted at their final status; a
+    // number another transaction inserted in between is updated after all.
+    let here: Vec<(&str, Uuid)> = customers
+        .keys()
+        .filter_map(|p| existing.get(p).map(|id| (p.as_str(), *id)))
+        .collect();
+    update_customers(conn, customers, &changes, &here, now).await?;
+    for (phone, id) in here {
+        ids.insert(phone.to_owned(), (id, false));
+    }
+    let mut b = Binder::new(backend);
+    let rows: Vec<String> = customers
+        .iter()
+        .filter(|(phone, _)| !ids.contains_key(phone.as_str()))
+        .map(|(phone, plan)| {
+            let status = changes[phone.as_str()].initial();
+            b.row([
+                Uuid::now_v7().into(),
+                tenant_id.into(),
+                phone.as_str().into(),
+                plan.name.clone().into(),
+                status.as_str().into(),
+                serde_json::Value::Array(Vec::new()).into(),
+                source.as_str().into(),
+                Some(plan.contacted).into(),
+                now.into(),
+                now.into(),
+            ])
+        })
+        .collect();
+    if !rows.is_empty() {
+        let sql = format!(
+            "INSERT INTO customers (id, tenant_id, phone_number, name, status, tags, source, last_contacted_at, created_at, updated_at) \
+             VALUES {} ON CONFLICT (tenant_id, phone_number) DO NOTHING RETURNING id, phone_number",
+            rows.join(", ")
+        );
+        for row in conn.query_all_raw(b.statement(sql)).await? {
+            ids.insert(
+                row.try_get("", "phone_number")?,
+                (row.try_get("", "id")?, true),
+            );
+        }
+        let raced: Vec<&str> = customers
+            .keys()
+            .map(String::as_str)
+            .filter(|p| !ids.contains_key(*p))
+            .collect();
+        if !raced.is_empty() {
+            let raced = customers_by_phone(conn, tenant_id, &raced).await?;
+            let pairs: Vec<(&str, Uuid)> = raced.iter().map(|(p, id)| (p.as_str(), *id)).collect();
+            update_customers(conn, customers, &changes, &pairs, now).await?;
+            for (phone, id) in pairs {
+                ids.insert(phone.to_owned(), (id, false));
+            }
+        }
+    }
+
+    let mut b = Binder::new(backend);
+    let rows: Vec<String> = customers
+        .iter()
+        .filter_map(|(phone, plan)| plan.do_not_call_from.as_ref().map(|e| (phone, e)))
+        .map(|(phone, execution)| {
+            b.row([
+                tenant_id.into(),
+                phone.as_str().into(),
+                format!("asked during call {execution}").into(),
+                now.into(),
+            ])
+        })
+        .collect();
+    if !rows.is_empty() {
+        let sql = format!(
+            "INSERT INTO do_not_call (tenant_id, phone_number, reason, created_at) VALUES {} \
+             ON CONFLICT (tenant_id, phone_number) DO NOTHING",
+            rows.join(", ")
+        );
+        conn.execute_raw(b.statement(sql)).await?;
+    }
+    Ok(ids)
+}
+
+/// Updates the customers `targets` (number, id): last contact, a missing name, the lead
+/// status. A row is rewritten only when one of those changes, so a repeated report costs
+/// no new row version.
+async fn update_customers<C: ConnectionTrait>(
+    conn: &C,
+    customers: &BTreeMap<String, CustomerPlan>,
+    changes: &BTreeMap<&str, LeadChange>,
+    targets: &[(&str, Uuid)],
+    now: DateTime<Utc>,
+) -> DomainResult<()> {
+    if targets.is_empty() {
+        return Ok(());
+    }
+    let mut b = Binder::new(conn.get_database_backend());
+    let rows: Vec<String> = targets
+        .iter()
+        .map(|(phone, id)| {
+            let plan = &customers[*phone];
+            let change = &changes[phone];
+            b.row([
+                (*id).into(),
+                Some(plan.contacted).into(),
+                plan.name.clone().into(),
+                change.set.map(|s| s.0.as_str().to_owned()).into(),
+                change.set.map(|s| s.1).into(),
+                change.forward.map(|f| f.as_str().to_owned()).into(),
+                change.forward.map_or(0, funnel_rank).into(),
+            ])
+        })
+        .collect();
+    // Placeholders in text order (SQLite binds by position).
+    let now_slot = b.bind(now);
+    let status = format!(
+        "CASE WHEN customers.status = 'DO_NOT_CALL' THEN customers.status \
+         WHEN v.set_to IS NOT NULL AND (customers.last_contacted_at IS NULL OR customers.last_contacted_at <= v.set_at) THEN v.set_to \
+         WHEN v.forward IS NOT NULL AND {} < v.forward_rank THEN v.forward \
+         ELSE customers.status END",
+        funnel_rank_sql("customers.status")
+    );
+    let later = "customers.last_contacted_at IS NULL OR customers.last_contacted_at < v.contacted";
+    // Every SET expression reads the row as it was before this statement.
+    let sql = format!(
+        "WITH v (id, contacted, name, set_to, set_at, forward, forward_rank) AS (VALUES {rows}) \
+         UPDATE customers SET \
+         last_contacted_at = CASE WHEN {later} THEN v.contacted ELSE customers.last_contacted_at END, \
+         name = COALESCE(customers.name, v.name), \
+         updated_at = CASE WHEN ({status}) <> customers.status THEN {now_slot} ELSE customers.updated_at END, \
+         status = {status} \
+         FROM v WHERE customers.id = v.id \
+         AND ({later} OR (customers.name IS NULL AND v.name IS NOT NULL) OR ({status}) <> customers.status)",
+        rows = rows.join(", "),
+    );
+    conn.execute_raw(b.statement(sql)).await?;
+    Ok(())
+}
+
+const CALL_COLUMNS: &str = "id, tenant_id, agent_id, customer_id, provider, provider_execution_id, provider_call_id, \
+    provider_agent_id, direction, status, status_rank, from_number, to_number, started_at, ended_at, duration_seconds, \
+    cost, transcript, summary, recording_url, extracted_data, hangup_reason, error_message, raw_payload, created_at, updated_at";
+
+/// A report's row, in [`CALL_COLUMNS`] order.
+fn call_values(
+    tenant_id: Uuid,
+    r: &CallReport,
+    id: Uuid,
+    agent_id: Option<Uuid>,
+    customer_id: Option<Uuid>,
+    now: DateTime<Utc>,
+) -> Vec<Value> {
+    let json = |v: &Option<serde_json::Value>| -> Value { v.clone().into() };
+    vec![
+        id.into(),
+        tenant_id.into(),
+        agent_id.into(),
+        customer_id.into(),
+        r.provider.as_str().into(),
+        r.execution_id.clone().into(),
+        r.provider_call_id.clone().into(),
+        r.provider_agent_id.clone().into(),
+        r.direction.as_str().into(),
+        r.status.as_str().into(),
+        r.status.rank().into(),
+        r.from_number.clone().into(),
+        r.to_number.clone().into(),
+        r.started_at.into(),
+        r.ended_at.into(),
+        r.duration_seconds.into(),
+        r.cost.into(),
+        r.transcript.clone().into(),
+        r.summary.clone().into(),
+        r.recording_url.clone().into(),
+        json(&r.extracted_data),
+        r.hangup_reason.clone().into(),
+        r.error_message.clone().into(),
+        json(&r.raw),
+        now.into(),
+        now.into(),
+    ]
+}
+
+/// The `DO UPDATE` of the call upsert: the status only moves to a higher rank; fields of
+/// a report of higher or equal rank win when not null, a lower one only fills gaps.
+fn call_merge() -> String {
+    let merged: Vec<String> = [
+        "provider_call_id",
+        "from_number",
+        "to_number",
+        "started_at",
+        "ended_at",
+        "duration_seconds",
+        "cost",
+        "transcript",
+        "summary",
+        "recording_url",
+        "extracted_data",
+        "hangup_reason",
+        "error_message",
+        "raw_payload",
+        "provider_agent_id",
+    ]
+    .iter()
+    .map(|col| {
+        format!(
+            "{col} = CASE WHEN excluded.status_rank >= calls.status_rank \
+             THEN COALESCE(excluded.{col}, calls.{col}) ELSE COALESCE(calls.{col}, excluded.{col}) END"
+        )
+    })
+    .collect();
+    format!(
+        "status = CASE WHEN excluded.status_rank > calls.status_rank THEN excluded.status ELSE calls.status END, \
+         status_rank = CASE WHEN excluded.status_rank > calls.status_rank THEN excluded.status_rank ELSE calls.status_rank END, \
+         agent_id = COALESCE(calls.agent_id, excluded.agent_id), \
+         customer_id = COALESCE(calls.customer_id, excluded.customer_id), \
+         {}, updated_at = excluded.updated_at",
+        merged.join(", ")
+    )
+}
+
+/// Every column of `calls` but the provider's raw body, which nothing after the upsert
+/// needs and which would otherwise be converted to text and sent back on every report.
+const RETURNED: &str = "id, tenant_id, agent_id, customer_id, campaign_id, provider, provider_execution_id, \
+    provider_call_id, direction, status, from_number, to_number, started_at, ended_at, duration_seconds, cost, \
+    transcript, summary, recording_url, extracted_data, hangup_reason, NULL AS raw_payload, provider_agent_id, \
+    status_rank, idempotency_key, error_message, variables, created_at, updated_at";
