@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -79,7 +79,7 @@ impl AppState {
 
 pub fn router(state: AppState) -> Router {
     let body_limit = state.settings.graphql.max_body_bytes;
-    let _ = crate::metrics::handle();
+    let _ = workers::metrics::handle();
     Router::new()
         .route(
             "/graphql",
@@ -121,16 +121,5 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics() -> Response {
-    match crate::metrics::handle() {
-        Some(h) => (
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-            h.render(),
-        )
-            .into_response(),
-        None => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "metrics recorder unavailable",
-        )
-            .into_response(),
-    }
+    workers::metrics::render()
 }

@@ -1,30 +1,12 @@
-//! Prometheus metrics: per-operation GraphQL counts and latencies, per-route HTTP counts.
+//! Prometheus metrics of the HTTP edge: per-operation GraphQL counts and latencies, per-route
+//! HTTP counts. The recorder and statement counts live in `workers::metrics`, shared with the
+//! standalone worker.
 
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::Response;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-
-static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
-
-/// Installs the process-wide recorder once (tests start many apps in one process).
-pub fn handle() -> Option<PrometheusHandle> {
-    HANDLE
-        .get_or_init(|| {
-            PrometheusBuilder::new()
-                .set_buckets(&[
-                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-                ])
-                .ok()?
-                .install_recorder()
-                .map_err(|e| tracing::warn!(error = %e, "metrics recorder not installed"))
-                .ok()
-        })
-        .clone()
-}
 
 /// Client-chosen operation names become labels: keep them short and tame.
 pub fn operation_label(name: Option<&str>) -> String {
@@ -69,13 +51,4 @@ pub async fn track_http(request: Request, next: Next) -> Response {
     metrics::histogram!("http_request_duration_seconds", "route" => route)
         .record(elapsed.as_secs_f64());
     response
-}
-
-/// Counts and times every SQL statement the pool runs.
-pub fn observe_database(db: &mut sea_orm::DatabaseConnection) {
-    db.set_metric_callback(|info| {
-        let outcome = if info.failed { "error" } else { "ok" };
-        metrics::counter!("db_statements_total", "outcome" => outcome).increment(1);
-        metrics::histogram!("db_statement_duration_seconds").record(info.elapsed.as_secs_f64());
-    });
 }

@@ -14,7 +14,7 @@ pub async fn prepare(settings: Settings) -> anyhow::Result<AppState> {
     let mut db = domain::db::connect(&settings.database)
         .await
         .context("connecting to the database")?;
-    crate::metrics::observe_database(&mut db);
+    workers::metrics::observe_database(&mut db);
     domain::db::migrate(&db)
         .await
         .context("running migrations")?;

@@ -93,6 +93,9 @@ pub struct Settings {
     pub graphql: GraphqlLimits,
     /// How often an idle worker looks for due jobs.
     pub worker_poll_ms: u64,
+    /// Where the standalone `workers` binary serves `/metrics` and `/healthz` (unset: nowhere;
+    /// the API process serves the embedded worker's metrics on its own `/metrics`).
+    pub worker_metrics_addr: Option<SocketAddr>,
     /// How long a resolved API key is trusted before it is looked up again.
     pub auth_cache_seconds: u64,
     pub providers: ProviderSettings,
@@ -173,6 +176,15 @@ impl Settings {
             value: bind_raw.clone(),
             message: "must be an address and port such as 127.0.0.1:8080".into(),
         })?;
+
+        let worker_metrics_addr = match get("WORKER_METRICS_ADDR") {
+            Some(raw) => Some(raw.parse().map_err(|_| SettingsError::Invalid {
+                name: "WORKER_METRICS_ADDR",
+                value: raw.clone(),
+                message: "must be an address and port such as 0.0.0.0:9091".into(),
+            })?),
+            None => None,
+        };
 
         let admin_token = match get("ADMIN_TOKEN") {
             Some(t) if t.len() < 16 => {
@@ -306,6 +318,7 @@ impl Settings {
             log_format,
             graphql,
             worker_poll_ms,
+            worker_metrics_addr,
             auth_cache_seconds,
             providers,
             webhook_inline_limit: parse_num(&get, "WEBHOOK_INLINE_LIMIT", 64, 0, 10_000)?,
@@ -387,6 +400,10 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_variable() {
+        let err = settings(&[("WORKER_METRICS_ADDR", "9091")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("WORKER_METRICS_ADDR"), "{err}");
         let err = settings(&[("BIND_ADDR", "nowhere")])
             .unwrap_err()
             .to_string();

@@ -20,6 +20,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 pub mod jobs;
+pub mod metrics;
 
 pub type JobFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 
@@ -158,10 +159,19 @@ impl Runner {
     }
 
     async fn run_one(&self, job: job::Model) -> bool {
-        let outcome = match self.handlers.get(&job.kind) {
-            Some(handler) => handler.run(job.clone()).await,
-            None => Err(format!("no handler for job kind {:?}", job.kind)),
+        let started = std::time::Instant::now();
+        // Kinds come from the database: only registered ones become metric labels.
+        let (label, outcome) = match self.handlers.get_key_value(&job.kind) {
+            Some((kind, handler)) => (kind.clone(), handler.run(job.clone()).await),
+            None => (
+                "unregistered".to_owned(),
+                Err(format!("no handler for job kind {:?}", job.kind)),
+            ),
         };
+        let result = if outcome.is_ok() { "ok" } else { "error" };
+        ::metrics::histogram!("job_duration_seconds", "kind" => label.clone())
+            .record(started.elapsed().as_secs_f64());
+        ::metrics::counter!("jobs_total", "kind" => label, "outcome" => result).increment(1);
         let recorded = match &outcome {
             Ok(()) => queue::complete(&self.db, &self.worker_id, job.id).await,
             Err(message) => {
