@@ -25,6 +25,8 @@ pub mod sync;
 pub mod tenancy;
 #[cfg(feature = "testing")]
 pub mod testdb;
+#[cfg(feature = "testing")]
+pub mod testproc;
 pub mod types;
 
 pub use error::{DomainError, DomainResult};

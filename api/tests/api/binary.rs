@@ -5,6 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use domain::testproc::{free_port, terminate};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_api");
@@ -20,14 +21,6 @@ fn temp_dir() -> Dir {
     let d = std::env::temp_dir().join(format!("switchboard-bin-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&d).unwrap();
     Dir(d)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The binary with a clean environment (only what a fresh shell would have).
@@ -63,6 +56,7 @@ fn start(
 }
 
 async fn wait_ready(port: u16) {
+    domain::install_tls_provider();
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
@@ -79,22 +73,6 @@ async fn wait_ready(port: u16) {
     panic!("server did not become ready");
 }
 
-fn terminate(child: &mut Child) -> std::process::ExitStatus {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            return s;
-        }
-        assert!(Instant::now() < deadline, "no graceful exit after SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[tokio::test]
 async fn embedded_default_starts_seeds_and_stops_gracefully() {
     let dir = temp_dir();
@@ -108,6 +86,7 @@ async fn embedded_default_starts_seeds_and_stops_gracefully() {
         .unwrap_or_else(|| panic!("no demo key printed: {printed:?}"));
     assert!(dir.0.join("switchboard.db").exists());
 
+    domain::install_tls_provider();
     let client = reqwest::Client::new();
     let body: Value = client
         .post(format!("http://127.0.0.1:{port}/graphql"))

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use domain::testproc::free_port;
+
 use crate::common::{TestApp, eventually};
 use crate::on_both;
 use crate::webhooks::{AGENT, bolna_report};
@@ -234,14 +236,6 @@ impl Drop for OwnRedis {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 async fn redis_down_then_back(app: TestApp) {
