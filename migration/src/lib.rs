@@ -8,6 +8,7 @@ mod m20261123_000001_create_core;
 mod m20261123_000002_create_jobs;
 mod m20261124_000003_live_calls;
 mod m20261124_000004_sync_runs;
+mod m20261130_000005_write_costs;
 
 pub struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000002_create_jobs::Migration),
             Box::new(m20261124_000003_live_calls::Migration),
             Box::new(m20261124_000004_sync_runs::Migration),
+            Box::new(m20261130_000005_write_costs::Migration),
         ]
     }
 }
