@@ -37,12 +37,15 @@ impl Services {
     ) -> DomainResult<Self> {
         let cipher = Cipher::from_settings(settings)
             .map_err(|e| DomainError::Internal(format!("secrets key: {e}")))?;
-        let providers = Registry::with_retry(
+        let mut providers = Registry::with_retry(
             db.clone(),
             Arc::new(cipher),
             settings.providers.clone(),
             retry,
         )?;
+        if let Some(url) = &settings.redis_url {
+            providers = providers.with_shared_budgets(url.expose())?;
+        }
         Ok(Services {
             ingestor: Ingestor::new(db.clone(), events.clone()),
             db,

@@ -1,13 +1,56 @@
 //! A request budget for one provider account (Bolna allows about 500 requests a minute
-//! per organisation; we stay under a configured figure). A token bucket: requests beyond
-//! it wait their turn instead of drawing 429s. Shared by every client of the account in
-//! this process; several processes each keep their own budget.
+//! per organisation; we stay under a configured figure). Requests beyond it wait their turn
+//! instead of drawing 429s.
+//!
+//! Without Redis the budget is a token bucket in this process. With Redis every process
+//! sending for the account (API replicas, workers) counts in the same short windows, so
+//! the account's limit holds however many processes there are; when Redis cannot be
+//! reached, each process falls back to its own bucket.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 pub struct Budget {
+    local: Bucket,
+    shared: Option<SharedWindows>,
+}
+
+impl Budget {
+    /// At most `limit` requests in any minute from this process.
+    pub fn per_minute(limit: u32) -> Self {
+        Budget {
+            local: Bucket::per_minute(limit),
+            shared: None,
+        }
+    }
+
+    /// At most `limit` requests in any minute across every process counting under `key`
+    /// in Redis (falling back to this process's own bucket while Redis is unreachable).
+    pub fn shared_per_minute(limit: u32, conn: redis::aio::ConnectionManager, key: String) -> Self {
+        Budget {
+            local: Bucket::per_minute(limit),
+            shared: Some(SharedWindows::per_minute(limit, conn, key)),
+        }
+    }
+
+    /// Waits until a request may be sent, then counts it.
+    pub async fn take(&self) {
+        if let Some(shared) = &self.shared
+            && shared.available()
+        {
+            match shared.take().await {
+                Ok(()) => return,
+                Err(e) => shared.failed(&e),
+            }
+        }
+        self.local.take().await;
+    }
+}
+
+/// This process's token bucket.
+struct Bucket {
     /// Tokens added per second.
     rate: f64,
     /// The most tokens held (the largest burst).
@@ -15,20 +58,19 @@ pub struct Budget {
     bucket: tokio::sync::Mutex<(f64, Instant)>,
 }
 
-impl Budget {
+impl Bucket {
     /// At most `limit` requests in any minute: 90% of it as a steady rate, 10% as a burst.
-    pub fn per_minute(limit: u32) -> Self {
+    fn per_minute(limit: u32) -> Self {
         let limit = f64::from(limit.max(1));
         let capacity = (limit / 10.0).max(1.0);
-        Budget {
+        Bucket {
             rate: (limit - capacity) / 60.0,
             capacity,
             bucket: tokio::sync::Mutex::new((capacity, Instant::now())),
         }
     }
 
-    /// Waits until a request may be sent, then counts it.
-    pub async fn take(&self) {
+    async fn take(&self) {
         loop {
             let wait = {
                 let mut bucket = self.bucket.lock().await;
@@ -49,9 +91,168 @@ impl Budget {
     }
 }
 
+/// Fixed windows counted in Redis (`INCR` on a key per window). Any minute overlaps at most
+/// `60 s / window + 1` windows, so each window grants `limit / (60 s / window + 1)`: the limit
+/// holds over every minute, not only over aligned ones.
+struct SharedWindows {
+    conn: redis::aio::ConnectionManager,
+    key: String,
+    window: Duration,
+    per_window: u64,
+    warned: AtomicBool,
+    /// After a Redis error, requests use the local bucket until then (no connect timeout
+    /// paid on every request while Redis is down).
+    retry_at: std::sync::Mutex<Option<Instant>>,
+}
+
+/// How long the shared budget is left alone after a Redis error.
+const RETRY_AFTER_ERROR: Duration = Duration::from_secs(5);
+
+/// Short windows keep the bursts small (at most `per_window` requests at a window's start).
+const WINDOW: Duration = Duration::from_secs(3);
+
+impl SharedWindows {
+    fn per_minute(limit: u32, conn: redis::aio::ConnectionManager, key: String) -> Self {
+        let overlapped = 60 / WINDOW.as_secs() + 1;
+        Self::new(conn, key, WINDOW, (u64::from(limit) / overlapped).max(1))
+    }
+
+    fn new(
+        conn: redis::aio::ConnectionManager,
+        key: String,
+        window: Duration,
+        per_window: u64,
+    ) -> Self {
+        SharedWindows {
+            conn,
+            key,
+            window,
+            per_window,
+            warned: AtomicBool::new(false),
+            retry_at: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn available(&self) -> bool {
+        let retry_at = self.retry_at.lock().unwrap_or_else(|e| e.into_inner());
+        retry_at.is_none_or(|at| Instant::now() >= at)
+    }
+
+    fn failed(&self, error: &redis::RedisError) {
+        *self.retry_at.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(Instant::now() + RETRY_AFTER_ERROR);
+        if !self.warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!(%error, "shared request budget unavailable; counting in this process");
+        }
+    }
+
+    /// The window `at` (milliseconds since the epoch) falls in.
+    fn window_of(&self, at_ms: u128) -> u128 {
+        at_ms / self.window.as_millis().max(1)
+    }
+
+    async fn take(&self) -> redis::RedisResult<()> {
+        self.take_in_window().await.map(drop)
+    }
+
+    /// Waits for a grant; returns the window it was counted in.
+    async fn take_in_window(&self) -> redis::RedisResult<u128> {
+        loop {
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis();
+            let window = self.window_of(now_ms);
+            let key = format!("{}:{window}", self.key);
+            let mut conn = self.conn.clone();
+            let (count,): (u64,) = redis::pipe()
+                .atomic()
+                .incr(&key, 1u64)
+                .pexpire(&key, (self.window.as_millis() * 2) as i64)
+                .ignore()
+                .query_async(&mut conn)
+                .await?;
+            if count <= self.per_window {
+                self.warned.store(false, Ordering::Relaxed);
+                return Ok(window);
+            }
+            metrics::counter!("provider_budget_waits_total").increment(1);
+            // Until the next window starts, plus a little jitter so waiters do not all
+            // arrive at once.
+            let window_ms = self.window.as_millis().max(1);
+            let next = (window + 1) * window_ms;
+            let jitter = u64::from(rand_u8()) % 50;
+            let wait = (next - now_ms) as u64 + jitter;
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+        }
+    }
+}
+
+fn rand_u8() -> u8 {
+    let mut b = [0u8; 1];
+    let _ = getrandom::fill(&mut b);
+    b[0]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn manager(url: &str) -> redis::aio::ConnectionManager {
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_millis(300)))
+            .set_response_timeout(Some(Duration::from_millis(300)))
+            .set_number_of_retries(0);
+        redis::aio::ConnectionManager::new_lazy_with_config(
+            redis::Client::open(url).unwrap(),
+            config,
+        )
+        .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn processes_share_the_windows() {
+        let Some(url) = crate::testing_redis_url() else {
+            return;
+        };
+        // Two "processes" (two budgets, two connections) on one account.
+        let key = format!("switchboard:test:budget:{}", uuid::Uuid::new_v4().simple());
+        let window = Duration::from_millis(300);
+        let a = std::sync::Arc::new(SharedWindows::new(manager(&url), key.clone(), window, 3));
+        let b = std::sync::Arc::new(SharedWindows::new(manager(&url), key.clone(), window, 3));
+        let mut tasks = Vec::new();
+        for i in 0..12 {
+            let w = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tasks.push(tokio::spawn(
+                async move { w.take_in_window().await.unwrap() },
+            ));
+        }
+        let mut per_window = std::collections::BTreeMap::new();
+        for t in tasks {
+            *per_window.entry(t.await.unwrap()).or_insert(0) += 1;
+        }
+        // 12 grants between both, at most 3 in any window: at least 4 windows.
+        assert_eq!(per_window.values().sum::<i32>(), 12);
+        assert!(per_window.values().all(|n| *n <= 3), "{per_window:?}");
+        assert!(per_window.len() >= 4, "{per_window:?}");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_redis_falls_back_to_the_local_bucket() {
+        // Nothing listens on port 1.
+        let budget = Budget::shared_per_minute(
+            600,
+            manager("redis://127.0.0.1:1"),
+            "switchboard:test:budget:down".into(),
+        );
+        for _ in 0..20 {
+            budget.take().await;
+        }
+        // One failed attempt; every grant then came from this process's bucket.
+        assert!(!budget.shared.as_ref().unwrap().available());
+        let (tokens, _) = *budget.local.bucket.lock().await;
+        assert!(tokens <= 50.0, "{tokens}");
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_minute_never_holds_more_than_the_limit() {

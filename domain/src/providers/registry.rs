@@ -29,8 +29,10 @@ pub struct Registry {
     cipher: Arc<Cipher>,
     settings: ProviderSettings,
     simulator: Arc<Simulator>,
-    /// Request budgets by account (a digest of provider and key), shared by its clients.
+    /// Request budgets by account (a digest of provider, endpoint and key), shared by its clients.
     budgets: Arc<std::sync::Mutex<HashMap<[u8; 32], Arc<Budget>>>>,
+    /// Where budgets are counted across processes, when Redis is configured.
+    shared_budgets: Option<redis::aio::ConnectionManager>,
 }
 
 impl Registry {
@@ -58,7 +60,22 @@ impl Registry {
             settings,
             simulator,
             budgets: Arc::default(),
+            shared_budgets: None,
         })
+    }
+
+    /// Counts request budgets in Redis, so every process sending for an account shares its
+    /// limit. Does not wait for Redis.
+    pub fn with_shared_budgets(mut self, redis_url: &str) -> DomainResult<Self> {
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(Duration::from_secs(1)))
+            .set_number_of_retries(1);
+        let conn = redis::Client::open(redis_url)
+            .and_then(|client| redis::aio::ConnectionManager::new_lazy_with_config(client, config))
+            .map_err(|e| DomainError::Internal(format!("request budgets: {e}")))?;
+        self.shared_budgets = Some(conn);
+        Ok(self)
     }
 
     pub fn cipher(&self) -> &Cipher {
@@ -89,7 +106,9 @@ impl Registry {
         let key = account.api_key.expose();
         Ok(match provider {
             Provider::Bolna => {
-                let http = self.http.with_budget(self.budget(provider, key));
+                let http = self
+                    .http
+                    .with_budget(self.budget(provider, &account.base_url, key));
                 Arc::new(Bolna::new(http, &account.base_url, key))
             }
             Provider::Teli => Arc::new(Teli::new(
@@ -105,7 +124,7 @@ impl Registry {
 
 impl Registry {
     /// The account's request budget, when its provider publishes a limit.
-    fn budget(&self, provider: Provider, key: &str) -> Option<Arc<Budget>> {
+    fn budget(&self, provider: Provider, base_url: &str, key: &str) -> Option<Arc<Budget>> {
         let limit = match provider {
             Provider::Bolna => self.settings.bolna_requests_per_minute,
             _ => 0,
@@ -116,13 +135,25 @@ impl Registry {
         let mut digest = Sha256::new();
         digest.update(provider.as_str().as_bytes());
         digest.update([0]);
+        digest.update(base_url.as_bytes());
+        digest.update([0]);
         digest.update(key.as_bytes());
         let id: [u8; 32] = digest.finalize().into();
         let mut budgets = self.budgets.lock().unwrap_or_else(|e| e.into_inner());
         Some(
             budgets
                 .entry(id)
-                .or_insert_with(|| Arc::new(Budget::per_minute(limit)))
+                .or_insert_with(|| {
+                    Arc::new(match &self.shared_budgets {
+                        // The digest names the account without revealing its key.
+                        Some(conn) => Budget::shared_per_minute(
+                            limit,
+                            conn.clone(),
+                            format!("switchboard:budget:{}", hex::encode(&id[..16])),
+                        ),
+                        None => Budget::per_minute(limit),
+                    })
+                })
                 .clone(),
         )
     }
