@@ -146,47 +146,48 @@ impl SharedWindows {
         }
     }
 
-    /// The window `at` (milliseconds since the epoch) falls in.
-    fn window_of(&self, at_ms: u128) -> u128 {
-        at_ms / self.window.as_millis().max(1)
-    }
-
     async fn take(&self) -> redis::RedisResult<()> {
         self.take_in_window().await.map(drop)
     }
 
     /// Waits for a grant; returns the window it was counted in.
-    async fn take_in_window(&self) -> redis::RedisResult<u128> {
+    async fn take_in_window(&self) -> redis::RedisResult<i64> {
+        let window_ms = self.window.as_millis().max(1) as i64;
         loop {
-            let now_ms = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_millis();
-            let window = self.window_of(now_ms);
-            let key = format!("{}:{window}", self.key);
             let mut conn = self.conn.clone();
-            let (count,): (u64,) = redis::pipe()
-                .atomic()
-                .incr(&key, 1u64)
-                .pexpire(&key, (self.window.as_millis() * 2) as i64)
-                .ignore()
+            let (count, window, wait_ms): (i64, i64, i64) = redis::cmd("EVAL")
+                .arg(COUNT_IN_WINDOW)
+                .arg(1)
+                .arg(&self.key)
+                .arg(window_ms)
                 .query_async(&mut conn)
                 .await?;
-            if count <= self.per_window {
+            if count <= self.per_window as i64 {
                 self.warned.store(false, Ordering::Relaxed);
                 return Ok(window);
             }
             metrics::counter!("provider_budget_waits_total").increment(1);
             // Until the next window starts, plus a little jitter so waiters do not all
             // arrive at once.
-            let window_ms = self.window.as_millis().max(1);
-            let next = (window + 1) * window_ms;
-            let jitter = u64::from(rand_u8()) % 50;
-            let wait = (next - now_ms) as u64 + jitter;
-            tokio::time::sleep(Duration::from_millis(wait)).await;
+            let jitter = i64::from(rand_u8() % 50);
+            tokio::time::sleep(Duration::from_millis((wait_ms.max(0) + jitter) as u64)).await;
         }
     }
 }
+
+/// Counts one request in the current window by Redis's clock (so processes on hosts whose
+/// clocks differ still agree on windows); returns the count, the window and the
+/// milliseconds until the next one.
+const COUNT_IN_WINDOW: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local size = tonumber(ARGV[1])
+local w = math.floor(now / size)
+local key = KEYS[1] .. ':' .. w
+local c = redis.call('INCR', key)
+if c == 1 then redis.call('PEXPIRE', key, 2 * size) end
+return {c, w, (w + 1) * size - now}
+";
 
 fn rand_u8() -> u8 {
     let mut b = [0u8; 1];
