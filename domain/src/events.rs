@@ -249,6 +249,7 @@ async fn publish_loop(
     let mut batch = Vec::with_capacity(256);
     let mut delay = Duration::from_millis(50);
     while rx.recv_many(&mut batch, 256).await > 0 {
+        let sent = batch.len() as u64;
         let mut pipe = redis::pipe();
         for payload in batch.drain(..) {
             pipe.cmd("PUBLISH").arg(&channel).arg(payload).ignore();
@@ -256,7 +257,8 @@ async fn publish_loop(
         match pipe.query_async::<()>(&mut conn).await {
             Ok(()) => delay = Duration::from_millis(50),
             Err(e) => {
-                metrics::counter!("events_dropped_total", "where" => "redis_publish").increment(1);
+                metrics::counter!("events_dropped_total", "where" => "redis_publish")
+                    .increment(sent);
                 tracing::warn!(error = %e, "could not publish events to Redis");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(2));
