@@ -616,3 +616,64 @@ on_both!(
         ("SYNC_INTERVAL_SECONDS", "86400")
     ]
 );
+
+/// Two API processes (replicas) on one Bolna account count its requests in the same Redis
+/// windows: at 21 a minute each 3 s window grants one request, so three requests from the
+/// two take at least two window changes. Kept per process, they would all go at once.
+async fn replicas_share_a_bolna_budget(app: TestApp) {
+    if !app.env.contains_key("REDIS_URL") {
+        eprintln!("skipped: TEST_REDIS_URL is not set");
+        return;
+    }
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/executions/e1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": "e1", "agent_id": "agent-one", "status": "completed",
+            "created_at": "2026-11-20T05:00:03Z",
+            "telephony_data": { "to_number": "+919812345678" }
+        })))
+        .expect(3)
+        .mount(&server)
+        .await;
+    let t = app.create_tenant("Acme", "IN").await;
+    app.ok(&t.key, "mutation($u: String) { setProviderCredentials(input: {provider: BOLNA, apiKey: \"bn-key\", baseUrl: $u}) }", json!({ "u": server.uri() })).await;
+    let other = app.sibling(&[]).await;
+    let tenant: uuid::Uuid = t.id.parse().unwrap();
+    let bolna = domain::types::Provider::Bolna;
+    let a = app
+        .services
+        .providers()
+        .for_tenant(tenant, bolna)
+        .await
+        .unwrap();
+    let b = other
+        .services
+        .providers()
+        .for_tenant(tenant, bolna)
+        .await
+        .unwrap();
+
+    let started = std::time::Instant::now();
+    let (r1, r2, r3) = tokio::join!(
+        a.fetch_execution("e1"),
+        a.fetch_execution("e1"),
+        b.fetch_execution("e1")
+    );
+    for r in [r1, r2, r3] {
+        assert_eq!(r.unwrap().execution_id, "e1");
+    }
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+}
+on_both!(
+    replicas_share_a_bolna_budget,
+    replicas_share_a_bolna_budget,
+    [
+        ("BOLNA_REQUESTS_PER_MINUTE", "21"),
+        ("ALLOW_PROVIDER_BASE_URL", "true")
+    ]
+);
