@@ -171,17 +171,24 @@ pub struct RedisBus {
 /// Events waiting for Redis; beyond this (Redis down for long) new ones are dropped and counted.
 pub const OUTBOX_CAPACITY: usize = 10_000;
 
+/// A lazily connected, self-reconnecting Redis connection that fails fast (1 s to connect
+/// or answer, one retry), so a Redis outage never holds up the caller for long.
+pub(crate) fn redis_connection(
+    client: redis::Client,
+) -> redis::RedisResult<redis::aio::ConnectionManager> {
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(1)))
+        .set_response_timeout(Some(Duration::from_secs(1)))
+        .set_number_of_retries(1);
+    redis::aio::ConnectionManager::new_lazy_with_config(client, config)
+}
+
 impl RedisBus {
     /// Starts the process's one subscriber connection on `channel` and its publisher;
     /// both reconnect with backoff for as long as the bus lives. Does not wait for Redis.
     pub fn start(url: &str, channel: &str) -> Result<Self, EventError> {
         let client = redis::Client::open(url)?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(1)))
-            .set_response_timeout(Some(Duration::from_secs(1)))
-            .set_number_of_retries(1);
-        let publisher =
-            redis::aio::ConnectionManager::new_lazy_with_config(client.clone(), config)?;
+        let publisher = redis_connection(client.clone())?;
         let origin = Uuid::new_v4();
         let local = broadcast::channel(SUBSCRIBER_BUFFER).0;
         let connected = Arc::new(AtomicBool::new(false));

@@ -67,12 +67,8 @@ impl Registry {
     /// Counts request budgets in Redis, so every process sending for an account shares its
     /// limit. Does not wait for Redis.
     pub fn with_shared_budgets(mut self, redis_url: &str) -> DomainResult<Self> {
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(1)))
-            .set_response_timeout(Some(Duration::from_secs(1)))
-            .set_number_of_retries(1);
         let conn = redis::Client::open(redis_url)
-            .and_then(|client| redis::aio::ConnectionManager::new_lazy_with_config(client, config))
+            .and_then(crate::events::redis_connection)
             .map_err(|e| DomainError::Internal(format!("request budgets: {e}")))?;
         self.shared_budgets = Some(conn);
         Ok(self)
