@@ -24,7 +24,12 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub auth: Arc<Authenticator>,
     pub redis: Option<RedisProbe>,
+    /// The schema for documents that select only introspection fields: the same types,
+    /// with the depth the standard introspection query needs.
+    pub introspection_schema: AppSchema,
     pub parse_cache: Arc<crate::graphql::parse_cache::ParseCache>,
+    pub operation_labels: Arc<crate::metrics::OperationLabels>,
+    pub auth_failures: Arc<crate::limits::FailureLimiter>,
     /// Redis pub/sub when `REDIS_URL` is set, else in-process.
     pub events: Arc<dyn EventBus>,
     /// Per-tenant fan-out of events to this process's subscribers.
@@ -50,13 +55,23 @@ impl AppState {
         let webhooks = Arc::new(crate::webhooks::WebhookState::new(
             settings.webhook_inline_limit,
         ));
-        let schema = graphql::build_schema(
-            db.clone(),
-            auth.clone(),
+        let data = graphql::SchemaData {
+            db: db.clone(),
+            auth: auth.clone(),
+            services: services.clone(),
+            hub: hub.clone(),
+            webhooks: webhooks.clone(),
+        };
+        let schema =
+            graphql::build_schema(data.clone(), &settings.graphql, settings.graphql.max_depth);
+        let introspection_schema = graphql::build_schema(
+            data,
             &settings.graphql,
-            services.clone(),
-            hub.clone(),
+            settings.graphql.max_introspection_depth,
         );
+        let auth_failures = Arc::new(crate::limits::FailureLimiter::new(
+            settings.auth_failures_per_minute,
+        ));
         let redis = settings
             .redis_url
             .as_ref()
@@ -65,10 +80,13 @@ impl AppState {
         Ok(AppState {
             db,
             schema,
+            introspection_schema,
             settings: Arc::new(settings),
             auth,
             redis,
             parse_cache: Arc::default(),
+            operation_labels: Arc::default(),
+            auth_failures,
             events,
             hub,
             services,
@@ -97,6 +115,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/graphiql/{file}", get(crate::graphiql::asset))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(crate::metrics::track_http))
         .with_state(state)
@@ -120,6 +139,18 @@ async fn readyz(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-async fn metrics() -> Response {
+/// `/metrics`, behind `METRICS_TOKEN` when one is set.
+async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    if let Some(token) = &state.settings.metrics_token {
+        let given = crate::graphql::http::bearer(&headers).unwrap_or_default();
+        if !domain::tenancy::secrets_match(given, token.expose()) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
+                Json(serde_json::json!({ "error": "metrics need the METRICS_TOKEN bearer token" })),
+            )
+                .into_response();
+        }
+    }
     workers::metrics::render()
 }

@@ -1,7 +1,9 @@
 //! Switchboard's HTTP/GraphQL server as a library: `main.rs` and the tests both start it here.
 
 pub mod app;
+pub mod graphiql;
 pub mod graphql;
+pub mod limits;
 pub mod metrics;
 pub mod server;
 pub mod webhooks;

@@ -52,13 +52,16 @@ pub async fn serve(
     });
     let app = router(state);
     tracing::info!(addr = %listener.local_addr()?, "listening");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down");
-        })
-        .await
-        .context("serving HTTP")?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!("shutting down");
+    })
+    .await
+    .context("serving HTTP")?;
     let _ = stop_tx.send(true);
     if let Some(w) = worker {
         let _ = w.await;

@@ -42,6 +42,15 @@ impl WebhookState {
     }
 }
 
+impl WebhookState {
+    /// Drops every cached token (after a rotation), so an old token stops at once here.
+    pub fn forget_tokens(&self) {
+        if let Ok(mut cache) = self.tenants.lock() {
+            cache.clear();
+        }
+    }
+}
+
 fn reject(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }

@@ -76,16 +76,42 @@ impl PhoneNumber {
         let invalid = || PhoneError::Invalid {
             region: region.0.as_ref().to_owned(),
         };
+        if trimmed[1..].contains('+') {
+            return Err(invalid());
+        }
+        let all_digits: String = trimmed.chars().filter(char::is_ascii_digit).collect();
+        // An international number (`+CC...`, or the region's own dialling-out prefix such
+        // as `00` or `011`) is read without the default region: reading it in the region
+        // let the region's trunk prefix eat the number's own digits (`+4915...` in a US
+        // tenant became `+495...`), so the wrong person would be dialled.
+        let international = if trimmed.starts_with('+') {
+            Some(all_digits.clone())
+        } else {
+            strip_idd(region, &all_digits).map(str::to_owned)
+        };
         // The crate has panicked on crafted input in the past; contain it here.
         let parsed = catch_unwind(AssertUnwindSafe(|| {
-            let number = phonenumber::parse(Some(region.0), trimmed).ok()?;
+            let number = match &international {
+                Some(digits) => phonenumber::parse(None, format!("+{digits}")).ok()?,
+                None => phonenumber::parse(Some(region.0), trimmed).ok()?,
+            };
             if !phonenumber::is_valid(&number) {
                 return None;
             }
-            Some(number.format().mode(Mode::E164).to_string())
+            Some((
+                number.format().mode(Mode::E164).to_string(),
+                number.code().value().to_string(),
+            ))
         }))
-        .map_err(|_| invalid())?;
-        parsed.map(PhoneNumber).ok_or_else(invalid)
+        .map_err(|_| invalid())?
+        .ok_or_else(invalid)?;
+        let (parsed, country_code) = parsed;
+        if let Some(digits) = &international
+            && !keeps_digits(&parsed, &country_code, digits)
+        {
+            return Err(invalid());
+        }
+        Ok(PhoneNumber(parsed))
     }
 
     /// Accepts an already-normalised E.164 string (from the database) without re-validating.
@@ -100,6 +126,32 @@ impl PhoneNumber {
     pub fn into_string(self) -> String {
         self.0
     }
+}
+
+/// The digits after `region`'s international dialling prefix (`011` in the US, `00` in
+/// most of Europe and India, `810` in Russia), if `digits` start with it.
+fn strip_idd(region: Region, digits: &str) -> Option<&str> {
+    let meta = phonenumber::metadata::DATABASE.by_id(region.0.as_ref())?;
+    let found = meta.international_prefix()?.find(digits)?;
+    let rest = &digits[found.end()..];
+    // A country code never starts with 0, so `0...` after the prefix is a national number.
+    (found.start() == 0 && !rest.is_empty() && !rest.starts_with('0')).then_some(rest)
+}
+
+/// An international input must come out with exactly the digits it went in with, except
+/// a single trunk `0` written after the country code (`+44 (0)20 ...`).
+fn keeps_digits(e164: &str, country_code: &str, input: &str) -> bool {
+    let out = e164.trim_start_matches('+');
+    if out == input {
+        return true;
+    }
+    let (Some(national_in), Some(national_out)) = (
+        input.strip_prefix(country_code),
+        out.strip_prefix(country_code),
+    ) else {
+        return false;
+    };
+    national_in.strip_prefix('0') == Some(national_out)
 }
 
 impl fmt::Debug for PhoneNumber {

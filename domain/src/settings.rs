@@ -63,6 +63,13 @@ pub struct GraphqlLimits {
     pub max_body_bytes: usize,
     /// How long a WebSocket may take to send `connection_init`.
     pub ws_init_timeout_ms: u64,
+    /// Whether `__schema` / `__type` are answered (`GRAPHQL_INTROSPECTION`).
+    pub introspection: bool,
+    /// Depth allowed to documents that select only introspection fields (the standard
+    /// introspection query is 15 deep).
+    pub max_introspection_depth: usize,
+    /// `__schema` / `__type` fields one document may hold.
+    pub max_introspection_fields: usize,
 }
 
 impl Default for GraphqlLimits {
@@ -75,6 +82,9 @@ impl Default for GraphqlLimits {
             max_batch: 10,
             max_body_bytes: 1024 * 1024,
             ws_init_timeout_ms: 10_000,
+            introspection: true,
+            max_introspection_depth: 16,
+            max_introspection_fields: 2,
         }
     }
 }
@@ -101,6 +111,10 @@ pub struct Settings {
     pub providers: ProviderSettings,
     /// Webhook reports one API process applies at once before it queues the rest.
     pub webhook_inline_limit: usize,
+    /// Bearer token `/metrics` requires (unset: open, as on a private network).
+    pub metrics_token: Option<Secret>,
+    /// Failed authentications one client IP may make a minute before it is refused (429).
+    pub auth_failures_per_minute: u32,
 }
 
 /// Provider endpoints, secrets at rest and call-following knobs.
@@ -124,6 +138,9 @@ pub struct ProviderSettings {
     pub sync_interval_seconds: u64,
     /// Period of the reconciler (audit and repair of the last 7 days).
     pub reconcile_interval_seconds: u64,
+    /// Hosts a tenant's custom base URL may name although they resolve to loopback,
+    /// private, link-local or metadata addresses (`PROVIDER_BASE_URL_ALLOWLIST`).
+    pub outbound_allowlist: Vec<String>,
 }
 
 impl Settings {
@@ -239,6 +256,9 @@ impl Settings {
                 100,
                 120_000,
             )?,
+            introspection: parse_bool(&get, "GRAPHQL_INTROSPECTION", defaults.introspection)?,
+            max_introspection_depth: defaults.max_introspection_depth,
+            max_introspection_fields: defaults.max_introspection_fields,
         };
         let worker_poll_ms = parse_num(&get, "WORKER_POLL_MS", 1000, 10, 60_000)?;
         let auth_cache_seconds = parse_num(&get, "AUTH_CACHE_SECONDS", 5, 0, 300)?;
@@ -301,6 +321,14 @@ impl Settings {
                 60,
                 7 * 86_400,
             )?,
+            outbound_allowlist: get("PROVIDER_BASE_URL_ALLOWLIST")
+                .map(|v| {
+                    v.split(',')
+                        .map(|h| h.trim().to_ascii_lowercase())
+                        .filter(|h| !h.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
         };
 
         Ok(Settings {
@@ -322,6 +350,24 @@ impl Settings {
             auth_cache_seconds,
             providers,
             webhook_inline_limit: parse_num(&get, "WEBHOOK_INLINE_LIMIT", 64, 0, 10_000)?,
+            metrics_token: match get("METRICS_TOKEN") {
+                Some(t) if t.trim().len() >= 16 => Some(Secret::new(t.trim())),
+                Some(_) => {
+                    return Err(SettingsError::Invalid {
+                        name: "METRICS_TOKEN",
+                        value: "***".into(),
+                        message: "must be at least 16 characters".into(),
+                    });
+                }
+                None => None,
+            },
+            auth_failures_per_minute: parse_num(
+                &get,
+                "AUTH_FAILURES_PER_MINUTE",
+                30,
+                0,
+                1_000_000,
+            )?,
         })
     }
 }

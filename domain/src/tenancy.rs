@@ -280,6 +280,32 @@ pub async fn revoke_api_key(
     Ok(true)
 }
 
+/// ADMIN only: a new provider webhook token for the caller's tenant; the old one stops
+/// working (at once where the token cache is cleared, within its TTL elsewhere).
+pub async fn rotate_webhook_token(
+    db: &DatabaseConnection,
+    scope: &TenantScope,
+) -> DomainResult<String> {
+    scope.require(Role::Admin)?;
+    let token = random_token(24)?;
+    let updated = tenant::Entity::update_many()
+        .col_expr(
+            tenant::Column::WebhookToken,
+            sea_orm::sea_query::Expr::value(token.clone()),
+        )
+        .col_expr(
+            tenant::Column::UpdatedAt,
+            sea_orm::sea_query::Expr::value(Utc::now()),
+        )
+        .filter(tenant::Column::Id.eq(scope.tenant_id()))
+        .exec(db)
+        .await?;
+    if updated.rows_affected == 0 {
+        return Err(DomainError::not_found("tenant"));
+    }
+    Ok(token)
+}
+
 pub async fn list_api_keys(
     db: &DatabaseConnection,
     scope: &TenantScope,

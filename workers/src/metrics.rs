@@ -26,6 +26,19 @@ pub fn handle() -> Option<PrometheusHandle> {
                 .install_recorder()
                 .map_err(|e| tracing::warn!(error = %e, "metrics recorder not installed"))
                 .ok()
+                .inspect(|handle| {
+                    // Histograms buffer every sample until upkeep drains them; without it
+                    // they grow between scrapes (or forever, if nobody scrapes).
+                    let handle = handle.clone();
+                    let _ = std::thread::Builder::new()
+                        .name("metrics-upkeep".into())
+                        .spawn(move || {
+                            loop {
+                                std::thread::sleep(std::time::Duration::from_secs(5));
+                                handle.run_upkeep();
+                            }
+                        });
+                })
         })
         .clone()
 }

@@ -1,30 +1,35 @@
 //! `POST /graphql` and `GET /graphql`, written out rather than taken from
 //! async-graphql-axum so the edge can be closed: body cap, batch cap, JSON only
-//! (no multipart, so no CSRF through simple requests), no mutations over GET.
+//! (no multipart, so no CSRF through simple requests), no mutations over GET, a limit on
+//! failed authentications per client address, and the GraphQL-over-HTTP
+//! `application/graphql-response+json` media type for clients that ask for it.
 
+use std::net::SocketAddr;
 use std::time::Instant;
 
-use async_graphql::http::GraphiQLSource;
 use async_graphql::parser::types::{DocumentOperations, OperationType};
-use async_graphql::{BatchRequest, BatchResponse, Request};
+use async_graphql::{BatchRequest, Request, Response as GqlResponse};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 
 use super::context::Caller;
-use super::error::{BAD_USER_INPUT, assign_codes, refusal};
+use super::document;
+use super::error::{BAD_USER_INPUT, QUERY_TOO_COMPLEX, assign_codes, refusal};
 use crate::app::AppState;
+
+const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
 
 fn refuse(status: StatusCode, code: &'static str, message: &str) -> Response {
     (status, Json(refusal(code, message))).into_response()
 }
 
-/// Reads `Authorization: Bearer <key>` into a caller; a bad key is simply unauthenticated.
-async fn caller(state: &AppState, headers: &HeaderMap) -> Caller {
-    let Some(token) = headers
+/// `Authorization: Bearer <key>`, if present.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| {
@@ -32,7 +37,12 @@ async fn caller(state: &AppState, headers: &HeaderMap) -> Caller {
                 .or_else(|| v.strip_prefix("bearer "))
         })
         .map(str::trim)
-    else {
+}
+
+/// Reads the bearer token into a caller; a bad key is simply unauthenticated (and counted
+/// against the client's address).
+async fn caller(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> Caller {
+    let Some(token) = bearer(headers) else {
         return Caller::Anonymous;
     };
     if let Some(admin) = &state.settings.admin_token
@@ -42,7 +52,14 @@ async fn caller(state: &AppState, headers: &HeaderMap) -> Caller {
     }
     match state.auth.authenticate(&state.db, token).await {
         Ok(scope) => Caller::tenant(state.db.clone(), scope),
-        Err(domain::DomainError::Unauthenticated) => Caller::Anonymous,
+        Err(domain::DomainError::Unauthenticated) => {
+            // A token with spaces is a placeholder (GraphiQL's "<paste your API key>"),
+            // not a guess at a key or at the operator token.
+            if !token.contains(char::is_whitespace) {
+                state.auth_failures.failed(peer.ip());
+            }
+            Caller::Anonymous
+        }
         Err(err) => {
             tracing::error!(error = %err, "authentication lookup failed");
             Caller::Unverifiable
@@ -50,8 +67,17 @@ async fn caller(state: &AppState, headers: &HeaderMap) -> Caller {
     }
 }
 
+fn too_many_failures() -> Response {
+    refuse(
+        StatusCode::TOO_MANY_REQUESTS,
+        "RATE_LIMITED",
+        "too many failed authentications from this address; wait a minute",
+    )
+}
+
 pub async fn post(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -64,9 +90,7 @@ pub async fn post(
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.starts_with("application/json") || v.starts_with("application/graphql-response+json")
-        });
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with(GRAPHQL_RESPONSE_JSON));
     if !is_json {
         return refuse(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -84,22 +108,17 @@ pub async fn post(
             );
         }
     };
-    execute(&state, &headers, batch).await
+    execute(&state, &headers, peer, batch).await
 }
 
 pub async fn get(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
     let Some(qs) = query.filter(|q| q.contains("query=")) else {
-        return Html(
-            GraphiQLSource::build()
-                .endpoint("/graphql")
-                .subscription_endpoint("/graphql/ws")
-                .finish(),
-        )
-        .into_response();
+        return crate::graphiql::page();
     };
     let request = match async_graphql::http::parse_query_string(&qs) {
         Ok(r) => r,
@@ -118,7 +137,7 @@ pub async fn get(
             "mutations are not allowed over GET; use POST",
         );
     }
-    execute(&state, &headers, BatchRequest::Single(request)).await
+    execute(&state, &headers, peer, BatchRequest::Single(request)).await
 }
 
 /// True when the operation that would run is a mutation (unparsable queries fail later, in execution).
@@ -137,7 +156,29 @@ fn is_mutation(request: &Request) -> bool {
     }
 }
 
-async fn execute(state: &AppState, headers: &HeaderMap, batch: BatchRequest) -> Response {
+/// True when the client asked for `application/graphql-response+json`.
+fn wants_graphql_response(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains(GRAPHQL_RESPONSE_JSON))
+}
+
+/// A request that never reached execution (it did not parse or validate, or its variables
+/// did not coerce): no data, and every error without a path.
+pub fn failed_before_execution(response: &GqlResponse) -> bool {
+    response.data == async_graphql::Value::Null
+        && !response.errors.is_empty()
+        && response.errors.iter().all(|e| e.path.is_empty())
+}
+
+async fn execute(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    batch: BatchRequest,
+) -> Response {
     let max = state.settings.graphql.max_batch;
     let was_batch = matches!(batch, BatchRequest::Batch(_));
     let requests = match batch {
@@ -154,21 +195,108 @@ async fn execute(state: &AppState, headers: &HeaderMap, batch: BatchRequest) -> 
         }
         BatchRequest::Batch(v) => v,
     };
-    let caller = caller(state, headers).await;
+    if bearer(headers).is_some() && state.auth_failures.blocked(peer.ip()) {
+        return too_many_failures();
+    }
+    let caller = caller(state, headers, peer).await;
     let mut responses = Vec::with_capacity(requests.len());
     for request in requests {
-        let operation = crate::metrics::operation_label(request.operation_name.as_deref());
         let started = Instant::now();
-        let request = state.parse_cache.attach(request);
-        let mut response = state.schema.execute(request.data(caller.clone())).await;
-        assign_codes(&mut response);
-        crate::metrics::record_operation(&operation, response.errors.is_empty(), started.elapsed());
+        let (response, label) = run_one(state, &caller, request).await;
+        crate::metrics::record_operation(&label, response.errors.is_empty(), started.elapsed());
         responses.push(response);
     }
-    let body = if !was_batch && responses.len() == 1 {
-        BatchResponse::Single(responses.remove(0))
+    let graphql_response = wants_graphql_response(headers);
+    let status =
+        if graphql_response && !was_batch && responses.first().is_some_and(failed_before_execution)
+        {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::OK
+        };
+    let mut values: Vec<serde_json::Value> = responses
+        .iter()
+        .map(|r| {
+            let mut v = serde_json::to_value(r).unwrap_or_default();
+            // The spec's media type omits `data` for requests that never executed.
+            if graphql_response
+                && failed_before_execution(r)
+                && let Some(map) = v.as_object_mut()
+            {
+                map.remove("data");
+            }
+            v
+        })
+        .collect();
+    let body = if !was_batch && values.len() == 1 {
+        values.remove(0)
     } else {
-        BatchResponse::Batch(responses)
+        serde_json::Value::Array(values)
     };
-    Json(body).into_response()
+    let mut response = (status, Json(body)).into_response();
+    if graphql_response {
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/graphql-response+json; charset=utf-8"),
+        );
+    }
+    response
+}
+
+/// Runs one operation: the parse from the cache (or parsed now), introspection-only
+/// documents on the schema that allows their depth, the result cached only for a tenant
+/// whose document validated. Returns the response and its metrics label.
+async fn run_one(state: &AppState, caller: &Caller, request: Request) -> (GqlResponse, String) {
+    let authenticated = matches!(caller, Caller::Tenant { .. });
+    let (doc, from_cache) = match state.parse_cache.get(&request.query) {
+        Some(doc) => (Some(doc), true),
+        None => (
+            async_graphql::parser::parse_query(&request.query).ok(),
+            false,
+        ),
+    };
+    let Some(doc) = doc else {
+        // Unparsable: execution reports the syntax error.
+        let mut response = state.schema.execute(request.data(caller.clone())).await;
+        assign_codes(&mut response);
+        return (response, crate::metrics::INVALID.to_owned());
+    };
+    let shape = document::Shape::of(&doc, request.operation_name.as_deref());
+    if shape.introspection_fields > state.settings.graphql.max_introspection_fields {
+        let mut response = GqlResponse::from_errors(vec![async_graphql::ServerError::new(
+            format!(
+                "a document may select __schema or __type at most {} times",
+                state.settings.graphql.max_introspection_fields
+            ),
+            None,
+        )]);
+        response.errors[0]
+            .extensions
+            .get_or_insert_with(Default::default)
+            .set("code", QUERY_TOO_COMPLEX);
+        return (response, crate::metrics::INVALID.to_owned());
+    }
+    let operation_name = request.operation_name.clone();
+    // Kept only once it validated, for a tenant: anonymous junk never stays.
+    let to_cache = (authenticated && !from_cache).then(|| (request.query.clone(), doc.clone()));
+    let mut request = request;
+    request.set_parsed_query(doc);
+    let schema = if shape.introspection_only {
+        &state.introspection_schema
+    } else {
+        &state.schema
+    };
+    let mut response = schema.execute(request.data(caller.clone())).await;
+    assign_codes(&mut response);
+    let validated = !failed_before_execution(&response);
+    if validated && let Some((query, doc)) = to_cache {
+        state.parse_cache.insert(&query, doc);
+    }
+    let label = crate::metrics::operation_label(
+        &state.operation_labels,
+        authenticated,
+        validated,
+        operation_name.as_deref(),
+    );
+    (response, label)
 }

@@ -1,6 +1,7 @@
 //! The GraphQL schema and its HTTP endpoint.
 
 pub mod context;
+pub mod document;
 pub mod enums;
 pub mod error;
 pub mod http;
@@ -20,24 +21,34 @@ use sea_orm::DatabaseConnection;
 
 pub type AppSchema = Schema<query::Query, mutation::Mutation, subscription::Subscription>;
 
-/// Builds the schema with the edge limits of shared/reference/hardening.md.
-pub fn build_schema(
-    db: DatabaseConnection,
-    auth: std::sync::Arc<domain::tenancy::Authenticator>,
-    limits: &GraphqlLimits,
-    services: domain::services::Services,
-    hub: std::sync::Arc<domain::events::Hub>,
-) -> AppSchema {
-    Schema::build(query::Query, mutation::Mutation, subscription::Subscription)
-        .data(db)
-        .data(auth)
-        .data(services)
-        .data(hub)
-        .limit_depth(limits.max_depth)
+/// What resolvers share, put into the schema's data.
+#[derive(Clone)]
+pub struct SchemaData {
+    pub db: DatabaseConnection,
+    pub auth: std::sync::Arc<domain::tenancy::Authenticator>,
+    pub services: domain::services::Services,
+    pub hub: std::sync::Arc<domain::events::Hub>,
+    pub webhooks: std::sync::Arc<crate::webhooks::WebhookState>,
+}
+
+/// Builds the schema with the edge limits of shared/reference/hardening.md. `depth` is
+/// `limits.max_depth` for every document but introspection-only ones (see `http`).
+pub fn build_schema(data: SchemaData, limits: &GraphqlLimits, depth: usize) -> AppSchema {
+    let builder = Schema::build(query::Query, mutation::Mutation, subscription::Subscription)
+        .data(data.db)
+        .data(data.auth)
+        .data(data.services)
+        .data(data.hub)
+        .data(data.webhooks)
+        .limit_depth(depth)
         .limit_complexity(limits.max_complexity)
         .limit_directives(limits.max_directives)
-        .limit_recursive_depth(limits.max_recursive_depth)
-        .finish()
+        .limit_recursive_depth(limits.max_recursive_depth.max(depth + 4));
+    if limits.introspection {
+        builder.finish()
+    } else {
+        builder.disable_introspection().finish()
+    }
 }
 
 /// The SDL, as checked in at `schema.graphql`.

@@ -203,6 +203,23 @@ impl Mutation {
         Ok(revoked)
     }
 
+    /// Replaces this tenant's provider webhook token (ADMIN) and returns the new one. The
+    /// old token stops at once on this replica and within 5 s on others; update the
+    /// webhook URL at the provider right after.
+    async fn rotate_webhook_token(&self, ctx: &Context<'_>) -> async_graphql::Result<String> {
+        let token = tenancy::rotate_webhook_token(db(ctx)?, scope(ctx)?)
+            .await
+            .gql()?;
+        if let Ok(webhooks) = ctx.data::<std::sync::Arc<crate::webhooks::WebhookState>>() {
+            webhooks.forget_tokens();
+        }
+        if let Ok(auth) = ctx.data::<std::sync::Arc<tenancy::Authenticator>>() {
+            // Scopes carry the tenant row (and with it the token): read it afresh.
+            auth.forget_all();
+        }
+        Ok(token)
+    }
+
     /// Registers an agent configured at a provider.
     async fn create_agent(
         &self,

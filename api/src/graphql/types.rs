@@ -45,9 +45,15 @@ impl Tenant {
     async fn concurrency_limit(&self) -> i32 {
         self.0.concurrency_limit
     }
-    /// Secret path segment of this tenant's webhook URLs (`/webhooks/bolna/{token}`).
-    async fn webhook_token(&self) -> &str {
-        &self.0.webhook_token
+    /// Secret path segment of this tenant's webhook URLs (`/webhooks/bolna/{token}`): a
+    /// write credential, so only ADMIN keys (and the operator, on `createTenant`) read it;
+    /// other roles get null and a FORBIDDEN error. `rotateWebhookToken` replaces it.
+    async fn webhook_token(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<&str>> {
+        if super::context::is_operator(ctx) {
+            return Ok(Some(&self.0.webhook_token));
+        }
+        scope(ctx)?.require(domain::types::Role::Admin).gql()?;
+        Ok(Some(&self.0.webhook_token))
     }
     /// When the record was created (UTC).
     async fn created_at(&self) -> DateTime<Utc> {

@@ -4,15 +4,20 @@
 //! duplicate ids refused (4409), at most 20 subscriptions per socket, 64 KiB messages,
 //! small socket buffers, and a bounded outgoing queue: a client that cannot keep up is
 //! disconnected rather than buffered without limit.
+//!
+//! The key is checked again on every `subscribe` and every `AUTH_CACHE_SECONDS / 2`
+//! (at least each second) while the socket is open, through the same authenticator as
+//! HTTP: a revoked key's socket is closed with 4403. Only subscriptions run here; queries
+//! and mutations go over `POST /graphql`, where every HTTP limit applies.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_graphql::Request;
-use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::response::Response;
+use axum::extract::{ConnectInfo, State};
+use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -60,14 +65,29 @@ enum ClientMessage {
     },
 }
 
-pub async fn upgrade(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
+pub async fn upgrade(
+    ws: WebSocketUpgrade,
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+) -> Response {
+    if state.auth_failures.blocked(peer.ip()) {
+        return (
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            axum::Json(super::error::refusal(
+                "RATE_LIMITED",
+                "too many failed authentications from this address; wait a minute",
+            )),
+        )
+            .into_response();
+    }
+    let peer = Some(peer.ip());
     ws.protocols([PROTOCOL])
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
         .max_write_buffer_size(2 * MAX_MESSAGE + 1024)
         .max_message_size(MAX_MESSAGE)
         .max_frame_size(MAX_MESSAGE)
-        .on_upgrade(move |socket| session(socket, state))
+        .on_upgrade(move |socket| session(socket, state, peer))
 }
 
 fn text(v: Value) -> Message {
@@ -112,7 +132,7 @@ impl Drop for Gauge {
     }
 }
 
-async fn session(socket: WebSocket, state: AppState) {
+async fn session(socket: WebSocket, state: AppState, peer: Option<std::net::IpAddr>) {
     let _connected = Gauge::up("ws_connections");
     let (mut sink, mut incoming) = socket.split();
     let (out, mut out_rx) = mpsc::channel::<Message>(OUT_QUEUE);
@@ -128,7 +148,7 @@ async fn session(socket: WebSocket, state: AppState) {
     let overflow = Arc::new(Notify::new());
     let subs: Arc<Mutex<HashMap<String, AbortHandle>>> = Arc::default();
 
-    run(&state, &mut incoming, &out, &overflow, &subs).await;
+    run(&state, peer, &mut incoming, &out, &overflow, &subs).await;
 
     if let Ok(mut subs) = subs.lock() {
         for (_, handle) in subs.drain() {
@@ -154,6 +174,7 @@ async fn next_text(incoming: &mut Incoming) -> Option<Utf8Bytes> {
 
 async fn run(
     state: &AppState,
+    peer: Option<std::net::IpAddr>,
     incoming: &mut Incoming,
     out: &mpsc::Sender<Message>,
     overflow: &Arc<Notify>,
@@ -188,9 +209,12 @@ async fn run(
             .await;
         return;
     };
-    let scope = match state.auth.authenticate(&state.db, &key).await {
-        Ok(scope) => scope,
+    match state.auth.authenticate(&state.db, &key).await {
+        Ok(_) => {}
         Err(domain::DomainError::Unauthenticated) => {
+            if let Some(ip) = peer {
+                state.auth_failures.failed(ip);
+            }
             let _ = out.send(close(4403, "Forbidden")).await;
             return;
         }
@@ -210,6 +234,9 @@ async fn run(
 
     let mut keepalive = tokio::time::interval(KEEPALIVE);
     keepalive.tick().await;
+    let recheck_every = Duration::from_millis((state.settings.auth_cache_seconds * 500).max(1000));
+    let mut recheck = tokio::time::interval(recheck_every);
+    recheck.tick().await;
     let mut last_heard = Instant::now();
     loop {
         let msg = tokio::select! {
@@ -218,6 +245,18 @@ async fn run(
                 metrics::counter!("ws_slow_clients_dropped_total").increment(1);
                 let _ = out.try_send(close(4429, "Too slow: messages were not read"));
                 return;
+            }
+            _ = recheck.tick() => {
+                match state.auth.authenticate(&state.db, &key).await {
+                    Ok(_) => {}
+                    Err(domain::DomainError::Unauthenticated) => {
+                        let _ = out.try_send(close(4403, "Forbidden: the key was revoked"));
+                        return;
+                    }
+                    // The database is unreachable: keep the socket, check again later.
+                    Err(e) => tracing::warn!(error = %e, "could not re-check a socket's key"),
+                }
+                continue;
             }
             _ = keepalive.tick() => {
                 if last_heard.elapsed() > KEEPALIVE * 3 {
@@ -261,10 +300,29 @@ async fn run(
                         return;
                     }
                 };
-                let request = state
-                    .parse_cache
-                    .attach(request)
-                    .data(Caller::subscriber(state.db.clone(), scope.clone()));
+                let scope = match state.auth.authenticate(&state.db, &key).await {
+                    Ok(scope) => scope,
+                    Err(domain::DomainError::Unauthenticated) => {
+                        let _ = out
+                            .send(close(4403, "Forbidden: the key was revoked"))
+                            .await;
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "authentication lookup failed");
+                        let _ = out.send(close(1011, "Internal error")).await;
+                        return;
+                    }
+                };
+                let mut request = request;
+                if let Some(refused) = not_a_subscription(&mut request) {
+                    let _ = out.try_send(text(json!({
+                        "type": "error", "id": id,
+                        "payload": [{ "message": refused, "extensions": { "code": "BAD_USER_INPUT" } }]
+                    })));
+                    continue;
+                }
+                let request = request.data(Caller::subscriber(state.db.clone(), scope.clone()));
                 // Decided under the lock, answered after it is released.
                 let refusal = {
                     let Ok(mut active) = subs.lock() else { return };
@@ -303,6 +361,31 @@ async fn run(
                 }
             }
         }
+    }
+}
+
+/// Parses the operation (attaching the parse) and explains why it may not run here, if
+/// it is not a subscription. Unparsable documents are left for execution to report.
+fn not_a_subscription(request: &mut Request) -> Option<&'static str> {
+    use async_graphql::parser::types::{DocumentOperations, OperationType};
+    let doc = async_graphql::parser::parse_query(&request.query).ok()?;
+    let ty = match (&doc.operations, request.operation_name.as_deref()) {
+        (DocumentOperations::Single(op), _) => Some(op.node.ty),
+        (DocumentOperations::Multiple(ops), Some(name)) => ops
+            .iter()
+            .find(|(n, _)| n.as_str() == name)
+            .map(|(_, op)| op.node.ty),
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
+            ops.values().next().map(|op| op.node.ty)
+        }
+        _ => None,
+    };
+    request.set_parsed_query(doc);
+    match ty {
+        Some(OperationType::Query) | Some(OperationType::Mutation) => Some(
+            "only subscriptions run over this socket; send queries and mutations to POST /graphql",
+        ),
+        _ => None,
     }
 }
 

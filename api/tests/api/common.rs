@@ -48,6 +48,8 @@ pub struct TestApp {
     pub db: DatabaseConnection,
     pub backend: Backend,
     pub services: domain::services::Services,
+    /// The running app's state (its caches and limiters), for what HTTP cannot show.
+    pub state: api::AppState,
     /// The settings it was started with (variable names and values).
     pub env: HashMap<String, String>,
     statements: Arc<AtomicU64>,
@@ -126,6 +128,7 @@ impl TestApp {
         domain::db::migrate(&db).await.expect("migrate");
         let state = api::AppState::new(db.clone(), settings).expect("state");
         let services = state.services.clone();
+        let app_state = state.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(async move {
@@ -137,6 +140,7 @@ impl TestApp {
             db,
             backend,
             services,
+            state: app_state,
             env,
             statements,
             server,

@@ -146,14 +146,88 @@ async fn the_protocol_edges_are_closed(app: TestApp) {
         ),
         other => panic!("{}", describe(&other)),
     }
-    // Queries work over the socket too, then complete.
-    ws.subscribe("q", "{ me { name } }", json!({})).await;
-    assert_eq!(ws.data(5).await["me"]["name"], "A");
+    // Queries and mutations are refused over the socket (they go over POST, with every
+    // HTTP limit); the socket stays open.
+    for (id, doc) in [
+        ("q", "{ me { name } }"),
+        (
+            "m",
+            "mutation { createApiKey(input: {name: \"x\", role: ADMIN}) { apiKey } }",
+        ),
+    ] {
+        ws.subscribe(id, doc, json!({})).await;
+        match ws.next(5).await {
+            Next::Msg(m) => {
+                assert_eq!(
+                    (m["type"].as_str(), m["id"].as_str()),
+                    (Some("error"), Some(id)),
+                    "{m}"
+                );
+                assert_eq!(m["payload"][0]["extensions"]["code"], "BAD_USER_INPUT");
+            }
+            other => panic!("{}", describe(&other)),
+        }
+    }
+    ws.send(json!({"type": "ping"})).await;
     match ws.next(5).await {
-        Next::Msg(m) => assert_eq!(m, json!({"type": "complete", "id": "q"})),
+        Next::Msg(m) => assert_eq!(m["type"], "pong"),
         other => panic!("{}", describe(&other)),
     }
 }
+
+/// A socket opened with a key that is then revoked: its live subscription is closed with
+/// 4403 within the auth cache's time, and a new subscribe on another socket is refused.
+async fn a_revoked_key_loses_its_sockets(app: TestApp) {
+    let t = app.create_tenant("A", "IN").await;
+    let issued = app
+        .ok(
+            &t.key,
+            "mutation { createApiKey(input: {name: \"dash\", role: ADMIN}) { id apiKey } }",
+            json!({}),
+        )
+        .await;
+    let (id, key) = (
+        issued["createApiKey"]["id"].as_str().unwrap().to_owned(),
+        issued["createApiKey"]["apiKey"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    );
+    let mut live = Ws::connect(app.addr, &key).await;
+    live.subscribe("1", CALL_UPDATED, json!({})).await;
+    let mut idle = Ws::connect(app.addr, &key).await;
+    // Revoked on another replica: this one only learns through its cache expiring.
+    let other = app.sibling(&[]).await;
+    other
+        .ok(
+            &t.key,
+            "mutation($id: ID!) { revokeApiKey(id: $id) }",
+            json!({ "id": id }),
+        )
+        .await;
+    let started = std::time::Instant::now();
+    assert_eq!(live.close_code(10).await, Some(4403));
+    // AUTH_CACHE_SECONDS is 1 here: closed within the cache's time plus a re-check.
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    idle.subscribe("2", CALL_UPDATED, json!({})).await;
+    assert_eq!(idle.close_code(5).await, Some(4403));
+    // A new socket with the revoked key is refused at once.
+    let mut ws = Ws::open(app.addr).await;
+    ws.send(
+        json!({"type": "connection_init", "payload": {"authorization": format!("Bearer {key}")}}),
+    )
+    .await;
+    assert_eq!(ws.close_code(5).await, Some(4403));
+}
+on_both!(
+    a_revoked_key_loses_its_sockets,
+    a_revoked_key_loses_its_sockets,
+    [("AUTH_CACHE_SECONDS", "1")]
+);
 on_both!(the_protocol_edges_are_closed, the_protocol_edges_are_closed);
 
 async fn a_silent_socket_is_closed_after_the_init_timeout(app: TestApp) {
