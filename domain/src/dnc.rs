@@ -59,6 +59,21 @@ pub async fn remove(db: &DatabaseConnection, scope: &TenantScope, raw: &str) -> 
     Ok(res.rows_affected > 0)
 }
 
+/// Whether an E.164 number is on tenant `tenant_id`'s list (for workers, which act
+/// for the tenant without a caller's scope).
+pub async fn listed<C: ConnectionTrait>(
+    conn: &C,
+    tenant_id: uuid::Uuid,
+    e164: &str,
+) -> DomainResult<bool> {
+    Ok(
+        do_not_call::Entity::find_by_id((tenant_id, e164.to_owned()))
+            .one(conn)
+            .await?
+            .is_some(),
+    )
+}
+
 /// Whether an E.164 number is on the tenant's list.
 pub async fn contains<C: ConnectionTrait>(
     conn: &C,

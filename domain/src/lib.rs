@@ -27,6 +27,7 @@ pub mod tenancy;
 pub mod testdb;
 #[cfg(feature = "testing")]
 pub mod testproc;
+pub mod time;
 pub mod types;
 
 pub use error::{DomainError, DomainResult};

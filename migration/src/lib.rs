@@ -9,6 +9,7 @@ mod m20261123_000002_create_jobs;
 mod m20261124_000003_live_calls;
 mod m20261124_000004_sync_runs;
 mod m20261130_000005_write_costs;
+mod m20261202_000006_stale_checks;
 
 pub struct Migrator;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000003_live_calls::Migration),
             Box::new(m20261124_000004_sync_runs::Migration),
             Box::new(m20261130_000005_write_costs::Migration),
+            Box::new(m20261202_000006_stale_checks::Migration),
         ]
     }
 }

@@ -211,7 +211,8 @@ impl Query {
 
     /// Compares the provider's executions since `since` (default 7 days) with the store:
     /// what is missing here, calls stuck non-terminal, customers sync created that have no
-    /// call left. Reads the provider's whole listing, so it takes a while.
+    /// call left. Reads the provider's whole listing, so it takes a while: at most the
+    /// last 31 days (`BAD_USER_INPUT` beyond), one audit per tenant at a time (`CONFLICT`).
     async fn sync_audit(
         &self,
         ctx: &Context<'_>,

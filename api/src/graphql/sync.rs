@@ -179,12 +179,19 @@ pub struct SyncAudit {
     pub provider_call_count: i64,
     /// How many of those are stored.
     pub stored_call_count: i64,
-    /// Execution ids the provider has and the store does not (at most 1,000).
+    /// Execution ids the provider has and the store does not (the first 100; see
+    /// `missingCount`).
     pub missing_in_store: Vec<String>,
-    /// Calls non-terminal for longer than `STALE_CALL_SECONDS`.
+    /// How many executions are missing here, over all of them.
+    pub missing_count: i64,
+    /// Calls non-terminal for longer than `STALE_CALL_SECONDS` (the first 100).
     pub stale_calls: Vec<Call>,
-    /// Customers created by sync that have no call left.
+    /// How many calls are stale.
+    pub stale_count: i64,
+    /// Customers created by sync that have no call left (the first 100).
     pub orphaned_customers: Vec<Customer>,
+    /// How many such customers there are.
+    pub orphaned_count: i64,
 }
 
 impl SyncAudit {
@@ -195,6 +202,9 @@ impl SyncAudit {
             provider_call_count: a.provider_call_count,
             stored_call_count: a.stored_call_count,
             missing_in_store: a.missing_in_store,
+            missing_count: a.missing_count,
+            stale_count: a.stale_count,
+            orphaned_count: a.orphaned_count,
             stale_calls: a.stale_calls.into_iter().map(Call::new).collect(),
             orphaned_customers: a
                 .orphaned_customers

@@ -16,8 +16,11 @@ use crate::on_both;
 
 const AGENTS: [&str; 3] = ["agent-one", "agent-two", "agent-unknown"];
 
+/// Three weeks ago at midnight: inside the audit's 31-day window, and whole days so the
+/// 7-day sync windows fall on the same boundaries every run.
 fn since() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 10, 1, 0, 0, 0).unwrap()
+    let day = (Utc::now() - Duration::days(21)).date_naive();
+    Utc.from_utc_datetime(&day.and_hms_opt(0, 0, 0).unwrap())
 }
 
 struct Exec {

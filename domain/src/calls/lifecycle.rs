@@ -6,7 +6,7 @@ use chrono::{Duration, Utc};
 use entity::{call, tenant};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set, SqlErr, Statement,
+    Set, SqlErr, Statement,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -280,6 +280,36 @@ async fn load_tenant(db: &DatabaseConnection, id: Uuid) -> Result<tenant::Model,
 
 /// Ends a call we could not place: FAILED with the reason, unless it already moved on.
 async fn fail_call(services: &Services, model: &call::Model, reason: &str) -> DomainResult<()> {
+    end_unplaced(services, model, CallStatus::Failed, reason).await
+}
+
+/// Why `model` may not be dialled now, if it may not.
+async fn do_not_call_reason(
+    db: &sea_orm::DatabaseConnection,
+    model: &call::Model,
+    to: &str,
+) -> DomainResult<Option<&'static str>> {
+    if dnc::listed(db, model.tenant_id, to).await? {
+        return Ok(Some("the number is on the do-not-call list"));
+    }
+    if let Some(customer_id) = model.customer_id
+        && let Some(customer) = entity::customer::Entity::find_by_id(customer_id)
+            .one(db)
+            .await?
+        && customer.status == crate::types::LeadStatus::DoNotCall.as_str()
+    {
+        return Ok(Some("the customer is marked DO_NOT_CALL"));
+    }
+    Ok(None)
+}
+
+/// Ends a call that was never sent to its provider, with `status` (FAILED, CANCELED).
+async fn end_unplaced(
+    services: &Services,
+    model: &call::Model,
+    status: CallStatus,
+    reason: &str,
+) -> DomainResult<()> {
     let db = services.db();
     let backend = db.get_database_backend();
     let p = |n| param(backend, n);
@@ -288,17 +318,19 @@ async fn fail_call(services: &Services, model: &call::Model, reason: &str) -> Do
         .execute_raw(Statement::from_sql_and_values(
             backend,
             format!(
-                "UPDATE calls SET status = 'FAILED', status_rank = {}, error_message = {}, updated_at = {}, \
+                "UPDATE calls SET status = {}, status_rank = {}, error_message = {}, updated_at = {}, \
                  provider_execution_id = CASE WHEN provider_execution_id LIKE '{PLACING}%' THEN NULL ELSE provider_execution_id END \
                  WHERE id = {} AND status_rank < {}",
                 p(1),
                 p(2),
                 p(3),
                 p(4),
-                p(5)
+                p(5),
+                p(6)
             ),
             [
-                CallStatus::Failed.rank().into(),
+                status.as_str().into(),
+                status.rank().into(),
                 reason.chars().take(1000).collect::<String>().into(),
                 Utc::now().into(),
                 model.id.into(),
@@ -311,12 +343,12 @@ async fn fail_call(services: &Services, model: &call::Model, reason: &str) -> Do
         txn.rollback().await?;
         return Ok(());
     }
-    record_event(&txn, model, CallStatus::Failed, EventSource::Api).await?;
+    record_event(&txn, model, status, EventSource::Api).await?;
     txn.commit().await?;
     if let Some(fresh) = call::Entity::find_by_id(model.id).one(db).await? {
         publish(services, &fresh, model.status.parse().ok()).await;
     }
-    tracing::info!(call.id = %model.id, reason, "call failed before it started");
+    tracing::info!(call.id = %model.id, %status, reason, "call ended before it was placed");
     Ok(())
 }
 
@@ -380,6 +412,16 @@ pub async fn place_call(services: &Services, payload: serde_json::Value) -> Resu
             .await
             .map_err(|e| e.to_string());
     };
+    // The number may have been put on the do-not-call list (or its customer marked
+    // DO_NOT_CALL) since the call was queued: checked again at the moment of dialling.
+    if let Some(reason) = do_not_call_reason(db, &model, &to)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        return end_unplaced(services, &model, CallStatus::Canceled, reason)
+            .await
+            .map_err(|e| e.to_string());
+    }
     // Claim the placement: only one worker gets past this update.
     let marker = format!("{PLACING}{}", model.id);
     let claimed = call::Entity::update_many()
@@ -659,6 +701,51 @@ pub async fn refresh(
     Ok(outcome.status)
 }
 
+/// After a refresh: a success is looked at again a stale period later; each failure in a
+/// row doubles the wait (up to a day), so unrefreshable calls stop crowding the sweep.
+async fn schedule_next_check(
+    db: &sea_orm::DatabaseConnection,
+    id: Uuid,
+    failed: bool,
+    stale_seconds: i64,
+) -> DomainResult<()> {
+    let backend = db.get_database_backend();
+    let p = |n| param(backend, n);
+    let failures: i64 = if failed {
+        let row = db
+            .query_one_raw(Statement::from_sql_and_values(
+                backend,
+                format!("SELECT check_failures FROM calls WHERE id = {}", p(1)),
+                [id.into()],
+            ))
+            .await?;
+        row.and_then(|r| r.try_get::<i32>("", "check_failures").ok())
+            .unwrap_or(0) as i64
+            + 1
+    } else {
+        0
+    };
+    let wait = stale_seconds
+        .saturating_mul(1i64 << failures.clamp(0, 20))
+        .min(MAX_CHECK_BACKOFF_SECONDS);
+    db.execute_raw(Statement::from_sql_and_values(
+        backend,
+        format!(
+            "UPDATE calls SET check_failures = {}, next_check_at = {} WHERE id = {}",
+            p(1),
+            p(2),
+            p(3)
+        ),
+        [
+            (failures as i32).into(),
+            (Utc::now() + Duration::seconds(wait)).into(),
+            id.into(),
+        ],
+    ))
+    .await?;
+    Ok(())
+}
+
 /// What one stale-call sweep did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct StaleSweep {
@@ -668,41 +755,74 @@ pub struct StaleSweep {
     pub failed: u64,
 }
 
+/// Calls of one tenant one sweep looks at, before any tenant gets more.
+const SWEEP_PER_TENANT: u64 = 20;
+/// Longest a failing call waits between refreshes.
+const MAX_CHECK_BACKOFF_SECONDS: i64 = 86_400;
+
 /// Re-fetches every call non-terminal for longer than `STALE_CALL_SECONDS`, so a lost
-/// webhook cannot leave a call "in progress" forever. At most `limit` calls per pass.
+/// webhook cannot leave a call "in progress" forever. At most `limit` calls per pass,
+/// shared across tenants (each tenant's oldest first, round-robin), skipping calls whose
+/// last refresh failed until their back-off ends.
 pub async fn sweep_stale(services: &Services, limit: u64) -> DomainResult<StaleSweep> {
     let db = services.db();
-    let cutoff =
-        Utc::now() - Duration::seconds(services.providers().settings().stale_call_seconds as i64);
-    let stale = call::Entity::find()
-        // A literal bound, so the planner can use the partial index on live calls.
-        .filter(sea_orm::sea_query::Expr::cust(format!(
-            "status_rank < {}",
-            CallStatus::TERMINAL_RANK
-        )))
-        .filter(call::Column::UpdatedAt.lt(cutoff))
-        .filter(call::Column::ProviderExecutionId.is_not_null())
-        .order_by_asc(call::Column::UpdatedAt)
-        .limit(limit)
+    let backend = db.get_database_backend();
+    let stale_seconds = services.providers().settings().stale_call_seconds as i64;
+    let now = Utc::now();
+    let cutoff = now - Duration::seconds(stale_seconds);
+    let p = |n| param(backend, n);
+    let picked = db
+        .query_all_raw(Statement::from_sql_and_values(
+            backend,
+            format!(
+                "SELECT id FROM (SELECT id, updated_at, \
+                 ROW_NUMBER() OVER (PARTITION BY tenant_id ORDER BY updated_at) AS rn FROM calls \
+                 WHERE status_rank < {rank} AND updated_at < {} AND provider_execution_id IS NOT NULL \
+                 AND (next_check_at IS NULL OR next_check_at <= {})) t \
+                 WHERE rn <= {} ORDER BY rn, updated_at LIMIT {}",
+                p(1),
+                p(2),
+                p(3),
+                p(4),
+                rank = CallStatus::TERMINAL_RANK,
+            ),
+            [
+                cutoff.into(),
+                now.into(),
+                (SWEEP_PER_TENANT as i64).into(),
+                (limit as i64).into(),
+            ],
+        ))
+        .await?;
+    let ids: Vec<Uuid> = picked
+        .iter()
+        .filter_map(|row| row.try_get::<Uuid>("", "id").ok())
+        .collect();
+    let mut stale = call::Entity::find()
+        .filter(call::Column::Id.is_in(ids))
         .all(db)
         .await?;
+    stale.sort_by_key(|c| c.updated_at);
     let mut sweep = StaleSweep {
         found: stale.len() as u64,
         ..Default::default()
     };
     for model in stale.iter().filter(|c| visible_execution_id(c).is_some()) {
-        match refresh(services, model, EventSource::Poll).await {
+        let failed = match refresh(services, model, EventSource::Poll).await {
             Ok(status) => {
                 sweep.refreshed += 1;
                 if status.is_terminal() {
                     sweep.ended += 1;
                 }
+                false
             }
             Err(e) => {
                 sweep.failed += 1;
                 tracing::warn!(call.id = %model.id, error = %e, "could not refresh a stale call");
+                true
             }
-        }
+        };
+        schedule_next_check(db, model.id, failed, stale_seconds).await?;
     }
     metrics::counter!("stale_calls_found_total").increment(sweep.found);
     metrics::counter!("stale_calls_refreshed_total").increment(sweep.refreshed);

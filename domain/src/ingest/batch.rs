@@ -309,7 +309,15 @@ pub(crate) async fn apply_batch<C: ConnectionTrait>(
             .as_ref()
             .and_then(|a| found.agents.get(a))
             .copied();
-        rows.push(b.row(call_values(tenant.id, r, id, agent_id, customer_id, now)));
+        rows.push(b.row(call_values(
+            tenant.id,
+            r,
+            region,
+            id,
+            agent_id,
+            customer_id,
+            now,
+        )));
     }
     let sql = format!(
         "INSERT INTO calls ({CALL_COLUMNS}) VALUES {} \
@@ -557,6 +565,7 @@ const CALL_COLUMNS: &str = "id, tenant_id, agent_id, customer_id, provider, prov
 fn call_values(
     tenant_id: Uuid,
     r: &CallReport,
+    region: Region,
     id: Uuid,
     agent_id: Option<Uuid>,
     customer_id: Option<Uuid>,
@@ -575,8 +584,8 @@ fn call_values(
         r.direction.as_str().into(),
         r.status.as_str().into(),
         r.status.rank().into(),
-        r.from_number.clone().into(),
-        r.to_number.clone().into(),
+        stored_number(r.from_number.as_deref(), region).into(),
+        stored_number(r.to_number.as_deref(), region).into(),
         r.started_at.into(),
         r.ended_at.into(),
         r.duration_seconds.into(),
@@ -591,6 +600,24 @@ fn call_values(
         now.into(),
         now.into(),
     ]
+}
+
+/// A reported number as stored on the call: E.164, or null when it is not a phone number
+/// (the raw body keeps what the provider sent). Numbers already in E.164 form, as
+/// providers send them, skip the costly parse.
+fn stored_number(raw: Option<&str>, region: Region) -> Option<String> {
+    let raw = raw?;
+    let e164 = raw.len() >= 8
+        && raw.len() <= 16
+        && raw.starts_with('+')
+        && raw[1..].bytes().all(|b| b.is_ascii_digit())
+        && !raw[1..].starts_with('0');
+    if e164 {
+        return Some(raw.to_owned());
+    }
+    PhoneNumber::parse(raw, region)
+        .ok()
+        .map(PhoneNumber::into_string)
 }
 
 /// The `DO UPDATE` of the call upsert: the status only moves to a higher rank; fields of

@@ -1,12 +1,12 @@
 //! Audit and repair: compare what the provider holds with the store, and fix what can
 //! be fixed (missing executions ingested, stale calls re-fetched).
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 
 use chrono::{DateTime, Duration, Utc};
 use entity::{call, customer, provider_credential};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::walk::{self, Step, Walker};
 use crate::calls::lifecycle;
@@ -20,8 +20,12 @@ use crate::types::{CallStatus, EventSource, Provider, Role};
 pub const RECONCILE_JOB: &str = "sync_reconcile";
 /// How far back an audit looks when no `since` is given, and how far the reconciler looks.
 const DEFAULT_LOOKBACK: Duration = Duration::days(7);
-/// Most rows an audit lists per kind.
-const LIST_LIMIT: usize = 1000;
+/// Longest window one audit may cover: it walks the provider inside one API request.
+pub const MAX_AUDIT_DAYS: i64 = 31;
+/// Most rows an audit lists per kind (the counts cover them all).
+pub const LIST_LIMIT: usize = 100;
+/// Reports held at once while comparing: the walk is compared page by page, never kept.
+const CHUNK: usize = 500;
 
 #[derive(Debug, Clone)]
 pub struct Audit {
@@ -29,19 +33,48 @@ pub struct Audit {
     pub since: DateTime<Utc>,
     pub provider_call_count: i64,
     pub stored_call_count: i64,
+    /// The first `LIST_LIMIT` missing execution ids; `missing_count` counts them all.
     pub missing_in_store: Vec<String>,
+    pub missing_count: i64,
     pub stale_calls: Vec<call::Model>,
+    pub stale_count: i64,
     pub orphaned_customers: Vec<customer::Model>,
+    pub orphaned_count: i64,
 }
 
-/// What an audit found, with the reports of the missing executions (to repair them).
-struct Found {
-    audit: Audit,
-    missing: Vec<CallReport>,
+/// Tenants with an audit running in this process (one at a time per tenant).
+static RUNNING: std::sync::LazyLock<std::sync::Mutex<HashSet<uuid::Uuid>>> =
+    std::sync::LazyLock::new(Default::default);
+
+struct RunningGuard(uuid::Uuid);
+
+impl RunningGuard {
+    fn take(tenant_id: uuid::Uuid) -> DomainResult<Self> {
+        let mut running = RUNNING
+            .lock()
+            .map_err(|_| DomainError::Internal("audit registry poisoned".into()))?;
+        if !running.insert(tenant_id) {
+            return Err(DomainError::Conflict {
+                field: None,
+                message: "an audit of this tenant is already running; try again when it ends"
+                    .into(),
+            });
+        }
+        Ok(RunningGuard(tenant_id))
+    }
+}
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        if let Ok(mut running) = RUNNING.lock() {
+            running.remove(&self.0);
+        }
+    }
 }
 
 /// Compares the provider's executions since `since` (those sync would store: a registered
-/// agent and a customer number) with the store. MEMBER or above.
+/// agent and a customer number) with the store. MEMBER or above; at most
+/// `MAX_AUDIT_DAYS` back, one audit per tenant at a time.
 pub async fn audit(
     services: &Services,
     scope: &TenantScope,
@@ -49,20 +82,38 @@ pub async fn audit(
     since: Option<DateTime<Utc>>,
 ) -> DomainResult<Audit> {
     scope.require(Role::Member)?;
-    let since = since.unwrap_or_else(|| Utc::now() - DEFAULT_LOOKBACK);
-    if since >= Utc::now() {
+    let now = Utc::now();
+    let since = since.unwrap_or(now - DEFAULT_LOOKBACK);
+    crate::time::check_instant("since", since)?;
+    if since >= now {
         return Err(DomainError::invalid("since", "must be in the past"));
     }
-    Ok(find(services, scope.tenant_id(), provider, since)
+    if now - since > Duration::days(MAX_AUDIT_DAYS) {
+        return Err(DomainError::invalid(
+            "since",
+            format!("an audit covers at most the last {MAX_AUDIT_DAYS} days"),
+        ));
+    }
+    let _running = RunningGuard::take(scope.tenant_id())?;
+    Ok(find(services, scope.tenant_id(), provider, since, None)
         .await?
         .audit)
 }
 
+/// What an audit found; with `repair`, how many missing executions it ingested.
+struct Found {
+    audit: Audit,
+    repaired: u64,
+}
+
+/// Walks the provider since `since`, comparing a chunk of reports at a time with the
+/// store; with `repair` (the tenant), each missing report is ingested as it is found.
 async fn find(
     services: &Services,
     tenant_id: uuid::Uuid,
     provider: Provider,
     since: DateTime<Utc>,
+    repair: Option<&entity::tenant::Model>,
 ) -> DomainResult<Found> {
     let db = services.db();
     let account = std::sync::Arc::new(
@@ -70,7 +121,8 @@ async fn find(
             .await
             .map_err(|e| DomainError::invalid("provider", e))?,
     );
-    let mut expected: HashMap<String, CallReport> = HashMap::new();
+    let mut tally = Tally::default();
+    let mut pending: Vec<CallReport> = Vec::with_capacity(CHUNK);
     let mut walker = Walker::new(account.clone(), since, Utc::now());
     while let Some(step) = walker.next().await {
         if let Step::Report(report) = step {
@@ -82,10 +134,18 @@ async fn find(
                 .customer_number()
                 .is_some_and(|n| PhoneNumber::parse(n, account.region).is_ok());
             if registered && phone {
-                expected.insert(report.execution_id.clone(), *report);
+                pending.push(*report);
+                if pending.len() >= CHUNK {
+                    tally
+                        .compare(services, tenant_id, provider, &mut pending, repair)
+                        .await?;
+                }
             }
         }
     }
+    tally
+        .compare(services, tenant_id, provider, &mut pending, repair)
+        .await?;
     if !walker.errors.is_empty() {
         // An incomplete listing would report calls as missing that are not.
         return Err(DomainError::Conflict {
@@ -96,57 +156,95 @@ async fn find(
             ),
         });
     }
-    let ids: Vec<String> = expected.keys().cloned().collect();
-    let mut stored = 0i64;
-    for chunk in ids.chunks(500) {
-        let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
-        let found = crate::ingest::lookup(db, tenant_id, provider, &[], &refs, &[]).await?;
-        stored += found.calls.len() as i64;
-        for id in found.calls.keys() {
-            expected.remove(id);
-        }
-    }
-    let mut missing: Vec<CallReport> = expected.into_values().collect();
-    missing.sort_by(|a, b| a.execution_id.cmp(&b.execution_id));
     let cutoff =
         Utc::now() - Duration::seconds(services.providers().settings().stale_call_seconds as i64);
-    let stale_calls = call::Entity::find()
+    let stale = call::Entity::find()
         .filter(call::Column::TenantId.eq(tenant_id))
         .filter(call::Column::Provider.eq(provider.as_str()))
         .filter(Expr::cust(format!(
             "status_rank < {}",
             CallStatus::TERMINAL_RANK
         )))
-        .filter(call::Column::UpdatedAt.lt(cutoff))
+        .filter(call::Column::UpdatedAt.lt(cutoff));
+    let stale_count = stale.clone().count(db).await? as i64;
+    let stale_calls = stale
         .order_by_asc(call::Column::UpdatedAt)
         .limit(LIST_LIMIT as u64)
         .all(db)
         .await?;
-    let orphaned_customers = customer::Entity::find()
+    let orphaned = customer::Entity::find()
         .filter(customer::Column::TenantId.eq(tenant_id))
         .filter(customer::Column::Source.eq(EventSource::Sync.as_str()))
         .filter(Expr::cust(
             "NOT EXISTS (SELECT 1 FROM calls WHERE calls.customer_id = customers.id)",
-        ))
-        .limit(LIST_LIMIT as u64)
-        .all(db)
-        .await?;
+        ));
+    let orphaned_count = orphaned.clone().count(db).await? as i64;
+    let orphaned_customers = orphaned.limit(LIST_LIMIT as u64).all(db).await?;
     Ok(Found {
         audit: Audit {
             provider,
             since,
-            provider_call_count: stored + missing.len() as i64,
-            stored_call_count: stored,
-            missing_in_store: missing
-                .iter()
-                .take(LIST_LIMIT)
-                .map(|r| r.execution_id.clone())
-                .collect(),
+            provider_call_count: tally.stored + tally.missing,
+            stored_call_count: tally.stored,
+            missing_in_store: tally.missing_ids,
+            missing_count: tally.missing,
             stale_calls,
+            stale_count,
             orphaned_customers,
+            orphaned_count,
         },
-        missing,
+        repaired: tally.repaired,
     })
+}
+
+#[derive(Default)]
+struct Tally {
+    stored: i64,
+    missing: i64,
+    missing_ids: Vec<String>,
+    repaired: u64,
+}
+
+impl Tally {
+    /// Compares (and empties) `pending` with the store.
+    async fn compare(
+        &mut self,
+        services: &Services,
+        tenant_id: uuid::Uuid,
+        provider: Provider,
+        pending: &mut Vec<CallReport>,
+        repair: Option<&entity::tenant::Model>,
+    ) -> DomainResult<()> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let refs: Vec<&str> = pending.iter().map(|r| r.execution_id.as_str()).collect();
+        let found =
+            crate::ingest::lookup(services.db(), tenant_id, provider, &[], &refs, &[]).await?;
+        for report in pending.drain(..) {
+            if found.calls.contains_key(&report.execution_id) {
+                self.stored += 1;
+                continue;
+            }
+            self.missing += 1;
+            if self.missing_ids.len() < LIST_LIMIT {
+                self.missing_ids.push(report.execution_id.clone());
+            }
+            if let Some(tenant) = repair {
+                match services
+                    .ingestor()
+                    .ingest(tenant, &report, EventSource::Sync)
+                    .await
+                {
+                    Ok(_) => self.repaired += 1,
+                    Err(e) => {
+                        tracing::warn!(execution.id = %report.execution_id, error = %e, "could not ingest a missing execution")
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// What one reconciler pass did.
@@ -202,28 +300,16 @@ pub async fn reconcile_one(
     provider: Provider,
     since: DateTime<Utc>,
 ) -> DomainResult<Reconciled> {
-    let found = find(services, tenant_id, provider, since).await?;
-    let mut r = Reconciled {
-        missing: found.missing.len() as u64,
-        stale: found.audit.stale_calls.len() as u64,
-        repaired: 0,
-    };
     let tenant = entity::tenant::Entity::find_by_id(tenant_id)
         .one(services.db())
         .await?
         .ok_or(DomainError::not_found("tenant"))?;
-    for report in &found.missing {
-        match services
-            .ingestor()
-            .ingest(&tenant, report, EventSource::Sync)
-            .await
-        {
-            Ok(_) => r.repaired += 1,
-            Err(e) => {
-                tracing::warn!(execution.id = %report.execution_id, error = %e, "could not ingest a missing execution")
-            }
-        }
-    }
+    let found = find(services, tenant_id, provider, since, Some(&tenant)).await?;
+    let mut r = Reconciled {
+        missing: found.audit.missing_count as u64,
+        stale: found.audit.stale_calls.len() as u64,
+        repaired: found.repaired,
+    };
     for call in &found.audit.stale_calls {
         match lifecycle::refresh(services, call, EventSource::Poll).await {
             Ok(status) if status.is_terminal() => r.repaired += 1,

@@ -54,7 +54,9 @@ struct Counts {
     duplicates: i32,
     unknown_agent: i32,
     no_phone: i32,
+    /// The first `MAX_RUN_ERRORS` errors; `errors_dropped` counts the rest.
     errors: Vec<String>,
+    errors_dropped: usize,
     /// How many of `errors` are notes (skipped unknown agents), not failures.
     notes: usize,
     unknown_agents: HashSet<String>,
@@ -64,7 +66,29 @@ struct Counts {
     newest: Option<chrono::DateTime<Utc>>,
 }
 
+/// Errors a run keeps (and rewrites and broadcasts with its progress); the rest are counted.
+const MAX_RUN_ERRORS: usize = 100;
+/// Unknown agent ids listed in a run's note.
+const MAX_LISTED_AGENTS: usize = 50;
+
 impl Counts {
+    fn push_error(&mut self, e: String) {
+        if self.errors.len() < MAX_RUN_ERRORS {
+            self.errors.push(e);
+        } else {
+            self.errors_dropped += 1;
+        }
+    }
+
+    /// The errors as stored: the first ones, then how many more there were.
+    fn stored_errors(&self) -> Vec<String> {
+        let mut out = self.errors.clone();
+        if self.errors_dropped > 0 {
+            out.push(format!("... and {} more errors", self.errors_dropped));
+        }
+        out
+    }
+
     /// Adds a batch's counts to the run's.
     fn absorb(&mut self, batch: Counts) {
         self.synced += batch.synced;
@@ -73,7 +97,10 @@ impl Counts {
         self.duplicates += batch.duplicates;
         self.unknown_agent += batch.unknown_agent;
         self.no_phone += batch.no_phone;
-        self.errors.extend(batch.errors);
+        for e in batch.errors {
+            self.push_error(e);
+        }
+        self.errors_dropped += batch.errors_dropped;
         self.notes += batch.notes;
         self.unknown_agents.extend(batch.unknown_agents);
         for (agent, n) in batch.by_agent {
@@ -110,7 +137,7 @@ pub async fn run_sync(services: &Services, payload: serde_json::Value) -> Result
     let outcome = execute(services, &run).await;
     let (status, counts) = match outcome {
         // Skipped unknown agents are reported, not failures: only errors make it PARTIAL.
-        Ok(c) if c.errors.len() == c.notes => (SyncStatus::Succeeded, c),
+        Ok(c) if c.errors.len() + c.errors_dropped == c.notes => (SyncStatus::Succeeded, c),
         Ok(c) => (SyncStatus::Partial, c),
         Err(message) => {
             let c = Counts {
@@ -203,14 +230,28 @@ async fn execute(services: &Services, run: &sync_run::Model) -> Result<Counts, S
         .await
         .map_err(|e| format!("walking the provider stopped: {e}"))?;
     counts.total += walker.unreadable;
-    counts.errors.append(&mut walker.errors);
+    for e in std::mem::take(&mut walker.errors) {
+        counts.push_error(e);
+    }
+    counts.errors_dropped += walker.errors_dropped;
     if !counts.unknown_agents.is_empty() {
         let mut ids: Vec<&String> = counts.unknown_agents.iter().collect();
         ids.sort();
-        let list: Vec<&str> = ids.iter().map(|s| s.as_str()).collect();
+        let total = ids.len();
+        let list: Vec<&str> = ids
+            .iter()
+            .take(MAX_LISTED_AGENTS)
+            .map(|s| s.as_str())
+            .collect();
+        let more = if total > MAX_LISTED_AGENTS {
+            format!(" and {} more", total - MAX_LISTED_AGENTS)
+        } else {
+            String::new()
+        };
         // Informational: listed with the errors so admins can register these agents.
+        // Pushed past the cap on purpose: it is the one note, and the status counts it.
         counts.errors.push(format!(
-            "calls of provider agents not registered here were skipped: {}",
+            "calls of provider agents not registered here were skipped: {}{more}",
             list.join(", ")
         ));
         counts.notes += 1;
@@ -264,10 +305,34 @@ async fn route(
     } else {
         ingest(&services, &account, &reports, &routes, &mut counts).await
     };
+    let result = match result {
+        // One bad row must cost one row, not the batch: apply them one by one.
+        Err(e) if !dry_run && reports.len() > 1 => {
+            tracing::warn!(error = %e, size = reports.len(), "sync batch failed; applying its reports one by one");
+            for i in 0..reports.len() {
+                if let Err(e) = ingest(
+                    &services,
+                    &account,
+                    &reports[i..=i],
+                    &routes[i..=i],
+                    &mut counts,
+                )
+                .await
+                {
+                    counts.push_error(format!(
+                        "execution {} could not be stored: {e}",
+                        reports[i].execution_id
+                    ));
+                }
+            }
+            Ok(())
+        }
+        other => other,
+    };
     if let Err(e) = result {
         let first = &reports[0].execution_id;
         let last = &reports[reports.len() - 1].execution_id;
-        counts.errors.push(format!(
+        counts.push_error(format!(
             "{} executions ({first} .. {last}) could not be stored: {e}",
             reports.len()
         ));
@@ -384,7 +449,7 @@ async fn save(
     active.duplicate_calls = Set(counts.duplicates);
     active.skipped_unknown_agent = Set(counts.unknown_agent);
     active.skipped_no_phone = Set(counts.no_phone);
-    active.errors = Set(json!(counts.errors));
+    active.errors = Set(json!(counts.stored_errors()));
     active.calls_by_agent = Set(json!(by_agent));
     active.updated_at = Set(now);
     if let Some(s) = status {
@@ -411,7 +476,8 @@ async fn advance_cursor(
     newest: Option<chrono::DateTime<Utc>>,
 ) -> DomainResult<()> {
     let until = newest.map_or(run.until, |n| n.min(run.until)) - OVERLAP;
-    let until = until.max(run.since);
+    // Never ahead of now: a cursor in the future would make every later run empty.
+    let until = until.max(run.since).min(Utc::now());
     sync_cursor::Entity::insert(sync_cursor::ActiveModel {
         tenant_id: Set(run.tenant_id),
         provider: Set(run.provider.clone()),
@@ -431,7 +497,9 @@ async fn advance_cursor(
     Ok(())
 }
 
-/// Job: a scheduled sync for every tenant with credentials, per provider.
+/// Job: a scheduled sync for every tenant with credentials, per provider. A tenant whose
+/// sync cannot start is logged and counted (`sync_schedule_failures_total`); the others
+/// still get theirs.
 pub async fn schedule_syncs(services: &Services) -> Result<u64, DomainError> {
     use entity::provider_credential;
     let db = services.db();
@@ -441,26 +509,42 @@ pub async fn schedule_syncs(services: &Services) -> Result<u64, DomainError> {
         let Ok(provider) = cred.provider.parse::<Provider>() else {
             continue;
         };
-        let Some(tenant) = tenant::Entity::find_by_id(cred.tenant_id).one(db).await? else {
-            continue;
-        };
-        if running(db, tenant.id, provider).await?.is_some() {
-            continue;
+        match schedule_one(services, cred.tenant_id, provider).await {
+            Ok(true) => started += 1,
+            Ok(false) => {}
+            Err(e) => {
+                metrics::counter!("sync_schedule_failures_total").increment(1);
+                tracing::warn!(tenant.id = %cred.tenant_id, %provider, error = %e, "could not start a scheduled sync");
+            }
         }
-        let scope = TenantScope::system(&tenant)?;
-        super::trigger(
-            db,
-            &scope,
-            TriggerSync {
-                provider,
-                since: None,
-                until: None,
-                dry_run: false,
-            },
-            SyncTrigger::Scheduled,
-        )
-        .await?;
-        started += 1;
     }
     Ok(started)
+}
+
+async fn schedule_one(
+    services: &Services,
+    tenant_id: uuid::Uuid,
+    provider: Provider,
+) -> Result<bool, DomainError> {
+    let db = services.db();
+    let Some(tenant) = tenant::Entity::find_by_id(tenant_id).one(db).await? else {
+        return Ok(false);
+    };
+    if running(db, tenant.id, provider).await?.is_some() {
+        return Ok(false);
+    }
+    let scope = TenantScope::system(&tenant)?;
+    super::trigger(
+        db,
+        &scope,
+        TriggerSync {
+            provider,
+            since: None,
+            until: None,
+            dry_run: false,
+        },
+        SyncTrigger::Scheduled,
+    )
+    .await?;
+    Ok(true)
 }

@@ -49,22 +49,30 @@ pub async fn trigger(
 ) -> DomainResult<sync_run::Model> {
     scope.require(Role::Member)?;
     let now = Utc::now();
-    let until = input.until.unwrap_or(now);
+    if let Some(until) = input.until {
+        crate::time::check_instant("until", until)?;
+        // A window ending ahead of now would move the cursor into the future.
+        if until > now + Duration::minutes(1) {
+            return Err(DomainError::invalid("until", "must not be in the future"));
+        }
+    }
+    if let Some(since) = input.since {
+        crate::time::check_instant("since", since)?;
+    }
+    let until = input.until.unwrap_or(now).min(now);
     let since = match input.since {
         Some(s) => s,
         None => {
             sync_cursor::Entity::find_by_id((scope.tenant_id(), input.provider.as_str().to_owned()))
                 .one(db)
                 .await?
-                .map(|c| c.synced_until)
+                // A cursor left ahead of now (or of `until`) must not block every run.
+                .map(|c| c.synced_until.min(until - Duration::minutes(30)))
                 .unwrap_or(until - Duration::days(FIRST_SYNC_DAYS))
         }
     };
     if since >= until {
         return Err(DomainError::invalid("until", "must be after since"));
-    }
-    if until > now + Duration::days(1) {
-        return Err(DomainError::invalid("until", "must not be in the future"));
     }
     if until - since > Duration::days(MAX_RANGE_DAYS) {
         return Err(DomainError::invalid(

@@ -101,7 +101,9 @@ pub(crate) struct Walker {
     buffer: std::collections::VecDeque<CallReport>,
     page_pending: bool,
     seen: HashSet<String>,
+    /// The first `MAX_ERRORS` errors; `errors_dropped` counts the rest.
     pub errors: Vec<String>,
+    pub errors_dropped: usize,
     /// Executions listed but not readable (their detail failed); they are in `errors`.
     pub unreadable: i32,
 }
@@ -121,7 +123,17 @@ impl Walker {
             page_pending: false,
             seen: HashSet::new(),
             errors: Vec::new(),
+            errors_dropped: 0,
             unreadable: 0,
+        }
+    }
+
+    fn error(&mut self, e: String) {
+        const MAX_ERRORS: usize = 100;
+        if self.errors.len() < MAX_ERRORS {
+            self.errors.push(e);
+        } else {
+            self.errors_dropped += 1;
         }
     }
 
@@ -136,7 +148,7 @@ impl Walker {
                     Ok(r) => return Some(Step::Report(Box::new(r))),
                     Err(e) => {
                         self.unreadable += 1;
-                        self.errors.push(e);
+                        self.error(e);
                     }
                 }
             }
@@ -186,7 +198,7 @@ impl Walker {
                 }
             }
             Err(e) => {
-                self.errors.push(format!(
+                self.error(format!(
                     "agent {} window {} to {}: {e}",
                     target.as_deref().unwrap_or("(all)"),
                     self.from.to_rfc3339(),

@@ -102,7 +102,7 @@ pub fn parse_execution(raw: serde_json::Value) -> Result<CallReport, ProviderErr
     report.recipient_data = ctx.recipient_data.filter(|v| !v.is_null());
     report.occurred_at = updated.or(created);
     report.raw = Some(raw);
-    Ok(report)
+    Ok(report.sanitized())
 }
 
 #[cfg(test)]

@@ -98,7 +98,7 @@ pub fn parse_call(raw: serde_json::Value) -> Result<CallReport, ProviderError> {
         .or(call.metadata.filter(|v| v.is_object()));
     report.occurred_at = ended.or(started);
     report.raw = Some(raw);
-    Ok(report)
+    Ok(report.sanitized())
 }
 
 #[cfg(test)]
