@@ -23,8 +23,8 @@ pub async fn prepare(settings: Settings) -> anyhow::Result<AppState> {
             .await
             .context("creating the demo tenant")?
     {
-        // Shown once, on the terminal, never in the log stream.
-        let mut out = std::io::stdout().lock();
+        // Shown once, on the terminal (stderr), never in the log stream (stdout).
+        let mut out = std::io::stderr().lock();
         let _ = writeln!(
             out,
             "\nCreated demo tenant \"Demo\" with a simulator agent.\nIts ADMIN API key (shown only now):\n\n    {}\n",

@@ -61,6 +61,10 @@ pub async fn set(
             ));
         }
         Some(u) if (u.starts_with("https://") || u.starts_with("http://")) && u.len() <= 500 => {
+            crate::net::OutboundPolicy::new(settings.outbound_allowlist.clone())
+                .check(&u)
+                .await
+                .map_err(|e| DomainError::invalid("baseUrl", e.to_string()))?;
             Some(u)
         }
         Some(_) => return Err(DomainError::invalid("baseUrl", "must be an http(s) URL")),
@@ -133,6 +137,7 @@ pub async fn account<C: ConnectionTrait>(
     Ok(Some(ProviderAccount {
         provider,
         api_key: Secret::new(api_key),
+        custom_base_url: row.base_url.is_some(),
         base_url: row.base_url.unwrap_or(default_url),
         organization_id: row.organization_id,
     }))

@@ -13,8 +13,42 @@ use crate::settings::DatabaseSettings;
 
 /// Opens a pool. SQLite files are created if missing and run in WAL mode so readers
 /// do not wait for the writer.
+/// The file of a `sqlite:` URL, unless it is an in-memory database.
+fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty() && !path.contains(":memory:") && !url.contains("mode=memory"))
+        .then(|| std::path::PathBuf::from(path))
+}
+
+/// A SQLite database holds personal data: its file (and so its WAL and shared-memory
+/// files, which SQLite creates with the same mode) is readable by its owner only.
+fn restrict_sqlite_file(url: &str) {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let Some(path) = sqlite_file(url) else {
+        return;
+    };
+    let result = if path.exists() {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+    } else {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map(drop)
+    };
+    if let Err(e) = result {
+        tracing::warn!(path = %path.display(), error = %e, "could not restrict the database file to its owner");
+    }
+}
+
 pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, DbErr> {
     let url = settings.url.expose();
+    if settings.is_sqlite() {
+        restrict_sqlite_file(url);
+    }
     let mut opts = ConnectOptions::new(url.to_owned());
     let in_memory = url.contains(":memory:") || url.contains("mode=memory");
     opts.max_connections(if in_memory {

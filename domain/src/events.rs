@@ -51,6 +51,10 @@ pub enum Event {
         /// be answered without reading the database once per subscriber.
         #[serde(default)]
         call: Option<Box<entity::call::Model>>,
+        /// The call's long texts (transcript, summary, extracted data) were left out of
+        /// the event because they are large; subscribers that select them read the call.
+        #[serde(default)]
+        detail_omitted: bool,
     },
     CampaignProgress {
         tenant_id: Uuid,
@@ -70,6 +74,20 @@ pub enum Event {
 impl Event {
     /// A call's change as committed; the provider's raw body stays out of the event.
     pub fn call_updated(mut call: entity::call::Model, previous_status: Option<&str>) -> Self {
+        // Every event sits in the hub's buffer, the Redis outbox and each subscriber's
+        // copy: a call with a long transcript travels without its long texts.
+        let text_bytes = call.transcript.as_ref().map_or(0, String::len)
+            + call.summary.as_ref().map_or(0, String::len)
+            + call
+                .extracted_data
+                .as_ref()
+                .map_or(0, |v| serde_json::to_vec(v).map_or(usize::MAX, |b| b.len()));
+        let detail_omitted = text_bytes > EVENT_INLINE_TEXT_BYTES;
+        if detail_omitted {
+            call.transcript = None;
+            call.summary = None;
+            call.extracted_data = None;
+        }
         call.raw_payload = None;
         Event::CallUpdated {
             tenant_id: call.tenant_id,
@@ -79,6 +97,7 @@ impl Event {
             previous_status: previous_status.map(str::to_owned),
             at: Utc::now(),
             call: Some(Box::new(call)),
+            detail_omitted,
         }
     }
 
@@ -164,12 +183,18 @@ pub struct RedisBus {
     origin: Uuid,
     local: broadcast::Sender<Arc<Event>>,
     outbox: tokio::sync::mpsc::Sender<String>,
+    /// Bytes of the payloads waiting in `outbox`.
+    outbox_bytes: Arc<std::sync::atomic::AtomicUsize>,
     connected: Arc<AtomicBool>,
     tasks: [tokio::task::JoinHandle<()>; 2],
 }
 
-/// Events waiting for Redis; beyond this (Redis down for long) new ones are dropped and counted.
+/// Events waiting for Redis; beyond this many, or `OUTBOX_MAX_BYTES` of them (Redis down
+/// for long), new ones are dropped and counted.
 pub const OUTBOX_CAPACITY: usize = 10_000;
+pub const OUTBOX_MAX_BYTES: usize = 32 * 1024 * 1024;
+/// Long texts a call event carries inline; beyond, they are left for subscribers to read.
+pub const EVENT_INLINE_TEXT_BYTES: usize = 8 * 1024;
 
 /// A lazily connected, self-reconnecting Redis connection that fails fast (1 s to connect
 /// or answer, one retry), so a Redis outage never holds up the caller for long.
@@ -200,11 +225,18 @@ impl RedisBus {
             local.clone(),
             connected.clone(),
         ));
-        let sender = tokio::spawn(publish_loop(publisher, channel.to_owned(), rx));
+        let outbox_bytes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let sender = tokio::spawn(publish_loop(
+            publisher,
+            channel.to_owned(),
+            rx,
+            outbox_bytes.clone(),
+        ));
         Ok(RedisBus {
             origin,
             local,
             outbox,
+            outbox_bytes,
             connected,
             tasks: [listener, sender],
         })
@@ -227,7 +259,19 @@ impl EventBus for RedisBus {
         });
         let _ = self.local.send(Arc::new(event));
         let queued = match payload {
-            Ok(p) => self.outbox.try_send(p).map_err(|_| EventError::Backlog),
+            Ok(p) => {
+                let len = p.len();
+                let before = self.outbox_bytes.fetch_add(len, Ordering::Relaxed);
+                let sent = if before + len > OUTBOX_MAX_BYTES {
+                    Err(EventError::Backlog)
+                } else {
+                    self.outbox.try_send(p).map_err(|_| EventError::Backlog)
+                };
+                if sent.is_err() {
+                    self.outbox_bytes.fetch_sub(len, Ordering::Relaxed);
+                }
+                sent
+            }
             Err(e) => Err(EventError::Encode(e)),
         };
         if queued.is_err() {
@@ -252,11 +296,14 @@ async fn publish_loop(
     mut conn: redis::aio::ConnectionManager,
     channel: String,
     mut rx: tokio::sync::mpsc::Receiver<String>,
+    queued_bytes: Arc<std::sync::atomic::AtomicUsize>,
 ) {
     let mut batch = Vec::with_capacity(256);
     let mut delay = Duration::from_millis(50);
     while rx.recv_many(&mut batch, 256).await > 0 {
         let sent = batch.len() as u64;
+        let bytes: usize = batch.iter().map(String::len).sum();
+        queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
         let mut pipe = redis::pipe();
         for payload in batch.drain(..) {
             pipe.cmd("PUBLISH").arg(&channel).arg(payload).ignore();
@@ -413,6 +460,7 @@ mod tests {
             previous_status: None,
             at: Utc::now(),
             call: None,
+            detail_omitted: false,
         }
     }
 

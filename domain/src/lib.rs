@@ -13,6 +13,7 @@ pub mod error;
 pub mod events;
 pub mod health;
 pub mod ingest;
+pub mod net;
 pub mod pagination;
 pub mod phone;
 pub mod providers;

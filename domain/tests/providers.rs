@@ -21,6 +21,7 @@ fn http(timeout_ms: u64) -> HttpClient {
             cap: Duration::from_millis(200),
             max_tries: 4,
         },
+        None,
     )
     .unwrap()
 }

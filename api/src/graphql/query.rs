@@ -39,7 +39,8 @@ pub struct CallFilter {
     pub since: Option<DateTime<Utc>>,
     /// Calls created before this instant.
     pub until: Option<DateTime<Utc>>,
-    /// true: only calls reported for a provider agent no agent here matches (ADMIN).
+    /// true: only calls reported for a provider agent no agent here matches (any role:
+    /// they are listed in plain `calls` too).
     pub unmatched: Option<bool>,
 }
 

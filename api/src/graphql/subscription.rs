@@ -140,6 +140,7 @@ fn matching(
         previous_status,
         at,
         call: Some(call),
+        detail_omitted,
     } = event
     else {
         return None;
@@ -151,7 +152,11 @@ fn matching(
         return None;
     }
     Some(CallUpdate {
-        call: Call::new((**call).clone()),
+        call: if *detail_omitted {
+            Call::partial((**call).clone())
+        } else {
+            Call::new((**call).clone())
+        },
         status: CallStatus::from_db(status).ok()?,
         previous_status: previous_status
             .as_deref()

@@ -266,11 +266,33 @@ impl Interaction {
 }
 
 /// Shared, not cloned: the same row can sit in a page, a loader cache and an edge.
-pub struct Call(pub Arc<call::Model>);
+pub struct Call(pub Arc<call::Model>, pub Detail);
+
+/// Whether the model holds the call's long texts, or they are to be read when asked for
+/// (a subscription event about a call with a long transcript leaves them out).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    Full,
+    Omitted,
+}
 
 impl Call {
     pub fn new(model: call::Model) -> Self {
-        Call(Arc::new(model))
+        Call(Arc::new(model), Detail::Full)
+    }
+
+    /// A call whose transcript, summary and extracted data are read when selected.
+    pub fn partial(model: call::Model) -> Self {
+        Call(Arc::new(model), Detail::Omitted)
+    }
+
+    /// The call with its long texts: this model, or the stored row.
+    async fn full(&self, ctx: &Context<'_>) -> async_graphql::Result<Arc<call::Model>> {
+        if self.1 == Detail::Full {
+            return Ok(self.0.clone());
+        }
+        let stored = calls::find(db(ctx)?, scope(ctx)?, self.0.id).await.gql()?;
+        Ok(stored.map(Arc::new).unwrap_or_else(|| self.0.clone()))
     }
 }
 
@@ -334,20 +356,28 @@ impl Call {
         self.0.cost
     }
     /// Transcript, `assistant:`/`user:` lines, once available.
-    async fn transcript(&self) -> Option<&str> {
-        self.0.transcript.as_deref()
+    async fn transcript(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<String>> {
+        Ok(self.full(ctx).await?.transcript.clone())
     }
     /// Summary of the conversation, once available.
-    async fn summary(&self) -> Option<&str> {
-        self.0.summary.as_deref()
+    async fn summary(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<String>> {
+        Ok(self.full(ctx).await?.summary.clone())
     }
     /// Recording URL from the provider (may expire).
     async fn recording_url(&self) -> Option<&str> {
         self.0.recording_url.as_deref()
     }
     /// Free-form data the provider's agent extracted from the conversation.
-    async fn extracted_data(&self) -> Option<async_graphql::Json<serde_json::Value>> {
-        self.0.extracted_data.clone().map(async_graphql::Json)
+    async fn extracted_data(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<async_graphql::Json<serde_json::Value>>> {
+        Ok(self
+            .full(ctx)
+            .await?
+            .extracted_data
+            .clone()
+            .map(async_graphql::Json))
     }
     /// Why the call ended, as the provider put it.
     async fn hangup_reason(&self) -> Option<&str> {
@@ -494,7 +524,7 @@ impl CallConnection {
             .iter()
             .map(|c| CallEdge {
                 cursor: encode_cursor(c.id),
-                node: Call(c.clone()),
+                node: Call(c.clone(), Detail::Full),
             })
             .collect())
     }

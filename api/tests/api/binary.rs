@@ -55,6 +55,34 @@ fn start(
     (child, rx)
 }
 
+/// Like `start`, with the standard error stream too (where the demo key goes).
+fn start_split(
+    dir: &Dir,
+    port: u16,
+) -> (
+    Child,
+    std::sync::mpsc::Receiver<String>,
+    std::sync::mpsc::Receiver<String>,
+) {
+    let mut cmd = api(dir);
+    cmd.env("BIND_ADDR", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let lines = |stream: Box<dyn std::io::Read + Send>| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        rx
+    };
+    let out = lines(Box::new(child.stdout.take().unwrap()));
+    let err = lines(Box::new(child.stderr.take().unwrap()));
+    (child, out, err)
+}
+
 async fn wait_ready(port: u16) {
     domain::install_tls_provider();
     let client = reqwest::Client::new();
@@ -77,14 +105,24 @@ async fn wait_ready(port: u16) {
 async fn embedded_default_starts_seeds_and_stops_gracefully() {
     let dir = temp_dir();
     let port = free_port();
-    let (mut child, lines) = start(&dir, port, &[]);
+    let (mut child, logs, terminal) = start_split(&dir, port);
     wait_ready(port).await;
-    let printed: Vec<String> = lines.try_iter().collect();
+    let printed: Vec<String> = terminal.try_iter().collect();
     let key = printed
         .iter()
         .find_map(|l| l.trim().strip_prefix("sb_").map(|k| format!("sb_{k}")))
-        .unwrap_or_else(|| panic!("no demo key printed: {printed:?}"));
-    assert!(dir.0.join("switchboard.db").exists());
+        .unwrap_or_else(|| panic!("no demo key printed on stderr: {printed:?}"));
+    // The log stream (stdout) never carries the key.
+    assert!(logs.try_iter().all(|l| !l.contains(&key)));
+    // The database holds personal data: readable by its owner only, like its key file.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.0.join("switchboard.db"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "database mode {mode:o}");
+    }
 
     domain::install_tls_provider();
     let client = reqwest::Client::new();

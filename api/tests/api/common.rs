@@ -86,6 +86,8 @@ impl TestApp {
             ("SEED_DEMO".into(), "false".into()),
             ("DATABASE_MAX_CONNECTIONS".into(), "5".into()),
             ("SECRETS_KEY".into(), SECRETS_KEY.into()),
+            // The fake providers listen on loopback, which the outbound guard refuses.
+            ("PROVIDER_BASE_URL_ALLOWLIST".into(), "127.0.0.1".into()),
         ]);
         if let Some(redis) = domain::testdb::redis_url() {
             env.insert("REDIS_URL".into(), redis);

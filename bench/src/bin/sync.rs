@@ -231,6 +231,7 @@ async fn run() -> anyhow::Result<()> {
             .env("ADMIN_TOKEN", ADMIN_TOKEN)
             .env("SECRETS_KEY", SECRETS_KEY)
             .env("ALLOW_PROVIDER_BASE_URL", "true")
+            .env("PROVIDER_BASE_URL_ALLOWLIST", "127.0.0.1")
             .env("SYNC_INTERVAL_SECONDS", "86400")
             // The fake is local: Bolna's request budget would cap the run at 450 pages a minute.
             .env("BOLNA_REQUESTS_PER_MINUTE", "0")

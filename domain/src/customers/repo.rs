@@ -9,7 +9,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::service::CustomerFilter;
-use crate::error::DomainResult;
+use crate::error::{DomainError, DomainResult};
 use crate::pagination::{self, Page, PageRequest};
 use crate::phone::PhoneNumber;
 use crate::tenancy::TenantScope;
@@ -67,12 +67,41 @@ fn filtered(scope: &TenantScope, filter: &CustomerFilter) -> Select<customer::En
     q
 }
 
+/// Longest `search` accepted: names and phone numbers are far shorter, and a long pattern
+/// costs the database on every row.
+pub const MAX_SEARCH_CHARS: usize = 200;
+
+fn check_filter(filter: &CustomerFilter) -> DomainResult<()> {
+    if filter
+        .search
+        .as_deref()
+        .is_some_and(|s| s.chars().count() > MAX_SEARCH_CHARS)
+    {
+        return Err(DomainError::invalid(
+            "search",
+            format!("must be at most {MAX_SEARCH_CHARS} characters"),
+        ));
+    }
+    if filter
+        .tag
+        .as_deref()
+        .is_some_and(|t| t.chars().count() > MAX_SEARCH_CHARS)
+    {
+        return Err(DomainError::invalid(
+            "tag",
+            format!("must be at most {MAX_SEARCH_CHARS} characters"),
+        ));
+    }
+    Ok(())
+}
+
 pub async fn list(
     db: &DatabaseConnection,
     scope: &TenantScope,
     filter: &CustomerFilter,
     page: PageRequest,
 ) -> DomainResult<Page<customer::Model>> {
+    check_filter(filter)?;
     pagination::fetch(db, filtered(scope, filter), customer::Column::Id, page).await
 }
 
@@ -81,6 +110,7 @@ pub async fn count(
     scope: &TenantScope,
     filter: &CustomerFilter,
 ) -> DomainResult<u64> {
+    check_filter(filter)?;
     Ok(filtered(scope, filter).count(db).await?)
 }
 

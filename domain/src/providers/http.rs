@@ -63,10 +63,19 @@ pub struct HttpClient {
 }
 
 impl HttpClient {
-    pub fn new(timeout: Duration, retry: RetryPolicy) -> Result<Self, ProviderError> {
+    /// `resolver`: the outbound guard's, for hosts a tenant chose.
+    pub fn new(
+        timeout: Duration,
+        retry: RetryPolicy,
+        resolver: Option<Arc<crate::net::GuardedResolver>>,
+    ) -> Result<Self, ProviderError> {
         // reqwest is built without a TLS provider of its own (see crates.md): use ring.
         crate::install_tls_provider();
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if let Some(resolver) = resolver {
+            builder = builder.dns_resolver(resolver);
+        }
+        let client = builder
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .redirect(reqwest::redirect::Policy::none())
@@ -183,13 +192,7 @@ impl HttpClient {
         };
         let status = response.status();
         let retry_after = retry_after(response.headers());
-        let body = match response.bytes().await {
-            Ok(b) => b,
-            Err(e) if e.is_timeout() => {
-                return Err(ProviderError::Ambiguous(format!("timed out reading: {e}")));
-            }
-            Err(e) => return Err(ProviderError::Transient(e.to_string())),
-        };
+        let body = read_capped(response).await?;
         if status.is_success() {
             return Ok(body);
         }
@@ -210,6 +213,39 @@ impl HttpClient {
                 message,
             },
         })
+    }
+}
+
+/// Largest response body read from a provider (a page of executions with transcripts is a
+/// few MiB); a larger one is refused rather than buffered.
+pub const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
+
+async fn read_capped(mut response: reqwest::Response) -> ProviderResult<bytes::Bytes> {
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_RESPONSE_BYTES as u64)
+    {
+        return Err(ProviderError::Decode(format!(
+            "the response is larger than {MAX_RESPONSE_BYTES} bytes"
+        )));
+    }
+    let mut body = bytes::BytesMut::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                    return Err(ProviderError::Decode(format!(
+                        "the response is larger than {MAX_RESPONSE_BYTES} bytes"
+                    )));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body.freeze()),
+            Err(e) if e.is_timeout() => {
+                return Err(ProviderError::Ambiguous(format!("timed out reading: {e}")));
+            }
+            Err(e) => return Err(ProviderError::Transient(e.to_string())),
+        }
     }
 }
 
@@ -262,7 +298,16 @@ fn error_message(body: &[u8]) -> String {
                 })
         });
     let msg = from_json.unwrap_or_else(|| text.into_owned());
-    msg.chars().take(300).collect()
+    // A short, printable excerpt: provider bodies reach users through sync run errors.
+    let mut excerpt: String = msg
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(200)
+        .collect();
+    if msg.chars().count() > 200 {
+        excerpt.push('…');
+    }
+    excerpt
 }
 
 #[cfg(test)]

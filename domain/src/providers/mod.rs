@@ -120,6 +120,9 @@ pub struct ProviderAccount {
     pub provider: Provider,
     pub api_key: crate::settings::Secret,
     pub base_url: String,
+    /// The tenant chose `base_url` (rather than the deployment): requests go through the
+    /// outbound guard.
+    pub custom_base_url: bool,
     pub organization_id: Option<String>,
 }
 

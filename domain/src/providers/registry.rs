@@ -27,6 +27,9 @@ pub struct Registry {
     db: DatabaseConnection,
     http: HttpClient,
     cipher: Arc<Cipher>,
+    /// For base URLs tenants chose: resolves through the outbound guard.
+    guarded_http: HttpClient,
+    outbound: crate::net::OutboundPolicy,
     settings: ProviderSettings,
     simulator: Arc<Simulator>,
     /// Request budgets by account (a digest of provider, endpoint and key), shared by its clients.
@@ -50,12 +53,18 @@ impl Registry {
         settings: ProviderSettings,
         retry: RetryPolicy,
     ) -> DomainResult<Self> {
-        let http = HttpClient::new(Duration::from_millis(settings.request_timeout_ms), retry)
+        let timeout = Duration::from_millis(settings.request_timeout_ms);
+        let http = HttpClient::new(timeout, retry, None)
+            .map_err(|e| DomainError::Internal(e.to_string()))?;
+        let outbound = crate::net::OutboundPolicy::new(settings.outbound_allowlist.clone());
+        let guarded_http = HttpClient::new(timeout, retry, Some(outbound.resolver()))
             .map_err(|e| DomainError::Internal(e.to_string()))?;
         let simulator = Arc::new(Simulator::new(0x005b_0a2d, settings.simulator_speed));
         Ok(Registry {
             db,
             http,
+            guarded_http,
+            outbound,
             cipher,
             settings,
             simulator,
@@ -100,15 +109,26 @@ impl Registry {
                 .await?
                 .ok_or(ProviderError::NotConfigured(provider))?;
         let key = account.api_key.expose();
+        // A base URL the tenant chose goes through the outbound guard (checked here for IP
+        // literals, at connect time for names).
+        let base_http = if account.custom_base_url {
+            self.outbound
+                .check_literal(&account.base_url)
+                .map_err(|e| ProviderError::Rejected {
+                    status: 0,
+                    message: format!("baseUrl: {e}"),
+                })?;
+            &self.guarded_http
+        } else {
+            &self.http
+        };
         Ok(match provider {
             Provider::Bolna => {
-                let http = self
-                    .http
-                    .with_budget(self.budget(provider, &account.base_url, key));
+                let http = base_http.with_budget(self.budget(provider, &account.base_url, key));
                 Arc::new(Bolna::new(http, &account.base_url, key))
             }
             Provider::Teli => Arc::new(Teli::new(
-                self.http.clone(),
+                base_http.clone(),
                 &account.base_url,
                 key,
                 account.organization_id.clone(),
