@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::context::Caller;
 use super::document;
-use super::error::{BAD_USER_INPUT, QUERY_TOO_COMPLEX, assign_codes, refusal};
+use super::error::{BAD_USER_INPUT, FORBIDDEN, QUERY_TOO_COMPLEX, assign_codes, refusal};
 use crate::app::AppState;
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
@@ -262,18 +262,27 @@ async fn run_one(state: &AppState, caller: &Caller, request: Request) -> (GqlRes
         return (response, crate::metrics::INVALID.to_owned());
     };
     let shape = document::Shape::of(&doc, request.operation_name.as_deref());
-    if shape.introspection_fields > state.settings.graphql.max_introspection_fields {
-        let mut response = GqlResponse::from_errors(vec![async_graphql::ServerError::new(
+    let limits = &state.settings.graphql;
+    let refused = if shape.introspection_fields > 0 && !limits.introspection {
+        Some((FORBIDDEN, "introspection is disabled on this server (GRAPHQL_INTROSPECTION); the schema is in schema.graphql".to_owned()))
+    } else if shape.introspection_fields > limits.max_introspection_fields {
+        Some((
+            QUERY_TOO_COMPLEX,
             format!(
                 "a document may select __schema or __type at most {} times",
-                state.settings.graphql.max_introspection_fields
+                limits.max_introspection_fields
             ),
-            None,
-        )]);
+        ))
+    } else {
+        None
+    };
+    if let Some((code, message)) = refused {
+        let mut response =
+            GqlResponse::from_errors(vec![async_graphql::ServerError::new(message, None)]);
         response.errors[0]
             .extensions
             .get_or_insert_with(Default::default)
-            .set("code", QUERY_TOO_COMPLEX);
+            .set("code", code);
         return (response, crate::metrics::INVALID.to_owned());
     }
     let operation_name = request.operation_name.clone();

@@ -7,6 +7,7 @@ mod agents;
 mod auth;
 mod binary;
 mod customers;
+mod edge;
 mod hardening;
 mod live;
 mod operations;
