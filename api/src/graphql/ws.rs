@@ -32,6 +32,9 @@ pub const PROTOCOL: &str = "graphql-transport-ws";
 const KEEPALIVE: Duration = Duration::from_secs(30);
 pub const MAX_SUBSCRIPTIONS: usize = 20;
 const MAX_MESSAGE: usize = 64 * 1024;
+/// Largest message sent: a call's transcript may be up to the 1 MiB webhook limit, and
+/// JSON escaping can double it.
+const MAX_OUTGOING: usize = 2 * 1024 * 1024 + 64 * 1024;
 /// Messages waiting for a slow client before it is cut off.
 const OUT_QUEUE: usize = 64;
 /// Socket buffers: an idle connection should cost kilobytes, not tungstenite's 128 KiB
@@ -84,7 +87,7 @@ pub async fn upgrade(
     ws.protocols([PROTOCOL])
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
-        .max_write_buffer_size(2 * MAX_MESSAGE + 1024)
+        .max_write_buffer_size(MAX_OUTGOING)
         .max_message_size(MAX_MESSAGE)
         .max_frame_size(MAX_MESSAGE)
         .on_upgrade(move |socket| session(socket, state, peer))

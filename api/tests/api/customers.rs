@@ -260,3 +260,34 @@ on_both!(
     statement_budget,
     [("AUTH_CACHE_SECONDS", "0")]
 );
+
+/// A search longer than any name or number is refused, not sent to the database.
+async fn oversized_searches_are_refused(app: TestApp) {
+    let t = app.create_tenant("Acme", "US").await;
+    let long = "a".repeat(50_000);
+    for q in [
+        "query($s: String) { customers(filter: {search: $s}) { totalCount } }",
+        "query($s: String) { customers(filter: {search: $s}) { edges { node { id } } } }",
+        "query($s: String) { customers(filter: {tag: $s}) { totalCount } }",
+    ] {
+        let body = app.gql(Some(&t.key), q, json!({ "s": long })).await;
+        assert_eq!(
+            code(&body),
+            "BAD_USER_INPUT",
+            "{}",
+            &body.to_string()[..200]
+        );
+    }
+    let ok = app
+        .ok(
+            &t.key,
+            "query($s: String) { customers(filter: {search: $s}) { totalCount } }",
+            json!({ "s": "a".repeat(200) }),
+        )
+        .await;
+    assert_eq!(ok["customers"]["totalCount"], 0);
+}
+on_both!(
+    oversized_searches_are_refused,
+    oversized_searches_are_refused
+);

@@ -79,7 +79,7 @@ async fn the_parse_cache_keeps_only_validated_tenant_documents(app: TestApp) {
         );
         app.ok(&t.key, &q, json!({})).await;
     }
-    assert!(app.state.parse_cache.len() > 0);
+    assert!(!app.state.parse_cache.is_empty());
     assert!(
         app.state.parse_cache.bytes() <= api::graphql::parse_cache::DEFAULT_BUDGET_BYTES,
         "{}",

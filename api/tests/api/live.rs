@@ -424,3 +424,203 @@ on_both!(
 );
 
 use sea_orm::EntityTrait;
+
+/// A number put on the do-not-call list, or a customer marked DO_NOT_CALL, between
+/// `startCall` and the dial is not dialled: the call ends CANCELED with the reason and the
+/// provider never hears of it.
+async fn do_not_call_is_checked_at_dial_time(app: TestApp) {
+    let bolna = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/call"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"status": "queued", "execution_id": "x"})),
+        )
+        .expect(0)
+        .mount(&bolna)
+        .await;
+    let t = app.create_tenant("Acme", "IN").await;
+    app.ok(
+        &t.key,
+        SET_CREDS,
+        json!({ "i": { "provider": "BOLNA", "apiKey": "bn", "baseUrl": bolna.uri() } }),
+    )
+    .await;
+    let agent = app.create_agent_for(&t.key, "BOLNA", "agent-1").await;
+    let listed = app
+        .ok(
+            &t.key,
+            START,
+            json!({ "i": { "agentId": agent, "phoneNumber": "9812345678" } }),
+        )
+        .await["startCall"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let customer = app.create_customer(&t.key, "9812345679", "Ravi").await;
+    let marked = app
+        .ok(
+            &t.key,
+            START,
+            json!({ "i": { "agentId": agent, "customerId": customer } }),
+        )
+        .await["startCall"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.ok(
+        &t.key,
+        "mutation { addDoNotCall(phoneNumber: \"+91 98123 45678\") }",
+        json!({}),
+    )
+    .await;
+    app.ok(
+        &t.key,
+        "mutation($id: ID!) { updateCustomer(id: $id, input: {status: DO_NOT_CALL}) { id } }",
+        json!({ "id": customer }),
+    )
+    .await;
+    let settings = domain::settings::Settings::from_lookup(|k| app.env.get(k).cloned()).unwrap();
+    workers::runner(app.services.clone(), &settings)
+        .run_pending_jobs()
+        .await
+        .unwrap();
+    for (id, reason) in [(&listed, "do-not-call list"), (&marked, "DO_NOT_CALL")] {
+        let c = call(&app, &t.key, id).await;
+        assert_eq!(c["status"], "CANCELED", "{c}");
+        assert!(c["errorMessage"].as_str().unwrap().contains(reason), "{c}");
+        assert!(c["providerExecutionId"].is_null());
+    }
+    bolna.verify().await;
+}
+on_both!(
+    do_not_call_is_checked_at_dial_time,
+    do_not_call_is_checked_at_dial_time,
+    [("ALLOW_PROVIDER_BASE_URL", "true")]
+);
+
+/// Even where custom base URLs are allowed, a tenant cannot point the server at
+/// loopback, private or metadata addresses (after resolving names), unless the
+/// deployment's allowlist names the host.
+async fn custom_base_urls_never_reach_private_addresses(app: TestApp) {
+    let t = app.create_tenant("Acme", "IN").await;
+    for url in [
+        "http://169.254.169.254/latest/meta-data",
+        "http://localhost:8080",
+        "http://10.0.0.7",
+        "http://[::1]:9000",
+        "http://0.0.0.0:80",
+        "http://[::ffff:127.0.0.2]",
+        "http://127.0.0.2:8080",
+    ] {
+        let body = app
+            .gql(
+                Some(&t.key),
+                SET_CREDS,
+                json!({ "i": { "provider": "BOLNA", "apiKey": "k", "baseUrl": url } }),
+            )
+            .await;
+        assert_eq!(code(&body), "BAD_USER_INPUT", "{url}: {body}");
+        assert_eq!(body["errors"][0]["extensions"]["field"], "baseUrl");
+    }
+    // 127.0.0.1 is on this deployment's allowlist (the fakes of the tests listen there).
+    let body = app
+        .gql(
+            Some(&t.key),
+            SET_CREDS,
+            json!({ "i": { "provider": "BOLNA", "apiKey": "k", "baseUrl": "http://127.0.0.1:9" } }),
+        )
+        .await;
+    assert!(body.get("errors").is_none(), "{body}");
+}
+on_both!(
+    custom_base_urls_never_reach_private_addresses,
+    custom_base_urls_never_reach_private_addresses,
+    [("ALLOW_PROVIDER_BASE_URL", "true")]
+);
+
+/// 200 unrefreshable stale calls of one tenant no longer starve another tenant's stuck
+/// call, and a call whose refresh failed waits before it is tried again.
+async fn the_stale_sweep_is_fair_across_tenants(app: TestApp) {
+    let broken = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(404).set_body_string("gone"))
+        .mount(&broken)
+        .await;
+    let working = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/executions/exec-b"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(bolna_report(
+            "exec-b",
+            "agent-b",
+            "completed",
+        )))
+        .mount(&working)
+        .await;
+    let a = app.create_tenant("A", "IN").await;
+    app.ok(
+        &a.key,
+        SET_CREDS,
+        json!({ "i": { "provider": "BOLNA", "apiKey": "bn", "baseUrl": broken.uri() } }),
+    )
+    .await;
+    app.create_agent_for(&a.key, "BOLNA", "agent-a").await;
+    for i in 0..200 {
+        let mut r = bolna_report(&format!("exec-a{i}"), "agent-a", "ringing");
+        r["telephony_data"]["to_number"] = json!(format!("+9198123{:05}", i));
+        assert_eq!(
+            app.webhook("bolna", &a.webhook_token, r.to_string())
+                .await
+                .0,
+            200
+        );
+    }
+    let b = app.create_tenant("B", "IN").await;
+    app.ok(
+        &b.key,
+        SET_CREDS,
+        json!({ "i": { "provider": "BOLNA", "apiKey": "bn", "baseUrl": working.uri() } }),
+    )
+    .await;
+    app.create_agent_for(&b.key, "BOLNA", "agent-b").await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        app.webhook(
+            "bolna",
+            &b.webhook_token,
+            bolna_report("exec-b", "agent-b", "ringing").to_string()
+        )
+        .await
+        .0,
+        200
+    );
+    eventually(15, || async {
+        let n = app.ok(&a.key, "{ calls { totalCount } }", json!({})).await["calls"]["totalCount"]
+            .clone();
+        (n == 200).then_some(())
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    // B's one call is newer than all of A's, yet the first pass of 50 reaches it.
+    let sweep = domain::calls::lifecycle::sweep_stale(&app.services, 50)
+        .await
+        .unwrap();
+    assert_eq!(sweep.found, 21, "20 of A's, then B's");
+    let done = app
+        .ok(&b.key, "{ calls { edges { node { status } } } }", json!({}))
+        .await;
+    assert_eq!(done["calls"]["edges"][0]["node"]["status"], "COMPLETED");
+    // A's failed calls back off: the next pass takes other ones.
+    let again = domain::calls::lifecycle::sweep_stale(&app.services, 50)
+        .await
+        .unwrap();
+    assert_eq!((again.found, again.failed), (20, 20));
+}
+on_both!(
+    the_stale_sweep_is_fair_across_tenants,
+    the_stale_sweep_is_fair_across_tenants,
+    [
+        ("STALE_CALL_SECONDS", "1"),
+        ("ALLOW_PROVIDER_BASE_URL", "true")
+    ]
+);

@@ -93,3 +93,71 @@ async fn phone_numbers(app: TestApp) {
     assert_eq!(again["customer"]["phoneNumber"], "+917471180076");
 }
 on_both!(phone_normalisation, phone_numbers);
+
+/// International numbers keep every digit in every tenant region: a German mobile in a
+/// US tenant is that German mobile (not another person's number with its `1` eaten), and
+/// a webhook about it is linked to that customer.
+async fn international_numbers_are_never_rewritten(app: TestApp) {
+    let us = app.create_tenant("US", "US").await;
+    for (raw, e164) in [
+        ("+4915112345678", "+4915112345678"),
+        ("+44 121 496 0018", "+441214960018"),
+        ("011 33 1 23 45 67 89", "+33123456789"),
+        ("+55 11 91234-5678", "+5511912345678"),
+        ("+86 138 1234 5678", "+8613812345678"),
+        ("(650) 253-0000", "+16502530000"),
+    ] {
+        let body = app.ok(&us.key, CREATE, json!({ "p": raw })).await;
+        assert_eq!(body["createCustomer"]["phoneNumber"], e164, "{raw}");
+    }
+    app.create_agent_for(&us.key, "BOLNA", crate::webhooks::AGENT)
+        .await;
+    let mut report = crate::webhooks::bolna_report("exec-de", crate::webhooks::AGENT, "completed");
+    report["telephony_data"]["to_number"] = json!("+4915112345678");
+    let (status, _) = app
+        .webhook("bolna", &us.webhook_token, report.to_string())
+        .await;
+    assert_eq!(status, 200);
+    let linked = crate::common::eventually(15, || async {
+        let data = app
+            .ok(
+                &us.key,
+                "{ calls(first: 1) { edges { node { customer { phoneNumber } } } } }",
+                json!({}),
+            )
+            .await;
+        let n = data["calls"]["edges"][0]["node"]["customer"]["phoneNumber"].clone();
+        n.is_string().then_some(n)
+    })
+    .await;
+    assert_eq!(linked, "+4915112345678");
+    let all = app
+        .ok(&us.key, "{ customers { totalCount } }", json!({}))
+        .await;
+    assert_eq!(
+        all["customers"]["totalCount"], 6,
+        "the webhook created a second customer"
+    );
+
+    let ru = app.create_tenant("RU", "RU").await;
+    let body = app.ok(&ru.key, CREATE, json!({ "p": "+4989123456" })).await;
+    assert_eq!(body["createCustomer"]["phoneNumber"], "+4989123456");
+    let body = app
+        .ok(&ru.key, CREATE, json!({ "p": "810 44 20 7946 0018" }))
+        .await;
+    assert_eq!(body["createCustomer"]["phoneNumber"], "+442079460018");
+    for region in ["GB", "IN", "DE"] {
+        let t = app.create_tenant(region, region).await;
+        let body = app
+            .ok(&t.key, CREATE, json!({ "p": "+390612345678" }))
+            .await;
+        assert_eq!(
+            body["createCustomer"]["phoneNumber"], "+390612345678",
+            "{region}"
+        );
+    }
+}
+on_both!(
+    international_numbers_are_never_rewritten,
+    international_numbers_are_never_rewritten
+);

@@ -439,3 +439,58 @@ on_both!(
     a_client_that_stops_reading_is_dropped,
     a_client_that_stops_reading_is_dropped
 );
+
+/// A call with a long transcript travels through the event bus without it; a subscriber
+/// that selects the transcript still gets all of it (read from the store).
+async fn long_transcripts_stay_out_of_events(app: TestApp) {
+    let t = app.create_tenant("A", "IN").await;
+    app.create_agent_for(&t.key, "BOLNA", AGENT).await;
+    let mut ws = Ws::connect(app.addr, &t.key).await;
+    ws.subscribe(
+        "1",
+        "subscription { callUpdated { status call { transcript summary } } }",
+        json!({}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let transcript = format!("assistant: {}", "words ".repeat(100_000));
+    let mut report = bolna_report("exec-long", AGENT, "completed");
+    report["transcript"] = json!(transcript);
+    let (status, _) = app
+        .webhook("bolna", &t.webhook_token, report.to_string())
+        .await;
+    assert_eq!(status, 200);
+    let data = ws.data(10).await;
+    assert_eq!(data["callUpdated"]["status"], "COMPLETED");
+    assert_eq!(
+        data["callUpdated"]["call"]["transcript"],
+        transcript.as_str()
+    );
+    assert_eq!(
+        data["callUpdated"]["call"]["summary"],
+        "Wants a callback next week."
+    );
+    // The event itself is small.
+    let model = entity::call::Model::clone(
+        &eventually(10, || async {
+            use sea_orm::EntityTrait;
+            entity::call::Entity::find().one(&app.db).await.unwrap()
+        })
+        .await,
+    );
+    match domain::events::Event::call_updated(model, None) {
+        domain::events::Event::CallUpdated {
+            call: Some(c),
+            detail_omitted,
+            ..
+        } => {
+            assert!(detail_omitted && c.transcript.is_none());
+            assert!(serde_json::to_vec(&c).unwrap().len() < 16 * 1024);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+on_both!(
+    long_transcripts_stay_out_of_events,
+    long_transcripts_stay_out_of_events
+);

@@ -680,3 +680,126 @@ on_both!(
         ("ALLOW_PROVIDER_BASE_URL", "true")
     ]
 );
+
+/// Windows from far away are refused before anything is walked; dates at the edge of
+/// chrono's range answer BAD_USER_INPUT instead of panicking; windows ending in the
+/// future are refused.
+async fn windows_and_dates_are_bounded(app: TestApp) {
+    let (_server, t, _, _) = setup(&app).await;
+    for since in [
+        (Utc::now() - Duration::days(365 * 40)).to_rfc3339(),
+        "1000-01-01T00:00:00Z".to_owned(),
+        (Utc::now() - Duration::days(32)).to_rfc3339(),
+    ] {
+        let started = std::time::Instant::now();
+        let body = app.gql(Some(&t.key), AUDIT, json!({ "s": since })).await;
+        assert_eq!(code(&body), "BAD_USER_INPUT", "{since}: {body}");
+        assert_eq!(body["errors"][0]["extensions"]["field"], "since");
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    }
+    for (since, until, field) in [
+        (None, Some("-262143-01-01T00:00:00Z"), "until"),
+        (Some("-262143-01-01T00:00:00Z"), None, "since"),
+        (Some("1999-12-31T00:00:00Z"), None, "since"),
+        (None, Some("+262142-12-31T23:59:59Z"), "until"),
+    ] {
+        let body = app
+            .gql(
+                Some(&t.key),
+                TRIGGER,
+                json!({ "i": { "provider": "BOLNA", "since": since, "until": until } }),
+            )
+            .await;
+        assert_eq!(code(&body), "BAD_USER_INPUT", "{since:?} {until:?}: {body}");
+        if body["errors"][0]["extensions"]["field"].is_string() {
+            assert_eq!(body["errors"][0]["extensions"]["field"], field);
+        }
+    }
+    let ahead = (Utc::now() + Duration::minutes(30)).to_rfc3339();
+    let body = app
+        .gql(
+            Some(&t.key),
+            TRIGGER,
+            json!({ "i": { "provider": "BOLNA", "until": ahead } }),
+        )
+        .await;
+    assert_eq!(body["errors"][0]["extensions"]["field"], "until", "{body}");
+    let body = app
+        .gql(
+            Some(&t.key),
+            "query($s: DateTime) { calls(filter: {since: $s}) { totalCount } }",
+            json!({ "s": "0001-01-01T00:00:00Z" }),
+        )
+        .await;
+    assert_eq!(code(&body), "BAD_USER_INPUT", "{body}");
+    // The server is still up and well.
+    app.ok(&t.key, "{ me { id } }", json!({})).await;
+}
+on_both!(
+    windows_and_dates_are_bounded,
+    windows_and_dates_are_bounded,
+    [("ALLOW_PROVIDER_BASE_URL", "true")]
+);
+
+/// One tenant whose scheduled sync cannot start (a cursor far in the future, a broken
+/// tenant row) does not stop the others from getting theirs.
+async fn one_failing_tenant_does_not_stop_the_schedule(app: TestApp) {
+    use sea_orm::ConnectionTrait;
+    let (server, good, _, _) = setup(&app).await;
+    let broken = app.create_tenant("Broken", "US").await;
+    app.ok(&broken.key, "mutation($u: String) { setProviderCredentials(input: {provider: BOLNA, apiKey: \"k\", baseUrl: $u}) }", json!({ "u": server.uri() })).await;
+    let future = app.create_tenant("Future", "US").await;
+    app.ok(&future.key, "mutation($u: String) { setProviderCredentials(input: {provider: BOLNA, apiKey: \"k\", baseUrl: $u}) }", json!({ "u": server.uri() })).await;
+    let backend = app.db.get_database_backend();
+    let p = |n| domain::db::param(backend, n);
+    app.db
+        .execute_raw(sea_orm::Statement::from_sql_and_values(
+            backend,
+            format!(
+                "UPDATE tenants SET default_region = 'XX' WHERE id = {}",
+                p(1)
+            ),
+            [uuid::Uuid::parse_str(&broken.id).unwrap().into()],
+        ))
+        .await
+        .unwrap();
+    // A cursor a year ahead, as an older build could leave it.
+    app.db
+        .execute_raw(sea_orm::Statement::from_sql_and_values(
+            backend,
+            format!("INSERT INTO sync_cursors (tenant_id, provider, synced_until, updated_at) VALUES ({}, 'BOLNA', {}, {})", p(1), p(2), p(3)),
+            [
+                uuid::Uuid::parse_str(&future.id).unwrap().into(),
+                (Utc::now() + Duration::days(365)).into(),
+                Utc::now().into(),
+            ],
+        ))
+        .await
+        .unwrap();
+    let started = domain::sync::schedule_syncs(&app.services).await.unwrap();
+    assert_eq!(
+        started, 2,
+        "the good tenant and the one with a future cursor"
+    );
+    for key in [&good.key, &future.key] {
+        let runs = app
+            .ok(
+                key,
+                "{ syncRuns { totalCount edges { node { status until } } } }",
+                json!({}),
+            )
+            .await;
+        assert_eq!(runs["syncRuns"]["totalCount"], 1, "{runs}");
+        let until: DateTime<Utc> = runs["syncRuns"]["edges"][0]["node"]["until"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(until <= Utc::now());
+    }
+}
+on_both!(
+    one_failing_tenant_does_not_stop_the_schedule,
+    one_failing_tenant_does_not_stop_the_schedule,
+    [("ALLOW_PROVIDER_BASE_URL", "true")]
+);

@@ -546,3 +546,66 @@ async fn lead_status_follows_the_calls(app: TestApp) {
     assert_eq!(code(&body), "BAD_USER_INPUT");
 }
 on_both!(lead_status_follows_the_calls, lead_status_follows_the_calls);
+
+/// What a provider can send that PostgreSQL cannot store or that would corrupt a lead:
+/// NUL characters anywhere, times in year 9999, numbers that are not numbers, negative
+/// durations. Each report is stored, cleaned, and answered 200.
+async fn hostile_reports_are_cleaned_not_refused(app: TestApp) {
+    let t = app.create_tenant("Acme", "IN").await;
+    app.create_agent_for(&t.key, "BOLNA", AGENT).await;
+    let mut nul = bolna_report("exec-\u{0}nul", AGENT, "completed");
+    nul["transcript"] = json!("assistant: hi\u{0}\nuser: yes");
+    nul["unknown_field"] = json!({ "k\u{0}": ["v\u{0}"] });
+    nul["extracted_data"] = json!({ "note": "a\u{0}b" });
+    let (status, body) = app
+        .webhook("bolna", &t.webhook_token, nul.to_string())
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let mut future = bolna_report("exec-future", AGENT, "completed");
+    future["created_at"] = json!("9999-12-31T23:59:59Z");
+    future["updated_at"] = json!("9999-12-31T23:59:59Z");
+    future["telephony_data"]["to_number"] = json!("+91 98123 45679");
+    future["telephony_data"]["from_number"] =
+        json!(format!("not a number <script>{}", "9".repeat(5000)));
+    future["conversation_duration"] = json!(-50);
+    future["total_cost"] = json!(-3);
+    let (status, body) = app
+        .webhook("bolna", &t.webhook_token, future.to_string())
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let q = "{ calls(first: 10) { edges { node { providerExecutionId transcript fromNumber toNumber durationSeconds cost startedAt customer { phoneNumber lastContactedAt } } } } }";
+    let calls = eventually(15, || async {
+        let data = app.ok(&t.key, q, json!({})).await;
+        (data["calls"]["edges"].as_array().map(Vec::len) == Some(2)).then_some(data)
+    })
+    .await;
+    let edges = calls["calls"]["edges"].as_array().unwrap();
+    let by_id = |id: &str| {
+        edges
+            .iter()
+            .map(|e| &e["node"])
+            .find(|n| n["providerExecutionId"] == id)
+            .unwrap_or_else(|| panic!("{id} missing: {calls}"))
+            .clone()
+    };
+    let cleaned = by_id("exec-nul");
+    assert_eq!(cleaned["transcript"], "assistant: hi\nuser: yes");
+    let wild = by_id("exec-future");
+    assert!(wild["fromNumber"].is_null(), "{wild}");
+    assert_eq!(wild["toNumber"], "+919812345679");
+    assert!(
+        wild["durationSeconds"].is_null() && wild["cost"].is_null(),
+        "{wild}"
+    );
+    let latest = (chrono::Utc::now() + chrono::Duration::days(2)).to_rfc3339();
+    for at in [&wild["startedAt"], &wild["customer"]["lastContactedAt"]] {
+        assert!(
+            at.as_str().unwrap() < latest.as_str(),
+            "{at} is in the far future"
+        );
+    }
+}
+on_both!(
+    hostile_reports_are_cleaned_not_refused,
+    hostile_reports_are_cleaned_not_refused
+);

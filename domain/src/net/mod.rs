@@ -82,7 +82,7 @@ impl OutboundPolicy {
 
     fn allowed_host(&self, host: &str) -> bool {
         let host = host.trim_matches(['[', ']']).to_ascii_lowercase();
-        self.allowlist.iter().any(|h| *h == host)
+        self.allowlist.contains(&host)
     }
 
     /// Checks a URL without resolving it: the scheme, and the host when it is an IP

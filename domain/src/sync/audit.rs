@@ -321,3 +321,22 @@ pub async fn reconcile_one(
     }
     Ok(r)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_audit_per_tenant_at_a_time() {
+        let tenant = uuid::Uuid::now_v7();
+        let first = RunningGuard::take(tenant).unwrap();
+        assert!(matches!(
+            RunningGuard::take(tenant),
+            Err(DomainError::Conflict { .. })
+        ));
+        let other = RunningGuard::take(uuid::Uuid::now_v7());
+        assert!(other.is_ok());
+        drop(first);
+        assert!(RunningGuard::take(tenant).is_ok());
+    }
+}

@@ -548,3 +548,24 @@ async fn schedule_one(
     .await?;
     Ok(true)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_keeps_its_first_errors_and_counts_the_rest() {
+        let mut run = Counts::default();
+        for batch in 0..30 {
+            let mut counts = Counts::default();
+            for i in 0..10 {
+                counts.push_error(format!("batch {batch} error {i}"));
+            }
+            run.absorb(counts);
+        }
+        let stored = run.stored_errors();
+        assert_eq!(stored.len(), MAX_RUN_ERRORS + 1);
+        assert_eq!(stored.last().unwrap(), "... and 200 more errors");
+        assert_eq!(run.errors.len() + run.errors_dropped, 300);
+    }
+}
