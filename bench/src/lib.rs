@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 
+/// The secrets key every benchmarked server runs with (PostgreSQL requires one).
+pub const SECRETS_KEY: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
+
 pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
         .ok()

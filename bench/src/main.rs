@@ -199,6 +199,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         Command::new(&cfg.api_bin)
             .arg("serve")
             .env("DATABASE_URL", &url)
+            .env("SECRETS_KEY", bench::SECRETS_KEY)
             .env("BIND_ADDR", format!("127.0.0.1:{api_port}"))
             .env("RUN_WORKER", "false")
             .env("SEED_DEMO", "false")

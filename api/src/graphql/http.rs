@@ -98,6 +98,9 @@ pub async fn post(
             "send the request as JSON with Content-Type: application/json",
         );
     }
+    if let Err(message) = has_queries(&body) {
+        return refuse(StatusCode::BAD_REQUEST, BAD_USER_INPUT, message);
+    }
     let batch: BatchRequest = match serde_json::from_slice(&body) {
         Ok(b) => b,
         Err(e) => {
@@ -153,6 +156,29 @@ fn is_mutation(request: &Request) -> bool {
                 .any(|(n, op)| n.as_str() == name && op.node.ty == OperationType::Mutation),
             None => ops.values().any(|op| op.node.ty == OperationType::Mutation),
         },
+    }
+}
+
+/// A request (or every request of a batch) must carry a `query` string: `{"qeury": ...}`
+/// is a client's bug to report, not an empty document to run. Other fields are skipped
+/// unread, so this costs one quick pass over the body.
+fn has_queries(body: &[u8]) -> Result<(), &'static str> {
+    #[derive(serde::Deserialize)]
+    struct Item {
+        query: Option<serde::de::IgnoredAny>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Items {
+        One(Item),
+        Many(Vec<Item>),
+    }
+    const MISSING: &str = "a GraphQL request needs a \"query\" string";
+    match serde_json::from_slice::<Items>(body) {
+        Ok(Items::One(Item { query: None })) => Err(MISSING),
+        Ok(Items::Many(items)) if items.iter().any(|i| i.query.is_none()) => Err(MISSING),
+        // Well-formed, or malformed in a way the full parse below reports precisely.
+        _ => Ok(()),
     }
 }
 

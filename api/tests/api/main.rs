@@ -8,6 +8,7 @@ mod auth;
 mod binary;
 mod customers;
 mod edge;
+mod external;
 mod hardening;
 mod live;
 mod operations;

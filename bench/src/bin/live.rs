@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use bench::{
-    Proc, calls_like_database, db_url, env_or, free_port, fresh_database, gql, median, metric, out,
-    pgbench, quantile, rss_kb, wait_http,
+    Proc, SECRETS_KEY, calls_like_database, db_url, env_or, free_port, fresh_database, gql, median,
+    metric, out, pgbench, quantile, rss_kb, wait_http,
 };
 use futures_util::{SinkExt, StreamExt};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
@@ -27,7 +27,6 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 const ADMIN_TOKEN: &str = "bench-operator-token-0123456789";
-const SECRETS_KEY: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
 const AGENT: &str = "bench-agent";
 const STATUSES: [&str; 5] = [
     "initiated",

@@ -18,15 +18,14 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use axum::extract::{Path, Query, State};
 use bench::{
-    Proc, calls_like_database, db_url, env_or, free_port, fresh_database, gql, out, pgbench,
-    rss_kb, wait_http,
+    Proc, SECRETS_KEY, calls_like_database, db_url, env_or, free_port, fresh_database, gql, out,
+    pgbench, rss_kb, wait_http,
 };
 use chrono::{DateTime, TimeZone, Utc};
 use sea_orm::{ConnectionTrait, Database};
 use serde_json::{Value, json};
 
 const ADMIN_TOKEN: &str = "bench-operator-token-0123456789";
-const SECRETS_KEY: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
 const DB: &str = "sb_sync";
 const PGB_DB: &str = "sb_sync_pgbench";
 
