@@ -1,6 +1,9 @@
-//! Per-client-address limits at the edge: failed authentications (API keys, the operator
-//! token, webhook tokens) a minute. A client over its limit is refused before any lookup,
-//! so guessing keys costs the guesser, not the database.
+//! Per-client limits at the edge: failed authentications (API keys, the operator token)
+//! a minute. A client over its limit is refused before any lookup, so guessing costs the
+//! guesser, not the database. Keys already resolved (in the authenticator's cache) never
+//! touch the limiter. Webhook tokens are not counted here: they are 192 random bits, and
+//! Bolna posts every tenant's reports from one address, which a stranger's bad URL must not
+//! be able to block.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -8,13 +11,28 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 const WINDOW: Duration = Duration::from_secs(60);
-/// Addresses tracked at once (about 50 bytes each); when full, expired windows are dropped
-/// first, then everything (an attacker spraying addresses only resets the counts).
+/// Addresses tracked at once (about 50 bytes each); when full, expired windows are dropped,
+/// and if none are, new addresses go uncounted until some expire.
 const MAX_ADDRESSES: usize = 50_000;
 
 pub struct FailureLimiter {
     per_minute: u32,
     seen: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+}
+
+/// The key of a client: its IPv4 address, or its IPv6 /64 (one host owns a whole /64, so
+/// per-address counting there would be no limit at all).
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+    }
 }
 
 impl FailureLimiter {
@@ -26,38 +44,54 @@ impl FailureLimiter {
         }
     }
 
-    /// True when `ip` has used up its failures for the current window.
-    pub fn blocked(&self, ip: IpAddr) -> bool {
+    /// Reserves one attempt for `ip` before a credential is looked up; false when the
+    /// address has used up its attempts this minute. Reserving before the lookup (under
+    /// one lock) means a burst of concurrent guesses cannot all slip past the count.
+    /// A credential that turns out valid gives its attempt back ([`Self::succeeded`]).
+    pub fn try_begin(&self, ip: IpAddr) -> bool {
         if self.per_minute == 0 {
-            return false;
+            return true;
         }
-        let Ok(seen) = self.seen.lock() else {
-            return false;
-        };
-        seen.get(&ip)
-            .is_some_and(|(start, n)| start.elapsed() < WINDOW && *n >= self.per_minute)
-    }
-
-    /// Counts one failed authentication from `ip`.
-    pub fn failed(&self, ip: IpAddr) {
-        if self.per_minute == 0 {
-            return;
-        }
-        metrics::counter!("auth_failures_total").increment(1);
+        let key = client_key(ip);
         let Ok(mut seen) = self.seen.lock() else {
-            return;
+            return true;
         };
-        if seen.len() >= MAX_ADDRESSES && !seen.contains_key(&ip) {
+        if !seen.contains_key(&key) && seen.len() >= MAX_ADDRESSES {
             seen.retain(|_, (start, _)| start.elapsed() < WINDOW);
             if seen.len() >= MAX_ADDRESSES {
-                seen.clear();
+                // Full of live windows: new addresses go uncounted rather than letting a
+                // spray of addresses wipe the counts of the ones already blocked.
+                return true;
             }
         }
-        let entry = seen.entry(ip).or_insert((Instant::now(), 0));
+        let entry = seen.entry(key).or_insert((Instant::now(), 0));
         if entry.0.elapsed() >= WINDOW {
             *entry = (Instant::now(), 0);
         }
-        entry.1 = entry.1.saturating_add(1);
+        if entry.1 >= self.per_minute {
+            metrics::counter!("auth_rate_limited_total").increment(1);
+            return false;
+        }
+        entry.1 += 1;
+        true
+    }
+
+    /// The attempt reserved by [`Self::try_begin`] was a valid credential (or could not be
+    /// checked): it does not count.
+    pub fn succeeded(&self, ip: IpAddr) {
+        if self.per_minute == 0 {
+            return;
+        }
+        if let Ok(mut seen) = self.seen.lock()
+            && let Some(entry) = seen.get_mut(&client_key(ip))
+        {
+            entry.1 = entry.1.saturating_sub(1);
+        }
+    }
+
+    /// The attempt was a bad credential: it stays counted.
+    pub fn failed(&self, _ip: IpAddr) {
+        metrics::counter!("auth_failures_total").increment(1);
     }
 }
 
@@ -66,16 +100,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn blocks_after_the_limit_per_address() {
+    fn counts_failures_per_address_and_per_ipv6_64() {
         let limiter = FailureLimiter::new(3);
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();
         for _ in 0..3 {
-            assert!(!limiter.blocked(a));
+            assert!(limiter.try_begin(a));
             limiter.failed(a);
         }
-        assert!(limiter.blocked(a));
-        assert!(!limiter.blocked(b));
-        assert!(!FailureLimiter::new(0).blocked(a));
+        assert!(!limiter.try_begin(a));
+        assert!(limiter.try_begin(b));
+        // Valid credentials give their attempt back.
+        for _ in 0..10 {
+            assert!(limiter.try_begin(b));
+            limiter.succeeded(b);
+        }
+        // One /64 is one client.
+        let v6 = FailureLimiter::new(2);
+        for host in ["2001:db8:1:2::1", "2001:db8:1:2::2"] {
+            assert!(v6.try_begin(host.parse().unwrap()));
+        }
+        assert!(!v6.try_begin("2001:db8:1:2:ffff::9".parse().unwrap()));
+        assert!(v6.try_begin("2001:db8:1:3::1".parse().unwrap()));
+        assert!(FailureLimiter::new(0).try_begin(a));
     }
 }

@@ -15,17 +15,24 @@ fn api_bin() -> std::path::PathBuf {
 /// One benchmark at a time: each loads both cores.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// In CI (`REQUIRE_EXTERNAL_TOOLS=1`) a benchmark may not skip.
+fn skip(why: &str) {
+    assert!(
+        std::env::var("REQUIRE_EXTERNAL_TOOLS").map_or(true, |v| v != "1"),
+        "{why} and REQUIRE_EXTERNAL_TOOLS=1"
+    );
+    eprintln!("skipped: {why}");
+}
+
 fn run(bin: &str, extra: &[(&str, &str)]) {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let Ok(pg) = std::env::var("TEST_DATABASE_URL") else {
-        eprintln!("skipped: TEST_DATABASE_URL is not set");
-        return;
+        return skip("TEST_DATABASE_URL is not set");
     };
     let api = api_bin();
     if !api.exists() {
         // `cargo test -p bench` alone does not build the server; the workspace run does.
-        eprintln!("skipped: {} is not built", api.display());
-        return;
+        return skip(&format!("{} is not built", api.display()));
     }
     let mut cmd = Command::new(bin);
     cmd.env("BENCH_PG", pg)
@@ -66,8 +73,7 @@ fn the_read_path_benchmark_runs() {
 #[test]
 fn the_live_benchmark_runs() {
     if std::env::var("TEST_REDIS_URL").is_err() {
-        eprintln!("skipped: TEST_REDIS_URL is not set");
-        return;
+        return skip("TEST_REDIS_URL is not set");
     }
     run(
         env!("CARGO_BIN_EXE_live"),

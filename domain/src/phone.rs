@@ -92,29 +92,29 @@ impl PhoneNumber {
         } else {
             strip_idd(region, &all_digits).map(str::to_owned)
         };
-        // The crate has panicked on crafted input in the past; contain it here.
-        let parsed = catch_unwind(AssertUnwindSafe(|| {
-            let number = match &international {
-                Some(digits) => phonenumber::parse(None, format!("+{digits}")).ok()?,
-                None => phonenumber::parse(Some(region.0), trimmed).ok()?,
-            };
-            if !phonenumber::is_valid(&number) {
-                return None;
+        let parsed = match &international {
+            Some(digits) => {
+                // The crate strips the number's own trunk prefix even where it is part of
+                // the number (Russia's 8: `+7 812 ...` is St Petersburg, not `+7 12 ...`):
+                // when that loses digits, read the digits literally.
+                parse_e164(None, digits)
+                    .filter(|(e164, cc)| keeps_digits(e164, cc, digits))
+                    .map(|(e164, _)| e164)
+                    .or_else(|| literal(digits))
             }
-            Some((
-                number.format().mode(Mode::E164).to_string(),
-                number.code().value().to_string(),
-            ))
-        }))
-        .map_err(|_| invalid())?
-        .ok_or_else(invalid)?;
-        let (parsed, country_code) = parsed;
-        if let Some(digits) = &international
-            && !keeps_digits(&parsed, &country_code, digits)
-        {
-            return Err(invalid());
-        }
-        Ok(PhoneNumber(parsed))
+            None => parse_national(trimmed, region).or_else(|| {
+                // A national number written without its trunk prefix whose first digits
+                // the crate mistook for one (`(812) 123-45-67` in Russia) or for the
+                // country code (`91234 56789` in India).
+                let meta = phonenumber::metadata::DATABASE.by_id(region.0.as_ref())?;
+                let cc = meta.country_code();
+                literal(&format!("{cc}{all_digits}")).or_else(|| {
+                    let trunk = meta.national_prefix()?;
+                    literal(&format!("{cc}{}", all_digits.strip_prefix(trunk)?))
+                })
+            }),
+        };
+        parsed.map(PhoneNumber).ok_or_else(invalid)
     }
 
     /// Accepts an already-normalised E.164 string (from the database) without re-validating.
@@ -129,6 +129,37 @@ impl PhoneNumber {
     pub fn into_string(self) -> String {
         self.0
     }
+}
+
+/// A valid parse as (E.164, country code), the crate's panics contained (it has panicked
+/// on crafted input in the past).
+fn checked(parse: impl FnOnce() -> Option<phonenumber::PhoneNumber>) -> Option<(String, String)> {
+    catch_unwind(AssertUnwindSafe(|| {
+        let number = parse()?;
+        phonenumber::is_valid(&number).then(|| {
+            (
+                number.format().mode(Mode::E164).to_string(),
+                number.code().value().to_string(),
+            )
+        })
+    }))
+    .ok()
+    .flatten()
+}
+
+fn parse_e164(with: Option<Region>, digits: &str) -> Option<(String, String)> {
+    checked(|| phonenumber::parse(with.map(|r| r.0), format!("+{digits}")).ok())
+}
+
+fn parse_national(raw: &str, region: Region) -> Option<String> {
+    checked(|| phonenumber::parse(Some(region.0), raw).ok()).map(|(e164, _)| e164)
+}
+
+/// `+digits` read exactly as written: parsed against a region without a trunk prefix (so
+/// nothing is stripped), valid for the number's own country, and every digit kept.
+fn literal(digits: &str) -> Option<String> {
+    let (e164, _) = parse_e164(Some(Region(country::Id::IT)), digits)?;
+    (e164.trim_start_matches('+') == digits).then_some(e164)
 }
 
 /// The digits after `region`'s international dialling prefix (`011` in the US, `00` in
@@ -447,8 +478,8 @@ mod tests {
     ("+33 1 23 45 67 8", "DE", None),
     ]; // 162 cases
 
-    /// Optional: other tenant regions' IDD prefixes (AU 0011/0014..., JP 010, BR 00+carrier, MX 00/09, ...).
-    /// Use only if the project accepts these tenant regions.
+    /// Other tenant regions' dialling-out prefixes (AU 0011/0014..., JP 010, BR 00 + carrier,
+    /// MX 00/09, ...).
     #[rustfmt::skip]
     const PHONE_TABLE_MORE_TENANTS: &[(&str, &str, Option<&str>)] = &[
     // AU tenant: IDD is 0011 (also 0014/0015/0016/0018/0019); plain 00 is not an IDD in AU
@@ -492,13 +523,29 @@ mod tests {
     ("00 44 20 7946 0018", "IT", Some("+442079460018")),
     ]; // 35 cases
 
-    /// Valid numbers (per libphonenumber) that phonenumber 0.3.10 is predicted to mangle or refuse.
-    /// Not caused by the +CC fix, and not covered by it: the crate strips the national prefix
-    /// unconditionally (its length guard never fires because the XML generalDesc has no
-    /// possibleLengths), so RU `8xx` numbers lose their first 8; and in a national-format input
-    /// it strips a leading country code without checking validity (`91...` in an IN tenant).
-    /// Predicted by reading the crate source and replaying it in Python, not by running cargo.
-    #[rustfmt::skip]
+    /// Numbers whose first national digit is their country's trunk prefix (Russia's 8),
+    /// and national numbers written without it, keep every digit.
+    #[test]
+    fn trunk_digits_that_belong_to_the_number_are_kept() {
+        for (raw, region, want) in [
+            ("+7 812 123-45-67", "US", "+78121234567"),
+            ("+7 812 123-45-67", "RU", "+78121234567"),
+            ("+7 800 555-35-35", "GB", "+78005553535"),
+            ("00 7 812 123 45 67", "DE", "+78121234567"),
+            ("8 (812) 123-45-67", "RU", "+78121234567"),
+            ("(812) 123-45-67", "RU", "+78121234567"),
+            ("810 7 812 123 45 67", "RU", "+78121234567"),
+            ("91234 56789", "IN", "+919123456789"),
+            ("+91 91234 56789", "US", "+919123456789"),
+        ] {
+            let got = PhoneNumber::parse(raw, Region::parse(region).unwrap());
+            assert_eq!(
+                got.as_ref().map(PhoneNumber::as_str),
+                Ok(want),
+                "{raw} in {region}"
+            );
+        }
+    }
 
     #[test]
     fn international_numbers_keep_their_digits_in_every_region() {
@@ -507,7 +554,9 @@ mod tests {
             let got = PhoneNumber::parse(raw, Region::parse(region).unwrap());
             let got = got.as_ref().map(PhoneNumber::as_str).ok();
             if got != expected {
-                failures.push(format!("{raw:?} in {region}: got {got:?}, want {expected:?}"));
+                failures.push(format!(
+                    "{raw:?} in {region}: got {got:?}, want {expected:?}"
+                ));
             }
         }
         assert!(failures.is_empty(), "{}", failures.join("\n"));

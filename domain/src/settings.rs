@@ -204,11 +204,11 @@ impl Settings {
         };
 
         let admin_token = match get("ADMIN_TOKEN") {
-            Some(t) if t.len() < 16 => {
+            Some(t) if t.len() < 16 || t.contains(char::is_whitespace) => {
                 return Err(SettingsError::Invalid {
                     name: "ADMIN_TOKEN",
                     value: "***".into(),
-                    message: "must be at least 16 characters".into(),
+                    message: "must be at least 16 characters, without spaces".into(),
                 });
             }
             Some(t) => Some(Secret::new(t)),
@@ -460,6 +460,7 @@ mod tests {
         assert!(err.contains("DATABASE_URL") && !err.contains("pw"), "{err}");
         assert!(settings(&[("RUN_WORKER", "maybe")]).is_err());
         assert!(settings(&[("ADMIN_TOKEN", "short")]).is_err());
+        assert!(settings(&[("ADMIN_TOKEN", "a token with spaces in it")]).is_err());
         assert!(settings(&[("REDIS_URL", "http://x")]).is_err());
         assert!(settings(&[("SECRETS_KEY", "short")]).is_err());
         assert!(settings(&[("BOLNA_BASE_URL", "ftp://x")]).is_err());

@@ -366,6 +366,16 @@ impl Authenticator {
         Ok(scope)
     }
 
+    /// The scope of `key` if it was resolved within the cache's lifetime (no lookup).
+    pub fn cached(&self, key: &str) -> Option<TenantScope> {
+        if self.ttl.is_zero() {
+            return None;
+        }
+        let cache = self.cache.lock().ok()?;
+        let (scope, at) = cache.get(&hash_key(key))?;
+        (at.elapsed() < self.ttl).then(|| scope.clone())
+    }
+
     pub fn forget_all(&self) {
         if let Ok(mut cache) = self.cache.lock() {
             cache.clear();

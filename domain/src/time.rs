@@ -15,8 +15,9 @@ pub fn earliest() -> DateTime<Utc> {
 /// How far ahead of now an argument may reach (clock skew between client and server).
 pub const MAX_AHEAD: Duration = Duration::hours(1);
 
-/// How far a provider's reported time may stray from now before it is clamped.
-pub const REPORTED_SLACK: Duration = Duration::days(1);
+/// How far ahead of now a provider's reported time may be (clock skew) before it is
+/// clamped: a report cannot be about the future.
+pub const REPORTED_SLACK: Duration = Duration::minutes(5);
 
 /// Refuses an argument outside 2000-01-01 .. now + 1 h.
 pub fn check_instant(field: &'static str, at: DateTime<Utc>) -> DomainResult<DateTime<Utc>> {
@@ -30,7 +31,7 @@ pub fn check_instant(field: &'static str, at: DateTime<Utc>) -> DomainResult<Dat
     Ok(at)
 }
 
-/// A provider's reported time, clamped to 2000-01-01 .. now + 1 day.
+/// A provider's reported time, clamped to 2000-01-01 .. now + 5 minutes.
 pub fn clamp_reported(at: DateTime<Utc>) -> DateTime<Utc> {
     at.clamp(earliest(), Utc::now() + REPORTED_SLACK)
 }

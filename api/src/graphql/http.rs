@@ -40,31 +40,50 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// Reads the bearer token into a caller; a bad key is simply unauthenticated (and counted
-/// against the client's address).
-async fn caller(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> Caller {
+/// against the client), an address over its failures is answered 429.
+async fn caller(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+) -> Result<Caller, Response> {
     let Some(token) = bearer(headers) else {
-        return Caller::Anonymous;
+        return Ok(Caller::Anonymous);
     };
     if let Some(admin) = &state.settings.admin_token
         && domain::tenancy::secrets_match(token, admin.expose())
     {
-        return Caller::Operator;
+        return Ok(Caller::Operator);
     }
-    match state.auth.authenticate(&state.db, token).await {
-        Ok(scope) => Caller::tenant(state.db.clone(), scope),
+    if let Some(scope) = state.auth.cached(token) {
+        return Ok(Caller::tenant(state.db.clone(), scope));
+    }
+    // A token with spaces is a placeholder (GraphiQL's "<paste your API key>"), not a
+    // guess at a key or at the operator token (which may not contain spaces).
+    let counted = !token.contains(char::is_whitespace);
+    if counted && !state.auth_failures.try_begin(peer.ip()) {
+        return Err(too_many_failures());
+    }
+    Ok(match state.auth.authenticate(&state.db, token).await {
+        Ok(scope) => {
+            if counted {
+                state.auth_failures.succeeded(peer.ip());
+            }
+            Caller::tenant(state.db.clone(), scope)
+        }
         Err(domain::DomainError::Unauthenticated) => {
-            // A token with spaces is a placeholder (GraphiQL's "<paste your API key>"),
-            // not a guess at a key or at the operator token.
-            if !token.contains(char::is_whitespace) {
+            if counted {
                 state.auth_failures.failed(peer.ip());
             }
             Caller::Anonymous
         }
         Err(err) => {
+            if counted {
+                state.auth_failures.succeeded(peer.ip());
+            }
             tracing::error!(error = %err, "authentication lookup failed");
             Caller::Unverifiable
         }
-    }
+    })
 }
 
 fn too_many_failures() -> Response {
@@ -96,6 +115,16 @@ pub async fn post(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             BAD_USER_INPUT,
             "send the request as JSON with Content-Type: application/json",
+        );
+    }
+    // U+0000 cannot be stored on PostgreSQL: refused at the edge rather than failing the
+    // write as an internal error (`\u0000` in the JSON covers variables and escapes inside
+    // the document's own strings).
+    if body.windows(6).any(|w| w == b"\\u0000") {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            BAD_USER_INPUT,
+            "NUL characters (\\u0000) are not accepted",
         );
     }
     if let Err(message) = has_queries(&body) {
@@ -133,6 +162,17 @@ pub async fn get(
             );
         }
     };
+    let variables = serde_json::to_string(&request.variables).unwrap_or_default();
+    if request.query.contains(['\0'])
+        || request.query.contains("\\u0000")
+        || variables.contains("\\u0000")
+    {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            BAD_USER_INPUT,
+            "NUL characters (\\u0000) are not accepted",
+        );
+    }
     if is_mutation(&request) {
         return refuse(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -221,10 +261,10 @@ async fn execute(
         }
         BatchRequest::Batch(v) => v,
     };
-    if bearer(headers).is_some() && state.auth_failures.blocked(peer.ip()) {
-        return too_many_failures();
-    }
-    let caller = caller(state, headers, peer).await;
+    let caller = match caller(state, headers, peer).await {
+        Ok(c) => c,
+        Err(refused) => return refused,
+    };
     let mut responses = Vec::with_capacity(requests.len());
     for request in requests {
         let started = Instant::now();

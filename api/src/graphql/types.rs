@@ -269,11 +269,12 @@ impl Interaction {
 pub struct Call(pub Arc<call::Model>, pub Detail);
 
 /// Whether the model holds the call's long texts, or they are to be read when asked for
-/// (a subscription event about a call with a long transcript leaves them out).
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// (a subscription event about a call with a long transcript leaves them out); read once
+/// however many of them the subscriber selects.
+#[derive(Clone)]
 pub enum Detail {
     Full,
-    Omitted,
+    Omitted(Arc<tokio::sync::OnceCell<Arc<call::Model>>>),
 }
 
 impl Call {
@@ -283,16 +284,20 @@ impl Call {
 
     /// A call whose transcript, summary and extracted data are read when selected.
     pub fn partial(model: call::Model) -> Self {
-        Call(Arc::new(model), Detail::Omitted)
+        Call(Arc::new(model), Detail::Omitted(Arc::default()))
     }
 
     /// The call with its long texts: this model, or the stored row.
     async fn full(&self, ctx: &Context<'_>) -> async_graphql::Result<Arc<call::Model>> {
-        if self.1 == Detail::Full {
+        let Detail::Omitted(full) = &self.1 else {
             return Ok(self.0.clone());
-        }
-        let stored = calls::find(db(ctx)?, scope(ctx)?, self.0.id).await.gql()?;
-        Ok(stored.map(Arc::new).unwrap_or_else(|| self.0.clone()))
+        };
+        full.get_or_try_init(|| async {
+            let stored = calls::find(db(ctx)?, scope(ctx)?, self.0.id).await.gql()?;
+            Ok(stored.map(Arc::new).unwrap_or_else(|| self.0.clone()))
+        })
+        .await
+        .cloned()
     }
 }
 

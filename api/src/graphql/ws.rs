@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use async_graphql::Request;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -37,6 +37,18 @@ const MAX_MESSAGE: usize = 64 * 1024;
 const MAX_OUTGOING: usize = 2 * 1024 * 1024 + 64 * 1024;
 /// Messages waiting for a slow client before it is cut off.
 const OUT_QUEUE: usize = 64;
+/// Bytes of large messages (those of `LARGE` bytes or more) waiting for one client: a few
+/// long transcripts, not 64 of them.
+const MAX_QUEUED_LARGE_BYTES: usize = 4 * 1024 * 1024;
+const LARGE: usize = 16 * 1024;
+
+/// Whether `msg` counts against `MAX_QUEUED_LARGE_BYTES` (the same test on both sides).
+fn large_len(msg: &Message) -> Option<usize> {
+    match msg {
+        Message::Text(t) if t.len() >= LARGE => Some(t.len()),
+        _ => None,
+    }
+}
 /// Socket buffers: an idle connection should cost kilobytes, not tungstenite's 128 KiB
 /// defaults; messages larger than these still pass, the buffer just grows for them.
 const READ_BUFFER: usize = 4 * 1024;
@@ -73,16 +85,6 @@ pub async fn upgrade(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
 ) -> Response {
-    if state.auth_failures.blocked(peer.ip()) {
-        return (
-            axum::http::StatusCode::TOO_MANY_REQUESTS,
-            axum::Json(super::error::refusal(
-                "RATE_LIMITED",
-                "too many failed authentications from this address; wait a minute",
-            )),
-        )
-            .into_response();
-    }
     let peer = Some(peer.ip());
     ws.protocols([PROTOCOL])
         .read_buffer_size(READ_BUFFER)
@@ -139,8 +141,13 @@ async fn session(socket: WebSocket, state: AppState, peer: Option<std::net::IpAd
     let _connected = Gauge::up("ws_connections");
     let (mut sink, mut incoming) = socket.split();
     let (out, mut out_rx) = mpsc::channel::<Message>(OUT_QUEUE);
+    let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let writer_queued = queued.clone();
     let writer = tokio::spawn(async move {
         while let Some(msg) = out_rx.recv().await {
+            if let Some(n) = large_len(&msg) {
+                writer_queued.fetch_sub(n, std::sync::atomic::Ordering::Relaxed);
+            }
             let closing = matches!(msg, Message::Close(_));
             if sink.send(msg).await.is_err() || closing {
                 break;
@@ -151,7 +158,7 @@ async fn session(socket: WebSocket, state: AppState, peer: Option<std::net::IpAd
     let overflow = Arc::new(Notify::new());
     let subs: Arc<Mutex<HashMap<String, AbortHandle>>> = Arc::default();
 
-    run(&state, peer, &mut incoming, &out, &overflow, &subs).await;
+    run(&state, peer, &mut incoming, &out, &overflow, &subs, &queued).await;
 
     if let Ok(mut subs) = subs.lock() {
         for (_, handle) in subs.drain() {
@@ -182,6 +189,7 @@ async fn run(
     out: &mpsc::Sender<Message>,
     overflow: &Arc<Notify>,
     subs: &Arc<Mutex<HashMap<String, AbortHandle>>>,
+    queued: &Arc<std::sync::atomic::AtomicUsize>,
 ) {
     // connection_init, within the time limit.
     let init_timeout = Duration::from_millis(state.settings.graphql.ws_init_timeout_ms);
@@ -212,16 +220,37 @@ async fn run(
             .await;
         return;
     };
+    // Counted against the client like a key over HTTP (placeholders with spaces are not).
+    let counted =
+        peer.filter(|_| state.auth.cached(&key).is_none() && !key.contains(char::is_whitespace));
+    if let Some(ip) = counted
+        && !state.auth_failures.try_begin(ip)
+    {
+        let _ = out
+            .send(close(
+                4429,
+                "Too many failed authentications; wait a minute",
+            ))
+            .await;
+        return;
+    }
     match state.auth.authenticate(&state.db, &key).await {
-        Ok(_) => {}
+        Ok(_) => {
+            if let Some(ip) = counted {
+                state.auth_failures.succeeded(ip);
+            }
+        }
         Err(domain::DomainError::Unauthenticated) => {
-            if let Some(ip) = peer {
+            if let Some(ip) = counted {
                 state.auth_failures.failed(ip);
             }
             let _ = out.send(close(4403, "Forbidden")).await;
             return;
         }
         Err(e) => {
+            if let Some(ip) = counted {
+                state.auth_failures.succeeded(ip);
+            }
             tracing::error!(error = %e, "authentication lookup failed");
             let _ = out.send(close(1011, "Internal error")).await;
             return;
@@ -341,6 +370,7 @@ async fn run(
                             out.clone(),
                             overflow.clone(),
                             subs.clone(),
+                            queued.clone(),
                         ));
                         active.insert(id.clone(), task.abort_handle());
                         None
@@ -399,7 +429,9 @@ async fn forward(
     out: mpsc::Sender<Message>,
     overflow: Arc<Notify>,
     subs: Arc<Mutex<HashMap<String, AbortHandle>>>,
+    queued: Arc<std::sync::atomic::AtomicUsize>,
 ) {
+    use std::sync::atomic::Ordering;
     let _active = Gauge::up("ws_subscriptions");
     let mut first = true;
     let mut failed = false;
@@ -412,7 +444,19 @@ async fn forward(
             json!({ "type": "next", "id": id, "payload": response })
         };
         first = false;
-        if out.try_send(text(msg)).is_err() {
+        let msg = text(msg);
+        let large = large_len(&msg);
+        if let Some(n) = large
+            && queued.fetch_add(n, Ordering::Relaxed) + n > MAX_QUEUED_LARGE_BYTES
+        {
+            queued.fetch_sub(n, Ordering::Relaxed);
+            overflow.notify_one();
+            return;
+        }
+        if out.try_send(msg).is_err() {
+            if let Some(n) = large {
+                queued.fetch_sub(n, Ordering::Relaxed);
+            }
             overflow.notify_one();
             return;
         }

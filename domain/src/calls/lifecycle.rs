@@ -778,6 +778,7 @@ pub async fn sweep_stale(services: &Services, limit: u64) -> DomainResult<StaleS
                 "SELECT id FROM (SELECT id, updated_at, \
                  ROW_NUMBER() OVER (PARTITION BY tenant_id ORDER BY updated_at) AS rn FROM calls \
                  WHERE status_rank < {rank} AND updated_at < {} AND provider_execution_id IS NOT NULL \
+                 AND provider_execution_id NOT LIKE '{PLACING}%' \
                  AND (next_check_at IS NULL OR next_check_at <= {})) t \
                  WHERE rn <= {} ORDER BY rn, updated_at LIMIT {}",
                 p(1),

@@ -39,6 +39,16 @@ pub fn is_public(ip: IpAddr) -> bool {
                 return is_public_v4(v4);
             }
             let seg = v6.segments();
+            // IPv4-compatible (::a.b.c.d) and IPv4-translated (::ffff:0:a.b.c.d) forms.
+            if seg[..6] == [0; 6] || seg[..6] == [0, 0, 0, 0, 0xffff, 0] {
+                let v4 = Ipv4Addr::new(
+                    (seg[6] >> 8) as u8,
+                    seg[6] as u8,
+                    (seg[7] >> 8) as u8,
+                    seg[7] as u8,
+                );
+                return !v6.is_loopback() && !v6.is_unspecified() && is_public_v4(v4);
+            }
             !(v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
@@ -47,7 +57,8 @@ pub fn is_public(ip: IpAddr) -> bool {
                 || (seg[0] & 0xffc0) == 0xfec0 // site-local (deprecated)
                 || (seg[0] == 0x2001 && seg[1] == 0x0db8) // documentation
                 || (seg[0] == 0x0064 && seg[1] == 0xff9b) // NAT64 onto IPv4
-                || (seg[0] == 0x2002)) // 6to4 onto IPv4
+                || (seg[0] == 0x2002) // 6to4 onto IPv4
+                || (seg[0] == 0x2001 && seg[1] == 0)) // Teredo
         }
     }
 }
@@ -185,6 +196,9 @@ mod tests {
             "fe80::1",
             "::ffff:127.0.0.1",
             "::ffff:169.254.169.254",
+            "::127.0.0.1",
+            "::ffff:0:10.0.0.1",
+            "2001:0:4136:e378::1",
             "224.0.0.1",
             "255.255.255.255",
         ] {

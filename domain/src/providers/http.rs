@@ -73,7 +73,8 @@ impl HttpClient {
         crate::install_tls_provider();
         let mut builder = reqwest::Client::builder();
         if let Some(resolver) = resolver {
-            builder = builder.dns_resolver(resolver);
+            // A proxy from the environment would reach what the resolver refuses.
+            builder = builder.dns_resolver(resolver).no_proxy();
         }
         let client = builder
             .timeout(timeout)

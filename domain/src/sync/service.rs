@@ -66,8 +66,15 @@ pub async fn trigger(
             sync_cursor::Entity::find_by_id((scope.tenant_id(), input.provider.as_str().to_owned()))
                 .one(db)
                 .await?
-                // A cursor left ahead of now (or of `until`) must not block every run.
-                .map(|c| c.synced_until.min(until - Duration::minutes(30)))
+                // A cursor left at or ahead of `until` (an older build could leave one in
+                // the future) must not block every run.
+                .map(|c| {
+                    if c.synced_until >= until {
+                        until - Duration::minutes(30)
+                    } else {
+                        c.synced_until
+                    }
+                })
                 .unwrap_or(until - Duration::days(FIRST_SYNC_DAYS))
         }
     };
