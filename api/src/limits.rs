@@ -17,8 +17,20 @@ const MAX_ADDRESSES: usize = 50_000;
 
 pub struct FailureLimiter {
     per_minute: u32,
-    seen: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    seen: Mutex<HashMap<IpAddr, Client>>,
 }
+
+/// One client's minute: when it began, the failures in it, and the lookups in flight.
+struct Client {
+    since: Instant,
+    failures: u32,
+    in_flight: u32,
+}
+
+/// Lookups of unresolved credentials one client may have in flight at once: a burst of
+/// concurrent guesses adds at most this many to `per_minute`, while a service opening
+/// dozens of connections with valid keys at once is not refused.
+const MAX_IN_FLIGHT: u32 = 128;
 
 /// The key of a client: its IPv4 address, or its IPv6 /64 (one host owns a whole /64, so
 /// per-address counting there would be no limit at all).
@@ -44,10 +56,9 @@ impl FailureLimiter {
         }
     }
 
-    /// Reserves one attempt for `ip` before a credential is looked up; false when the
-    /// address has used up its attempts this minute. Reserving before the lookup (under
-    /// one lock) means a burst of concurrent guesses cannot all slip past the count.
-    /// A credential that turns out valid gives its attempt back ([`Self::succeeded`]).
+    /// Starts the lookup of a credential for `ip`; false when the client has used up its
+    /// failures this minute (or has too many lookups in flight). Every `true` must be
+    /// followed by [`Self::succeeded`] or [`Self::failed`].
     pub fn try_begin(&self, ip: IpAddr) -> bool {
         if self.per_minute == 0 {
             return true;
@@ -57,41 +68,53 @@ impl FailureLimiter {
             return true;
         };
         if !seen.contains_key(&key) && seen.len() >= MAX_ADDRESSES {
-            seen.retain(|_, (start, _)| start.elapsed() < WINDOW);
+            seen.retain(|_, c| c.in_flight > 0 || c.since.elapsed() < WINDOW);
             if seen.len() >= MAX_ADDRESSES {
                 // Full of live windows: new addresses go uncounted rather than letting a
                 // spray of addresses wipe the counts of the ones already blocked.
                 return true;
             }
         }
-        let entry = seen.entry(key).or_insert((Instant::now(), 0));
-        if entry.0.elapsed() >= WINDOW {
-            *entry = (Instant::now(), 0);
+        let client = seen.entry(key).or_insert(Client {
+            since: Instant::now(),
+            failures: 0,
+            in_flight: 0,
+        });
+        if client.since.elapsed() >= WINDOW {
+            client.since = Instant::now();
+            client.failures = 0;
         }
-        if entry.1 >= self.per_minute {
+        if client.failures >= self.per_minute || client.in_flight >= MAX_IN_FLIGHT {
             metrics::counter!("auth_rate_limited_total").increment(1);
             return false;
         }
-        entry.1 += 1;
+        client.in_flight += 1;
         true
     }
 
-    /// The attempt reserved by [`Self::try_begin`] was a valid credential (or could not be
-    /// checked): it does not count.
+    /// The credential was valid (or could not be checked): nothing counts against the client.
     pub fn succeeded(&self, ip: IpAddr) {
+        self.finish(ip, false);
+    }
+
+    /// The credential was bad: one failure for the client.
+    pub fn failed(&self, ip: IpAddr) {
+        metrics::counter!("auth_failures_total").increment(1);
+        self.finish(ip, true);
+    }
+
+    fn finish(&self, ip: IpAddr, failed: bool) {
         if self.per_minute == 0 {
             return;
         }
         if let Ok(mut seen) = self.seen.lock()
-            && let Some(entry) = seen.get_mut(&client_key(ip))
+            && let Some(client) = seen.get_mut(&client_key(ip))
         {
-            entry.1 = entry.1.saturating_sub(1);
+            client.in_flight = client.in_flight.saturating_sub(1);
+            if failed {
+                client.failures = client.failures.saturating_add(1);
+            }
         }
-    }
-
-    /// The attempt was a bad credential: it stays counted.
-    pub fn failed(&self, _ip: IpAddr) {
-        metrics::counter!("auth_failures_total").increment(1);
     }
 }
 
@@ -110,15 +133,25 @@ mod tests {
         }
         assert!(!limiter.try_begin(a));
         assert!(limiter.try_begin(b));
-        // Valid credentials give their attempt back.
-        for _ in 0..10 {
+        limiter.succeeded(b);
+        // Valid credentials never count, however many start at once.
+        for _ in 0..100 {
             assert!(limiter.try_begin(b));
+        }
+        for _ in 0..100 {
             limiter.succeeded(b);
         }
+        // Lookups in flight are capped, so a concurrent burst cannot run unbounded.
+        for _ in 0..MAX_IN_FLIGHT {
+            assert!(limiter.try_begin(b));
+        }
+        assert!(!limiter.try_begin(b));
         // One /64 is one client.
         let v6 = FailureLimiter::new(2);
         for host in ["2001:db8:1:2::1", "2001:db8:1:2::2"] {
-            assert!(v6.try_begin(host.parse().unwrap()));
+            let ip = host.parse().unwrap();
+            assert!(v6.try_begin(ip));
+            v6.failed(ip);
         }
         assert!(!v6.try_begin("2001:db8:1:2:ffff::9".parse().unwrap()));
         assert!(v6.try_begin("2001:db8:1:3::1".parse().unwrap()));

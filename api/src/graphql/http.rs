@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use async_graphql::parser::types::{DocumentOperations, OperationType};
-use async_graphql::{BatchRequest, Request, Response as GqlResponse};
+use async_graphql::{BatchRequest, BatchResponse, Request, Response as GqlResponse};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -272,21 +272,26 @@ async fn execute(
         crate::metrics::record_operation(&label, response.errors.is_empty(), started.elapsed());
         responses.push(response);
     }
-    let graphql_response = wants_graphql_response(headers);
-    let status =
-        if graphql_response && !was_batch && responses.first().is_some_and(failed_before_execution)
-        {
-            StatusCode::BAD_REQUEST
+    if !wants_graphql_response(headers) {
+        // application/json: serialized straight from the responses (no JSON tree built).
+        let body = if !was_batch && responses.len() == 1 {
+            BatchResponse::Single(responses.remove(0))
         } else {
-            StatusCode::OK
+            BatchResponse::Batch(responses)
         };
+        return Json(body).into_response();
+    }
+    let status = if !was_batch && responses.first().is_some_and(failed_before_execution) {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
     let mut values: Vec<serde_json::Value> = responses
         .iter()
         .map(|r| {
             let mut v = serde_json::to_value(r).unwrap_or_default();
             // The spec's media type omits `data` for requests that never executed.
-            if graphql_response
-                && failed_before_execution(r)
+            if failed_before_execution(r)
                 && let Some(map) = v.as_object_mut()
             {
                 map.remove("data");
@@ -300,12 +305,10 @@ async fn execute(
         serde_json::Value::Array(values)
     };
     let mut response = (status, Json(body)).into_response();
-    if graphql_response {
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/graphql-response+json; charset=utf-8"),
-        );
-    }
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/graphql-response+json; charset=utf-8"),
+    );
     response
 }
 

@@ -615,6 +615,19 @@ async fn the_stale_sweep_is_fair_across_tenants(app: TestApp) {
         .await
         .unwrap();
     assert_eq!((again.found, again.failed), (20, 20));
+    use sea_orm::ConnectionTrait;
+    let row = app
+        .db
+        .query_one_raw(sea_orm::Statement::from_string(
+            app.db.get_database_backend(),
+            "SELECT COUNT(*) AS n, MAX(check_failures) AS most FROM calls WHERE check_failures > 0",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let n: i64 = row.try_get("", "n").unwrap();
+    let most: i32 = row.try_get("", "most").unwrap();
+    assert_eq!((n, most), (40, 1), "the second pass retried the same calls");
 }
 on_both!(
     the_stale_sweep_is_fair_across_tenants,
