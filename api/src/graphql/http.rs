@@ -57,7 +57,7 @@ async fn caller(
     if let Some(scope) = state.auth.cached(token) {
         return Ok(Caller::tenant(state.db.clone(), scope));
     }
-    // A token with spaces is a placeholder (GraphiQL's "<paste your API key>"), not a
+    // A token with spaces is GraphiQL's "<paste your API key>" hint, not a
     // guess at a key or at the operator token (which may not contain spaces).
     let counted = !token.contains(char::is_whitespace);
     if counted && !state.auth_failures.try_begin(peer.ip()) {

@@ -220,7 +220,7 @@ async fn run(
             .await;
         return;
     };
-    // Counted against the client like a key over HTTP (placeholders with spaces are not).
+    // Counted against the client like a key over HTTP (hints with spaces are not).
     let counted =
         peer.filter(|_| state.auth.cached(&key).is_none() && !key.contains(char::is_whitespace));
     if let Some(ip) = counted

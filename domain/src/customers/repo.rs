@@ -72,25 +72,16 @@ fn filtered(scope: &TenantScope, filter: &CustomerFilter) -> Select<customer::En
 pub const MAX_SEARCH_CHARS: usize = 200;
 
 fn check_filter(filter: &CustomerFilter) -> DomainResult<()> {
-    if filter
-        .search
-        .as_deref()
-        .is_some_and(|s| s.chars().count() > MAX_SEARCH_CHARS)
-    {
-        return Err(DomainError::invalid(
-            "search",
-            format!("must be at most {MAX_SEARCH_CHARS} characters"),
-        ));
-    }
-    if filter
-        .tag
-        .as_deref()
-        .is_some_and(|t| t.chars().count() > MAX_SEARCH_CHARS)
-    {
-        return Err(DomainError::invalid(
-            "tag",
-            format!("must be at most {MAX_SEARCH_CHARS} characters"),
-        ));
+    for (field, value) in [("search", &filter.search), ("tag", &filter.tag)] {
+        if value
+            .as_deref()
+            .is_some_and(|s| s.chars().count() > MAX_SEARCH_CHARS)
+        {
+            return Err(DomainError::invalid(
+                field,
+                format!("must be at most {MAX_SEARCH_CHARS} characters"),
+            ));
+        }
     }
     Ok(())
 }
