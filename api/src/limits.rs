@@ -118,9 +118,56 @@ impl FailureLimiter {
     }
 }
 
+/// The client behind a request: the peer, or, when the peer is one of the deployment's
+/// proxies, the last `X-Forwarded-For` address that is not one of them (the ones before it
+/// were written by the client and prove nothing).
+pub fn client_ip(peer: IpAddr, headers: &axum::http::HeaderMap, proxies: &[IpAddr]) -> IpAddr {
+    if !proxies.contains(&peer) {
+        return peer;
+    }
+    let mut hops: Vec<IpAddr> = Vec::new();
+    for value in headers.get_all("x-forwarded-for").iter().take(8) {
+        let Ok(text) = value.to_str() else {
+            return peer;
+        };
+        for part in text.split(',').take(32) {
+            match part.trim().parse::<IpAddr>() {
+                Ok(ip) => hops.push(ip),
+                Err(_) => return peer,
+            }
+        }
+    }
+    hops.into_iter()
+        .rev()
+        .find(|ip| !proxies.contains(ip))
+        .unwrap_or(peer)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_client_behind_trusted_proxies() {
+        let proxy: IpAddr = "10.0.0.9".parse().unwrap();
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert(
+            "x-forwarded-for",
+            "1.2.3.4, 5.6.7.8, 10.0.0.9".parse().unwrap(),
+        );
+        let client = client_ip(proxy, &headers, &[proxy]);
+        assert_eq!(client, "5.6.7.8".parse::<IpAddr>().unwrap());
+        // A peer that is not a proxy is the client, whatever it claims.
+        let stranger: IpAddr = "9.9.9.9".parse().unwrap();
+        assert_eq!(client_ip(stranger, &headers, &[proxy]), stranger);
+        // Garbage in the header: the proxy itself.
+        headers.insert("x-forwarded-for", "not an address".parse().unwrap());
+        assert_eq!(client_ip(proxy, &headers, &[proxy]), proxy);
+        assert_eq!(
+            client_ip(proxy, &axum::http::HeaderMap::new(), &[proxy]),
+            proxy
+        );
+    }
 
     #[test]
     fn counts_failures_per_address_and_per_ipv6_64() {

@@ -115,6 +115,9 @@ pub struct Settings {
     pub metrics_token: Option<Secret>,
     /// Failed authentications one client IP may make a minute before it is refused (429).
     pub auth_failures_per_minute: u32,
+    /// Addresses of the deployment's own proxies (`TRUSTED_PROXIES`): for a request from one
+    /// of them, the client is the last `X-Forwarded-For` address that is not a proxy.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 /// Provider endpoints, secrets at rest and call-following knobs.
@@ -361,6 +364,21 @@ impl Settings {
                 }
                 None => None,
             },
+            trusted_proxies: match get("TRUSTED_PROXIES") {
+                None => Vec::new(),
+                Some(list) => list
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|a| !a.is_empty())
+                    .map(|a| {
+                        a.parse().map_err(|_| SettingsError::Invalid {
+                            name: "TRUSTED_PROXIES",
+                            value: a.to_owned(),
+                            message: "must be comma-separated IP addresses".into(),
+                        })
+                    })
+                    .collect::<Result<_, _>>()?,
+            },
             auth_failures_per_minute: parse_num(
                 &get,
                 "AUTH_FAILURES_PER_MINUTE",
@@ -461,6 +479,14 @@ mod tests {
         assert!(settings(&[("RUN_WORKER", "maybe")]).is_err());
         assert!(settings(&[("ADMIN_TOKEN", "short")]).is_err());
         assert!(settings(&[("ADMIN_TOKEN", "a token with spaces in it")]).is_err());
+        assert!(settings(&[("TRUSTED_PROXIES", "10.0.0.1, not-an-ip")]).is_err());
+        assert_eq!(
+            settings(&[("TRUSTED_PROXIES", "10.0.0.1, ::1")])
+                .unwrap()
+                .trusted_proxies
+                .len(),
+            2
+        );
         assert!(settings(&[("REDIS_URL", "http://x")]).is_err());
         assert!(settings(&[("SECRETS_KEY", "short")]).is_err());
         assert!(settings(&[("BOLNA_BASE_URL", "ftp://x")]).is_err());

@@ -49,6 +49,7 @@ async fn caller(
     let Some(token) = bearer(headers) else {
         return Ok(Caller::Anonymous);
     };
+    let client = crate::limits::client_ip(peer.ip(), headers, &state.settings.trusted_proxies);
     if let Some(admin) = &state.settings.admin_token
         && domain::tenancy::secrets_match(token, admin.expose())
     {
@@ -60,25 +61,25 @@ async fn caller(
     // A token with spaces is GraphiQL's "<paste your API key>" hint, not a
     // guess at a key or at the operator token (which may not contain spaces).
     let counted = !token.contains(char::is_whitespace);
-    if counted && !state.auth_failures.try_begin(peer.ip()) {
+    if counted && !state.auth_failures.try_begin(client) {
         return Err(too_many_failures());
     }
     Ok(match state.auth.authenticate(&state.db, token).await {
         Ok(scope) => {
             if counted {
-                state.auth_failures.succeeded(peer.ip());
+                state.auth_failures.succeeded(client);
             }
             Caller::tenant(state.db.clone(), scope)
         }
         Err(domain::DomainError::Unauthenticated) => {
             if counted {
-                state.auth_failures.failed(peer.ip());
+                state.auth_failures.failed(client);
             }
             Caller::Anonymous
         }
         Err(err) => {
             if counted {
-                state.auth_failures.succeeded(peer.ip());
+                state.auth_failures.succeeded(client);
             }
             tracing::error!(error = %err, "authentication lookup failed");
             Caller::Unverifiable

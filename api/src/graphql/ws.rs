@@ -84,8 +84,13 @@ pub async fn upgrade(
     ws: WebSocketUpgrade,
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: axum::http::HeaderMap,
 ) -> Response {
-    let peer = Some(peer.ip());
+    let peer = Some(crate::limits::client_ip(
+        peer.ip(),
+        &headers,
+        &state.settings.trusted_proxies,
+    ));
     ws.protocols([PROTOCOL])
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)

@@ -528,3 +528,39 @@ on_both!(
     nul_characters_are_refused_at_the_edge,
     nul_characters_are_refused_at_the_edge
 );
+
+/// Behind the deployment's own proxy, clients are told apart by `X-Forwarded-For`: one
+/// client guessing does not cut off the others.
+async fn clients_behind_a_trusted_proxy_are_counted_apart(app: TestApp) {
+    let t = app.create_tenant("Acme", "US").await;
+    let send = |token: String, client: &'static str| {
+        let app = &app;
+        async move {
+            app.client
+                .post(app.url("/graphql"))
+                .bearer_auth(token)
+                .header("x-forwarded-for", format!("198.51.100.77, {client}"))
+                .json(&json!({ "query": "{ me { id } }" }))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    for i in 0..2 {
+        assert_eq!(send(format!("sb_guess{i}"), "203.0.113.5").await, 200);
+    }
+    assert_eq!(send("sb_guess9".into(), "203.0.113.5").await, 429);
+    // Another client behind the same proxy, and a spoofed first hop, are not blocked.
+    assert_eq!(send(t.key.clone(), "203.0.113.6").await, 200);
+    assert_eq!(send("sb_guess3".into(), "203.0.113.7").await, 200);
+}
+on_both!(
+    clients_behind_a_trusted_proxy_are_counted_apart,
+    clients_behind_a_trusted_proxy_are_counted_apart,
+    [
+        ("AUTH_FAILURES_PER_MINUTE", "2"),
+        ("TRUSTED_PROXIES", "127.0.0.1")
+    ]
+);
