@@ -159,6 +159,18 @@ impl TestApp {
         self.statements.load(Ordering::SeqCst)
     }
 
+    /// The body of a GET (e.g. `/metrics`), whatever the status.
+    pub async fn get_text(&self, path: &str) -> String {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// POSTs a GraphQL request and returns the JSON body (whatever the status).
     pub async fn gql(&self, key: Option<&str>, query: &str, variables: Value) -> Value {
         let mut req = self

@@ -122,15 +122,7 @@ async fn metric_labels_are_bounded(app: TestApp) {
             .send()
             .await;
     }
-    let page = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = app.get_text("/metrics").await;
     assert!(
         !page.contains(&format!("anon{tag}")),
         "anonymous names became labels"

@@ -12,6 +12,23 @@ use crate::webhooks::bolna_report;
 const START: &str = "mutation($i: StartCallInput!) { startCall(input: $i) { id status providerExecutionId customer { phoneNumber } } }";
 const CALL: &str = "query($id: ID!) { call(id: $id) { id status errorMessage providerExecutionId transcript summary events { status source } } }";
 
+/// Credentials for a fake Bolna at `base_url` and one registered agent; the agent's id.
+async fn bolna_account(
+    app: &TestApp,
+    key: &str,
+    api_key: &str,
+    base_url: &str,
+    agent: &str,
+) -> String {
+    app.ok(
+        key,
+        SET_CREDS,
+        json!({ "i": { "provider": "BOLNA", "apiKey": api_key, "baseUrl": base_url } }),
+    )
+    .await;
+    app.create_agent_for(key, "BOLNA", agent).await
+}
+
 async fn call(app: &TestApp, key: &str, id: &str) -> Value {
     app.ok(key, CALL, json!({ "id": id })).await["call"].clone()
 }
@@ -368,13 +385,7 @@ async fn stale_calls_are_refreshed_from_the_provider(app: TestApp) {
         .mount(&bolna)
         .await;
     let t = app.create_tenant("Acme", "IN").await;
-    app.ok(
-        &t.key,
-        SET_CREDS,
-        json!({ "i": { "provider": "BOLNA", "apiKey": "bn", "baseUrl": bolna.uri() } }),
-    )
-    .await;
-    app.create_agent_for(&t.key, "BOLNA", "agent-1").await;
+    bolna_account(&app, &t.key, "bn", &bolna.uri(), "agent-1").await;
     assert_eq!(
         app.webhook(
             "bolna",
@@ -440,13 +451,7 @@ async fn do_not_call_is_checked_at_dial_time(app: TestApp) {
         .mount(&bolna)
         .await;
     let t = app.create_tenant("Acme", "IN").await;
-    app.ok(
-        &t.key,
-        SET_CREDS,
-        json!({ "i": { "provider": "BOLNA", "apiKey": "bn", "baseUrl": bolna.uri() } }),
-    )
-    .await;
-    let agent = app.create_agent_for(&t.key, "BOLNA", "agent-1").await;
+    let agent = bolna_account(&app, &t.key, "bn", &bolna.uri(), "agent-1").await;
     let listed = app
         .ok(
             &t.key,
@@ -558,13 +563,7 @@ async fn the_stale_sweep_is_fair_across_tenants(app: TestApp) {
         .mount(&working)
         .await;
     let a = app.create_tenant("A", "IN").await;
-    app.ok(
-        &a.key,
-        SET_CREDS,
-        json!({ "i": { "provider": "BOLNA", "apiKey": "bn", "baseUrl": broken.uri() } }),
-    )
-    .await;
-    app.create_agent_for(&a.key, "BOLNA", "agent-a").await;
+    bolna_account(&app, &a.key, "bn", &broken.uri(), "agent-a").await;
     for i in 0..200 {
         let mut r = bolna_report(&format!("exec-a{i}"), "agent-a", "ringing");
         r["telephony_data"]["to_number"] = json!(format!("+9198123{:05}", i));
@@ -576,13 +575,7 @@ async fn the_stale_sweep_is_fair_across_tenants(app: TestApp) {
         );
     }
     let b = app.create_tenant("B", "IN").await;
-    app.ok(
-        &b.key,
-        SET_CREDS,
-        json!({ "i": { "provider": "BOLNA", "apiKey": "bn", "baseUrl": working.uri() } }),
-    )
-    .await;
-    app.create_agent_for(&b.key, "BOLNA", "agent-b").await;
+    bolna_account(&app, &b.key, "bn", &working.uri(), "agent-b").await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(
         app.webhook(

@@ -31,15 +31,7 @@ async fn health_and_metrics(app: TestApp) {
         .await
         .unwrap();
     assert_eq!(res.status().as_u16(), 200);
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.get_text("/metrics").await;
     assert!(
         text.contains("graphql_operations_total{operation=\"Dashboard\",outcome=\"ok\"}"),
         "{text}"

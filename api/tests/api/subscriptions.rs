@@ -419,15 +419,7 @@ async fn a_client_that_stops_reading_is_dropped(app: TestApp) {
     // may see the connection end without it: what matters is that it ends.
     let code = slow.close_code(30).await;
     assert!(matches!(code, None | Some(4429)), "{code:?}");
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.get_text("/metrics").await;
     let dropped: f64 = metrics
         .lines()
         .filter(|l| l.starts_with("ws_slow_clients_dropped_total"))
