@@ -155,6 +155,7 @@ async fn receive(
         }
         Err(_) => match ingest::accept(&state.db, tenant.id, report, EventSource::Webhook).await {
             Ok(_) => {
+                domain::jobs::wake(domain::jobs::Lane::Ingest);
                 count("queued");
                 accepted()
             }

@@ -13,11 +13,13 @@ pub mod error;
 pub mod events;
 pub mod health;
 pub mod ingest;
+pub mod jobs;
 pub mod net;
 pub mod pagination;
 pub mod phone;
 pub mod providers;
-pub mod queue;
+/// The job queue's store, where tools and tests know it.
+pub use jobs::queue;
 pub mod secrets;
 pub mod seed;
 pub mod services;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use sea_orm::DatabaseConnection;
 
+use crate::calls::transition::FollowUps;
 use crate::error::{DomainError, DomainResult};
 use crate::events::{self, EventBus};
 use crate::ingest::Ingestor;
@@ -47,11 +48,17 @@ impl Services {
             providers = providers.with_shared_budgets(url.expose())?;
         }
         Ok(Services {
-            ingestor: Ingestor::new(db.clone(), events.clone()),
+            ingestor: Ingestor::new(db.clone(), events.clone(), FollowUps::default()),
             db,
             events,
             providers,
         })
+    }
+
+    /// Adds follow-ups every call transition runs (the product's own are built in).
+    pub fn with_follow_ups(mut self, follow_ups: FollowUps) -> Self {
+        self.ingestor = Ingestor::new(self.db.clone(), self.events.clone(), follow_ups);
+        self
     }
 
     pub fn db(&self) -> &DatabaseConnection {

@@ -34,6 +34,43 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// The job runner's settings, read from `WORKER_*` variables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerSettings {
+    /// How often an idle lane looks for due jobs when nothing woke it (`WORKER_POLL_MS`).
+    pub poll_ms: u64,
+    /// Jobs one process runs at once per lane (`WORKER_CONCURRENCY_<LANE>`).
+    pub calls: usize,
+    pub ingest: usize,
+    pub sync: usize,
+    pub maintenance: usize,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        WorkerSettings {
+            poll_ms: 1000,
+            calls: 16,
+            ingest: 16,
+            sync: 2,
+            maintenance: 2,
+        }
+    }
+}
+
+impl WorkerSettings {
+    fn read(get: &impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let d = WorkerSettings::default();
+        Ok(WorkerSettings {
+            poll_ms: parse_num(get, "WORKER_POLL_MS", d.poll_ms, 10, 60_000)?,
+            calls: parse_num(get, "WORKER_CONCURRENCY_CALLS", d.calls, 1, 1024)?,
+            ingest: parse_num(get, "WORKER_CONCURRENCY_INGEST", d.ingest, 1, 1024)?,
+            sync: parse_num(get, "WORKER_CONCURRENCY_SYNC", d.sync, 1, 64)?,
+            maintenance: parse_num(get, "WORKER_CONCURRENCY_MAINTENANCE", d.maintenance, 1, 64)?,
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
@@ -101,8 +138,8 @@ pub struct Settings {
     pub seed_demo: bool,
     pub log_format: LogFormat,
     pub graphql: GraphqlLimits,
-    /// How often an idle worker looks for due jobs.
-    pub worker_poll_ms: u64,
+    /// The job runner: polling and each lane's concurrency.
+    pub worker: WorkerSettings,
     /// Where the standalone `workers` binary serves `/metrics` and `/healthz` (unset: nowhere;
     /// the API process serves the embedded worker's metrics on its own `/metrics`).
     pub worker_metrics_addr: Option<SocketAddr>,
@@ -263,7 +300,7 @@ impl Settings {
             max_introspection_depth: defaults.max_introspection_depth,
             max_introspection_fields: defaults.max_introspection_fields,
         };
-        let worker_poll_ms = parse_num(&get, "WORKER_POLL_MS", 1000, 10, 60_000)?;
+        let worker = WorkerSettings::read(&get)?;
         let auth_cache_seconds = parse_num(&get, "AUTH_CACHE_SECONDS", 5, 0, 300)?;
 
         let secrets_key = match get("SECRETS_KEY") {
@@ -348,7 +385,7 @@ impl Settings {
             seed_demo,
             log_format,
             graphql,
-            worker_poll_ms,
+            worker,
             worker_metrics_addr,
             auth_cache_seconds,
             providers,

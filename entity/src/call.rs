@@ -13,6 +13,9 @@ pub struct Model {
     pub campaign_id: Option<Uuid>,
     pub provider: String,
     pub provider_execution_id: Option<String>,
+    /// When a worker began sending the call to its provider (set once, so a retried
+    /// placement job never sends it twice). Set with no execution id: being placed.
+    pub placing_since: Option<DateTimeUtc>,
     pub provider_call_id: Option<String>,
     pub direction: String,
     pub status: String,

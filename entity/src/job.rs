@@ -8,6 +8,12 @@ pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: Uuid,
     pub kind: String,
+    /// The runner lane that claims it (`domain::jobs::Lane`).
+    pub lane: String,
+    /// Whose job it is, for fair claiming within a lane ("" for the system's own).
+    pub tenant_key: String,
+    /// What it acts on (a call id, ...), so sweeps can ask whether a job still will.
+    pub subject: Option<String>,
     #[sea_orm(column_type = "JsonBinary")]
     pub payload: Json,
     pub status: String,

@@ -75,7 +75,7 @@ async fn serves_its_metrics_counts_jobs_and_stops_on_sigterm() {
     let id = domain::queue::enqueue(&db, "nobody_handles_this", json!({}), Utc::now(), 1)
         .await
         .unwrap();
-    let line = "jobs_total{kind=\"unregistered\",outcome=\"error\"} 1";
+    let line = "jobs_total{kind=\"unregistered\",lane=\"maintenance\",outcome=\"failed\"} 1";
     wait_for("the job's metrics", || {
         get(port, "/metrics").is_some_and(|(s, body)| s == 200 && body.contains(line))
     });

@@ -1,17 +1,21 @@
-//! The job runner against real databases: runs, retries, gives up, never double-claims,
-//! and hands back only jobs whose lease expired.
+//! The job runner against real databases, without HTTP: outcomes and retries, lanes that
+//! do not block each other, fairness across tenants, snoozes, timeouts, panics, expired
+//! leases with two workers, exactly-once completion and waking.
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use domain::queue::{self, LeaseConfig};
+use domain::jobs::{self, Job, JobRun, Lane, LeaseConfig, Outcome, Registry, queue};
 use domain::settings::{DatabaseSettings, Secret};
 use domain::testdb::{Backend, TestDb};
 use sea_orm::DatabaseConnection;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
+use uuid::Uuid;
 use workers::Runner;
 
 async fn setup(backend: Backend) -> Option<(TestDb, DatabaseConnection)> {
@@ -46,73 +50,163 @@ macro_rules! on_both {
     };
 }
 
-async fn runs_retries_and_gives_up(db: DatabaseConnection) {
-    let ok_runs = Arc::new(AtomicUsize::new(0));
-    let flaky_runs = Arc::new(AtomicUsize::new(0));
-    let (ok_c, flaky_c) = (ok_runs.clone(), flaky_runs.clone());
-    let runner = Runner::new(db.clone(), Duration::from_millis(10))
-        .handle("ok", move |_job| {
-            let c = ok_c.clone();
-            async move {
-                c.fetch_add(1, Ordering::SeqCst);
-                Ok(())
-            }
-        })
-        .handle("always_fails", move |_job| {
-            let c = flaky_c.clone();
-            async move {
-                c.fetch_add(1, Ordering::SeqCst);
-                Err("provider said no".to_owned())
-            }
-        });
-
-    let ok = queue::enqueue(&db, "ok", json!({ "n": 1 }), Utc::now(), 3)
-        .await
-        .unwrap();
-    let bad = queue::enqueue(&db, "always_fails", json!({}), Utc::now(), 2)
-        .await
-        .unwrap();
-    let unknown = queue::enqueue(&db, "nobody_handles_this", json!({}), Utc::now(), 1)
-        .await
-        .unwrap();
-    let later = queue::enqueue(
-        &db,
-        "ok",
-        json!({}),
-        Utc::now() + chrono::Duration::hours(1),
-        1,
-    )
-    .await
-    .unwrap();
-
-    let stats = runner.run_pending_jobs().await.unwrap();
-    assert_eq!(stats.claimed, 3);
-    assert_eq!(stats.succeeded, 1);
-    assert_eq!(ok_runs.load(Ordering::SeqCst), 1);
-    assert_eq!(queue::get(&db, ok).await.unwrap().unwrap().status, "done");
-    assert_eq!(
-        queue::get(&db, later).await.unwrap().unwrap().status,
-        "pending",
-        "not due yet"
-    );
-    let u = queue::get(&db, unknown).await.unwrap().unwrap();
-    assert_eq!(u.status, "failed");
-    assert!(u.last_error.unwrap().contains("no handler"));
-
-    // The failing job went back with a backoff; make it due and run it out of attempts.
-    let b = queue::get(&db, bad).await.unwrap().unwrap();
-    assert_eq!((b.status.as_str(), b.attempts), ("pending", 1));
-    assert_eq!(b.last_error.as_deref(), Some("provider said no"));
-    make_due(&db, bad).await;
-    runner.run_pending_jobs().await.unwrap();
-    let b = queue::get(&db, bad).await.unwrap().unwrap();
-    assert_eq!((b.status.as_str(), b.attempts), ("failed", 2));
-    assert_eq!(flaky_runs.load(Ordering::SeqCst), 2);
-    assert_eq!(runner.run_pending_jobs().await.unwrap().claimed, 0);
+/// What the test jobs share: counters and the order they ran in.
+#[derive(Clone, Default)]
+struct Ctx {
+    runs: Arc<AtomicUsize>,
+    gave_up: Arc<AtomicUsize>,
+    order: Arc<Mutex<Vec<String>>>,
+    times: Arc<Mutex<Vec<Instant>>>,
 }
-on_both!(runs_retries_and_gives_up);
 
-async fn make_due(db: &DatabaseConnection, id: uuid::Uuid) {
+impl Ctx {
+    fn ran(&self, what: &str) {
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        self.order.lock().unwrap().push(what.to_owned());
+        self.times.lock().unwrap().push(Instant::now());
+    }
+    fn runs(&self) -> usize {
+        self.runs.load(Ordering::SeqCst)
+    }
+}
+
+/// Succeeds; records its tenant's label and which attempt it was.
+#[derive(Serialize, Deserialize, Default)]
+struct Ok_ {
+    tenant: Option<Uuid>,
+    label: String,
+    #[serde(default)]
+    sleep_ms: u64,
+}
+impl Job for Ok_ {
+    type Context = Ctx;
+    const KIND: &'static str = "test_ok";
+    const LANE: Lane = Lane::Calls;
+    fn tenant(&self) -> Option<Uuid> {
+        self.tenant
+    }
+    async fn run(self, ctx: &Ctx, run: &JobRun) -> anyhow::Result<Outcome> {
+        assert_eq!(run.attempt, 1, "job ran twice");
+        ctx.ran(&self.label);
+        tokio::time::sleep(Duration::from_millis(self.sleep_ms)).await;
+        Ok(Outcome::Done)
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct AlwaysFails {}
+impl Job for AlwaysFails {
+    type Context = Ctx;
+    const KIND: &'static str = "test_always_fails";
+    const LANE: Lane = Lane::Calls;
+    const MAX_ATTEMPTS: i32 = 2;
+    async fn run(self, ctx: &Ctx, _run: &JobRun) -> anyhow::Result<Outcome> {
+        ctx.ran("fails");
+        anyhow::bail!("provider said no")
+    }
+    async fn gave_up(self, ctx: &Ctx, _error: &str) -> anyhow::Result<()> {
+        ctx.gave_up.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// Sleeps on the sync lane.
+#[derive(Serialize, Deserialize)]
+struct SlowSync {
+    ms: u64,
+}
+impl Job for SlowSync {
+    type Context = Ctx;
+    const KIND: &'static str = "test_slow_sync";
+    const LANE: Lane = Lane::Sync;
+    async fn run(self, ctx: &Ctx, _run: &JobRun) -> anyhow::Result<Outcome> {
+        ctx.ran("slow");
+        tokio::time::sleep(Duration::from_millis(self.ms)).await;
+        Ok(Outcome::Done)
+    }
+}
+
+/// Snoozes once, then asks for a retry without spending an attempt, then succeeds.
+#[derive(Serialize, Deserialize)]
+struct Patient {}
+impl Job for Patient {
+    type Context = Ctx;
+    const KIND: &'static str = "test_patient";
+    const LANE: Lane = Lane::Calls;
+    const MAX_ATTEMPTS: i32 = 1;
+    async fn run(self, ctx: &Ctx, _run: &JobRun) -> anyhow::Result<Outcome> {
+        ctx.ran("patient");
+        Ok(match ctx.runs() {
+            1 => Outcome::Snooze(Utc::now() + chrono::Duration::milliseconds(300)),
+            2 | 3 => Outcome::Retry {
+                after: Duration::ZERO,
+                spend_attempt: false,
+                reason: "asked to wait".into(),
+            },
+            _ => Outcome::Done,
+        })
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Hangs {}
+impl Job for Hangs {
+    type Context = Ctx;
+    const KIND: &'static str = "test_hangs";
+    const LANE: Lane = Lane::Calls;
+    const MAX_ATTEMPTS: i32 = 2;
+    const TIMEOUT: Duration = Duration::from_millis(200);
+    fn retry_in(_attempt: i32) -> Duration {
+        Duration::ZERO
+    }
+    async fn run(self, ctx: &Ctx, _run: &JobRun) -> anyhow::Result<Outcome> {
+        ctx.ran("hangs");
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        Ok(Outcome::Done)
+    }
+    async fn gave_up(self, ctx: &Ctx, error: &str) -> anyhow::Result<()> {
+        assert!(error.contains("timed out"), "{error}");
+        ctx.gave_up.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Panics {}
+impl Job for Panics {
+    type Context = Ctx;
+    const KIND: &'static str = "test_panics";
+    const LANE: Lane = Lane::Calls;
+    const MAX_ATTEMPTS: i32 = 2;
+    fn retry_in(_attempt: i32) -> Duration {
+        Duration::ZERO
+    }
+    async fn run(self, ctx: &Ctx, _run: &JobRun) -> anyhow::Result<Outcome> {
+        ctx.ran("panics");
+        panic!("boom");
+    }
+    async fn gave_up(self, ctx: &Ctx, _error: &str) -> anyhow::Result<()> {
+        ctx.gave_up.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+fn registry() -> Registry<Ctx> {
+    Registry::new()
+        .register::<Ok_>()
+        .register::<AlwaysFails>()
+        .register::<SlowSync>()
+        .register::<Patient>()
+        .register::<Hangs>()
+        .register::<Panics>()
+}
+
+fn runner(db: &DatabaseConnection, ctx: &Ctx, per_lane: usize, poll: Duration) -> Runner<Ctx> {
+    let concurrency: BTreeMap<Lane, usize> = Lane::ALL.into_iter().map(|l| (l, per_lane)).collect();
+    Runner::new(db.clone(), ctx.clone(), registry(), poll, &concurrency)
+}
+
+async fn make_due(db: &DatabaseConnection, id: Uuid) {
     use sea_orm::{ActiveModelTrait, IntoActiveModel, Set};
     let job = queue::get(db, id).await.unwrap().unwrap();
     let mut a = job.into_active_model();
@@ -120,54 +214,145 @@ async fn make_due(db: &DatabaseConnection, id: uuid::Uuid) {
     a.update(db).await.unwrap();
 }
 
+async fn status(db: &DatabaseConnection, id: Uuid) -> (String, i32, Option<String>) {
+    let j = queue::get(db, id).await.unwrap().unwrap();
+    (j.status, j.attempts, j.last_error)
+}
+
+async fn wait_until(what: &str, limit: Duration, mut f: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !f().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn runs_retries_and_gives_up(db: DatabaseConnection) {
+    let ctx = Ctx::default();
+    let runner = runner(&db, &ctx, 4, Duration::from_millis(10));
+    let now = Utc::now();
+    let ok = jobs::enqueue(&db, &Ok_::default(), now).await.unwrap();
+    let bad = jobs::enqueue(&db, &AlwaysFails {}, now).await.unwrap();
+    let unknown = queue::enqueue(&db, "nobody_handles_this", json!({}), now, 1)
+        .await
+        .unwrap();
+    let later = jobs::enqueue(&db, &Ok_::default(), now + chrono::Duration::hours(1))
+        .await
+        .unwrap();
+    let garbled = queue::insert(
+        &db,
+        queue::NewJob {
+            kind: AlwaysFails::KIND,
+            lane: Lane::Calls,
+            tenant_key: String::new(),
+            subject: None,
+            payload: json!("not an object"),
+            run_at: now,
+            max_attempts: 5,
+        },
+    )
+    .await
+    .unwrap();
+
+    let stats = runner.run_pending_jobs().await.unwrap();
+    assert_eq!(stats.claimed, 4);
+    assert_eq!(stats.succeeded, 1);
+    assert_eq!(status(&db, ok).await.0, "done");
+    assert_eq!(status(&db, later).await.0, "pending", "not due yet");
+    let (s, _, e) = status(&db, unknown).await;
+    assert_eq!(s, "failed");
+    assert!(e.unwrap().contains("no handler"));
+    // A payload that does not read as its kind fails at once, whatever its attempts.
+    let (s, attempts, e) = status(&db, garbled).await;
+    assert_eq!((s.as_str(), attempts), ("failed", 1));
+    assert!(e.unwrap().contains("unreadable"));
+
+    // The failing job went back with a backoff; make it due and run it out of attempts.
+    let (s, attempts, e) = status(&db, bad).await;
+    assert_eq!((s.as_str(), attempts), ("pending", 1));
+    assert_eq!(e.as_deref(), Some("provider said no"));
+    assert_eq!(ctx.gave_up.load(Ordering::SeqCst), 0);
+    make_due(&db, bad).await;
+    runner.run_pending_jobs().await.unwrap();
+    let (s, attempts, _) = status(&db, bad).await;
+    assert_eq!((s.as_str(), attempts), ("failed", 2));
+    assert_eq!(ctx.gave_up.load(Ordering::SeqCst), 1, "gave_up runs once");
+    assert_eq!(runner.run_pending_jobs().await.unwrap().claimed, 0);
+}
+on_both!(runs_retries_and_gives_up);
+
 /// Two runners racing over the same queue run every job exactly once.
 async fn no_double_claims(db: DatabaseConnection) {
-    let runs = Arc::new(AtomicUsize::new(0));
-    let make = |runs: Arc<AtomicUsize>| {
-        Runner::new(db.clone(), Duration::from_millis(10)).handle(
-            "count",
-            move |job: entity::job::Model| {
-                let runs = runs.clone();
-                async move {
-                    assert!(job.attempts == 1, "job ran twice");
-                    runs.fetch_add(1, Ordering::SeqCst);
-                    tokio::time::sleep(Duration::from_millis(2)).await;
-                    Ok(())
-                }
-            },
-        )
-    };
+    let ctx = Ctx::default();
     for i in 0..60 {
-        queue::enqueue(&db, "count", json!({ "i": i }), Utc::now(), 1)
-            .await
-            .unwrap();
+        let job = Ok_ {
+            tenant: Some(Uuid::from_u128(i % 7)),
+            label: i.to_string(),
+            sleep_ms: 2,
+        };
+        jobs::enqueue(&db, &job, Utc::now()).await.unwrap();
     }
-    let (a, b) = (make(runs.clone()), make(runs.clone()));
+    let a = runner(&db, &ctx, 4, Duration::from_millis(10));
+    let b = runner(&db, &ctx, 4, Duration::from_millis(10));
     let (ra, rb) = tokio::join!(a.run_pending_jobs(), b.run_pending_jobs());
     let (ra, rb) = (ra.unwrap(), rb.unwrap());
     assert_eq!(ra.claimed + rb.claimed, 60);
-    assert_eq!(runs.load(Ordering::SeqCst), 60);
+    assert_eq!(ctx.runs(), 60);
+    let mut seen = ctx.order.lock().unwrap().clone();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 60, "every job once");
 }
 on_both!(no_double_claims);
 
-/// A live worker's jobs are never swept; a dead worker's are, once the lease runs out.
+/// Two running workers (their loops, not a test pass) complete each of many jobs once.
+async fn exactly_once_with_two_loops(db: DatabaseConnection) {
+    let ctx = Ctx::default();
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let a = tokio::spawn(runner(&db, &ctx, 3, Duration::from_millis(20)).run(rx.clone()));
+    let b = tokio::spawn(runner(&db, &ctx, 3, Duration::from_millis(20)).run(rx));
+    for i in 0..100u128 {
+        let job = Ok_ {
+            tenant: Some(Uuid::from_u128(i % 5)),
+            label: i.to_string(),
+            sleep_ms: 1,
+        };
+        jobs::enqueue(&db, &job, Utc::now()).await.unwrap();
+    }
+    wait_until("100 runs", Duration::from_secs(30), async || {
+        ctx.runs() >= 100
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(ctx.runs(), 100);
+    tx.send(true).unwrap();
+    a.await.unwrap();
+    b.await.unwrap();
+    let claimed = queue::claim(&db, "checker", 10, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert!(claimed.is_empty(), "nothing left");
+}
+on_both!(exactly_once_with_two_loops);
+
+/// A live worker's jobs are never swept; a dead worker's are, once the lease runs out,
+/// and the attempt it spent counts: a job that keeps killing its worker ends failed.
 async fn leases(db: DatabaseConnection) {
-    let id = queue::enqueue(&db, "slow", json!({}), Utc::now(), 3)
+    let id = jobs::enqueue(&db, &Ok_::default(), Utc::now())
         .await
         .unwrap();
-    let claimed = queue::claim(&db, "dead-worker", 10, Duration::from_millis(300))
-        .await
-        .unwrap();
+    let short = Duration::from_millis(300);
+    let claimed = queue::claim(&db, "dead-worker", 10, short).await.unwrap();
     assert_eq!(claimed.len(), 1);
     assert_eq!(
         queue::sweep_expired(&db).await.unwrap(),
-        0,
+        queue::Swept::default(),
         "lease still valid"
     );
     // A heartbeat keeps it alive past its first deadline.
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
-        queue::heartbeat(&db, "dead-worker", &[id], Duration::from_millis(300))
+        queue::heartbeat(&db, "dead-worker", &[id], short)
             .await
             .unwrap(),
         1
@@ -175,51 +360,262 @@ async fn leases(db: DatabaseConnection) {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
         queue::sweep_expired(&db).await.unwrap(),
-        0,
+        queue::Swept::default(),
         "heartbeat extended the lease"
     );
     // Then the worker dies: no more heartbeats.
     tokio::time::sleep(Duration::from_millis(250)).await;
-    assert_eq!(queue::sweep_expired(&db).await.unwrap(), 1);
-    let job = queue::get(&db, id).await.unwrap().unwrap();
-    assert_eq!(job.status, "pending");
+    let swept = queue::sweep_expired(&db).await.unwrap();
+    assert_eq!((swept.requeued, swept.failed), (1, 0));
+    let (s, attempts, e) = status(&db, id).await;
+    assert_eq!((s.as_str(), attempts), ("pending", 1));
+    assert!(e.unwrap().contains("lease expired"));
     // The dead worker can no longer complete it; a live one can.
     assert!(!queue::complete(&db, "dead-worker", id).await.unwrap());
-    let runner = Runner::new(db.clone(), Duration::from_millis(10))
-        .with_lease(LeaseConfig::default())
-        .handle("slow", |_job| async { Ok(()) });
-    assert_eq!(runner.run_pending_jobs().await.unwrap().succeeded, 1);
-    assert_eq!(queue::get(&db, id).await.unwrap().unwrap().status, "done");
+    let live = runner(&db, &Ctx::default(), 1, Duration::from_millis(10))
+        .with_lease(LeaseConfig::default());
+    let claimed = queue::claim(&db, live.worker_id(), 10, short)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].attempts, 2);
+    assert!(queue::complete(&db, live.worker_id(), id).await.unwrap());
+    assert_eq!(status(&db, id).await.0, "done");
+
+    // A job whose every run kills its worker: after its last attempt it ends failed.
+    let deadly = jobs::enqueue(&db, &AlwaysFails {}, Utc::now())
+        .await
+        .unwrap();
+    for round in 1..=2 {
+        let claimed = queue::claim(&db, "doomed-worker", 10, Duration::from_millis(50))
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1, "round {round}");
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        let swept = queue::sweep_expired(&db).await.unwrap();
+        assert_eq!(swept.requeued + swept.failed, 1);
+    }
+    let (s, attempts, _) = status(&db, deadly).await;
+    assert_eq!(
+        (s.as_str(), attempts),
+        ("failed", 2),
+        "not re-queued forever"
+    );
+    assert!(
+        queue::claim(&db, "anyone", 10, short)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 on_both!(leases);
 
-/// The polling loop runs due jobs and stops on shutdown.
-async fn loop_runs_and_stops(db: DatabaseConnection) {
-    let runs = Arc::new(AtomicUsize::new(0));
-    let c = runs.clone();
-    let runner = Runner::new(db.clone(), Duration::from_millis(20)).handle("tick", move |_job| {
-        let c = c.clone();
-        async move {
-            c.fetch_add(1, Ordering::SeqCst);
-            Ok(())
-        }
-    });
+/// A slow job on one lane does not hold up another lane's job.
+async fn lanes_do_not_block_each_other(db: DatabaseConnection) {
+    let ctx = Ctx::default();
     let (tx, rx) = tokio::sync::watch::channel(false);
-    let handle = tokio::spawn(runner.run(rx));
-    queue::enqueue(&db, "tick", json!({}), Utc::now(), 1)
-        .await
-        .unwrap();
-    for _ in 0..200 {
-        if runs.load(Ordering::SeqCst) == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    let handle = tokio::spawn(runner(&db, &ctx, 1, Duration::from_millis(20)).run(rx));
+    for _ in 0..3 {
+        jobs::enqueue(&db, &SlowSync { ms: 3_000 }, Utc::now())
+            .await
+            .unwrap();
     }
-    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    wait_until(
+        "the slow sync to start",
+        Duration::from_secs(5),
+        async || ctx.runs() >= 1,
+    )
+    .await;
+    let started = Instant::now();
+    let quick = jobs::enqueue(
+        &db,
+        &Ok_ {
+            label: "quick".into(),
+            ..Default::default()
+        },
+        Utc::now(),
+    )
+    .await
+    .unwrap();
+    jobs::wake(Lane::Calls);
+    wait_until("the call job", Duration::from_secs(2), async || {
+        status(&db, quick).await.0 == "done"
+    })
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "waited {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        ctx.order
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| *l == "slow")
+            .count(),
+        1,
+        "the sync lane still runs one at a time"
+    );
     tx.send(true).unwrap();
-    tokio::time::timeout(Duration::from_secs(5), handle)
-        .await
-        .unwrap()
-        .unwrap();
+    handle.await.unwrap();
 }
-on_both!(loop_runs_and_stops);
+on_both!(lanes_do_not_block_each_other);
+
+/// A tenant with many due jobs does not starve a tenant with one: claims take tenants
+/// in turn.
+async fn claims_are_fair_across_tenants(db: DatabaseConnection) {
+    let ctx = Ctx::default();
+    let (busy, quiet) = (Uuid::from_u128(1), Uuid::from_u128(2));
+    let earlier = Utc::now() - chrono::Duration::seconds(10);
+    let rows: Vec<queue::NewJob> = (0..500)
+        .map(|i| {
+            let job = Ok_ {
+                tenant: Some(busy),
+                label: format!("busy-{i}"),
+                sleep_ms: 0,
+            };
+            jobs::new_job(&job, earlier).unwrap()
+        })
+        .collect();
+    queue::insert_many(&db, rows).await.unwrap();
+    let lonely = Ok_ {
+        tenant: Some(quiet),
+        label: "quiet".into(),
+        sleep_ms: 0,
+    };
+    jobs::enqueue(&db, &lonely, Utc::now()).await.unwrap();
+    let runner = runner(&db, &ctx, 1, Duration::from_millis(10));
+    runner.run_pending_jobs().await.unwrap();
+    let order = ctx.order.lock().unwrap().clone();
+    assert_eq!(order.len(), 501);
+    let at = order.iter().position(|l| l == "quiet").unwrap();
+    assert!(
+        at <= 1,
+        "the quiet tenant's job ran {at}th, behind the busy tenant's backlog"
+    );
+}
+on_both!(claims_are_fair_across_tenants);
+
+/// Snoozing and retrying without spending an attempt: a job with one attempt survives
+/// a snooze and two retries, and runs again no sooner than it asked.
+async fn snooze_and_free_retries(db: DatabaseConnection) {
+    let ctx = Ctx::default();
+    let id = jobs::enqueue(&db, &Patient {}, Utc::now()).await.unwrap();
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let handle = tokio::spawn(runner(&db, &ctx, 2, Duration::from_secs(5)).run(rx));
+    jobs::wake(Lane::Calls);
+    wait_until("the job to finish", Duration::from_secs(10), async || {
+        status(&db, id).await.0 == "done"
+    })
+    .await;
+    let (_, attempts, _) = status(&db, id).await;
+    assert_eq!(attempts, 1, "snoozes and free retries spend nothing");
+    assert_eq!(ctx.runs(), 4);
+    let times = ctx.times.lock().unwrap().clone();
+    assert!(
+        times[1] - times[0] >= Duration::from_millis(290),
+        "woke early"
+    );
+    assert!(
+        times[1] - times[0] < Duration::from_secs(3),
+        "the snooze waited for the poll"
+    );
+    tx.send(true).unwrap();
+    handle.await.unwrap();
+}
+on_both!(snooze_and_free_retries);
+
+/// A run past its kind's timeout is stopped and counts as a failed attempt; after the
+/// last one the job ends failed with the error and `gave_up` runs.
+async fn timeouts(db: DatabaseConnection) {
+    let ctx = Ctx::default();
+    let id = jobs::enqueue(&db, &Hangs {}, Utc::now()).await.unwrap();
+    let runner = runner(&db, &ctx, 1, Duration::from_millis(10));
+    let started = Instant::now();
+    runner.run_pending_jobs().await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let (s, attempts, e) = status(&db, id).await;
+    assert_eq!((s.as_str(), attempts), ("pending", 1));
+    assert!(e.unwrap().contains("timed out"));
+    make_due(&db, id).await;
+    runner.run_pending_jobs().await.unwrap();
+    let (s, attempts, e) = status(&db, id).await;
+    assert_eq!((s.as_str(), attempts), ("failed", 2));
+    assert!(e.unwrap().contains("timed out"));
+    assert_eq!(ctx.gave_up.load(Ordering::SeqCst), 1);
+}
+on_both!(timeouts);
+
+/// A job that panics spends an attempt and ends failed after its last one, with the
+/// panic's message kept; before, it came back forever.
+async fn panics(db: DatabaseConnection) {
+    let ctx = Ctx::default();
+    let id = jobs::enqueue(&db, &Panics {}, Utc::now()).await.unwrap();
+    let runner = runner(&db, &ctx, 1, Duration::from_millis(10));
+    runner.run_pending_jobs().await.unwrap();
+    let (s, attempts, e) = status(&db, id).await;
+    assert_eq!((s.as_str(), attempts), ("pending", 1));
+    assert!(e.unwrap().contains("panicked: boom"));
+    make_due(&db, id).await;
+    runner.run_pending_jobs().await.unwrap();
+    let (s, attempts, _) = status(&db, id).await;
+    assert_eq!((s.as_str(), attempts), ("failed", 2));
+    assert_eq!(ctx.gave_up.load(Ordering::SeqCst), 1);
+    assert_eq!(runner.run_pending_jobs().await.unwrap().claimed, 0);
+    assert_eq!(ctx.runs(), 2);
+}
+on_both!(panics);
+
+/// An idle worker starts a job enqueued for now within milliseconds when woken in the
+/// same process; on PostgreSQL a job inserted by another process wakes it through
+/// `LISTEN/NOTIFY`. The poll period is far longer than either wait.
+async fn waking(db: DatabaseConnection) {
+    let ctx = Ctx::default();
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let handle = tokio::spawn(runner(&db, &ctx, 2, Duration::from_secs(30)).run(rx));
+    // Let the loops reach their wait (and the listener its LISTEN).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    jobs::enqueue(
+        &db,
+        &Ok_ {
+            label: "woken".into(),
+            ..Default::default()
+        },
+        Utc::now(),
+    )
+    .await
+    .unwrap();
+    jobs::wake(Lane::Calls);
+    wait_until("the woken job", Duration::from_secs(5), async || {
+        ctx.runs() >= 1
+    })
+    .await;
+    let woken = started.elapsed();
+    assert!(woken < Duration::from_millis(500), "took {woken:?}");
+    if db.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+        // As another process would: an insert with no in-process wake, so only the
+        // database's notification can start it before the poll.
+        let started = Instant::now();
+        jobs::enqueue(
+            &db,
+            &Ok_ {
+                label: "notified".into(),
+                ..Default::default()
+            },
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+        wait_until("the notified job", Duration::from_secs(10), async || {
+            ctx.runs() >= 2
+        })
+        .await;
+        let notified = started.elapsed();
+        assert!(notified < Duration::from_secs(2), "took {notified:?}");
+    }
+    tx.send(true).unwrap();
+    handle.await.unwrap();
+}
+on_both!(waking);

@@ -2,7 +2,7 @@
 
 use async_graphql::Json;
 use async_graphql::{Context, ID, InputObject, MaybeUndefined, Object};
-use domain::calls::lifecycle;
+use domain::calls;
 use domain::{agents, credentials, customers, dnc, tenancy};
 
 use super::context::{db, is_operator, scope, services};
@@ -390,14 +390,14 @@ impl Mutation {
         input: StartCallInput,
     ) -> async_graphql::Result<Call> {
         let opt_id = |field, v: &Option<ID>| v.as_ref().map(|id| parse_id(field, id)).transpose();
-        let start = lifecycle::StartCall {
+        let start = calls::StartCall {
             agent_id: parse_id("agentId", &input.agent_id)?,
             customer_id: opt_id("customerId", &input.customer_id)?,
             phone_number: input.phone_number,
             variables: input.variables.map(|j| j.0),
             idempotency_key: input.idempotency_key,
         };
-        lifecycle::start_call(services(ctx)?, scope(ctx)?, start)
+        calls::start_call(services(ctx)?, scope(ctx)?, start)
             .await
             .map(Call::new)
             .gql()

@@ -314,7 +314,7 @@ impl Call {
     }
     /// The provider's execution id (Bolna `execution_id`, Teli `call_id`).
     async fn provider_execution_id(&self) -> Option<&str> {
-        domain::calls::lifecycle::visible_execution_id(&self.0)
+        self.0.provider_execution_id.as_deref()
     }
     /// The provider's agent id as reported; set even when no agent here matches it.
     async fn provider_agent_id(&self) -> Option<&str> {

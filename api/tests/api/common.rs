@@ -249,6 +249,7 @@ impl TestApp {
             campaign_id: Set(None),
             provider: Set("SIMULATOR".into()),
             provider_execution_id: Set(Some(uuid::Uuid::new_v4().to_string())),
+            placing_since: Set(None),
             provider_call_id: Set(None),
             direction: Set("OUTBOUND".into()),
             status: Set("COMPLETED".into()),

@@ -409,12 +409,12 @@ async fn stale_calls_are_refreshed_from_the_provider(app: TestApp) {
     })
     .await;
     // Not stale yet: nothing to do.
-    let sweep = domain::calls::lifecycle::sweep_stale(&app.services, 100)
+    let sweep = domain::calls::sweep_stale(&app.services, 100)
         .await
         .unwrap();
     assert_eq!(sweep.found, 0);
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    let sweep = domain::calls::lifecycle::sweep_stale(&app.services, 100)
+    let sweep = domain::calls::sweep_stale(&app.services, 100)
         .await
         .unwrap();
     assert_eq!((sweep.found, sweep.refreshed, sweep.ended), (1, 1, 1));
@@ -595,18 +595,14 @@ async fn the_stale_sweep_is_fair_across_tenants(app: TestApp) {
     .await;
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     // B's one call is newer than all of A's, yet the first pass of 50 reaches it.
-    let sweep = domain::calls::lifecycle::sweep_stale(&app.services, 50)
-        .await
-        .unwrap();
+    let sweep = domain::calls::sweep_stale(&app.services, 50).await.unwrap();
     assert_eq!(sweep.found, 21, "20 of A's, then B's");
     let done = app
         .ok(&b.key, "{ calls { edges { node { status } } } }", json!({}))
         .await;
     assert_eq!(done["calls"]["edges"][0]["node"]["status"], "COMPLETED");
     // A's failed calls back off: the next pass takes other ones.
-    let again = domain::calls::lifecycle::sweep_stale(&app.services, 50)
-        .await
-        .unwrap();
+    let again = domain::calls::sweep_stale(&app.services, 50).await.unwrap();
     assert_eq!((again.found, again.failed), (20, 20));
     use sea_orm::ConnectionTrait;
     let row = app
@@ -629,4 +625,95 @@ on_both!(
         ("STALE_CALL_SECONDS", "1"),
         ("ALLOW_PROVIDER_BASE_URL", "true")
     ]
+);
+
+/// Calls nothing will move are failed with a reason by the stuck-call sweep: a queued
+/// call whose placement job ended without placing it (before, it stayed QUEUED forever),
+/// and one whose placement was interrupted mid-request. A queued call whose job is still
+/// waiting is left alone, and not looked at again on the next pass.
+async fn stuck_calls_are_failed_with_a_reason(app: TestApp) {
+    use sea_orm::ConnectionTrait;
+    let t = app.create_tenant("Acme", "IN").await;
+    let agent = app.create_agent(&t.key, "Sim").await;
+    let mut ids = Vec::new();
+    for n in ["9812345601", "9812345602", "9812345603"] {
+        let id = app
+            .ok(
+                &t.key,
+                START,
+                json!({ "i": { "agentId": agent, "phoneNumber": n } }),
+            )
+            .await["startCall"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        ids.push(id);
+    }
+    let (orphan, interrupted, waiting) = (&ids[0], &ids[1], &ids[2]);
+    let now = chrono::Utc::now();
+    let exec = |sql: String, values: Vec<sea_orm::Value>| {
+        let db = app.db.clone();
+        async move {
+            let backend = db.get_database_backend();
+            let sql = (1..=values.len()).fold(sql, |s, n| {
+                s.replacen("?", &domain::db::param(backend, n), 1)
+            });
+            db.execute_raw(sea_orm::Statement::from_sql_and_values(
+                backend, sql, values,
+            ))
+            .await
+            .unwrap();
+        }
+    };
+    // The orphan's job ended failed without its own clean-up (its worker died on the
+    // last attempt); the interrupted call's worker claimed the placement 11 minutes ago.
+    exec(
+        "UPDATE jobs SET status = 'failed' WHERE subject = ?".into(),
+        vec![orphan.clone().into()],
+    )
+    .await;
+    exec(
+        "UPDATE calls SET placing_since = ? WHERE id = ?".into(),
+        vec![
+            (now - chrono::Duration::minutes(11)).into(),
+            uuid::Uuid::parse_str(interrupted).unwrap().into(),
+        ],
+    )
+    .await;
+    exec(
+        "UPDATE jobs SET run_at = ? WHERE subject = ?".into(),
+        vec![
+            (now + chrono::Duration::hours(1)).into(),
+            waiting.clone().into(),
+        ],
+    )
+    .await;
+    exec(
+        "UPDATE calls SET created_at = ?".into(),
+        vec![(now - chrono::Duration::minutes(2)).into()],
+    )
+    .await;
+    let sweep = domain::calls::sweep_stuck(&app.services, 100)
+        .await
+        .unwrap();
+    assert_eq!((sweep.unplaced, sweep.interrupted), (1, 1));
+    for (id, status, reason) in [
+        (orphan, "FAILED", Some("placement job ended")),
+        (interrupted, "FAILED", Some("interrupted")),
+        (waiting, "QUEUED", None),
+    ] {
+        let c = call(&app, &t.key, id).await;
+        assert_eq!(c["status"], status, "{c}");
+        if let Some(reason) = reason {
+            assert!(c["errorMessage"].as_str().unwrap().contains(reason), "{c}");
+        }
+    }
+    let again = domain::calls::sweep_stuck(&app.services, 100)
+        .await
+        .unwrap();
+    assert_eq!((again.unplaced, again.interrupted), (0, 0));
+}
+on_both!(
+    stuck_calls_are_failed_with_a_reason,
+    stuck_calls_are_failed_with_a_reason
 );

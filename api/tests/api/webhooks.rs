@@ -445,7 +445,8 @@ async fn a_busy_process_queues_reports_for_the_worker(app: TestApp) {
     assert_eq!(calls[0]["status"], "COMPLETED");
     let left = entity::job::Entity::find().all(&app.db).await.unwrap();
     assert!(
-        left.iter().all(|j| j.kind != domain::ingest::INGEST_JOB),
+        left.iter()
+            .all(|j| j.kind != <domain::ingest::jobs::IngestReport as domain::jobs::Job>::KIND),
         "queued reports left behind"
     );
 }

@@ -1,10 +1,22 @@
-//! Calls and their status history: reads (`repo`), and the life of a call we place
-//! (`lifecycle`). Provider reports are written by `domain::ingest`.
+//! Calls and their status history: reads (`repo`), and the life of a call we place:
+//! `start` (startCall), `place` (sending it to the provider), `follow` (polling until it
+//! ends), `sweep` (calls nothing else moves), `live` (counting calls out with a provider)
+//! and `transition`, the one place a call's status changes. Provider reports are
+//! applied by `domain::ingest`, which hands its status changes to `transition` too.
 
-pub mod lifecycle;
+mod follow;
+pub mod jobs;
+pub mod live;
+mod place;
 mod repo;
+mod start;
+mod sweep;
+pub mod transition;
 
+pub use follow::{RefreshError, refresh};
 pub use repo::{
     CallFilter, CallParent, count, count_by_parent, events_by_call_ids, find, get, interactions,
     list, list_for_parent, recent_by_parent,
 };
+pub use start::{StartCall, start_call};
+pub use sweep::{PLACING_TIMEOUT_SECONDS, StaleSweep, StuckSweep, sweep_stale, sweep_stuck};

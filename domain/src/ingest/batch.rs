@@ -6,12 +6,13 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use entity::{call, tenant};
-use sea_orm::{ConnectionTrait, DatabaseBackend, EntityTrait, Value};
+use sea_orm::{ConnectionTrait, EntityTrait, Value};
 use uuid::Uuid;
 
 use super::lead::{LeadChange, LeadPlan, funnel_rank, funnel_rank_sql, name_of};
 use super::{IngestOutcome, Known};
-use crate::db::Binder;
+use crate::calls::transition::Reported;
+use crate::db::{Binder, Dialect};
 use crate::error::{DomainError, DomainResult};
 use crate::phone::{PhoneNumber, Region};
 use crate::providers::CallReport;
@@ -21,6 +22,8 @@ use crate::types::{CallStatus, EventSource, Provider};
 pub(crate) struct Applied {
     pub outcome: IngestOutcome,
     pub model: call::Model,
+    /// The status the report said the call reached (its event).
+    pub reported: Reported,
 }
 
 /// What the store already holds for a batch's agents, calls and customers.
@@ -48,8 +51,7 @@ fn probe(
     keys: &[&str],
     cols: &str,
 ) -> String {
-    let postgres = b.backend() == DatabaseBackend::Postgres;
-    if postgres {
+    if Dialect::from(b.backend()).probes_laterally() {
         let values: Vec<String> = keys.iter().map(|k| format!("({})", b.bind(*k))).collect();
         let wheres: Vec<String> = filters
             .iter()
@@ -334,38 +336,6 @@ pub(crate) async fn apply_batch<C: ConnectionTrait>(
         .filter_map(|m| Some((m.provider_execution_id.clone()?, m)))
         .collect();
 
-    // One event per (call, status); a repeat is a no-op.
-    let mut b = Binder::new(backend);
-    let mut rows = Vec::with_capacity(todo.len());
-    for (i, _) in &todo {
-        let r = &reports[*i];
-        let Some(model) = by_execution.get(&r.execution_id) else {
-            continue;
-        };
-        rows.push(b.row([
-            Uuid::now_v7().into(),
-            tenant.id.into(),
-            model.id.into(),
-            r.status.as_str().into(),
-            source.as_str().into(),
-            r.occurred_at.unwrap_or(now).into(),
-        ]));
-    }
-    let recorded: HashSet<Uuid> = if rows.is_empty() {
-        HashSet::new()
-    } else {
-        let sql = format!(
-            "INSERT INTO call_events (id, tenant_id, call_id, status, source, at) VALUES {} \
-             ON CONFLICT (call_id, status) DO NOTHING RETURNING call_id",
-            rows.join(", ")
-        );
-        let mut set = HashSet::new();
-        for row in conn.query_all_raw(b.statement(sql)).await? {
-            set.insert(row.try_get("", "call_id")?);
-        }
-        set
-    };
-
     // Which report created its customer: the first one (in input order) for that number.
     let mut first_for_customer: HashSet<&str> = HashSet::new();
     todo.sort_by_key(|t| t.0);
@@ -381,12 +351,21 @@ pub(crate) async fn apply_batch<C: ConnectionTrait>(
             .is_some_and(|(k, c)| c.1 && first_for_customer.insert(k.as_str()));
         let previous = found.calls.get(&r.execution_id).copied();
         let status = model.status.parse::<CallStatus>().unwrap_or(r.status);
+        let reported = Reported {
+            tenant_id: tenant.id,
+            call_id: model.id,
+            status: r.status,
+            source,
+            at: r.occurred_at.unwrap_or(now),
+        };
         out[i] = Some(Applied {
+            reported,
             outcome: IngestOutcome {
                 call_id: model.id,
                 created,
                 advanced: created || previous.is_none_or(|p| status.rank() > p.rank()),
-                event_recorded: recorded.contains(&model.id),
+                // Set once the transition point has written the events.
+                event_recorded: false,
                 previous_status: previous,
                 status,
                 customer_id: model.customer_id,
@@ -661,6 +640,6 @@ fn call_merge() -> String {
 /// Every column of `calls` but the provider's raw body, which nothing after the upsert
 /// needs and which would otherwise be converted to text and sent back on every report.
 const RETURNED: &str = "id, tenant_id, agent_id, customer_id, campaign_id, provider, provider_execution_id, \
-    provider_call_id, direction, status, from_number, to_number, started_at, ended_at, duration_seconds, cost, \
+    placing_since, provider_call_id, direction, status, from_number, to_number, started_at, ended_at, duration_seconds, cost, \
     transcript, summary, recording_url, extracted_data, hangup_reason, NULL AS raw_payload, provider_agent_id, \
     status_rank, idempotency_key, error_message, variables, created_at, updated_at";

@@ -9,7 +9,9 @@
 //!   late lower-ranked report only fills gaps.
 //! - The customer is found or created by E.164 number in the same transaction.
 //! - A report for an agent we do not know is stored unmatched, never dropped.
-//! - Events go out after commit, in commit order per call within a process.
+//! - Status changes go through `calls::transition` in the same transaction (events,
+//!   follow-up jobs); dashboards hear of them after commit, in commit order per call
+//!   within a process.
 //!
 //! Webhooks apply a report before answering, so a 2xx means it is stored. When a process
 //! already has many reports in flight it queues the report instead ([`accept`]: one
@@ -19,12 +21,13 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use entity::{call, tenant};
+use entity::tenant;
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 mod batch;
+pub mod jobs;
 mod lead;
 mod locks;
 
@@ -33,16 +36,14 @@ pub use lead::intent_of;
 pub(crate) use lead::recipient_name;
 use locks::CallLocks;
 
+use crate::calls::transition::{self, AfterCommit, FollowUps, Transition};
 use crate::db::param;
 use crate::error::{DomainError, DomainResult};
-use crate::events::{Event, EventBus};
+use crate::events::EventBus;
 use crate::phone::PhoneNumber;
 use crate::providers::CallReport;
-use crate::queue;
 use crate::types::{CallStatus, EventSource, Provider};
-
-/// Job kind of a report accepted by a webhook and not yet applied.
-pub const INGEST_JOB: &str = "ingest_report";
+use batch::Applied;
 
 /// What one report did.
 #[derive(Debug, Clone, PartialEq)]
@@ -83,17 +84,23 @@ pub enum Known {
 pub struct Ingestor {
     db: DatabaseConnection,
     events: Arc<dyn EventBus>,
+    follow_ups: FollowUps,
     /// Serialises reports for one call within this process so events leave in commit order.
     locks: Arc<CallLocks>,
 }
 
 impl Ingestor {
-    pub fn new(db: DatabaseConnection, events: Arc<dyn EventBus>) -> Self {
+    pub fn new(db: DatabaseConnection, events: Arc<dyn EventBus>, follow_ups: FollowUps) -> Self {
         Ingestor {
             db,
             events,
+            follow_ups,
             locks: Arc::new(CallLocks::default()),
         }
+    }
+
+    pub fn follow_ups(&self) -> &FollowUps {
+        &self.follow_ups
     }
 
     pub fn db(&self) -> &DatabaseConnection {
@@ -156,7 +163,7 @@ impl Ingestor {
                 .map(|r| locks::key(tenant.id, provider.as_str(), &r.execution_id))
                 .collect();
             let _held = self.locks.lock(keys).await;
-            let applied = self
+            let (outcomes, after) = self
                 .retrying(|| async {
                     let txn = crate::db::begin_write(&self.db).await?;
                     let applied = batch::apply_batch(
@@ -169,15 +176,17 @@ impl Ingestor {
                         known,
                     )
                     .await?;
+                    let done = self.transition(&txn, applied, source).await?;
                     txn.commit().await?;
-                    Ok(applied)
+                    Ok(done)
                 })
                 .await?;
-            for (i, applied) in group.into_iter().zip(applied) {
-                if let Some(applied) = applied {
-                    self.publish(&applied.outcome, applied.model).await;
-                    out[i] = Some(applied.outcome);
+            after.run(&*self.events).await;
+            for (i, outcome) in group.into_iter().zip(outcomes) {
+                if let Some(o) = &outcome {
+                    count(o);
                 }
+                out[i] = outcome;
             }
         }
         Ok(out)
@@ -193,9 +202,7 @@ impl Ingestor {
         let mut attempt = 0;
         loop {
             match f().await {
-                Err(DomainError::Database(e))
-                    if attempt < 3 && e.to_string().contains("deadlock") =>
-                {
+                Err(DomainError::Database(e)) if attempt < 3 && crate::db::is_deadlock(&e) => {
                     attempt += 1;
                     tracing::debug!(attempt, "ingestion deadlocked; retrying");
                 }
@@ -241,26 +248,67 @@ impl Ingestor {
             txn.rollback().await?;
             return Ok(None);
         }
-        let (outcome, model) = apply(&txn, tenant, report, source).await?;
+        let applied = batch::apply_batch(
+            &txn,
+            tenant,
+            report.provider,
+            std::slice::from_ref(report),
+            None,
+            source,
+            Known::Merge,
+        )
+        .await?;
+        let (outcomes, after) = self.transition(&txn, applied, source).await?;
         txn.commit().await?;
-        self.publish(&outcome, model).await;
+        after.run(&*self.events).await;
+        let outcome = single(outcomes)?;
+        count(&outcome);
         Ok(Some(outcome))
     }
 
-    async fn publish(&self, outcome: &IngestOutcome, model: call::Model) {
-        metrics::counter!("ingest_reports_total", "result" => if outcome.advanced { "advanced" } else if outcome.event_recorded { "late" } else { "duplicate" }).increment(1);
-        if !outcome.agent_matched && outcome.created {
-            metrics::counter!("ingest_unmatched_calls_total").increment(1);
+    /// Hands a batch's writes to the transition point (events, follow-ups) inside `txn`.
+    async fn transition<C: ConnectionTrait>(
+        &self,
+        txn: &C,
+        applied: Vec<Option<Applied>>,
+        source: EventSource,
+    ) -> DomainResult<(Vec<Option<IngestOutcome>>, AfterCommit)> {
+        let reported: Vec<transition::Reported> = applied
+            .iter()
+            .flatten()
+            .map(|a| a.reported.clone())
+            .collect();
+        let mut outcomes = Vec::with_capacity(applied.len());
+        let mut changed = Vec::new();
+        for a in applied {
+            let Some(a) = a else {
+                outcomes.push(None);
+                continue;
+            };
+            if a.outcome.advanced {
+                changed.push(Transition {
+                    previous: a.outcome.previous_status,
+                    status: a.outcome.status,
+                    source,
+                    call: a.model,
+                });
+            }
+            outcomes.push(Some(a.outcome));
         }
-        if !outcome.advanced {
-            return;
+        let (recorded, after) =
+            transition::record(txn, &self.follow_ups, &reported, changed).await?;
+        for outcome in outcomes.iter_mut().flatten() {
+            outcome.event_recorded = recorded.contains(&outcome.call_id);
         }
-        let previous = outcome.previous_status.map(CallStatus::as_str);
-        let event = Event::call_updated(model, previous);
-        if let Err(e) = self.events.publish(event).await {
-            // The write is committed; only other processes' subscribers miss this one.
-            tracing::warn!(error = %e, "could not publish a call update");
-        }
+        Ok((outcomes, after))
+    }
+}
+
+/// Counts a report by what it did.
+fn count(outcome: &IngestOutcome) {
+    metrics::counter!("ingest_reports_total", "result" => if outcome.advanced { "advanced" } else if outcome.event_recorded { "late" } else { "duplicate" }).increment(1);
+    if !outcome.agent_matched && outcome.created {
+        metrics::counter!("ingest_unmatched_calls_total").increment(1);
     }
 }
 
@@ -288,7 +336,7 @@ fn distinct_groups(reports: &[CallReport]) -> Vec<Vec<usize>> {
 }
 
 /// Makes a report durable without applying it: one queued row, applied by a worker
-/// through [`Ingestor::ingest_queued`].
+/// through [`Ingestor::ingest_queued`]. The caller wakes the ingest lane after commit.
 pub async fn accept<C: ConnectionTrait>(
     db: &C,
     tenant_id: Uuid,
@@ -300,32 +348,9 @@ pub async fn accept<C: ConnectionTrait>(
         source: source.as_str().to_owned(),
         report,
     };
-    let payload =
-        serde_json::to_value(&queued).map_err(|e| DomainError::Internal(e.to_string()))?;
-    let id = queue::enqueue(db, INGEST_JOB, payload, Utc::now(), 10).await?;
-    Ok((id, queued))
-}
-
-/// The body of ingestion for one report: runs inside the caller's transaction.
-pub async fn apply<C: ConnectionTrait>(
-    conn: &C,
-    tenant: &tenant::Model,
-    report: &CallReport,
-    source: EventSource,
-) -> DomainResult<(IngestOutcome, call::Model)> {
-    let applied = single(
-        batch::apply_batch(
-            conn,
-            tenant,
-            report.provider,
-            std::slice::from_ref(report),
-            None,
-            source,
-            Known::Merge,
-        )
-        .await?,
-    )?;
-    Ok((applied.outcome, applied.model))
+    let job = jobs::IngestReport(queued);
+    let id = crate::jobs::enqueue(db, &job, Utc::now()).await?;
+    Ok((id, job.0))
 }
 
 /// The result of a batch of one report applied with [`Known::Merge`], which skips nothing.
@@ -334,42 +359,6 @@ fn single<T>(mut applied: Vec<Option<T>>) -> DomainResult<T> {
         .pop()
         .flatten()
         .ok_or_else(|| DomainError::Internal("the report was not applied".into()))
-}
-
-/// Appends a (call, status) event; `false` when that status is already recorded.
-pub(crate) async fn record_event<C: ConnectionTrait>(
-    conn: &C,
-    tenant_id: Uuid,
-    call_id: Uuid,
-    status: CallStatus,
-    source: EventSource,
-    at: DateTime<Utc>,
-) -> DomainResult<bool> {
-    let backend = conn.get_database_backend();
-    let p = |n| param(backend, n);
-    let sql = format!(
-        "INSERT INTO call_events (id, tenant_id, call_id, status, source, at, payload) \
-         VALUES ({}, {}, {}, {}, {}, {}, NULL) ON CONFLICT (call_id, status) DO NOTHING",
-        p(1),
-        p(2),
-        p(3),
-        p(4),
-        p(5),
-        p(6)
-    );
-    let values = [
-        Uuid::now_v7().into(),
-        tenant_id.into(),
-        call_id.into(),
-        status.as_str().into(),
-        source.as_str().into(),
-        at.into(),
-    ];
-    Ok(conn
-        .execute_raw(Statement::from_sql_and_values(backend, sql, values))
-        .await?
-        .rows_affected()
-        > 0)
 }
 
 /// Finds or creates the tenant's customer for `phone`, moving `last_contacted_at` forward

@@ -9,7 +9,6 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::walk::{self, Step, Walker};
-use crate::calls::lifecycle;
 use crate::error::{DomainError, DomainResult};
 use crate::phone::PhoneNumber;
 use crate::providers::CallReport;
@@ -17,7 +16,6 @@ use crate::services::Services;
 use crate::tenancy::TenantScope;
 use crate::types::{CallStatus, EventSource, Provider, Role};
 
-pub const RECONCILE_JOB: &str = "sync_reconcile";
 /// How far back an audit looks when no `since` is given, and how far the reconciler looks.
 const DEFAULT_LOOKBACK: Duration = Duration::days(7);
 /// Longest window one audit may cover: it walks the provider inside one API request.
@@ -311,7 +309,7 @@ pub async fn reconcile_one(
         repaired: found.repaired,
     };
     for call in &found.audit.stale_calls {
-        match lifecycle::refresh(services, call, EventSource::Poll).await {
+        match crate::calls::refresh(services, call, EventSource::Poll).await {
             Ok(status) if status.is_terminal() => r.repaired += 1,
             Ok(_) => {}
             Err(e) => {

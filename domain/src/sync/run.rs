@@ -25,9 +25,6 @@ use crate::services::Services;
 use crate::tenancy::TenantScope;
 use crate::types::{EventSource, Provider, SyncStatus, SyncTrigger};
 
-pub const SYNC_JOB: &str = "sync_run";
-pub const SCHEDULE_JOB: &str = "sync_schedule";
-
 /// Pages the provider is walked ahead of the writer.
 const FETCH_AHEAD: usize = 8;
 
@@ -115,19 +112,16 @@ impl Counts {
     }
 }
 
-/// Job: runs one sync to its end. Restartable: a run picked up again after a crash
-/// starts counting afresh, and everything already ingested counts as a duplicate.
-pub async fn run_sync(services: &Services, payload: serde_json::Value) -> Result<(), String> {
-    let id: Uuid = payload
-        .get("syncRunId")
-        .and_then(|v| v.as_str())
-        .and_then(|s| Uuid::parse_str(s).ok())
-        .ok_or("bad payload")?;
+/// Runs one sync to its end (the `SyncRun` job). Restartable: a run picked up again
+/// after a crash starts counting afresh, and everything already ingested counts as a
+/// duplicate.
+pub(crate) async fn run_sync(services: &Services, id: Uuid) -> anyhow::Result<()> {
+    use anyhow::Context;
     let db = services.db();
     let Some(run) = sync_run::Entity::find_by_id(id)
         .one(db)
         .await
-        .map_err(|e| e.to_string())?
+        .context("loading the sync run")?
     else {
         return Ok(());
     };
@@ -149,7 +143,7 @@ pub async fn run_sync(services: &Services, payload: serde_json::Value) -> Result
     };
     let finished = save(services, &run, &counts, Some(status))
         .await
-        .map_err(|e| e.to_string())?;
+        .context("saving the sync run's outcome")?;
     if status == SyncStatus::Succeeded
         && !run.dry_run
         && let Err(e) = advance_cursor(services, &finished, counts.newest).await
@@ -497,7 +491,7 @@ async fn advance_cursor(
     Ok(())
 }
 
-/// Job: a scheduled sync for every tenant with credentials, per provider. A tenant whose
+/// A scheduled sync for every tenant with credentials, per provider. A tenant whose
 /// sync cannot start is logged and counted (`sync_schedule_failures_total`); the others
 /// still get theirs.
 pub async fn schedule_syncs(services: &Services) -> Result<u64, DomainError> {

@@ -4,16 +4,16 @@ use chrono::{DateTime, Duration, Utc};
 use entity::{sync_cursor, sync_run};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    Set, SqlErr,
+    Set,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::run::SYNC_JOB;
+use super::jobs::SyncRun;
 use crate::error::{DomainError, DomainResult};
+use crate::jobs::{self, Job};
 use crate::pagination::{self, Page, PageRequest};
-use crate::queue;
 use crate::tenancy::TenantScope;
 use crate::types::{Provider, Role, SyncStatus, SyncTrigger};
 
@@ -118,7 +118,7 @@ pub async fn trigger(
     let run = match inserted {
         Ok(r) => r,
         // Another trigger won the race: that run is the one.
-        Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+        Err(e) if crate::db::is_unique_violation(&e) => {
             txn.rollback().await?;
             return running(db, scope.tenant_id(), input.provider)
                 .await?
@@ -126,8 +126,13 @@ pub async fn trigger(
         }
         Err(e) => return Err(e.into()),
     };
-    queue::enqueue(&txn, SYNC_JOB, json!({ "syncRunId": run.id }), now, 5).await?;
+    let job = SyncRun {
+        sync_run_id: run.id,
+        tenant_id: Some(run.tenant_id),
+    };
+    jobs::enqueue(&txn, &job, now).await?;
     txn.commit().await?;
+    jobs::wake(SyncRun::LANE);
     Ok(run)
 }
 

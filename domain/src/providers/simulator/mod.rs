@@ -7,6 +7,7 @@
 //! can say where a call stands without shared state. Its reports enter through
 //! `domain::ingest` like a webhook's.
 
+pub mod playback;
 mod script;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};

@@ -1,13 +1,15 @@
-//! Connecting to the database (SQLite or PostgreSQL) and bringing its schema up to date.
+//! Connecting to the database (SQLite or PostgreSQL) and bringing its schema up to date;
+//! what differs between the two in SQL lives in [`dialect`].
+
+mod dialect;
+
+pub use dialect::{Binder, Dialect, is_deadlock, is_unique_violation, param};
 
 use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DbErr,
-    Statement,
-};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, Statement};
 
 use crate::settings::DatabaseSettings;
 
@@ -110,54 +112,4 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<sea_orm::DatabaseTra
         ..Default::default()
     })
     .await
-}
-
-/// Placeholder syntax differs between backends; raw SQL in repositories goes through this.
-pub fn param(backend: DatabaseBackend, n: usize) -> String {
-    match backend {
-        DatabaseBackend::Postgres => format!("${n}"),
-        _ => "?".to_owned(),
-    }
-}
-
-/// Collects the values of a raw statement and hands out their placeholders in order, so
-/// statements with a variable number of rows are built without counting by hand.
-pub struct Binder {
-    backend: DatabaseBackend,
-    values: Vec<sea_orm::Value>,
-}
-
-impl Binder {
-    pub fn new(backend: DatabaseBackend) -> Self {
-        Binder {
-            backend,
-            values: Vec::new(),
-        }
-    }
-
-    pub fn backend(&self) -> DatabaseBackend {
-        self.backend
-    }
-
-    /// The placeholder for `value`, which is bound at this position.
-    pub fn bind(&mut self, value: impl Into<sea_orm::Value>) -> String {
-        self.values.push(value.into());
-        param(self.backend, self.values.len())
-    }
-
-    /// `(p1, p2, ...)` for a row of values.
-    pub fn row(&mut self, values: impl IntoIterator<Item = sea_orm::Value>) -> String {
-        let slots: Vec<String> = values.into_iter().map(|v| self.bind(v)).collect();
-        format!("({})", slots.join(", "))
-    }
-
-    /// `p1, p2, ...` for an `IN (...)` list.
-    pub fn list(&mut self, values: impl IntoIterator<Item = sea_orm::Value>) -> String {
-        let slots: Vec<String> = values.into_iter().map(|v| self.bind(v)).collect();
-        slots.join(", ")
-    }
-
-    pub fn statement(self, sql: String) -> Statement {
-        Statement::from_sql_and_values(self.backend, sql, self.values)
-    }
 }

@@ -1,0 +1,270 @@
+//! The one place a call's status changes.
+//!
+//! Every write that moves a call (a new call, a provider's report, a call ended before it
+//! was placed, the sweep failing a stuck call) ends here, inside its transaction. This
+//! module writes the `CallEvent` of each reported status, runs the in-transaction
+//! follow-ups of each change (bookkeeping, and the jobs that hooks ask for, written in the
+//! same transaction so a crash after commit loses none), and returns what to do once the
+//! transaction has committed: publish to dashboards and wake the lanes of the new jobs.
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use entity::call;
+use sea_orm::{ConnectionTrait, EntityTrait};
+use uuid::Uuid;
+
+use crate::db::{Binder, Dialect};
+use crate::error::{DomainError, DomainResult};
+use crate::events::{Event, EventBus};
+use crate::jobs::{self, Lane, queue::NewJob};
+use crate::types::{CallStatus, EventSource};
+
+/// A call whose status moved in this transaction.
+#[derive(Debug, Clone)]
+pub struct Transition {
+    /// The call as written (its status is the new one).
+    pub call: call::Model,
+    /// `None` for a call created by this transaction.
+    pub previous: Option<CallStatus>,
+    pub status: CallStatus,
+    pub source: EventSource,
+}
+
+/// A status a report (or our own write) said a call reached, to be kept as its event
+/// whether or not the call moved (a late lower status is history too).
+#[derive(Debug, Clone)]
+pub struct Reported {
+    pub tenant_id: Uuid,
+    pub call_id: Uuid,
+    pub status: CallStatus,
+    pub source: EventSource,
+    pub at: DateTime<Utc>,
+}
+
+/// Something that must happen because a call moved: returns jobs to enqueue in the same
+/// transaction. Campaigns, analysis and outbound webhooks add theirs here.
+pub trait FollowUp: Send + Sync {
+    fn jobs(&self, transition: &Transition) -> DomainResult<Vec<NewJob>>;
+}
+
+/// The follow-ups every transition runs.
+#[derive(Clone, Default)]
+pub struct FollowUps(Arc<Vec<Arc<dyn FollowUp>>>);
+
+impl FollowUps {
+    pub fn with(mut self, hook: Arc<dyn FollowUp>) -> Self {
+        Arc::make_mut(&mut self.0).push(hook);
+        self
+    }
+}
+
+/// What to do after the transaction commits.
+#[derive(Debug, Default)]
+#[must_use = "publish and wake after the commit"]
+pub struct AfterCommit {
+    changed: Vec<Transition>,
+    lanes: BTreeSet<Lane>,
+}
+
+impl AfterCommit {
+    pub fn changed(&self) -> &[Transition] {
+        &self.changed
+    }
+
+    /// Wakes `lane` after the commit (for jobs the caller enqueued in the transaction).
+    pub fn wake(&mut self, lane: Lane) {
+        self.lanes.insert(lane);
+    }
+
+    pub fn absorb(&mut self, other: AfterCommit) {
+        self.changed.extend(other.changed);
+        self.lanes.extend(other.lanes);
+    }
+
+    /// Wakes this process's workers for the new jobs and publishes every change, in
+    /// order. A failed publish is logged: the write is committed, only other processes'
+    /// subscribers miss it.
+    pub async fn run(self, events: &dyn EventBus) {
+        for lane in self.lanes {
+            jobs::wake(lane);
+        }
+        for t in self.changed {
+            let event = Event::call_updated(t.call, t.previous.map(CallStatus::as_str));
+            if let Err(e) = events.publish(event).await {
+                tracing::warn!(error = %e, "could not publish a call update");
+            }
+        }
+    }
+}
+
+/// Records `reported` statuses as events and runs the follow-ups of `changed`, inside the
+/// caller's transaction. Returns the calls whose event was new, and what to do after the
+/// commit.
+pub(crate) async fn record<C: ConnectionTrait>(
+    conn: &C,
+    follow_ups: &FollowUps,
+    reported: &[Reported],
+    changed: Vec<Transition>,
+) -> DomainResult<(HashSet<Uuid>, AfterCommit)> {
+    let recorded = write_events(conn, reported).await?;
+    let mut new_jobs = Vec::new();
+    for t in &changed {
+        for hook in follow_ups.0.iter() {
+            new_jobs.extend(hook.jobs(t)?);
+        }
+    }
+    bookkeep_checks(conn, &changed).await?;
+    let lanes = new_jobs
+        .iter()
+        .filter(|j| j.run_at <= Utc::now())
+        .map(|j| j.lane)
+        .collect();
+    jobs::queue::insert_many(conn, new_jobs).await?;
+    Ok((recorded, AfterCommit { changed, lanes }))
+}
+
+/// One event per (call, status); a repeat is a no-op. Returns the calls that got one.
+async fn write_events<C: ConnectionTrait>(
+    conn: &C,
+    reported: &[Reported],
+) -> DomainResult<HashSet<Uuid>> {
+    if reported.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let mut b = Binder::new(conn.get_database_backend());
+    let rows: Vec<String> = reported
+        .iter()
+        .map(|r| {
+            b.row([
+                Uuid::now_v7().into(),
+                r.tenant_id.into(),
+                r.call_id.into(),
+                r.status.as_str().into(),
+                r.source.as_str().into(),
+                r.at.into(),
+            ])
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO call_events (id, tenant_id, call_id, status, source, at) VALUES {} \
+         ON CONFLICT (call_id, status) DO NOTHING RETURNING call_id",
+        rows.join(", ")
+    );
+    let mut set = HashSet::new();
+    for row in conn.query_all_raw(b.statement(sql)).await? {
+        set.insert(row.try_get("", "call_id")?);
+    }
+    Ok(set)
+}
+
+/// The stale-call sweep's bookkeeping: a call that moved is not failing to refresh, so
+/// its back-off starts over. Rows already clear are not rewritten.
+async fn bookkeep_checks<C: ConnectionTrait>(conn: &C, changed: &[Transition]) -> DomainResult<()> {
+    let ids: Vec<Uuid> = changed
+        .iter()
+        .filter(|t| t.previous.is_some())
+        .map(|t| t.call.id)
+        .collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let mut b = Binder::new(conn.get_database_backend());
+    let list = b.list(ids.into_iter().map(Into::into));
+    let sql = format!(
+        "UPDATE calls SET check_failures = 0, next_check_at = NULL \
+         WHERE id IN ({list}) AND (check_failures <> 0 OR next_check_at IS NOT NULL)"
+    );
+    conn.execute_raw(b.statement(sql)).await?;
+    Ok(())
+}
+
+/// A call this transaction created (at `call.status`).
+pub(crate) async fn created<C: ConnectionTrait>(
+    conn: &C,
+    follow_ups: &FollowUps,
+    call: &call::Model,
+    source: EventSource,
+) -> DomainResult<AfterCommit> {
+    let status = parse_status(call)?;
+    let reported = [Reported {
+        tenant_id: call.tenant_id,
+        call_id: call.id,
+        status,
+        source,
+        at: call.created_at,
+    }];
+    let changed = vec![Transition {
+        call: call.clone(),
+        previous: None,
+        status,
+        source,
+    }];
+    Ok(record(conn, follow_ups, &reported, changed).await?.1)
+}
+
+/// Ends a call that was never sent to its provider (or whose placement was lost) with
+/// `status` and `reason`, unless it already reached a final status. `None` when it had.
+pub(crate) async fn end_unplaced<C: ConnectionTrait>(
+    conn: &C,
+    follow_ups: &FollowUps,
+    call_id: Uuid,
+    status: CallStatus,
+    reason: &str,
+) -> DomainResult<Option<AfterCommit>> {
+    let dialect = Dialect::of(conn);
+    let mut b = Binder::new(conn.get_database_backend());
+    let sql = format!(
+        "SELECT * FROM calls WHERE id = {}{}",
+        b.bind(call_id),
+        dialect.for_update()
+    );
+    let Some(before) = call::Entity::find()
+        .from_raw_sql(b.statement(sql))
+        .one(conn)
+        .await?
+    else {
+        return Ok(None);
+    };
+    if before.status_rank >= CallStatus::TERMINAL_RANK {
+        return Ok(None);
+    }
+    let now = Utc::now();
+    let reason: String = reason.chars().take(1000).collect();
+    let mut b = Binder::new(conn.get_database_backend());
+    let sql = format!(
+        "UPDATE calls SET status = {}, status_rank = {}, error_message = {}, updated_at = {} WHERE id = {}",
+        b.bind(status.as_str()),
+        b.bind(status.rank()),
+        b.bind(reason.clone()),
+        b.bind(now),
+        b.bind(call_id),
+    );
+    conn.execute_raw(b.statement(sql)).await?;
+    let mut after = before.clone();
+    after.status = status.as_str().to_owned();
+    after.status_rank = status.rank();
+    after.error_message = Some(reason);
+    after.updated_at = now;
+    let reported = [Reported {
+        tenant_id: before.tenant_id,
+        call_id,
+        status,
+        source: EventSource::Api,
+        at: now,
+    }];
+    let changed = vec![Transition {
+        previous: Some(parse_status(&before)?),
+        call: after,
+        status,
+        source: EventSource::Api,
+    }];
+    Ok(Some(record(conn, follow_ups, &reported, changed).await?.1))
+}
+
+fn parse_status(call: &call::Model) -> DomainResult<CallStatus> {
+    call.status
+        .parse()
+        .map_err(|e: crate::types::UnknownValue| DomainError::Internal(e.to_string()))
+}

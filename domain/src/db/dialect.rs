@@ -1,0 +1,145 @@
+//! Everything that differs between SQLite and PostgreSQL in the SQL we write by hand:
+//! placeholders, row locking, batched key lookups, error classification and date
+//! bucketing. Code elsewhere asks this module instead of testing the backend itself.
+
+use sea_orm::{ConnectionTrait, DatabaseBackend, DbErr, RuntimeErr, Statement};
+
+/// The SQL dialect of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Postgres,
+    Sqlite,
+}
+
+impl Dialect {
+    pub fn of<C: ConnectionTrait>(conn: &C) -> Dialect {
+        Dialect::from(conn.get_database_backend())
+    }
+
+    /// Appended to a `SELECT` whose rows a claim takes: other transactions skip rows
+    /// already taken instead of waiting. SQLite has one writer at a time and no row locks.
+    pub fn skip_locked(self) -> &'static str {
+        match self {
+            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+            Dialect::Sqlite => "",
+        }
+    }
+
+    /// Appended to a `SELECT` that reads rows the transaction will then update. SQLite's
+    /// write transactions (`BEGIN IMMEDIATE`) already exclude other writers.
+    pub fn for_update(self) -> &'static str {
+        match self {
+            Dialect::Postgres => " FOR UPDATE",
+            Dialect::Sqlite => "",
+        }
+    }
+
+    /// Whether many keys are best probed one index lookup each (`LATERAL .. LIMIT 1`)
+    /// rather than with an `IN` list: PostgreSQL's planner may turn a long `IN` list into
+    /// a scan of the tenant's rows when its statistics lag the table's growth.
+    pub fn probes_laterally(self) -> bool {
+        self == Dialect::Postgres
+    }
+
+    /// The start of the `unit` ("day", "week", "month") containing the timestamp
+    /// expression `ts`, in the IANA time zone bound at `tz` (PostgreSQL) or in UTC
+    /// shifted by `offset_seconds` (SQLite, which has no time zone database).
+    pub fn bucket(self, unit: &str, ts: &str, tz: &str, offset_seconds: &str) -> String {
+        match self {
+            Dialect::Postgres => format!("date_trunc('{unit}', {ts} AT TIME ZONE {tz})"),
+            Dialect::Sqlite => {
+                let shifted = format!("datetime({ts}, ({offset_seconds}) || ' seconds')");
+                match unit {
+                    "month" => format!("strftime('%Y-%m-01 00:00:00', {shifted})"),
+                    "week" => format!("date({shifted}, 'weekday 0', '-6 days')"),
+                    _ => format!("date({shifted})"),
+                }
+            }
+        }
+    }
+}
+
+impl From<DatabaseBackend> for Dialect {
+    fn from(backend: DatabaseBackend) -> Self {
+        match backend {
+            DatabaseBackend::Postgres => Dialect::Postgres,
+            _ => Dialect::Sqlite,
+        }
+    }
+}
+
+/// The SQLSTATE (PostgreSQL) or extended result code (SQLite) of a database error.
+fn code(e: &DbErr) -> Option<String> {
+    let runtime = match e {
+        DbErr::Exec(r) | DbErr::Query(r) | DbErr::Conn(r) => r,
+        _ => return None,
+    };
+    match runtime {
+        RuntimeErr::SqlxError(sqlx) => match &**sqlx {
+            sea_orm::sqlx::Error::Database(d) => d.code().map(|c| c.into_owned()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// A transaction chosen as a deadlock victim or failed on serialisation: running it
+/// again is expected to work. SQLite reports a busy database (5) once its timeout ran out.
+pub fn is_deadlock(e: &DbErr) -> bool {
+    code(e).is_some_and(|c| matches!(c.as_str(), "40P01" | "40001" | "5" | "517"))
+}
+
+/// A unique constraint refused the write (PostgreSQL 23505; SQLite 2067 and 1555).
+pub fn is_unique_violation(e: &DbErr) -> bool {
+    code(e).is_some_and(|c| matches!(c.as_str(), "23505" | "2067" | "1555"))
+}
+
+/// Placeholder syntax differs between backends; raw SQL in repositories goes through this.
+pub fn param(backend: DatabaseBackend, n: usize) -> String {
+    match backend {
+        DatabaseBackend::Postgres => format!("${n}"),
+        _ => "?".to_owned(),
+    }
+}
+
+/// Collects the values of a raw statement and hands out their placeholders in order, so
+/// statements with a variable number of rows are built without counting by hand.
+pub struct Binder {
+    backend: DatabaseBackend,
+    values: Vec<sea_orm::Value>,
+}
+
+impl Binder {
+    pub fn new(backend: DatabaseBackend) -> Self {
+        Binder {
+            backend,
+            values: Vec::new(),
+        }
+    }
+
+    pub fn backend(&self) -> DatabaseBackend {
+        self.backend
+    }
+
+    /// The placeholder for `value`, which is bound at this position.
+    pub fn bind(&mut self, value: impl Into<sea_orm::Value>) -> String {
+        self.values.push(value.into());
+        param(self.backend, self.values.len())
+    }
+
+    /// `(p1, p2, ...)` for a row of values.
+    pub fn row(&mut self, values: impl IntoIterator<Item = sea_orm::Value>) -> String {
+        let slots: Vec<String> = values.into_iter().map(|v| self.bind(v)).collect();
+        format!("({})", slots.join(", "))
+    }
+
+    /// `p1, p2, ...` for an `IN (...)` list.
+    pub fn list(&mut self, values: impl IntoIterator<Item = sea_orm::Value>) -> String {
+        let slots: Vec<String> = values.into_iter().map(|v| self.bind(v)).collect();
+        slots.join(", ")
+    }
+
+    pub fn statement(self, sql: String) -> Statement {
+        Statement::from_sql_and_values(self.backend, sql, self.values)
+    }
+}

@@ -1,0 +1,28 @@
+//! Every job kind of the product, registered once. Both the `workers` binary and the
+//! worker embedded in the API run this list.
+
+use std::time::Duration;
+
+use super::Registry;
+use crate::calls::jobs::{FollowCall, PlaceCall, StaleCalls, StuckCalls};
+use crate::ingest::jobs::IngestReport;
+use crate::providers::simulator::playback::SimulatorReport;
+use crate::services::Services;
+use crate::settings::ProviderSettings;
+use crate::sync::jobs::{Reconcile, ScheduleSyncs, SyncRun};
+
+/// The product's job kinds, and how often the periodic ones run.
+pub fn product(providers: &ProviderSettings) -> Registry<Services> {
+    Registry::new()
+        .register::<IngestReport>()
+        .register::<SimulatorReport>()
+        .register::<PlaceCall>()
+        .register::<FollowCall>()
+        .register::<SyncRun>()
+        .every::<StaleCalls>(Duration::from_secs(
+            providers.stale_call_seconds.clamp(10, 300),
+        ))
+        .every::<StuckCalls>(Duration::from_secs(60))
+        .every::<ScheduleSyncs>(Duration::from_secs(providers.sync_interval_seconds))
+        .every::<Reconcile>(Duration::from_secs(providers.reconcile_interval_seconds))
+}
