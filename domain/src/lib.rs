@@ -12,6 +12,7 @@ pub mod dnc;
 pub mod error;
 pub mod events;
 pub mod health;
+pub mod http;
 pub mod ingest;
 pub mod jobs;
 pub mod net;

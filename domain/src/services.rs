@@ -8,9 +8,9 @@ use sea_orm::DatabaseConnection;
 use crate::calls::transition::FollowUps;
 use crate::error::{DomainError, DomainResult};
 use crate::events::{self, EventBus};
+use crate::http::RetryPolicy;
 use crate::ingest::Ingestor;
 use crate::providers::Registry;
-use crate::providers::http::RetryPolicy;
 use crate::secrets::Cipher;
 use crate::settings::Settings;
 

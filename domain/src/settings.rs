@@ -89,7 +89,7 @@ impl DatabaseSettings {
     }
 }
 
-/// Limits the GraphQL edge enforces (see shared/reference/hardening.md).
+/// Limits the GraphQL edge enforces on every document.
 #[derive(Debug, Clone)]
 pub struct GraphqlLimits {
     pub max_depth: usize,
@@ -190,9 +190,44 @@ impl Settings {
     }
 
     /// Reads settings through `lookup`, so tests can pass a map instead of the environment.
+    /// Each section reads and validates its own variables.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
         let get = |key: &str| lookup(key).filter(|v| !v.trim().is_empty());
+        let database = DatabaseSettings::read(&get)?;
+        let is_sqlite = database.is_sqlite();
+        Ok(Settings {
+            redis_url: read_redis_url(&get)?,
+            events_channel: get("EVENTS_CHANNEL")
+                .unwrap_or_else(|| crate::events::EVENTS_CHANNEL.to_owned()),
+            bind_addr: read_addr(&get, "BIND_ADDR", "127.0.0.1:8080")?
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            admin_token: read_token(&get, "ADMIN_TOKEN", false)?,
+            run_worker: parse_bool(&get, "RUN_WORKER", true)?,
+            // The demo tenant belongs to the embedded default; production opts in explicitly.
+            seed_demo: parse_bool(&get, "SEED_DEMO", is_sqlite)?,
+            log_format: read_log_format(&get)?,
+            graphql: GraphqlLimits::read(&get)?,
+            worker: WorkerSettings::read(&get)?,
+            worker_metrics_addr: read_addr(&get, "WORKER_METRICS_ADDR", "")?,
+            auth_cache_seconds: parse_num(&get, "AUTH_CACHE_SECONDS", 5, 0, 300)?,
+            providers: ProviderSettings::read(&get, is_sqlite)?,
+            webhook_inline_limit: parse_num(&get, "WEBHOOK_INLINE_LIMIT", 64, 0, 10_000)?,
+            metrics_token: read_token(&get, "METRICS_TOKEN", true)?,
+            trusted_proxies: read_trusted_proxies(&get)?,
+            auth_failures_per_minute: parse_num(
+                &get,
+                "AUTH_FAILURES_PER_MINUTE",
+                30,
+                0,
+                1_000_000,
+            )?,
+            database,
+        })
+    }
+}
 
+impl DatabaseSettings {
+    fn read(get: &impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
         let url = get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
         if !(url.starts_with("sqlite:")
             || url.starts_with("postgres://")
@@ -206,103 +241,47 @@ impl Settings {
         }
         let is_sqlite = url.starts_with("sqlite:");
         let max_connections = parse_num(
-            &get,
+            get,
             "DATABASE_MAX_CONNECTIONS",
             if is_sqlite { 4 } else { 10 },
             1,
             1000,
         )?;
+        Ok(DatabaseSettings {
+            url: Secret::new(url),
+            max_connections,
+        })
+    }
+}
 
-        let redis_url = match get("REDIS_URL") {
-            Some(v) if v.starts_with("redis://") || v.starts_with("rediss://") => {
-                Some(Secret::new(v))
-            }
-            Some(v) => {
-                return Err(SettingsError::Invalid {
-                    name: "REDIS_URL",
-                    value: redact_url(&v),
-                    message: "must start with redis:// or rediss://".into(),
-                });
-            }
-            None => None,
-        };
-
-        let bind_raw = get("BIND_ADDR").unwrap_or_else(|| "127.0.0.1:8080".to_owned());
-        let bind_addr = bind_raw.parse().map_err(|_| SettingsError::Invalid {
-            name: "BIND_ADDR",
-            value: bind_raw.clone(),
-            message: "must be an address and port such as 127.0.0.1:8080".into(),
-        })?;
-
-        let worker_metrics_addr = match get("WORKER_METRICS_ADDR") {
-            Some(raw) => Some(raw.parse().map_err(|_| SettingsError::Invalid {
-                name: "WORKER_METRICS_ADDR",
-                value: raw.clone(),
-                message: "must be an address and port such as 0.0.0.0:9091".into(),
-            })?),
-            None => None,
-        };
-
-        let admin_token = match get("ADMIN_TOKEN") {
-            Some(t) if t.len() < 16 || t.contains(char::is_whitespace) => {
-                return Err(SettingsError::Invalid {
-                    name: "ADMIN_TOKEN",
-                    value: "***".into(),
-                    message: "must be at least 16 characters, without spaces".into(),
-                });
-            }
-            Some(t) => Some(Secret::new(t)),
-            None => None,
-        };
-
-        let run_worker = parse_bool(&get, "RUN_WORKER", true)?;
-        // The demo tenant belongs to the embedded default; production opts in explicitly.
-        let seed_demo = parse_bool(&get, "SEED_DEMO", is_sqlite)?;
-
-        let log_format = match get("LOG_FORMAT")
-            .as_deref()
-            .map(str::to_ascii_lowercase)
-            .as_deref()
-        {
-            None | Some("text") => LogFormat::Text,
-            Some("json") => LogFormat::Json,
-            Some(other) => {
-                return Err(SettingsError::Invalid {
-                    name: "LOG_FORMAT",
-                    value: other.to_owned(),
-                    message: "must be text or json".into(),
-                });
-            }
-        };
-
-        let defaults = GraphqlLimits::default();
-        let graphql = GraphqlLimits {
-            max_depth: parse_num(&get, "GRAPHQL_MAX_DEPTH", defaults.max_depth, 2, 100)?,
+impl GraphqlLimits {
+    fn read(get: &impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let d = GraphqlLimits::default();
+        Ok(GraphqlLimits {
+            max_depth: parse_num(get, "GRAPHQL_MAX_DEPTH", d.max_depth, 2, 100)?,
             max_complexity: parse_num(
-                &get,
+                get,
                 "GRAPHQL_MAX_COMPLEXITY",
-                defaults.max_complexity,
+                d.max_complexity,
                 10,
                 1_000_000,
             )?,
-            max_directives: defaults.max_directives,
-            max_recursive_depth: defaults.max_recursive_depth,
-            max_batch: parse_num(&get, "GRAPHQL_MAX_BATCH", defaults.max_batch, 1, 100)?,
-            max_body_bytes: defaults.max_body_bytes,
+            max_batch: parse_num(get, "GRAPHQL_MAX_BATCH", d.max_batch, 1, 100)?,
             ws_init_timeout_ms: parse_num(
-                &get,
+                get,
                 "GRAPHQL_WS_INIT_TIMEOUT_MS",
-                defaults.ws_init_timeout_ms,
+                d.ws_init_timeout_ms,
                 100,
                 120_000,
             )?,
-            introspection: parse_bool(&get, "GRAPHQL_INTROSPECTION", defaults.introspection)?,
-            max_introspection_depth: defaults.max_introspection_depth,
-            max_introspection_fields: defaults.max_introspection_fields,
-        };
-        let worker = WorkerSettings::read(&get)?;
-        let auth_cache_seconds = parse_num(&get, "AUTH_CACHE_SECONDS", 5, 0, 300)?;
+            introspection: parse_bool(get, "GRAPHQL_INTROSPECTION", d.introspection)?,
+            ..d
+        })
+    }
+}
 
+impl ProviderSettings {
+    fn read(get: &impl Fn(&str) -> Option<String>, is_sqlite: bool) -> Result<Self, SettingsError> {
         let secrets_key = match get("SECRETS_KEY") {
             Some(k) if k.len() == 64 && k.bytes().all(|b| b.is_ascii_hexdigit()) => {
                 Some(Secret::new(k.to_ascii_lowercase()))
@@ -338,24 +317,24 @@ impl Settings {
                 })
             }
         };
-        let providers = ProviderSettings {
+        Ok(ProviderSettings {
             secrets_key,
-            allow_custom_base_url: parse_bool(&get, "ALLOW_PROVIDER_BASE_URL", false)?,
+            allow_custom_base_url: parse_bool(get, "ALLOW_PROVIDER_BASE_URL", false)?,
             bolna_base_url: base_url("BOLNA_BASE_URL", "https://api.bolna.ai")?,
             teli_base_url: base_url("TELI_BASE_URL", "https://api.teli.ai")?,
-            simulator_speed: parse_num(&get, "SIMULATOR_SPEED", 1.0, 0.01, 100_000.0)?,
+            simulator_speed: parse_num(get, "SIMULATOR_SPEED", 1.0, 0.01, 100_000.0)?,
             bolna_requests_per_minute: parse_num(
-                &get,
+                get,
                 "BOLNA_REQUESTS_PER_MINUTE",
                 450,
                 0,
                 1_000_000,
             )?,
-            stale_call_seconds: parse_num(&get, "STALE_CALL_SECONDS", 1800, 1, 30 * 86_400)?,
-            request_timeout_ms: parse_num(&get, "PROVIDER_TIMEOUT_MS", 10_000, 100, 120_000)?,
-            sync_interval_seconds: parse_num(&get, "SYNC_INTERVAL_SECONDS", 300, 10, 86_400)?,
+            stale_call_seconds: parse_num(get, "STALE_CALL_SECONDS", 1800, 1, 30 * 86_400)?,
+            request_timeout_ms: parse_num(get, "PROVIDER_TIMEOUT_MS", 10_000, 100, 120_000)?,
+            sync_interval_seconds: parse_num(get, "SYNC_INTERVAL_SECONDS", 300, 10, 86_400)?,
             reconcile_interval_seconds: parse_num(
-                &get,
+                get,
                 "RECONCILE_INTERVAL_SECONDS",
                 3600,
                 60,
@@ -369,62 +348,100 @@ impl Settings {
                         .collect()
                 })
                 .unwrap_or_default(),
-        };
-
-        Ok(Settings {
-            database: DatabaseSettings {
-                url: Secret::new(url),
-                max_connections,
-            },
-            redis_url,
-            events_channel: get("EVENTS_CHANNEL")
-                .unwrap_or_else(|| crate::events::EVENTS_CHANNEL.to_owned()),
-            bind_addr,
-            admin_token,
-            run_worker,
-            seed_demo,
-            log_format,
-            graphql,
-            worker,
-            worker_metrics_addr,
-            auth_cache_seconds,
-            providers,
-            webhook_inline_limit: parse_num(&get, "WEBHOOK_INLINE_LIMIT", 64, 0, 10_000)?,
-            metrics_token: match get("METRICS_TOKEN") {
-                Some(t) if t.trim().len() >= 16 => Some(Secret::new(t.trim())),
-                Some(_) => {
-                    return Err(SettingsError::Invalid {
-                        name: "METRICS_TOKEN",
-                        value: "***".into(),
-                        message: "must be at least 16 characters".into(),
-                    });
-                }
-                None => None,
-            },
-            trusted_proxies: match get("TRUSTED_PROXIES") {
-                None => Vec::new(),
-                Some(list) => list
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|a| !a.is_empty())
-                    .map(|a| {
-                        a.parse().map_err(|_| SettingsError::Invalid {
-                            name: "TRUSTED_PROXIES",
-                            value: a.to_owned(),
-                            message: "must be comma-separated IP addresses".into(),
-                        })
-                    })
-                    .collect::<Result<_, _>>()?,
-            },
-            auth_failures_per_minute: parse_num(
-                &get,
-                "AUTH_FAILURES_PER_MINUTE",
-                30,
-                0,
-                1_000_000,
-            )?,
         })
     }
+}
+
+fn read_redis_url(get: &impl Fn(&str) -> Option<String>) -> Result<Option<Secret>, SettingsError> {
+    match get("REDIS_URL") {
+        Some(v) if v.starts_with("redis://") || v.starts_with("rediss://") => {
+            Ok(Some(Secret::new(v)))
+        }
+        Some(v) => Err(SettingsError::Invalid {
+            name: "REDIS_URL",
+            value: redact_url(&v),
+            message: "must start with redis:// or rediss://".into(),
+        }),
+        None => Ok(None),
+    }
+}
+
+/// An address and port; `default` ("" for none) when unset.
+fn read_addr(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: &str,
+) -> Result<Option<SocketAddr>, SettingsError> {
+    let raw = match get(name) {
+        Some(raw) => raw,
+        None if default.is_empty() => return Ok(None),
+        None => default.to_owned(),
+    };
+    raw.parse().map(Some).map_err(|_| SettingsError::Invalid {
+        name,
+        value: raw.clone(),
+        message: "must be an address and port such as 127.0.0.1:8080".into(),
+    })
+}
+
+/// A bearer token of at least 16 characters: with `trim`, surrounding spaces are dropped;
+/// without, any space is refused.
+fn read_token(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    trim: bool,
+) -> Result<Option<Secret>, SettingsError> {
+    let Some(raw) = get(name) else {
+        return Ok(None);
+    };
+    let t = if trim { raw.trim().to_owned() } else { raw };
+    if t.len() < 16 || (!trim && t.contains(char::is_whitespace)) {
+        return Err(SettingsError::Invalid {
+            name,
+            value: "***".into(),
+            message: if trim {
+                "must be at least 16 characters".into()
+            } else {
+                "must be at least 16 characters, without spaces".into()
+            },
+        });
+    }
+    Ok(Some(Secret::new(t)))
+}
+
+fn read_log_format(get: &impl Fn(&str) -> Option<String>) -> Result<LogFormat, SettingsError> {
+    match get("LOG_FORMAT")
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None | Some("text") => Ok(LogFormat::Text),
+        Some("json") => Ok(LogFormat::Json),
+        Some(other) => Err(SettingsError::Invalid {
+            name: "LOG_FORMAT",
+            value: other.to_owned(),
+            message: "must be text or json".into(),
+        }),
+    }
+}
+
+fn read_trusted_proxies(
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<Vec<std::net::IpAddr>, SettingsError> {
+    let Some(list) = get("TRUSTED_PROXIES") else {
+        return Ok(Vec::new());
+    };
+    list.split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(|a| {
+            a.parse().map_err(|_| SettingsError::Invalid {
+                name: "TRUSTED_PROXIES",
+                value: a.to_owned(),
+                message: "must be comma-separated IP addresses".into(),
+            })
+        })
+        .collect()
 }
 
 fn parse_bool(

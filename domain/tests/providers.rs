@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
+use domain::http::{HttpClient, RetryPolicy};
 use domain::providers::bolna::Bolna;
-use domain::providers::http::{HttpClient, RetryPolicy};
 use domain::providers::teli::Teli;
 use domain::providers::{CallProvider, ListQuery, PlaceCall, ProviderError};
 use domain::types::CallStatus;

@@ -31,7 +31,8 @@ pub struct SchemaData {
     pub webhooks: std::sync::Arc<crate::webhooks::WebhookState>,
 }
 
-/// Builds the schema with the edge limits of shared/reference/hardening.md. `depth` is
+/// Builds the schema with the edge limits (`GraphqlLimits`: depth, complexity, aliases,
+/// directives, introspection) from settings. `depth` is
 /// `limits.max_depth` for every document but introspection-only ones (see `http`).
 pub fn build_schema(data: SchemaData, limits: &GraphqlLimits, depth: usize) -> AppSchema {
     let builder = Schema::build(query::Query, mutation::Mutation, subscription::Subscription)

@@ -1,5 +1,5 @@
 //! `GET /graphql/ws`: the graphql-transport-ws protocol, written out so the edge can be
-//! closed (shared/reference/hardening.md): authentication in `connection_init` within
+//! closed against clients that hold sockets or memory: authentication in `connection_init` within
 //! `GRAPHQL_WS_INIT_TIMEOUT_MS` (10 s; 4408), a repeated init refused (4429), subscribing before the ack refused (4401),
 //! duplicate ids refused (4409), at most 20 subscriptions per socket, 64 KiB messages,
 //! small socket buffers, and a bounded outgoing queue: a client that cannot keep up is

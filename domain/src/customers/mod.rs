@@ -1,5 +1,6 @@
 //! Customers (leads): one per E.164 number per tenant.
 
+pub(crate) mod bulk;
 mod repo;
 mod service;
 

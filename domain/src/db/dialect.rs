@@ -2,7 +2,7 @@
 //! placeholders, row locking, batched key lookups, error classification and date
 //! bucketing. Code elsewhere asks this module instead of testing the backend itself.
 
-use sea_orm::{ConnectionTrait, DatabaseBackend, DbErr, RuntimeErr, Statement};
+use sea_orm::{ConnectionTrait, DatabaseBackend, DbErr, RuntimeErr, Statement, Value};
 
 /// The SQL dialect of a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +99,45 @@ pub fn param(backend: DatabaseBackend, n: usize) -> String {
     match backend {
         DatabaseBackend::Postgres => format!("${n}"),
         _ => "?".to_owned(),
+    }
+}
+
+/// A FROM item `p` with column `k` (each of `keys` that has a row) and `cols` of the
+/// tenant's row in `table` whose unique `key_col` equals it; `filters` narrow it further.
+///
+/// PostgreSQL gets one index probe per key (`LATERAL .. LIMIT 1`, which the planner cannot
+/// turn into a scan): with an `IN` list and statistics older than the table's growth it
+/// reads every row of the tenant and filters them, which made a large sync quadratic.
+pub(crate) fn probe(
+    b: &mut Binder,
+    table: &str,
+    filters: &[(&str, Value)],
+    key_col: &str,
+    keys: &[&str],
+    cols: &str,
+) -> String {
+    if Dialect::from(b.backend()).probes_laterally() {
+        let values: Vec<String> = keys.iter().map(|k| format!("({})", b.bind(*k))).collect();
+        let wheres: Vec<String> = filters
+            .iter()
+            .map(|(col, v)| format!("{col} = {}", b.bind(v.clone())))
+            .collect();
+        format!(
+            "(SELECT keys.k, m.* FROM (VALUES {}) AS keys (k) CROSS JOIN LATERAL \
+             (SELECT {cols} FROM {table} WHERE {} AND {key_col} = keys.k LIMIT 1) m) p",
+            values.join(", "),
+            wheres.join(" AND ")
+        )
+    } else {
+        let wheres: Vec<String> = filters
+            .iter()
+            .map(|(col, v)| format!("{col} = {}", b.bind(v.clone())))
+            .collect();
+        format!(
+            "(SELECT {key_col} AS k, {cols} FROM {table} WHERE {} AND {key_col} IN ({})) p",
+            wheres.join(" AND "),
+            b.list(keys.iter().map(|k| Value::from(*k)))
+        )
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod dialect;
 
+pub(crate) use dialect::probe;
 pub use dialect::{Binder, Dialect, is_deadlock, is_unique_violation, param};
 
 use std::time::Duration;

@@ -9,10 +9,11 @@ use entity::{call, tenant};
 use sea_orm::{ConnectionTrait, EntityTrait, Value};
 use uuid::Uuid;
 
-use super::lead::{LeadChange, LeadPlan, funnel_rank, funnel_rank_sql, name_of};
+use super::lead::{LeadPlan, name_of};
 use super::{IngestOutcome, Known};
 use crate::calls::transition::Reported;
-use crate::db::{Binder, Dialect};
+use crate::customers::bulk::{CustomerPlan, customers_by_phone, write_customers};
+use crate::db::{Binder, probe};
 use crate::error::{DomainError, DomainResult};
 use crate::phone::{PhoneNumber, Region};
 use crate::providers::CallReport;
@@ -35,45 +36,6 @@ pub(crate) struct Lookup {
     pub calls: HashMap<String, CallStatus>,
     /// Customer ids by phone number (E.164).
     pub customers: HashMap<String, Uuid>,
-}
-
-/// A FROM item `p` with column `k` (each of `keys` that has a row) and `cols` of the
-/// tenant's row in `table` whose unique `key_col` equals it; `filters` narrow it further.
-///
-/// PostgreSQL gets one index probe per key (`LATERAL .. LIMIT 1`, which the planner cannot
-/// turn into a scan): with an `IN` list and statistics older than the table's growth it
-/// reads every row of the tenant and filters them, which made a large sync quadratic.
-fn probe(
-    b: &mut Binder,
-    table: &str,
-    filters: &[(&str, Value)],
-    key_col: &str,
-    keys: &[&str],
-    cols: &str,
-) -> String {
-    if Dialect::from(b.backend()).probes_laterally() {
-        let values: Vec<String> = keys.iter().map(|k| format!("({})", b.bind(*k))).collect();
-        let wheres: Vec<String> = filters
-            .iter()
-            .map(|(col, v)| format!("{col} = {}", b.bind(v.clone())))
-            .collect();
-        format!(
-            "(SELECT keys.k, m.* FROM (VALUES {}) AS keys (k) CROSS JOIN LATERAL \
-             (SELECT {cols} FROM {table} WHERE {} AND {key_col} = keys.k LIMIT 1) m) p",
-            values.join(", "),
-            wheres.join(" AND ")
-        )
-    } else {
-        let wheres: Vec<String> = filters
-            .iter()
-            .map(|(col, v)| format!("{col} = {}", b.bind(v.clone())))
-            .collect();
-        format!(
-            "(SELECT {key_col} AS k, {cols} FROM {table} WHERE {} AND {key_col} IN ({})) p",
-            wheres.join(" AND "),
-            b.list(keys.iter().map(|k| Value::from(*k)))
-        )
-    }
 }
 
 /// Agents and calls of one provider by their provider ids, and customers by number, in
@@ -153,43 +115,6 @@ pub(crate) async fn lookup<C: ConnectionTrait>(
         }
     }
     Ok(out)
-}
-
-/// Customers by phone number (E.164), for looking without writing.
-async fn customers_by_phone<C: ConnectionTrait>(
-    conn: &C,
-    tenant_id: Uuid,
-    phones: &[&str],
-) -> DomainResult<HashMap<String, Uuid>> {
-    if phones.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let mut b = Binder::new(conn.get_database_backend());
-    let customers = probe(
-        &mut b,
-        "customers",
-        &[("tenant_id", Value::from(tenant_id))],
-        "phone_number",
-        phones,
-        "id",
-    );
-    let mut out = HashMap::new();
-    for row in conn
-        .query_all_raw(b.statement(format!("SELECT p.k, p.id FROM {customers}")))
-        .await?
-    {
-        out.insert(row.try_get("", "k")?, row.try_get("", "id")?);
-    }
-    Ok(out)
-}
-
-/// A customer the batch touches.
-struct CustomerPlan {
-    name: Option<String>,
-    contacted: DateTime<Utc>,
-    lead: LeadPlan,
-    /// The execution whose call asked not to be called again (for the list's reason).
-    do_not_call_from: Option<String>,
 }
 
 /// Applies `reports` (one provider, distinct execution ids) inside the caller's
@@ -376,164 +301,6 @@ pub(crate) async fn apply_batch<C: ConnectionTrait>(
         });
     }
     Ok(out)
-}
-
-/// Creates the customers that are new and updates the others (`existing`, by number: last
-/// contact, a missing name, the lead status), adding do-not-call requests to the tenant's
-/// list. Returns (id, created) by number.
-async fn write_customers<C: ConnectionTrait>(
-    conn: &C,
-    tenant_id: Uuid,
-    customers: &BTreeMap<String, CustomerPlan>,
-    existing: &HashMap<String, Uuid>,
-    source: EventSource,
-    now: DateTime<Utc>,
-) -> DomainResult<HashMap<String, (Uuid, bool)>> {
-    let backend = conn.get_database_backend();
-    let mut ids: HashMap<String, (Uuid, bool)> = HashMap::with_capacity(customers.len());
-    if customers.is_empty() {
-        return Ok(ids);
-    }
-    let changes: BTreeMap<&str, LeadChange> = customers
-        .iter()
-        .map(|(phone, plan)| (phone.as_str(), plan.lead.change()))
-        .collect();
-
-    // Numbers already here are updated, the others inserted at their final status; a
-    // number another transaction inserted in between is updated after all.
-    let here: Vec<(&str, Uuid)> = customers
-        .keys()
-        .filter_map(|p| existing.get(p).map(|id| (p.as_str(), *id)))
-        .collect();
-    update_customers(conn, customers, &changes, &here, now).await?;
-    for (phone, id) in here {
-        ids.insert(phone.to_owned(), (id, false));
-    }
-    let mut b = Binder::new(backend);
-    let rows: Vec<String> = customers
-        .iter()
-        .filter(|(phone, _)| !ids.contains_key(phone.as_str()))
-        .map(|(phone, plan)| {
-            let status = changes[phone.as_str()].initial();
-            b.row([
-                Uuid::now_v7().into(),
-                tenant_id.into(),
-                phone.as_str().into(),
-                plan.name.clone().into(),
-                status.as_str().into(),
-                serde_json::Value::Array(Vec::new()).into(),
-                source.as_str().into(),
-                Some(plan.contacted).into(),
-                now.into(),
-                now.into(),
-            ])
-        })
-        .collect();
-    if !rows.is_empty() {
-        let sql = format!(
-            "INSERT INTO customers (id, tenant_id, phone_number, name, status, tags, source, last_contacted_at, created_at, updated_at) \
-             VALUES {} ON CONFLICT (tenant_id, phone_number) DO NOTHING RETURNING id, phone_number",
-            rows.join(", ")
-        );
-        for row in conn.query_all_raw(b.statement(sql)).await? {
-            ids.insert(
-                row.try_get("", "phone_number")?,
-                (row.try_get("", "id")?, true),
-            );
-        }
-        let raced: Vec<&str> = customers
-            .keys()
-            .map(String::as_str)
-            .filter(|p| !ids.contains_key(*p))
-            .collect();
-        if !raced.is_empty() {
-            let raced = customers_by_phone(conn, tenant_id, &raced).await?;
-            let pairs: Vec<(&str, Uuid)> = raced.iter().map(|(p, id)| (p.as_str(), *id)).collect();
-            update_customers(conn, customers, &changes, &pairs, now).await?;
-            for (phone, id) in pairs {
-                ids.insert(phone.to_owned(), (id, false));
-            }
-        }
-    }
-
-    let mut b = Binder::new(backend);
-    let rows: Vec<String> = customers
-        .iter()
-        .filter_map(|(phone, plan)| plan.do_not_call_from.as_ref().map(|e| (phone, e)))
-        .map(|(phone, execution)| {
-            b.row([
-                tenant_id.into(),
-                phone.as_str().into(),
-                format!("asked during call {execution}").into(),
-                now.into(),
-            ])
-        })
-        .collect();
-    if !rows.is_empty() {
-        let sql = format!(
-            "INSERT INTO do_not_call (tenant_id, phone_number, reason, created_at) VALUES {} \
-             ON CONFLICT (tenant_id, phone_number) DO NOTHING",
-            rows.join(", ")
-        );
-        conn.execute_raw(b.statement(sql)).await?;
-    }
-    Ok(ids)
-}
-
-/// Updates the customers `targets` (number, id): last contact, a missing name, the lead
-/// status. A row is rewritten only when one of those changes, so a repeated report costs
-/// no new row version.
-async fn update_customers<C: ConnectionTrait>(
-    conn: &C,
-    customers: &BTreeMap<String, CustomerPlan>,
-    changes: &BTreeMap<&str, LeadChange>,
-    targets: &[(&str, Uuid)],
-    now: DateTime<Utc>,
-) -> DomainResult<()> {
-    if targets.is_empty() {
-        return Ok(());
-    }
-    let mut b = Binder::new(conn.get_database_backend());
-    let rows: Vec<String> = targets
-        .iter()
-        .map(|(phone, id)| {
-            let plan = &customers[*phone];
-            let change = &changes[phone];
-            b.row([
-                (*id).into(),
-                Some(plan.contacted).into(),
-                plan.name.clone().into(),
-                change.set.map(|s| s.0.as_str().to_owned()).into(),
-                change.set.map(|s| s.1).into(),
-                change.forward.map(|f| f.as_str().to_owned()).into(),
-                change.forward.map_or(0, funnel_rank).into(),
-            ])
-        })
-        .collect();
-    // Placeholders in text order (SQLite binds by position).
-    let now_slot = b.bind(now);
-    let status = format!(
-        "CASE WHEN customers.status = 'DO_NOT_CALL' THEN customers.status \
-         WHEN v.set_to IS NOT NULL AND (customers.last_contacted_at IS NULL OR customers.last_contacted_at <= v.set_at) THEN v.set_to \
-         WHEN v.forward IS NOT NULL AND {} < v.forward_rank THEN v.forward \
-         ELSE customers.status END",
-        funnel_rank_sql("customers.status")
-    );
-    let later = "customers.last_contacted_at IS NULL OR customers.last_contacted_at < v.contacted";
-    // Every SET expression reads the row as it was before this statement.
-    let sql = format!(
-        "WITH v (id, contacted, name, set_to, set_at, forward, forward_rank) AS (VALUES {rows}) \
-         UPDATE customers SET \
-         last_contacted_at = CASE WHEN {later} THEN v.contacted ELSE customers.last_contacted_at END, \
-         name = COALESCE(customers.name, v.name), \
-         updated_at = CASE WHEN ({status}) <> customers.status THEN {now_slot} ELSE customers.updated_at END, \
-         status = {status} \
-         FROM v WHERE customers.id = v.id \
-         AND ({later} OR (customers.name IS NULL AND v.name IS NOT NULL) OR ({status}) <> customers.status)",
-        rows = rows.join(", "),
-    );
-    conn.execute_raw(b.statement(sql)).await?;
-    Ok(())
 }
 
 const CALL_COLUMNS: &str = "id, tenant_id, agent_id, customer_id, provider, provider_execution_id, provider_call_id, \

@@ -20,7 +20,7 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use entity::tenant;
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use serde::{Deserialize, Serialize};
@@ -28,7 +28,7 @@ use uuid::Uuid;
 
 mod batch;
 pub mod jobs;
-mod lead;
+pub(crate) mod lead;
 mod locks;
 
 pub(crate) use batch::lookup;
@@ -359,72 +359,4 @@ fn single<T>(mut applied: Vec<Option<T>>) -> DomainResult<T> {
         .pop()
         .flatten()
         .ok_or_else(|| DomainError::Internal("the report was not applied".into()))
-}
-
-/// Finds or creates the tenant's customer for `phone`, moving `last_contacted_at` forward
-/// and filling a missing name. The row is rewritten only when one of those changes (a
-/// repeated report costs a read, not a new row version). Returns (id, created).
-pub(crate) async fn upsert_customer<C: ConnectionTrait>(
-    conn: &C,
-    tenant_id: Uuid,
-    phone: &PhoneNumber,
-    name: Option<String>,
-    source: EventSource,
-    contacted: Option<DateTime<Utc>>,
-) -> DomainResult<(Uuid, bool)> {
-    let backend = conn.get_database_backend();
-    let p = |n| param(backend, n);
-    let now = Utc::now();
-    let new_id = Uuid::now_v7();
-    let sql = format!(
-        "INSERT INTO customers (id, tenant_id, phone_number, name, status, tags, source, last_contacted_at, created_at, updated_at) \
-         VALUES ({}, {}, {}, {}, 'NEW', '[]', {}, {}, {}, {}) \
-         ON CONFLICT (tenant_id, phone_number) DO UPDATE SET \
-         last_contacted_at = CASE WHEN customers.last_contacted_at IS NULL OR customers.last_contacted_at < excluded.last_contacted_at \
-           THEN excluded.last_contacted_at ELSE customers.last_contacted_at END, \
-         name = COALESCE(customers.name, excluded.name) \
-         RETURNING id",
-        p(1),
-        p(2),
-        p(3),
-        p(4),
-        p(5),
-        p(6),
-        p(7),
-        p(8)
-    );
-    let row = conn
-        .query_one_raw(Statement::from_sql_and_values(
-            backend,
-            sql,
-            [
-                new_id.into(),
-                tenant_id.into(),
-                phone.as_str().into(),
-                name.into(),
-                source.as_str().into(),
-                contacted.into(),
-                now.into(),
-                now.into(),
-            ],
-        ))
-        .await?;
-    if let Some(row) = row {
-        let id: Uuid = row.try_get("", "id")?;
-        return Ok((id, id == new_id));
-    }
-    // The customer exists and nothing about it changes.
-    let row = conn
-        .query_one_raw(Statement::from_sql_and_values(
-            backend,
-            format!(
-                "SELECT id FROM customers WHERE tenant_id = {} AND phone_number = {}",
-                p(1),
-                p(2)
-            ),
-            [tenant_id.into(), phone.as_str().into()],
-        ))
-        .await?
-        .ok_or_else(|| DomainError::Internal("customer vanished during upsert".into()))?;
-    Ok((row.try_get("", "id")?, false))
 }

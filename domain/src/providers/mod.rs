@@ -4,8 +4,6 @@
 //! turned into a [`CallReport`] and handed to `domain::ingest`.
 
 pub mod bolna;
-pub mod budget;
-pub mod http;
 pub mod registry;
 mod report;
 pub mod simulator;
@@ -57,6 +55,23 @@ impl ProviderError {
                 | ProviderError::Transient(_)
                 | ProviderError::Ambiguous(_)
         )
+    }
+}
+
+/// The shared client's errors, in the provider's words (what users see in sync runs and
+/// call errors).
+impl From<crate::http::HttpError> for ProviderError {
+    fn from(e: crate::http::HttpError) -> Self {
+        use crate::http::HttpError as H;
+        match e {
+            H::Credentials { status, message } => ProviderError::Credentials { status, message },
+            H::RateLimited { retry_after } => ProviderError::RateLimited { retry_after },
+            H::Transient(m) => ProviderError::Transient(m),
+            H::Ambiguous(m) => ProviderError::Ambiguous(m),
+            H::Rejected { status, message } => ProviderError::Rejected { status, message },
+            H::NotFound => ProviderError::NotFound,
+            H::Decode(m) => ProviderError::Decode(m),
+        }
     }
 }
 

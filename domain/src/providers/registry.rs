@@ -11,13 +11,13 @@ use uuid::Uuid;
 use sha2::{Digest, Sha256};
 
 use super::bolna::Bolna;
-use super::budget::Budget;
-use super::http::{HttpClient, RetryPolicy};
 use super::simulator::Simulator;
 use super::teli::Teli;
 use super::{DynProvider, ProviderError};
 use crate::credentials;
 use crate::error::{DomainError, DomainResult};
+use crate::http::Budget;
+use crate::http::{HttpClient, RetryPolicy};
 use crate::secrets::Cipher;
 use crate::settings::ProviderSettings;
 use crate::types::Provider;

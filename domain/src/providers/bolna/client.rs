@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::dto::{AgentItem, ExecutionList, PlaceCallResponse};
 use super::transform::parse_execution;
-use crate::providers::http::{Auth, HttpClient, path_segment};
+use crate::http::{Auth, HttpClient, path_segment};
 use crate::providers::{
     AgentListing, CallProvider, CallReport, ExecutionPage, ListQuery, PlaceCall, PlacedCall,
     ProviderError, ProviderResult,

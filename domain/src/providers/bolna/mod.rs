@@ -1,4 +1,7 @@
-//! Bolna.ai (see shared/reference/providers.md §1).
+//! Bolna.ai: `POST /call` places a call, `GET /executions/{id}` reads one, the agent's
+//! executions list pages a window (sync), and webhooks post the execution object as it
+//! moves (queued, initiated, ringing, in-progress, call-disconnected, completed, or
+//! busy / no-answer / failed).
 
 mod client;
 pub mod dto;

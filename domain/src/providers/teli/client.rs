@@ -6,7 +6,7 @@ use futures_util::future::BoxFuture;
 
 use super::dto::{CallEnvelope, CallList};
 use super::transform::parse_call;
-use crate::providers::http::{Auth, HttpClient, path_segment};
+use crate::http::{Auth, HttpClient, path_segment};
 use crate::providers::{
     AgentListing, CallProvider, CallReport, ExecutionPage, ListQuery, PlaceCall, PlacedCall,
     ProviderError, ProviderResult,

@@ -1,4 +1,4 @@
-//! Teli (see shared/reference/providers.md §2): call history only; no single-call API.
+//! Teli: call history only (`GET /v1/voice/calls`, paged); calls are not placed through it.
 
 mod client;
 pub mod dto;

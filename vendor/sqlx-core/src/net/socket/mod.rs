@@ -188,9 +188,8 @@ pub async fn connect_tcp<Ws: WithSocket>(
 ) -> crate::Result<Ws::Output> {
     #[cfg(feature = "_rt-tokio")]
     if crate::rt::rt_tokio::available() {
-        // Switchboard patch: upstream fix transact-rs/sqlx#4336 (issue #4335), not yet
-        // released: without TCP_NODELAY a statement larger than one segment waits ~40 ms
-        // for a delayed ACK.
+        // Switchboard patch (vendor/sqlx-core.patch): without TCP_NODELAY a statement
+        // larger than one segment waits ~40 ms for a delayed ACK.
         let stream = tokio::net::TcpStream::connect((host, port)).await?;
         stream.set_nodelay(true)?;
         return Ok(with_socket.with_socket(stream).await);

@@ -1,5 +1,5 @@
-//! The one HTTP client every provider uses: timeouts, retries with full jitter for reads,
-//! `Retry-After`, and at-most-once for requests that create things.
+//! The client itself: timeouts, retries with full jitter for reads, `Retry-After`, a
+//! request budget, capped bodies, and at-most-once for requests that create things.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,9 +9,9 @@ use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
 
 use super::budget::Budget;
-use super::{ProviderError, ProviderResult};
+use super::{HttpError, HttpResult};
 
-/// Retry knobs (starting values from shared/reference/hardening.md).
+/// Retry knobs: full-jitter exponential backoff from 1 s, capped at 60 s, six tries.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
     pub base: Duration,
@@ -68,8 +68,8 @@ impl HttpClient {
         timeout: Duration,
         retry: RetryPolicy,
         resolver: Option<Arc<crate::net::GuardedResolver>>,
-    ) -> Result<Self, ProviderError> {
-        // reqwest is built without a TLS provider of its own (see crates.md): use ring.
+    ) -> Result<Self, HttpError> {
+        // reqwest is built without a TLS provider of its own: use ring (one provider, no ambiguity).
         crate::install_tls_provider();
         let mut builder = reqwest::Client::builder();
         if let Some(resolver) = resolver {
@@ -82,7 +82,7 @@ impl HttpClient {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("switchboard/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| ProviderError::Transient(format!("building the HTTP client: {e}")))?;
+            .map_err(|e| HttpError::Transient(format!("building the HTTP client: {e}")))?;
         Ok(HttpClient {
             client,
             retry,
@@ -116,7 +116,7 @@ impl HttpClient {
         url: &str,
         query: &[(&str, String)],
         auth: &Auth,
-    ) -> ProviderResult<T> {
+    ) -> HttpResult<T> {
         let mut attempt = 0;
         loop {
             let result = self
@@ -126,12 +126,12 @@ impl HttpClient {
                 Ok(body) => return decode(&body),
                 Err(err) if err.is_retryable() && attempt + 1 < self.retry.max_tries => {
                     let wait = match &err {
-                        ProviderError::RateLimited {
+                        HttpError::RateLimited {
                             retry_after: Some(d),
                         } => (*d).min(MAX_RETRY_AFTER),
                         _ => self.retry.delay(attempt),
                     };
-                    tracing::debug!(%url, attempt, wait_ms = wait.as_millis() as u64, error = %err, "retrying provider read");
+                    tracing::debug!(%url, attempt, wait_ms = wait.as_millis() as u64, error = %err, "retrying a read");
                     tokio::time::sleep(wait).await;
                     attempt += 1;
                 }
@@ -142,25 +142,25 @@ impl HttpClient {
 
     /// POST that creates something. Sent again only when the provider confirmed it did
     /// nothing: a 429, or a connection that never opened. A timeout after sending is
-    /// reported as [`ProviderError::Ambiguous`] and never retried.
+    /// reported as [`HttpError::Ambiguous`] and never retried.
     pub async fn post_json_once<T: DeserializeOwned>(
         &self,
         url: &str,
         body: &serde_json::Value,
         auth: &Auth,
-    ) -> ProviderResult<T> {
+    ) -> HttpResult<T> {
         let mut attempt = 0;
         loop {
             let result = self
                 .send(self.request(Method::POST, url, auth).json(body))
                 .await;
-            let confirmed_not_created = matches!(&result, Err(ProviderError::RateLimited { .. }))
-                || matches!(&result, Err(ProviderError::Transient(m)) if m.starts_with(NOT_SENT));
+            let confirmed_not_created = matches!(&result, Err(HttpError::RateLimited { .. }))
+                || matches!(&result, Err(HttpError::Transient(m)) if m.starts_with(NOT_SENT));
             match result {
                 Ok(body) => return decode(&body),
                 Err(err) if confirmed_not_created && attempt + 1 < self.retry.max_tries => {
                     let wait = match &err {
-                        ProviderError::RateLimited {
+                        HttpError::RateLimited {
                             retry_after: Some(d),
                         } => (*d).min(MAX_RETRY_AFTER),
                         _ => self.retry.delay(attempt),
@@ -169,27 +169,27 @@ impl HttpClient {
                     attempt += 1;
                 }
                 // A 5xx on a create may have created it: do not resend.
-                Err(ProviderError::Transient(m)) if !m.starts_with(NOT_SENT) => {
-                    return Err(ProviderError::Ambiguous(m));
+                Err(HttpError::Transient(m)) if !m.starts_with(NOT_SENT) => {
+                    return Err(HttpError::Ambiguous(m));
                 }
                 Err(err) => return Err(err),
             }
         }
     }
 
-    async fn send(&self, req: RequestBuilder) -> ProviderResult<bytes::Bytes> {
+    async fn send(&self, req: RequestBuilder) -> HttpResult<bytes::Bytes> {
         if let Some(budget) = &self.budget {
             budget.take().await;
         }
         let response = match req.send().await {
             Ok(r) => r,
             Err(e) if e.is_connect() => {
-                return Err(ProviderError::Transient(format!("{NOT_SENT}: {e}")));
+                return Err(HttpError::Transient(format!("{NOT_SENT}: {e}")));
             }
             Err(e) if e.is_timeout() => {
-                return Err(ProviderError::Ambiguous(format!("timed out: {e}")));
+                return Err(HttpError::Ambiguous(format!("timed out: {e}")));
             }
-            Err(e) => return Err(ProviderError::Transient(e.to_string())),
+            Err(e) => return Err(HttpError::Transient(e.to_string())),
         };
         let status = response.status();
         let retry_after = retry_after(response.headers());
@@ -199,17 +199,17 @@ impl HttpClient {
         }
         let message = error_message(&body);
         Err(match status {
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ProviderError::Credentials {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => HttpError::Credentials {
                 status: status.as_u16(),
                 message,
             },
-            StatusCode::TOO_MANY_REQUESTS => ProviderError::RateLimited { retry_after },
-            StatusCode::NOT_FOUND => ProviderError::NotFound,
-            StatusCode::REQUEST_TIMEOUT => ProviderError::Transient(message),
+            StatusCode::TOO_MANY_REQUESTS => HttpError::RateLimited { retry_after },
+            StatusCode::NOT_FOUND => HttpError::NotFound,
+            StatusCode::REQUEST_TIMEOUT => HttpError::Transient(message),
             s if s.is_server_error() => {
-                ProviderError::Transient(format!("HTTP {}: {message}", s.as_u16()))
+                HttpError::Transient(format!("HTTP {}: {message}", s.as_u16()))
             }
-            s => ProviderError::Rejected {
+            s => HttpError::Rejected {
                 status: s.as_u16(),
                 message,
             },
@@ -221,12 +221,12 @@ impl HttpClient {
 /// few MiB); a larger one is refused rather than buffered.
 pub const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
 
-async fn read_capped(mut response: reqwest::Response) -> ProviderResult<bytes::Bytes> {
+async fn read_capped(mut response: reqwest::Response) -> HttpResult<bytes::Bytes> {
     if response
         .content_length()
         .is_some_and(|n| n > MAX_RESPONSE_BYTES as u64)
     {
-        return Err(ProviderError::Decode(format!(
+        return Err(HttpError::Decode(format!(
             "the response is larger than {MAX_RESPONSE_BYTES} bytes"
         )));
     }
@@ -235,7 +235,7 @@ async fn read_capped(mut response: reqwest::Response) -> ProviderResult<bytes::B
         match response.chunk().await {
             Ok(Some(chunk)) => {
                 if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                    return Err(ProviderError::Decode(format!(
+                    return Err(HttpError::Decode(format!(
                         "the response is larger than {MAX_RESPONSE_BYTES} bytes"
                     )));
                 }
@@ -243,15 +243,15 @@ async fn read_capped(mut response: reqwest::Response) -> ProviderResult<bytes::B
             }
             Ok(None) => return Ok(body.freeze()),
             Err(e) if e.is_timeout() => {
-                return Err(ProviderError::Ambiguous(format!("timed out reading: {e}")));
+                return Err(HttpError::Ambiguous(format!("timed out reading: {e}")));
             }
-            Err(e) => return Err(ProviderError::Transient(e.to_string())),
+            Err(e) => return Err(HttpError::Transient(e.to_string())),
         }
     }
 }
 
 /// Ids go into URL paths: refuse anything that could change the path.
-pub fn path_segment(id: &str) -> ProviderResult<&str> {
+pub fn path_segment(id: &str) -> HttpResult<&str> {
     if !id.is_empty()
         && id.len() <= 200
         && id
@@ -262,7 +262,7 @@ pub fn path_segment(id: &str) -> ProviderResult<&str> {
     {
         Ok(id)
     } else {
-        Err(ProviderError::Decode(format!("invalid id {id:?}")))
+        Err(HttpError::Decode(format!("invalid id {id:?}")))
     }
 }
 
@@ -271,8 +271,8 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
 
 const NOT_SENT: &str = "could not connect";
 
-fn decode<T: DeserializeOwned>(body: &[u8]) -> ProviderResult<T> {
-    serde_json::from_slice(body).map_err(|e| ProviderError::Decode(e.to_string()))
+fn decode<T: DeserializeOwned>(body: &[u8]) -> HttpResult<T> {
+    serde_json::from_slice(body).map_err(|e| HttpError::Decode(e.to_string()))
 }
 
 /// `Retry-After` in seconds (the HTTP-date form is rare for APIs and is ignored).

@@ -1,0 +1,278 @@
+//! Customers written many at a time, by E.164 number: one lookup, one insert of the new
+//! ones, one update of the others, whatever their number. Ingestion uses it for every
+//! batch of reports; imports and CRM syncs write through it too.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ConnectionTrait, Statement, Value};
+use uuid::Uuid;
+
+use crate::db::{Binder, param, probe};
+use crate::error::{DomainError, DomainResult};
+use crate::ingest::lead::{LeadChange, LeadPlan, funnel_rank, funnel_rank_sql};
+use crate::phone::PhoneNumber;
+use crate::types::EventSource;
+
+/// What a batch says about one customer (by number).
+pub(crate) struct CustomerPlan {
+    pub name: Option<String>,
+    pub contacted: DateTime<Utc>,
+    pub lead: LeadPlan,
+    /// The execution whose call asked not to be called again (for the list's reason).
+    pub do_not_call_from: Option<String>,
+}
+
+/// Customers by phone number (E.164), for looking without writing.
+pub(crate) async fn customers_by_phone<C: ConnectionTrait>(
+    conn: &C,
+    tenant_id: Uuid,
+    phones: &[&str],
+) -> DomainResult<HashMap<String, Uuid>> {
+    if phones.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut b = Binder::new(conn.get_database_backend());
+    let customers = probe(
+        &mut b,
+        "customers",
+        &[("tenant_id", Value::from(tenant_id))],
+        "phone_number",
+        phones,
+        "id",
+    );
+    let mut out = HashMap::new();
+    for row in conn
+        .query_all_raw(b.statement(format!("SELECT p.k, p.id FROM {customers}")))
+        .await?
+    {
+        out.insert(row.try_get("", "k")?, row.try_get("", "id")?);
+    }
+    Ok(out)
+}
+
+/// Creates the customers that are new and updates the others (`existing`, by number: last
+/// contact, a missing name, the lead status), adding do-not-call requests to the tenant's
+/// list. Returns (id, created) by number.
+pub(crate) async fn write_customers<C: ConnectionTrait>(
+    conn: &C,
+    tenant_id: Uuid,
+    customers: &BTreeMap<String, CustomerPlan>,
+    existing: &HashMap<String, Uuid>,
+    source: EventSource,
+    now: DateTime<Utc>,
+) -> DomainResult<HashMap<String, (Uuid, bool)>> {
+    let backend = conn.get_database_backend();
+    let mut ids: HashMap<String, (Uuid, bool)> = HashMap::with_capacity(customers.len());
+    if customers.is_empty() {
+        return Ok(ids);
+    }
+    let changes: BTreeMap<&str, LeadChange> = customers
+        .iter()
+        .map(|(phone, plan)| (phone.as_str(), plan.lead.change()))
+        .collect();
+
+    // Numbers already here are updated, the others inserted at their final status; a
+    // number another transaction inserted in between is updated after all.
+    let here: Vec<(&str, Uuid)> = customers
+        .keys()
+        .filter_map(|p| existing.get(p).map(|id| (p.as_str(), *id)))
+        .collect();
+    update_customers(conn, customers, &changes, &here, now).await?;
+    for (phone, id) in here {
+        ids.insert(phone.to_owned(), (id, false));
+    }
+    let mut b = Binder::new(backend);
+    let rows: Vec<String> = customers
+        .iter()
+        .filter(|(phone, _)| !ids.contains_key(phone.as_str()))
+        .map(|(phone, plan)| {
+            let status = changes[phone.as_str()].initial();
+            b.row([
+                Uuid::now_v7().into(),
+                tenant_id.into(),
+                phone.as_str().into(),
+                plan.name.clone().into(),
+                status.as_str().into(),
+                serde_json::Value::Array(Vec::new()).into(),
+                source.as_str().into(),
+                Some(plan.contacted).into(),
+                now.into(),
+                now.into(),
+            ])
+        })
+        .collect();
+    if !rows.is_empty() {
+        let sql = format!(
+            "INSERT INTO customers (id, tenant_id, phone_number, name, status, tags, source, last_contacted_at, created_at, updated_at) \
+             VALUES {} ON CONFLICT (tenant_id, phone_number) DO NOTHING RETURNING id, phone_number",
+            rows.join(", ")
+        );
+        for row in conn.query_all_raw(b.statement(sql)).await? {
+            ids.insert(
+                row.try_get("", "phone_number")?,
+                (row.try_get("", "id")?, true),
+            );
+        }
+        let raced: Vec<&str> = customers
+            .keys()
+            .map(String::as_str)
+            .filter(|p| !ids.contains_key(*p))
+            .collect();
+        if !raced.is_empty() {
+            let raced = customers_by_phone(conn, tenant_id, &raced).await?;
+            let pairs: Vec<(&str, Uuid)> = raced.iter().map(|(p, id)| (p.as_str(), *id)).collect();
+            update_customers(conn, customers, &changes, &pairs, now).await?;
+            for (phone, id) in pairs {
+                ids.insert(phone.to_owned(), (id, false));
+            }
+        }
+    }
+
+    let mut b = Binder::new(backend);
+    let rows: Vec<String> = customers
+        .iter()
+        .filter_map(|(phone, plan)| plan.do_not_call_from.as_ref().map(|e| (phone, e)))
+        .map(|(phone, execution)| {
+            b.row([
+                tenant_id.into(),
+                phone.as_str().into(),
+                format!("asked during call {execution}").into(),
+                now.into(),
+            ])
+        })
+        .collect();
+    if !rows.is_empty() {
+        let sql = format!(
+            "INSERT INTO do_not_call (tenant_id, phone_number, reason, created_at) VALUES {} \
+             ON CONFLICT (tenant_id, phone_number) DO NOTHING",
+            rows.join(", ")
+        );
+        conn.execute_raw(b.statement(sql)).await?;
+    }
+    Ok(ids)
+}
+
+/// Updates the customers `targets` (number, id): last contact, a missing name, the lead
+/// status. A row is rewritten only when one of those changes, so a repeated report costs
+/// no new row version.
+async fn update_customers<C: ConnectionTrait>(
+    conn: &C,
+    customers: &BTreeMap<String, CustomerPlan>,
+    changes: &BTreeMap<&str, LeadChange>,
+    targets: &[(&str, Uuid)],
+    now: DateTime<Utc>,
+) -> DomainResult<()> {
+    if targets.is_empty() {
+        return Ok(());
+    }
+    let mut b = Binder::new(conn.get_database_backend());
+    let rows: Vec<String> = targets
+        .iter()
+        .map(|(phone, id)| {
+            let plan = &customers[*phone];
+            let change = &changes[phone];
+            b.row([
+                (*id).into(),
+                Some(plan.contacted).into(),
+                plan.name.clone().into(),
+                change.set.map(|s| s.0.as_str().to_owned()).into(),
+                change.set.map(|s| s.1).into(),
+                change.forward.map(|f| f.as_str().to_owned()).into(),
+                change.forward.map_or(0, funnel_rank).into(),
+            ])
+        })
+        .collect();
+    // Placeholders in text order (SQLite binds by position).
+    let now_slot = b.bind(now);
+    let status = format!(
+        "CASE WHEN customers.status = 'DO_NOT_CALL' THEN customers.status \
+         WHEN v.set_to IS NOT NULL AND (customers.last_contacted_at IS NULL OR customers.last_contacted_at <= v.set_at) THEN v.set_to \
+         WHEN v.forward IS NOT NULL AND {} < v.forward_rank THEN v.forward \
+         ELSE customers.status END",
+        funnel_rank_sql("customers.status")
+    );
+    let later = "customers.last_contacted_at IS NULL OR customers.last_contacted_at < v.contacted";
+    // Every SET expression reads the row as it was before this statement.
+    let sql = format!(
+        "WITH v (id, contacted, name, set_to, set_at, forward, forward_rank) AS (VALUES {rows}) \
+         UPDATE customers SET \
+         last_contacted_at = CASE WHEN {later} THEN v.contacted ELSE customers.last_contacted_at END, \
+         name = COALESCE(customers.name, v.name), \
+         updated_at = CASE WHEN ({status}) <> customers.status THEN {now_slot} ELSE customers.updated_at END, \
+         status = {status} \
+         FROM v WHERE customers.id = v.id \
+         AND ({later} OR (customers.name IS NULL AND v.name IS NOT NULL) OR ({status}) <> customers.status)",
+        rows = rows.join(", "),
+    );
+    conn.execute_raw(b.statement(sql)).await?;
+    Ok(())
+}
+
+/// Finds or creates the tenant's customer for `phone`, moving `last_contacted_at` forward
+/// and filling a missing name. The row is rewritten only when one of those changes (a
+/// repeated report costs a read, not a new row version). Returns (id, created).
+pub(crate) async fn upsert_customer<C: ConnectionTrait>(
+    conn: &C,
+    tenant_id: Uuid,
+    phone: &PhoneNumber,
+    name: Option<String>,
+    source: EventSource,
+    contacted: Option<DateTime<Utc>>,
+) -> DomainResult<(Uuid, bool)> {
+    let backend = conn.get_database_backend();
+    let p = |n| param(backend, n);
+    let now = Utc::now();
+    let new_id = Uuid::now_v7();
+    let sql = format!(
+        "INSERT INTO customers (id, tenant_id, phone_number, name, status, tags, source, last_contacted_at, created_at, updated_at) \
+         VALUES ({}, {}, {}, {}, 'NEW', '[]', {}, {}, {}, {}) \
+         ON CONFLICT (tenant_id, phone_number) DO UPDATE SET \
+         last_contacted_at = CASE WHEN customers.last_contacted_at IS NULL OR customers.last_contacted_at < excluded.last_contacted_at \
+           THEN excluded.last_contacted_at ELSE customers.last_contacted_at END, \
+         name = COALESCE(customers.name, excluded.name) \
+         RETURNING id",
+        p(1),
+        p(2),
+        p(3),
+        p(4),
+        p(5),
+        p(6),
+        p(7),
+        p(8)
+    );
+    let row = conn
+        .query_one_raw(Statement::from_sql_and_values(
+            backend,
+            sql,
+            [
+                new_id.into(),
+                tenant_id.into(),
+                phone.as_str().into(),
+                name.into(),
+                source.as_str().into(),
+                contacted.into(),
+                now.into(),
+                now.into(),
+            ],
+        ))
+        .await?;
+    if let Some(row) = row {
+        let id: Uuid = row.try_get("", "id")?;
+        return Ok((id, id == new_id));
+    }
+    // The customer exists and nothing about it changes.
+    let row = conn
+        .query_one_raw(Statement::from_sql_and_values(
+            backend,
+            format!(
+                "SELECT id FROM customers WHERE tenant_id = {} AND phone_number = {}",
+                p(1),
+                p(2)
+            ),
+            [tenant_id.into(), phone.as_str().into()],
+        ))
+        .await?
+        .ok_or_else(|| DomainError::Internal("customer vanished during upsert".into()))?;
+    Ok((row.try_get("", "id")?, false))
+}
