@@ -1,17 +1,22 @@
 //! The GraphQL schema and its HTTP endpoint.
 
+pub mod agents;
+pub mod calls;
+pub mod connection;
 pub mod context;
+pub mod customers;
 pub mod document;
 pub mod enums;
 pub mod error;
 pub mod http;
+pub mod input;
 pub mod loaders;
-pub mod mutation;
 pub mod parse_cache;
 pub mod prefetch;
-pub mod query;
+pub mod root;
 pub mod subscription;
 pub mod sync;
+pub mod tenancy;
 pub mod types;
 pub mod ws;
 
@@ -19,7 +24,7 @@ use async_graphql::Schema;
 use domain::settings::GraphqlLimits;
 use sea_orm::DatabaseConnection;
 
-pub type AppSchema = Schema<query::Query, mutation::Mutation, subscription::Subscription>;
+pub type AppSchema = Schema<root::Query, root::Mutation, subscription::Subscription>;
 
 /// What resolvers share, put into the schema's data.
 #[derive(Clone)]
@@ -35,16 +40,20 @@ pub struct SchemaData {
 /// directives, introspection) from settings. `depth` is
 /// `limits.max_depth` for every document but introspection-only ones (see `http`).
 pub fn build_schema(data: SchemaData, limits: &GraphqlLimits, depth: usize) -> AppSchema {
-    let builder = Schema::build(query::Query, mutation::Mutation, subscription::Subscription)
-        .data(data.db)
-        .data(data.auth)
-        .data(data.services)
-        .data(data.hub)
-        .data(data.webhooks)
-        .limit_depth(depth)
-        .limit_complexity(limits.max_complexity)
-        .limit_directives(limits.max_directives)
-        .limit_recursive_depth(limits.max_recursive_depth.max(depth + 4));
+    let builder = Schema::build(
+        root::Query::default(),
+        root::Mutation::default(),
+        subscription::Subscription,
+    )
+    .data(data.db)
+    .data(data.auth)
+    .data(data.services)
+    .data(data.hub)
+    .data(data.webhooks)
+    .limit_depth(depth)
+    .limit_complexity(limits.max_complexity)
+    .limit_directives(limits.max_directives)
+    .limit_recursive_depth(limits.max_recursive_depth.max(depth + 4));
     if limits.introspection {
         builder.finish()
     } else {
@@ -54,7 +63,11 @@ pub fn build_schema(data: SchemaData, limits: &GraphqlLimits, depth: usize) -> A
 
 /// The SDL, as checked in at `schema.graphql`.
 pub fn sdl() -> String {
-    Schema::build(query::Query, mutation::Mutation, subscription::Subscription)
-        .finish()
-        .sdl()
+    Schema::build(
+        root::Query::default(),
+        root::Mutation::default(),
+        subscription::Subscription,
+    )
+    .finish()
+    .sdl()
 }

@@ -2,14 +2,15 @@
 
 use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
-use domain::pagination::{Page, PageRequest, encode_cursor};
+use domain::pagination::PageRequest;
 use domain::sync;
 use entity::sync_run;
 
+use super::connection::{Connection, Listing, connection_object};
 use super::context::{db, scope};
 use super::enums::{Provider, SyncStatus, SyncTrigger};
-use super::error::GqlResultExt;
-use super::types::{Call, Customer, PageInfo, page_info};
+use super::error::{GqlResultExt, parse_id};
+use super::types::{Call, Customer};
 
 /// What to sync.
 #[derive(InputObject)]
@@ -124,47 +125,39 @@ impl SyncRun {
     }
 }
 
-pub struct SyncRunConnection {
-    page: Page<sync_run::Model>,
+/// The tenant's sync runs, newest first.
+pub struct SyncRunListing;
+
+pub type SyncRunConnection = Connection<SyncRunListing>;
+
+impl Listing for SyncRunListing {
+    type Row = sync_run::Model;
+    type Node = SyncRun;
+
+    fn id(row: &Self::Row) -> uuid::Uuid {
+        row.id
+    }
+
+    fn node(row: &Self::Row) -> SyncRun {
+        SyncRun(row.clone())
+    }
+
+    async fn total(&self, ctx: &Context<'_>) -> async_graphql::Result<u64> {
+        sync::count(db(ctx)?, scope(ctx)?).await.gql()
+    }
 }
 
-impl SyncRunConnection {
+connection_object!(
+    SyncRunListing,
+    "SyncRunConnection",
+    "A page of sync runs, newest first.",
+    "Number of runs, over all pages."
+);
+
+impl Connection<SyncRunListing> {
     pub async fn load(ctx: &Context<'_>, page: PageRequest) -> async_graphql::Result<Self> {
         let page = sync::list(db(ctx)?, scope(ctx)?, page).await.gql()?;
-        Ok(SyncRunConnection { page })
-    }
-}
-
-/// An edge in a sync run connection.
-#[derive(SimpleObject)]
-pub struct SyncRunEdge {
-    /// Position of this row, for `after`.
-    pub cursor: String,
-    /// The run.
-    pub node: SyncRun,
-}
-
-/// A page of sync runs, newest first.
-#[Object]
-impl SyncRunConnection {
-    /// The rows of this page, each with its cursor.
-    async fn edges(&self) -> Vec<SyncRunEdge> {
-        self.page
-            .items
-            .iter()
-            .map(|r| SyncRunEdge {
-                cursor: encode_cursor(r.id),
-                node: SyncRun(r.clone()),
-            })
-            .collect()
-    }
-    /// Whether more rows follow, and the cursor to ask for them.
-    async fn page_info(&self) -> PageInfo {
-        page_info(&self.page, |r| r.id)
-    }
-    /// Number of runs, over all pages.
-    async fn total_count(&self, ctx: &Context<'_>) -> async_graphql::Result<u64> {
-        sync::count(db(ctx)?, scope(ctx)?).await.gql()
+        Ok(Connection::new(page, SyncRunListing))
     }
 }
 
@@ -212,5 +205,85 @@ impl SyncAudit {
                 .map(Customer::new)
                 .collect(),
         }
+    }
+}
+
+/// Sync's part of the query root.
+#[derive(Default)]
+pub struct SyncQuery;
+
+#[Object]
+impl SyncQuery {
+    /// This tenant's sync runs, newest first.
+    #[graphql(complexity = "first.unwrap_or(20).clamp(1, 100) as usize * child_complexity")]
+    async fn sync_runs(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 1 to 100 (default 20).")] first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<super::sync::SyncRunConnection> {
+        let page = PageRequest::new(first, after.as_deref()).gql()?;
+        super::sync::SyncRunConnection::load(ctx, page).await
+    }
+
+    /// One sync run, or null if it does not exist in this tenant.
+    async fn sync_run(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<Option<super::sync::SyncRun>> {
+        let id = parse_id("id", &id)?;
+        Ok(domain::sync::get(db(ctx)?, scope(ctx)?, id)
+            .await
+            .gql()?
+            .map(super::sync::SyncRun))
+    }
+
+    /// Compares the provider's executions since `since` (default 7 days) with the store:
+    /// what is missing here, calls stuck non-terminal, customers sync created that have no
+    /// call left. Reads the provider's whole listing, so it takes a while: at most the
+    /// last 31 days (`BAD_USER_INPUT` beyond), one audit per tenant at a time (`CONFLICT`).
+    async fn sync_audit(
+        &self,
+        ctx: &Context<'_>,
+        provider: super::enums::Provider,
+        since: Option<DateTime<Utc>>,
+    ) -> async_graphql::Result<super::sync::SyncAudit> {
+        let services = super::context::services(ctx)?;
+        domain::sync::audit(services, scope(ctx)?, provider.into(), since)
+            .await
+            .map(super::sync::SyncAudit::from_domain)
+            .gql()
+    }
+}
+
+/// Sync's part of the mutation root.
+#[derive(Default)]
+pub struct SyncMutation;
+
+#[Object]
+impl SyncMutation {
+    /// Starts pulling the provider's calls into the CRM and returns the run at once
+    /// (RUNNING); follow it with `syncRun` or `syncRunUpdated`. If a sync of this provider
+    /// is already running for the tenant, that run is returned.
+    async fn trigger_sync(
+        &self,
+        ctx: &Context<'_>,
+        input: super::sync::TriggerSyncInput,
+    ) -> async_graphql::Result<super::sync::SyncRun> {
+        domain::sync::trigger(
+            db(ctx)?,
+            scope(ctx)?,
+            domain::sync::TriggerSync {
+                provider: input.provider.into(),
+                since: input.since,
+                until: input.until,
+                dry_run: input.dry_run,
+            },
+            domain::sync::SyncTrigger::Manual,
+        )
+        .await
+        .map(super::sync::SyncRun)
+        .gql()
     }
 }

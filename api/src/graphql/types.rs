@@ -10,6 +10,7 @@ use domain::pagination::{Page, PageRequest, encode_cursor};
 use entity::{agent, call, call_event, customer, tenant};
 use uuid::Uuid;
 
+use super::connection::{Connection, Listing, connection_object};
 use super::context::{db, loaders, scope};
 use super::enums::{CallDirection, CallEventSource, CallStatus, LeadStatus, Provider, Role};
 use super::error::GqlResultExt;
@@ -448,18 +449,51 @@ impl CallEvent {
     }
 }
 
-/// How a connection's `totalCount` is computed, only when asked for.
-enum CallTotal {
+/// How a call connection's `totalCount` is computed, only when asked for.
+pub enum CallListing {
     Filter(CallFilter),
     Parent(CallParent, Uuid),
 }
 
-pub struct CallConnection {
-    page: Page<Arc<call::Model>>,
-    total: CallTotal,
+pub type CallConnection = Connection<CallListing>;
+
+impl Listing for CallListing {
+    type Row = Arc<call::Model>;
+    type Node = Call;
+
+    fn id(row: &Self::Row) -> Uuid {
+        row.id
+    }
+
+    fn node(row: &Self::Row) -> Call {
+        Call(row.clone(), Detail::Full)
+    }
+
+    async fn prefetch(&self, ctx: &Context<'_>, rows: &[Self::Row]) -> async_graphql::Result<()> {
+        let rows: Vec<&call::Model> = rows.iter().map(|c| c.as_ref()).collect();
+        prefetch::call_nodes(ctx, &ctx.look_ahead().field("node"), &rows).await
+    }
+
+    async fn total(&self, ctx: &Context<'_>) -> async_graphql::Result<u64> {
+        match self {
+            CallListing::Filter(f) => calls::count(db(ctx)?, scope(ctx)?, f).await.gql(),
+            CallListing::Parent(p, id) => Ok(loaders(ctx)?
+                .load_one(CallCount(*p, *id))
+                .await
+                .gql()?
+                .unwrap_or(0)),
+        }
+    }
 }
 
-impl CallConnection {
+connection_object!(
+    CallListing,
+    "CallConnection",
+    "A page of calls.",
+    "Number of calls matching, over all pages."
+);
+
+impl Connection<CallListing> {
     pub async fn top_level(
         ctx: &Context<'_>,
         filter: CallFilter,
@@ -470,10 +504,7 @@ impl CallConnection {
                 .await
                 .gql()?,
         );
-        Ok(CallConnection {
-            page,
-            total: CallTotal::Filter(filter),
-        })
+        Ok(Connection::new(page, CallListing::Filter(filter)))
     }
 
     async fn nested(
@@ -500,62 +531,54 @@ impl CallConnection {
             let rows = loaders(ctx)?.load_one(key).await.gql()?.unwrap_or_default();
             Page::from_overfetch(rows, req.first)
         };
-        Ok(CallConnection {
+        Ok(Connection::new(
             page,
-            total: CallTotal::Parent(parent, parent_id),
-        })
+            CallListing::Parent(parent, parent_id),
+        ))
     }
 }
 
-/// An edge in a call connection.
-#[derive(SimpleObject)]
-pub struct CallEdge {
-    /// Position of this row, for `after`.
-    pub cursor: String,
-    /// The call.
-    pub node: Call,
-}
+/// A customer list's filter, for its `totalCount`.
+pub struct CustomerListing(CustomerFilter);
 
-/// A page of calls.
-#[Object]
-impl CallConnection {
-    /// The rows of this page, each with its cursor.
-    async fn edges(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<CallEdge>> {
-        let rows: Vec<&call::Model> = self.page.items.iter().map(|c| c.as_ref()).collect();
-        prefetch::call_nodes(ctx, &ctx.look_ahead().field("node"), &rows).await?;
-        Ok(self
-            .page
-            .items
-            .iter()
-            .map(|c| CallEdge {
-                cursor: encode_cursor(c.id),
-                node: Call(c.clone(), Detail::Full),
-            })
-            .collect())
+pub type CustomerConnection = Connection<CustomerListing>;
+
+impl Listing for CustomerListing {
+    type Row = Arc<customer::Model>;
+    type Node = Customer;
+
+    fn id(row: &Self::Row) -> Uuid {
+        row.id
     }
-    /// Whether more rows follow, and the cursor to ask for them.
-    async fn page_info(&self) -> PageInfo {
-        page_info(&self.page, |c| c.id)
+
+    fn node(row: &Self::Row) -> Customer {
+        Customer(row.clone())
     }
-    /// Number of calls matching, over all pages.
-    async fn total_count(&self, ctx: &Context<'_>) -> async_graphql::Result<u64> {
-        match &self.total {
-            CallTotal::Filter(f) => calls::count(db(ctx)?, scope(ctx)?, f).await.gql(),
-            CallTotal::Parent(p, id) => Ok(loaders(ctx)?
-                .load_one(CallCount(*p, *id))
-                .await
-                .gql()?
-                .unwrap_or(0)),
-        }
+
+    async fn prefetch(&self, ctx: &Context<'_>, rows: &[Self::Row]) -> async_graphql::Result<()> {
+        let ids: Vec<Uuid> = rows.iter().map(|c| c.id).collect();
+        prefetch::calls_below(
+            ctx,
+            &ctx.look_ahead().field("node").field("calls"),
+            CallParent::Customer,
+            &ids,
+        )
+        .await
+    }
+
+    async fn total(&self, ctx: &Context<'_>) -> async_graphql::Result<u64> {
+        customers::count(db(ctx)?, scope(ctx)?, &self.0).await.gql()
     }
 }
 
-pub struct CustomerConnection {
-    page: Page<Arc<customer::Model>>,
-    filter: CustomerFilter,
-}
+connection_object!(
+    CustomerListing,
+    "CustomerConnection",
+    "A page of customers.",
+    "Number of customers matching, over all pages."
+);
 
-impl CustomerConnection {
+impl Connection<CustomerListing> {
     pub async fn load(
         ctx: &Context<'_>,
         filter: CustomerFilter,
@@ -566,50 +589,6 @@ impl CustomerConnection {
                 .await
                 .gql()?,
         );
-        Ok(CustomerConnection { page, filter })
-    }
-}
-
-/// An edge in a customer connection.
-#[derive(SimpleObject)]
-pub struct CustomerEdge {
-    /// Position of this row, for `after`.
-    pub cursor: String,
-    /// The customer.
-    pub node: Customer,
-}
-
-/// A page of customers.
-#[Object]
-impl CustomerConnection {
-    /// The rows of this page, each with its cursor.
-    async fn edges(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<CustomerEdge>> {
-        let ids: Vec<Uuid> = self.page.items.iter().map(|c| c.id).collect();
-        prefetch::calls_below(
-            ctx,
-            &ctx.look_ahead().field("node").field("calls"),
-            CallParent::Customer,
-            &ids,
-        )
-        .await?;
-        Ok(self
-            .page
-            .items
-            .iter()
-            .map(|c| CustomerEdge {
-                cursor: encode_cursor(c.id),
-                node: Customer(c.clone()),
-            })
-            .collect())
-    }
-    /// Whether more rows follow, and the cursor to ask for them.
-    async fn page_info(&self) -> PageInfo {
-        page_info(&self.page, |c| c.id)
-    }
-    /// Number of customers matching, over all pages.
-    async fn total_count(&self, ctx: &Context<'_>) -> async_graphql::Result<u64> {
-        customers::count(db(ctx)?, scope(ctx)?, &self.filter)
-            .await
-            .gql()
+        Ok(Connection::new(page, CustomerListing(filter)))
     }
 }

@@ -41,16 +41,23 @@ impl Dialect {
         self == Dialect::Postgres
     }
 
-    /// The start of the `unit` ("day", "week", "month") containing the timestamp
-    /// expression `ts`, in the IANA time zone bound at `tz` (PostgreSQL) or in UTC
-    /// shifted by `offset_seconds` (SQLite, which has no time zone database).
-    pub fn bucket(self, unit: &str, ts: &str, tz: &str, offset_seconds: &str) -> String {
+    /// The local date (`YYYY-MM-DD`) starting the `unit` ("day", "week" from Monday,
+    /// "month") that contains the timestamp expression `ts`: in the IANA time zone bound
+    /// at `tz` on PostgreSQL, in UTC shifted by the offset bound at `offset_seconds` on
+    /// SQLite (which has no time zone database; callers pass the zone's offset).
+    pub fn local_bucket(self, unit: &str, ts: &str, tz: &str, offset_seconds: &str) -> String {
         match self {
-            Dialect::Postgres => format!("date_trunc('{unit}', {ts} AT TIME ZONE {tz})"),
+            Dialect::Postgres => {
+                let unit = match unit {
+                    "week" | "month" => unit,
+                    _ => "day",
+                };
+                format!("to_char(date_trunc('{unit}', {ts} AT TIME ZONE {tz}), 'YYYY-MM-DD')")
+            }
             Dialect::Sqlite => {
                 let shifted = format!("datetime({ts}, ({offset_seconds}) || ' seconds')");
                 match unit {
-                    "month" => format!("strftime('%Y-%m-01 00:00:00', {shifted})"),
+                    "month" => format!("strftime('%Y-%m-01', {shifted})"),
                     "week" => format!("date({shifted}, 'weekday 0', '-6 days')"),
                     _ => format!("date({shifted})"),
                 }
@@ -180,5 +187,60 @@ impl Binder {
 
     pub fn statement(self, sql: String) -> Statement {
         Statement::from_sql_and_values(self.backend, sql, self.values)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    /// The buckets of one instant in two zones, on SQLite and (when configured) PostgreSQL.
+    async fn buckets(db: &sea_orm::DatabaseConnection) {
+        let dialect = Dialect::of(db);
+        // Sunday 2026-03-01 02:30 UTC: still Saturday in New York, Sunday in Kolkata.
+        let at = chrono::Utc.with_ymd_and_hms(2026, 3, 1, 2, 30, 0).unwrap();
+        for (tz, offset, day, week, month) in [
+            (
+                "Asia/Kolkata",
+                19_800,
+                "2026-03-01",
+                "2026-02-23",
+                "2026-03-01",
+            ),
+            (
+                "America/New_York",
+                -18_000,
+                "2026-02-28",
+                "2026-02-23",
+                "2026-02-01",
+            ),
+        ] {
+            for (unit, want) in [("day", day), ("week", week), ("month", month)] {
+                let mut b = Binder::new(db.get_database_backend());
+                let ts = b.bind(at);
+                let expr = match dialect {
+                    Dialect::Postgres => dialect.local_bucket(unit, &ts, &b.bind(tz), "0"),
+                    Dialect::Sqlite => dialect.local_bucket(unit, &ts, "''", &b.bind(offset)),
+                };
+                let stmt = b.statement(format!("SELECT {expr} AS d"));
+                let row = db.query_one_raw(stmt).await.unwrap().unwrap();
+                let got: String = row.try_get("", "d").unwrap();
+                assert_eq!(got, want, "{unit} in {tz} on {dialect:?}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn local_buckets_agree_on_both_backends() {
+        let db = sea_orm::Database::connect("sqlite::memory:").await.unwrap();
+        buckets(&db).await;
+        if let Some(url) = std::env::var("TEST_DATABASE_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+        {
+            let db = sea_orm::Database::connect(url.as_str()).await.unwrap();
+            buckets(&db).await;
+        }
     }
 }

@@ -1,0 +1,30 @@
+//! The query and mutation roots: each area's part, merged. To add an area, write its
+//! `XQuery`/`XMutation` in its own module and list it here.
+
+use async_graphql::MergedObject;
+
+use super::agents::{AgentsMutation, AgentsQuery};
+use super::calls::{CallsMutation, CallsQuery};
+use super::customers::{CustomersMutation, CustomersQuery};
+use super::sync::{SyncMutation, SyncQuery};
+use super::tenancy::{TenancyMutation, TenancyQuery};
+
+/// Reads. Resolvers parse arguments and call `domain`; nothing else.
+#[derive(MergedObject, Default)]
+pub struct Query(
+    TenancyQuery,
+    AgentsQuery,
+    CustomersQuery,
+    CallsQuery,
+    SyncQuery,
+);
+
+/// Writes. Roles and tenancy are checked in `domain`, not here.
+#[derive(MergedObject, Default)]
+pub struct Mutation(
+    TenancyMutation,
+    AgentsMutation,
+    CustomersMutation,
+    CallsMutation,
+    SyncMutation,
+);
