@@ -429,6 +429,9 @@ impl<C: Clone + Send + Sync + 'static> Runner<C> {
                 p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
                 _ = shutdown.changed() => break,
             };
+            // Registered before the claim, so a wake-up while claiming is kept.
+            let mut woken = std::pin::pin!(domain::jobs::waiter(lane));
+            woken.as_mut().enable();
             match self.claim(lane, Utc::now()).await {
                 Ok(Some(job)) => {
                     let runner = self.clone();
@@ -443,7 +446,7 @@ impl<C: Clone + Send + Sync + 'static> Runner<C> {
             }
             drop(permit);
             tokio::select! {
-                _ = domain::jobs::notified(lane) => {}
+                _ = woken => {}
                 _ = tokio::time::sleep(self.inner.poll) => {}
                 _ = shutdown.changed() => break,
             }

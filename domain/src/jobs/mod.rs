@@ -15,7 +15,7 @@ mod wake;
 pub use job::{Job, JobRun, Lane, Outcome, backoff};
 pub use queue::LeaseConfig;
 pub use registry::{Kind, Registry, Schedule};
-pub use wake::{notified, wake};
+pub use wake::{waiter, wake};
 
 use chrono::{DateTime, Utc};
 use sea_orm::ConnectionTrait;
