@@ -123,7 +123,7 @@ pub async fn create(
         id: Set(Uuid::now_v7()),
         tenant_id: Set(scope.tenant_id()),
         name: Set(name),
-        provider: Set(input.provider.as_str().to_owned()),
+        provider: Set(input.provider),
         provider_agent_id: Set(provider_agent_id),
         business_name: Set(clean_optional("businessName", input.business_name, 200)?),
         created_at: Set(now),

@@ -85,7 +85,7 @@ pub async fn set(
     let now = Utc::now();
     provider_credential::Entity::insert(provider_credential::ActiveModel {
         tenant_id: Set(scope.tenant_id()),
-        provider: Set(input.provider.as_str().to_owned()),
+        provider: Set(input.provider),
         ciphertext: Set(ciphertext),
         base_url: Set(base_url),
         organization_id: Set(organization_id),
@@ -119,10 +119,9 @@ pub async fn account<C: ConnectionTrait>(
     tenant_id: Uuid,
     provider: Provider,
 ) -> DomainResult<Option<ProviderAccount>> {
-    let Some(row) =
-        provider_credential::Entity::find_by_id((tenant_id, provider.as_str().to_owned()))
-            .one(db)
-            .await?
+    let Some(row) = provider_credential::Entity::find_by_id((tenant_id, provider))
+        .one(db)
+        .await?
     else {
         return Ok(None);
     };
@@ -153,8 +152,5 @@ pub async fn configured(
         .filter(provider_credential::Column::TenantId.eq(scope.tenant_id()))
         .all(db)
         .await?;
-    Ok(rows
-        .iter()
-        .filter_map(|r| r.provider.parse().ok())
-        .collect())
+    Ok(rows.iter().map(|r| r.provider).collect())
 }

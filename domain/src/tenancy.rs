@@ -127,10 +127,7 @@ pub async fn authenticate(db: &DatabaseConnection, key: &str) -> DomainResult<Te
     let Some((key, Some(tenant))) = found else {
         return Err(DomainError::Unauthenticated);
     };
-    let role = key
-        .role
-        .parse()
-        .map_err(|e| DomainError::Internal(format!("api key role: {e}")))?;
+    let role = key.role;
     let mut scope = TenantScope::system(&tenant)?;
     scope.api_key_id = key.id;
     scope.role = role;
@@ -231,7 +228,7 @@ async fn insert_key<C: sea_orm::ConnectionTrait>(
         id: Set(Uuid::now_v7()),
         tenant_id: Set(tenant_id),
         name: Set(name.to_owned()),
-        role: Set(role.as_str().to_owned()),
+        role: Set(role),
         key_hash: Set(hash_key(&secret)),
         key_prefix: Set(secret[..KEY_PREFIX.len() + 8].to_owned()),
         created_at: Set(Utc::now()),

@@ -1,3 +1,4 @@
+use crate::values::Provider;
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -8,7 +9,7 @@ pub struct Model {
     pub id: Uuid,
     pub tenant_id: Uuid,
     pub name: String,
-    pub provider: String,
+    pub provider: Provider,
     pub provider_agent_id: String,
     pub business_name: Option<String>,
     pub created_at: DateTimeUtc,

@@ -1,3 +1,4 @@
+use crate::values::Role;
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -8,7 +9,7 @@ pub struct Model {
     pub id: Uuid,
     pub tenant_id: Uuid,
     pub name: String,
-    pub role: String,
+    pub role: Role,
     #[sea_orm(unique)]
     pub key_hash: String,
     pub key_prefix: String,

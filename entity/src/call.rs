@@ -1,3 +1,4 @@
+use crate::values::{CallDirection, CallStatus, Provider};
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -11,14 +12,14 @@ pub struct Model {
     pub customer_id: Option<Uuid>,
     /// No foreign key yet (campaigns table does not exist).
     pub campaign_id: Option<Uuid>,
-    pub provider: String,
+    pub provider: Provider,
     pub provider_execution_id: Option<String>,
     /// When a worker began sending the call to its provider (set once, so a retried
     /// placement job never sends it twice). Set with no execution id: being placed.
     pub placing_since: Option<DateTimeUtc>,
     pub provider_call_id: Option<String>,
-    pub direction: String,
-    pub status: String,
+    pub direction: CallDirection,
+    pub status: CallStatus,
     pub from_number: Option<String>,
     pub to_number: Option<String>,
     pub started_at: Option<DateTimeUtc>,
@@ -38,7 +39,7 @@ pub struct Model {
     pub raw_payload: Option<Json>,
     /// The provider's agent id as reported; kept when no agent here matches it.
     pub provider_agent_id: Option<String>,
-    /// Lifecycle position of `status` (see `domain::types::CallStatus::rank`).
+    /// Lifecycle position of `status` (see `CallStatus::rank`).
     pub status_rank: i32,
     pub idempotency_key: Option<String>,
     #[sea_orm(column_type = "Text", nullable)]

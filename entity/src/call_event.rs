@@ -1,3 +1,4 @@
+use crate::values::{CallStatus, EventSource};
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -8,8 +9,8 @@ pub struct Model {
     pub id: Uuid,
     pub tenant_id: Uuid,
     pub call_id: Uuid,
-    pub status: String,
-    pub source: String,
+    pub status: CallStatus,
+    pub source: EventSource,
     pub at: DateTimeUtc,
     #[sea_orm(column_type = "JsonBinary", nullable)]
     pub payload: Option<Json>,

@@ -1,3 +1,4 @@
+use crate::values::LeadStatus;
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -10,7 +11,7 @@ pub struct Model {
     pub phone_number: String,
     pub name: Option<String>,
     pub email: Option<String>,
-    pub status: String,
+    pub status: LeadStatus,
     /// JSON array of tag strings (denormalised copy of `customer_tags`).
     #[sea_orm(column_type = "JsonBinary")]
     pub tags: Json,

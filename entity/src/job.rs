@@ -1,7 +1,8 @@
+use crate::values::JobStatus;
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
 
-/// A durable background job (see `domain::queue`).
+/// A durable background job (see `domain::jobs`).
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel, Serialize, Deserialize)]
 #[sea_orm(table_name = "jobs")]
 pub struct Model {
@@ -16,7 +17,7 @@ pub struct Model {
     pub subject: Option<String>,
     #[sea_orm(column_type = "JsonBinary")]
     pub payload: Json,
-    pub status: String,
+    pub status: JobStatus,
     pub attempts: i32,
     pub max_attempts: i32,
     pub run_at: DateTimeUtc,

@@ -1,7 +1,7 @@
 //! SeaORM entities for the Switchboard core schema.
 //!
-//! Plain data mappings only; enum-like columns are `String`s and are mapped
-//! to domain types by the `domain` crate.
+//! Plain data mappings only. Enum-like columns are stored as text and typed here
+//! (`values`), so a model read from the database already holds its enums.
 
 pub mod agent;
 pub mod api_key;
@@ -15,6 +15,7 @@ pub mod provider_credential;
 pub mod sync_cursor;
 pub mod sync_run;
 pub mod tenant;
+pub mod values;
 
 pub mod prelude {
     pub use super::agent::Entity as Agent;

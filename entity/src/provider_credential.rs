@@ -1,3 +1,4 @@
+use crate::values::Provider;
 use sea_orm::entity::prelude::*;
 
 /// A tenant's key for one provider, encrypted at rest (see `domain::secrets`).
@@ -8,7 +9,7 @@ pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub tenant_id: Uuid,
     #[sea_orm(primary_key, auto_increment = false)]
-    pub provider: String,
+    pub provider: Provider,
     #[sea_orm(column_type = "Text")]
     pub ciphertext: String,
     pub base_url: Option<String>,

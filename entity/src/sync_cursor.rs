@@ -1,3 +1,4 @@
+use crate::values::Provider;
 use sea_orm::entity::prelude::*;
 
 /// How far a tenant's calls at one provider are fully synced (minus an overlap margin).
@@ -7,7 +8,7 @@ pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub tenant_id: Uuid,
     #[sea_orm(primary_key, auto_increment = false)]
-    pub provider: String,
+    pub provider: Provider,
     pub synced_until: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -1,3 +1,4 @@
+use crate::values::{Provider, SyncStatus, SyncTrigger};
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -8,12 +9,12 @@ pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: Uuid,
     pub tenant_id: Uuid,
-    pub provider: String,
-    pub trigger: String,
+    pub provider: Provider,
+    pub trigger: SyncTrigger,
     pub dry_run: bool,
     pub since: DateTimeUtc,
     pub until: DateTimeUtc,
-    pub status: String,
+    pub status: SyncStatus,
     pub total_calls: i32,
     pub synced_calls: i32,
     pub new_customers: i32,

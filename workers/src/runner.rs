@@ -378,7 +378,7 @@ impl<C: Clone + Send + Sync + 'static> Runner<C> {
     async fn finished_itself(&self, id: Uuid) -> bool {
         match queue::get(&self.inner.db, id).await {
             Ok(None) => true,
-            Ok(Some(j)) => j.status == queue::DONE,
+            Ok(Some(j)) => j.status == domain::types::JobStatus::Done,
             Err(_) => false,
         }
     }

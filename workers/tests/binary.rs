@@ -80,7 +80,7 @@ async fn serves_its_metrics_counts_jobs_and_stops_on_sigterm() {
         get(port, "/metrics").is_some_and(|(s, body)| s == 200 && body.contains(line))
     });
     let job = domain::queue::get(&db, id).await.unwrap().unwrap();
-    assert_eq!(job.status, "failed");
+    assert_eq!(job.status, domain::types::JobStatus::Failed);
     let (_, body) = get(port, "/metrics").unwrap();
     assert!(
         body.contains("db_statements_total{outcome=\"ok\"}"),

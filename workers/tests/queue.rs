@@ -216,7 +216,7 @@ async fn make_due(db: &DatabaseConnection, id: Uuid) {
 
 async fn status(db: &DatabaseConnection, id: Uuid) -> (String, i32, Option<String>) {
     let j = queue::get(db, id).await.unwrap().unwrap();
-    (j.status, j.attempts, j.last_error)
+    (j.status.to_string(), j.attempts, j.last_error)
 }
 
 async fn wait_until(what: &str, limit: Duration, mut f: impl AsyncFnMut() -> bool) {

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use domain::calls::transition::{FollowUp, FollowUps, Transition};
 use domain::events::{Event, EventBus, InProcessBus, PublishFuture};
+use domain::jobs::Lane;
 use domain::jobs::queue::NewJob;
-use domain::jobs::{Lane, queue};
 use domain::providers::CallReport;
 use domain::services::Services;
 use domain::settings::Settings;
@@ -135,7 +135,7 @@ async fn killed_after_commit(backend: Backend) {
         .await
         .unwrap()
         .expect("the committed call");
-    assert_eq!(call.status, "COMPLETED");
+    assert_eq!(call.status, domain::types::CallStatus::Completed);
     let events = entity::call_event::Entity::find()
         .filter(entity::call_event::Column::CallId.eq(call.id))
         .all(&db)
@@ -152,7 +152,7 @@ async fn killed_after_commit(backend: Backend) {
         jobs[0].subject.as_deref(),
         Some(call.id.to_string().as_str())
     );
-    assert_eq!(jobs[0].status, queue::PENDING);
+    assert_eq!(jobs[0].status, domain::types::JobStatus::Pending);
     db.close().await.unwrap();
 }
 

@@ -15,15 +15,6 @@ macro_rules! mirror {
         impl From<d::$domain> for $name {
             fn from(v: d::$domain) -> Self { match v { $(d::$domain::$variant => $name::$variant),+ } }
         }
-        impl $name {
-            /// Reads the stored string; an unknown value is an internal error.
-            pub fn from_db(s: &str) -> async_graphql::Result<Self> {
-                s.parse::<d::$domain>().map(Into::into).map_err(|e| {
-                    tracing::error!(error = %e, "bad enum value in the database");
-                    super::error::coded(super::error::INTERNAL, "internal error")
-                })
-            }
-        }
     };
 }
 

@@ -157,10 +157,8 @@ fn matching(
         } else {
             Call::new((**call).clone())
         },
-        status: CallStatus::from_db(status).ok()?,
-        previous_status: previous_status
-            .as_deref()
-            .and_then(|s| CallStatus::from_db(s).ok()),
+        status: (*status).into(),
+        previous_status: previous_status.map(Into::into),
         at: *at,
     })
 }

@@ -47,12 +47,12 @@ impl SyncRun {
         ID(self.0.id.to_string())
     }
     /// The provider synced.
-    async fn provider(&self) -> async_graphql::Result<Provider> {
-        Provider::from_db(&self.0.provider)
+    async fn provider(&self) -> Provider {
+        self.0.provider.into()
     }
     /// MANUAL (triggerSync) or SCHEDULED.
-    async fn trigger(&self) -> async_graphql::Result<SyncTrigger> {
-        SyncTrigger::from_db(&self.0.trigger)
+    async fn trigger(&self) -> SyncTrigger {
+        self.0.trigger.into()
     }
     /// Whether it only counted.
     async fn dry_run(&self) -> bool {
@@ -67,8 +67,8 @@ impl SyncRun {
         self.0.until
     }
     /// RUNNING, then SUCCEEDED, PARTIAL (some pages failed; see errors) or FAILED.
-    async fn status(&self) -> async_graphql::Result<SyncStatus> {
-        SyncStatus::from_db(&self.0.status)
+    async fn status(&self) -> SyncStatus {
+        self.0.status.into()
     }
     /// Executions the provider returned (each counted once).
     async fn total_calls(&self) -> i32 {

@@ -70,7 +70,7 @@ impl TenancyQuery {
             .map(|k| {
                 Ok(ApiKey {
                     id: ID(k.id.to_string()),
-                    role: Role::from_db(&k.role)?,
+                    role: k.role.into(),
                     name: k.name,
                     prefix: k.key_prefix,
                     created_at: k.created_at,

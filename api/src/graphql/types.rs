@@ -125,8 +125,8 @@ impl Agent {
         &self.0.name
     }
     /// Which provider runs this agent.
-    async fn provider(&self) -> async_graphql::Result<Provider> {
-        Provider::from_db(&self.0.provider)
+    async fn provider(&self) -> Provider {
+        self.0.provider.into()
     }
     /// The agent's id at its provider.
     async fn provider_agent_id(&self) -> &str {
@@ -184,8 +184,8 @@ impl Customer {
         self.0.email.as_deref()
     }
     /// Where the lead stands in the funnel.
-    async fn status(&self) -> async_graphql::Result<LeadStatus> {
-        LeadStatus::from_db(&self.0.status)
+    async fn status(&self) -> LeadStatus {
+        self.0.status.into()
     }
     /// Lower-case tags.
     async fn tags(&self) -> Vec<String> {
@@ -310,8 +310,8 @@ impl Call {
         id(self.0.id)
     }
     /// Which provider placed or received the call.
-    async fn provider(&self) -> async_graphql::Result<Provider> {
-        Provider::from_db(&self.0.provider)
+    async fn provider(&self) -> Provider {
+        self.0.provider.into()
     }
     /// The provider's execution id (Bolna `execution_id`, Teli `call_id`).
     async fn provider_execution_id(&self) -> Option<&str> {
@@ -330,12 +330,12 @@ impl Call {
         self.0.provider_call_id.as_deref()
     }
     /// Inbound or outbound.
-    async fn direction(&self) -> async_graphql::Result<CallDirection> {
-        CallDirection::from_db(&self.0.direction)
+    async fn direction(&self) -> CallDirection {
+        self.0.direction.into()
     }
     /// Current status; it never moves backwards.
-    async fn status(&self) -> async_graphql::Result<CallStatus> {
-        CallStatus::from_db(&self.0.status)
+    async fn status(&self) -> CallStatus {
+        self.0.status.into()
     }
     /// Caller number, E.164.
     async fn from_number(&self) -> Option<&str> {
@@ -436,16 +436,16 @@ pub struct CallEvent(call_event::Model);
 #[Object]
 impl CallEvent {
     /// The status reported.
-    async fn status(&self) -> async_graphql::Result<CallStatus> {
-        CallStatus::from_db(&self.0.status)
+    async fn status(&self) -> CallStatus {
+        self.0.status.into()
     }
     /// When it was recorded.
     async fn at(&self) -> DateTime<Utc> {
         self.0.at
     }
     /// Which path reported it.
-    async fn source(&self) -> async_graphql::Result<CallEventSource> {
-        CallEventSource::from_db(&self.0.source)
+    async fn source(&self) -> CallEventSource {
+        self.0.source.into()
     }
 }
 

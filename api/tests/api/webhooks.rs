@@ -395,7 +395,7 @@ async fn every_order_gives_the_same_call(app: TestApp) {
     assert_eq!(calls.len(), 120);
     let shape = |c: &entity::call::Model| {
         (
-            c.status.clone(),
+            c.status,
             c.transcript.clone(),
             c.summary.clone(),
             c.recording_url.clone(),
@@ -407,7 +407,7 @@ async fn every_order_gives_the_same_call(app: TestApp) {
         )
     };
     let first = shape(&calls[0]);
-    assert_eq!(first.0, "COMPLETED");
+    assert_eq!(first.0, domain::types::CallStatus::Completed);
     for c in &calls {
         assert_eq!(
             shape(c),

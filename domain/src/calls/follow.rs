@@ -110,10 +110,7 @@ pub async fn refresh(
     let Some(execution_id) = model.provider_execution_id.as_deref() else {
         return Err(ProviderError::NotFound.into());
     };
-    let provider: Provider = model
-        .provider
-        .parse()
-        .map_err(|e: crate::types::UnknownValue| DomainError::Internal(e.to_string()))?;
+    let provider = model.provider;
     let client = match services
         .providers()
         .for_tenant(model.tenant_id, provider)

@@ -65,10 +65,7 @@ pub(crate) async fn place(
     if model.status_rank != CallStatus::Queued.rank() {
         return Ok(Outcome::Done);
     }
-    let provider: Provider = model
-        .provider
-        .parse()
-        .map_err(|e: crate::types::UnknownValue| anyhow::anyhow!(e.to_string()))?;
+    let provider = model.provider;
     let client = match services.providers().for_tenant(tenant_id, provider).await {
         Ok(c) => c,
         Err(ProviderLookupError::Provider(e)) => {
@@ -169,7 +166,7 @@ async fn do_not_call_reason(
             .one(db)
             .await
             .context("loading the call's customer")?
-        && customer.status == LeadStatus::DoNotCall.as_str()
+        && customer.status == LeadStatus::DoNotCall
     {
         return Ok(Some("the customer is marked DO_NOT_CALL"));
     }
@@ -214,7 +211,7 @@ async fn adopt_execution(
     let txn = crate::db::begin_write(db).await?;
     let duplicate = call::Entity::find()
         .filter(call::Column::TenantId.eq(model.tenant_id))
-        .filter(call::Column::Provider.eq(model.provider.clone()))
+        .filter(call::Column::Provider.eq(model.provider))
         .filter(call::Column::ProviderExecutionId.eq(execution_id))
         .one(&txn)
         .await?;
@@ -222,7 +219,7 @@ async fn adopt_execution(
         .one(&txn)
         .await?
         .ok_or(DomainError::not_found("call"))?;
-    let previous: Option<CallStatus> = current.status.parse().ok();
+    let previous = Some(current.status);
     let mut active: call::ActiveModel = current.into();
     let mut moved_to = None;
     if let Some(dup) = duplicate.filter(|d| d.id != model.id) {
@@ -244,9 +241,9 @@ async fn adopt_execution(
         txn.execute_raw(b.statement(sql)).await?;
         call::Entity::delete_by_id(dup.id).exec(&txn).await?;
         if dup.status_rank > model.status_rank {
-            active.status = Set(dup.status.clone());
+            active.status = Set(dup.status);
             active.status_rank = Set(dup.status_rank);
-            moved_to = dup.status.parse::<CallStatus>().ok();
+            moved_to = Some(dup.status);
         }
         macro_rules! fill {
             ($($f:ident),*) => {$(

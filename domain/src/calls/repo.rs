@@ -64,7 +64,7 @@ fn scoped(scope: &TenantScope) -> Select<call::Entity> {
 fn filtered(scope: &TenantScope, f: &CallFilter) -> Select<call::Entity> {
     let mut cond = Condition::all();
     if let Some(s) = f.status {
-        cond = cond.add(call::Column::Status.eq(s.as_str()));
+        cond = cond.add(call::Column::Status.eq(s));
     }
     if let Some(id) = f.agent_id {
         cond = cond.add(call::Column::AgentId.eq(id));

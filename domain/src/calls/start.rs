@@ -17,7 +17,7 @@ use crate::jobs::{self, Job};
 use crate::phone::PhoneNumber;
 use crate::services::Services;
 use crate::tenancy::TenantScope;
-use crate::types::{CallDirection, CallStatus, EventSource, LeadStatus, Provider, Role};
+use crate::types::{CallDirection, CallStatus, EventSource, LeadStatus, Role};
 
 #[derive(Debug, Clone, Default)]
 pub struct StartCall {
@@ -61,10 +61,7 @@ pub async fn start_call(
             },
             other => other,
         })?;
-    let provider: Provider = agent
-        .provider
-        .parse()
-        .map_err(|e: crate::types::UnknownValue| DomainError::Internal(e.to_string()))?;
+    let provider = agent.provider;
     let variables = match input.variables {
         None | Some(serde_json::Value::Null) => None,
         Some(v @ serde_json::Value::Object(_)) if v.to_string().len() <= 16 * 1024 => Some(v),
@@ -111,7 +108,7 @@ pub async fn start_call(
     if dnc::contains(db, scope, &phone).await?
         || customer
             .as_ref()
-            .is_some_and(|c| c.status == LeadStatus::DoNotCall.as_str())
+            .is_some_and(|c| c.status == LeadStatus::DoNotCall)
     {
         return Err(DomainError::invalid(
             "phoneNumber",
@@ -144,12 +141,12 @@ pub async fn start_call(
         agent_id: Set(Some(agent.id)),
         customer_id: Set(Some(customer_id)),
         campaign_id: Set(None),
-        provider: Set(provider.as_str().to_owned()),
+        provider: Set(provider),
         provider_execution_id: Set(None),
         placing_since: Set(None),
         provider_call_id: Set(None),
-        direction: Set(CallDirection::Outbound.as_str().to_owned()),
-        status: Set(CallStatus::Queued.as_str().to_owned()),
+        direction: Set(CallDirection::Outbound),
+        status: Set(CallStatus::Queued),
         from_number: Set(None),
         to_number: Set(Some(phone.as_str().to_owned())),
         started_at: Set(None),

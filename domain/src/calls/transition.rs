@@ -16,7 +16,7 @@ use sea_orm::{ConnectionTrait, EntityTrait};
 use uuid::Uuid;
 
 use crate::db::{Binder, Dialect};
-use crate::error::{DomainError, DomainResult};
+use crate::error::DomainResult;
 use crate::events::{Event, EventBus};
 use crate::jobs::{self, Lane, queue::NewJob};
 use crate::types::{CallStatus, EventSource};
@@ -91,7 +91,7 @@ impl AfterCommit {
             jobs::wake(lane);
         }
         for t in self.changed {
-            let event = Event::call_updated(t.call, t.previous.map(CallStatus::as_str));
+            let event = Event::call_updated(t.call, t.previous);
             if let Err(e) = events.publish(event).await {
                 tracing::warn!(error = %e, "could not publish a call update");
             }
@@ -187,7 +187,7 @@ pub(crate) async fn created<C: ConnectionTrait>(
     call: &call::Model,
     source: EventSource,
 ) -> DomainResult<AfterCommit> {
-    let status = parse_status(call)?;
+    let status = call.status;
     let reported = [Reported {
         tenant_id: call.tenant_id,
         call_id: call.id,
@@ -243,7 +243,7 @@ pub(crate) async fn end_unplaced<C: ConnectionTrait>(
     );
     conn.execute_raw(b.statement(sql)).await?;
     let mut after = before.clone();
-    after.status = status.as_str().to_owned();
+    after.status = status;
     after.status_rank = status.rank();
     after.error_message = Some(reason);
     after.updated_at = now;
@@ -255,16 +255,10 @@ pub(crate) async fn end_unplaced<C: ConnectionTrait>(
         at: now,
     }];
     let changed = vec![Transition {
-        previous: Some(parse_status(&before)?),
+        previous: Some(before.status),
         call: after,
         status,
         source: EventSource::Api,
     }];
     Ok(Some(record(conn, follow_ups, &reported, changed).await?.1))
-}
-
-fn parse_status(call: &call::Model) -> DomainResult<CallStatus> {
-    call.status
-        .parse()
-        .map_err(|e: crate::types::UnknownValue| DomainError::Internal(e.to_string()))
 }

@@ -30,7 +30,7 @@ fn like_pattern(text: &str) -> String {
 fn filtered(scope: &TenantScope, filter: &CustomerFilter) -> Select<customer::Entity> {
     let mut q = scoped(scope);
     if let Some(status) = filter.status {
-        q = q.filter(customer::Column::Status.eq(status.as_str()));
+        q = q.filter(customer::Column::Status.eq(status));
     }
     if let Some(tag) = &filter.tag {
         q = q.filter(

@@ -167,7 +167,7 @@ pub async fn create(
         phone_number: Set(phone.into_string()),
         name: Set(text("name", input.name, 200)?),
         email: Set(email(input.email)?),
-        status: Set(input.status.unwrap_or(LeadStatus::New).as_str().to_owned()),
+        status: Set(input.status.unwrap_or(LeadStatus::New)),
         tags: Set(serde_json::json!(tags)),
         lead_score: Set(score(input.lead_score)?),
         segment: Set(text("segment", input.segment, 100)?),
@@ -206,7 +206,7 @@ pub async fn update(
         active.email = Set(email(v)?);
     }
     if let Some(v) = patch.status {
-        active.status = Set(v.as_str().to_owned());
+        active.status = Set(v);
     }
     if let Some(v) = patch.notes {
         active.notes = Set(text("notes", v, 10_000)?);
@@ -285,10 +285,10 @@ pub async fn merge(
         }
     }
     merged_tags.truncate(MAX_TAGS);
-    let status = if primary.status == LeadStatus::New.as_str() {
-        duplicate.status.clone()
+    let status = if primary.status == LeadStatus::New {
+        duplicate.status
     } else {
-        primary.status.clone()
+        primary.status
     };
     let last_contacted_at = match (primary.last_contacted_at, duplicate.last_contacted_at) {
         (Some(a), Some(b)) => Some(a.max(b)),

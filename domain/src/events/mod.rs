@@ -26,6 +26,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
+use crate::types::CallStatus;
+
 /// The Redis channel every process shares (`EVENTS_CHANNEL` overrides it, e.g. to keep
 /// several deployments, or test runs, on one Redis apart).
 pub const EVENTS_CHANNEL: &str = "switchboard:events";
@@ -55,8 +57,8 @@ pub enum Event {
         tenant_id: Uuid,
         call_id: Uuid,
         campaign_id: Option<Uuid>,
-        status: String,
-        previous_status: Option<String>,
+        status: CallStatus,
+        previous_status: Option<CallStatus>,
         at: DateTime<Utc>,
         /// The call as committed (without the provider's raw body), so subscribers can
         /// be answered without reading the database once per subscriber.
@@ -84,7 +86,10 @@ pub enum Event {
 
 impl Event {
     /// A call's change as committed; the provider's raw body stays out of the event.
-    pub fn call_updated(mut call: entity::call::Model, previous_status: Option<&str>) -> Self {
+    pub fn call_updated(
+        mut call: entity::call::Model,
+        previous_status: Option<CallStatus>,
+    ) -> Self {
         // Every event sits in the hub's buffer, the Redis outbox and each subscriber's
         // copy: a call with a long transcript travels without its long texts.
         let text_bytes = call.transcript.as_ref().map_or(0, String::len)
@@ -104,8 +109,8 @@ impl Event {
             tenant_id: call.tenant_id,
             call_id: call.id,
             campaign_id: call.campaign_id,
-            status: call.status.clone(),
-            previous_status: previous_status.map(str::to_owned),
+            status: call.status,
+            previous_status,
             at: Utc::now(),
             call: Some(Box::new(call)),
             detail_omitted,
@@ -154,7 +159,7 @@ mod tests {
             tenant_id: tenant,
             call_id: Uuid::now_v7(),
             campaign_id: None,
-            status: status.to_owned(),
+            status: status.parse().unwrap(),
             previous_status: None,
             at: Utc::now(),
             call: None,
@@ -247,7 +252,7 @@ mod tests {
         for s in ["INITIATED", "RINGING", "COMPLETED"] {
             for rx in [&mut on_a, &mut on_b] {
                 match &*next(rx).await {
-                    Event::CallUpdated { status, .. } => assert_eq!(status, s),
+                    Event::CallUpdated { status, .. } => assert_eq!(status.as_str(), s),
                     other => panic!("{other:?}"),
                 }
             }

@@ -3,10 +3,11 @@
 //! one event insert. A webhook's single report and a sync page take the same path.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use entity::{call, tenant};
-use sea_orm::{ConnectionTrait, EntityTrait, Value};
+use sea_orm::{ConnectionTrait, EntityTrait, IdenStatic, Iterable, Value};
 use uuid::Uuid;
 
 use super::lead::{LeadPlan, name_of};
@@ -51,7 +52,7 @@ pub(crate) async fn lookup<C: ConnectionTrait>(
     let mut b = Binder::new(conn.get_database_backend());
     let filters = [
         ("tenant_id", Value::from(tenant_id)),
-        ("provider", Value::from(provider.as_str())),
+        ("provider", Value::from(provider)),
     ];
     let mut parts = Vec::new();
     if !agent_ids.is_empty() {
@@ -107,10 +108,7 @@ pub(crate) async fn lookup<C: ConnectionTrait>(
             out.agents.insert(key, row.try_get("", "id")?);
         } else if kind == 2 {
             out.customers.insert(key, row.try_get("", "id")?);
-        } else if let Some(status) = row
-            .try_get::<Option<String>>("", "status")?
-            .and_then(|s| s.parse().ok())
-        {
+        } else if let Some(status) = row.try_get::<Option<CallStatus>>("", "status")? {
             out.calls.insert(key, status);
         }
     }
@@ -247,10 +245,12 @@ pub(crate) async fn apply_batch<C: ConnectionTrait>(
         )));
     }
     let sql = format!(
-        "INSERT INTO calls ({CALL_COLUMNS}) VALUES {} \
-         ON CONFLICT (tenant_id, provider, provider_execution_id) DO UPDATE SET {} RETURNING {RETURNED}",
+        "INSERT INTO calls ({}) VALUES {} \
+         ON CONFLICT (tenant_id, provider, provider_execution_id) DO UPDATE SET {} RETURNING {}",
+        *CALL_COLUMNS,
         rows.join(", "),
-        call_merge()
+        *CALL_MERGE,
+        *RETURNED,
     );
     let models = call::Entity::find()
         .from_raw_sql(b.statement(sql))
@@ -275,7 +275,7 @@ pub(crate) async fn apply_batch<C: ConnectionTrait>(
             .and_then(|p| customer_ids.get_key_value(p.as_str()))
             .is_some_and(|(k, c)| c.1 && first_for_customer.insert(k.as_str()));
         let previous = found.calls.get(&r.execution_id).copied();
-        let status = model.status.parse::<CallStatus>().unwrap_or(r.status);
+        let status = model.status;
         let reported = Reported {
             tenant_id: tenant.id,
             call_id: model.id,
@@ -303,11 +303,80 @@ pub(crate) async fn apply_batch<C: ConnectionTrait>(
     Ok(out)
 }
 
-const CALL_COLUMNS: &str = "id, tenant_id, agent_id, customer_id, provider, provider_execution_id, provider_call_id, \
-    provider_agent_id, direction, status, status_rank, from_number, to_number, started_at, ended_at, duration_seconds, \
-    cost, transcript, summary, recording_url, extracted_data, hangup_reason, error_message, raw_payload, created_at, updated_at";
+/// The columns a report writes, in [`call_values`] order. Named through the entity, so a
+/// renamed or dropped column fails to compile here rather than at run time.
+const INSERTED: [call::Column; 26] = [
+    call::Column::Id,
+    call::Column::TenantId,
+    call::Column::AgentId,
+    call::Column::CustomerId,
+    call::Column::Provider,
+    call::Column::ProviderExecutionId,
+    call::Column::ProviderCallId,
+    call::Column::ProviderAgentId,
+    call::Column::Direction,
+    call::Column::Status,
+    call::Column::StatusRank,
+    call::Column::FromNumber,
+    call::Column::ToNumber,
+    call::Column::StartedAt,
+    call::Column::EndedAt,
+    call::Column::DurationSeconds,
+    call::Column::Cost,
+    call::Column::Transcript,
+    call::Column::Summary,
+    call::Column::RecordingUrl,
+    call::Column::ExtractedData,
+    call::Column::HangupReason,
+    call::Column::ErrorMessage,
+    call::Column::RawPayload,
+    call::Column::CreatedAt,
+    call::Column::UpdatedAt,
+];
 
-/// A report's row, in [`CALL_COLUMNS`] order.
+/// Report fields that a later report may fill or overwrite (see [`call_merge`]).
+const MERGED: [call::Column; 15] = [
+    call::Column::ProviderCallId,
+    call::Column::FromNumber,
+    call::Column::ToNumber,
+    call::Column::StartedAt,
+    call::Column::EndedAt,
+    call::Column::DurationSeconds,
+    call::Column::Cost,
+    call::Column::Transcript,
+    call::Column::Summary,
+    call::Column::RecordingUrl,
+    call::Column::ExtractedData,
+    call::Column::HangupReason,
+    call::Column::ErrorMessage,
+    call::Column::RawPayload,
+    call::Column::ProviderAgentId,
+];
+
+static CALL_COLUMNS: LazyLock<String> = LazyLock::new(|| {
+    INSERTED
+        .iter()
+        .map(|c| c.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+});
+
+/// Every column of `calls` but the provider's raw body, which nothing after the upsert
+/// needs and which would otherwise be converted to text and sent back on every report.
+static RETURNED: LazyLock<String> = LazyLock::new(|| {
+    call::Column::iter()
+        .map(|c| match c {
+            call::Column::RawPayload => format!("NULL AS {}", c.as_str()),
+            c => c.as_str().to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+});
+
+/// The `DO UPDATE` of the call upsert, built once.
+static CALL_MERGE: LazyLock<String> = LazyLock::new(call_merge);
+
+/// A report's row, in [`INSERTED`] order.
 fn call_values(
     tenant_id: Uuid,
     r: &CallReport,
@@ -323,12 +392,12 @@ fn call_values(
         tenant_id.into(),
         agent_id.into(),
         customer_id.into(),
-        r.provider.as_str().into(),
+        r.provider.into(),
         r.execution_id.clone().into(),
         r.provider_call_id.clone().into(),
         r.provider_agent_id.clone().into(),
-        r.direction.as_str().into(),
-        r.status.as_str().into(),
+        r.direction.into(),
+        r.status.into(),
         r.status.rank().into(),
         stored_number(r.from_number.as_deref(), region).into(),
         stored_number(r.to_number.as_deref(), region).into(),
@@ -369,24 +438,9 @@ fn stored_number(raw: Option<&str>, region: Region) -> Option<String> {
 /// The `DO UPDATE` of the call upsert: the status only moves to a higher rank; fields of
 /// a report of higher or equal rank win when not null, a lower one only fills gaps.
 fn call_merge() -> String {
-    let merged: Vec<String> = [
-        "provider_call_id",
-        "from_number",
-        "to_number",
-        "started_at",
-        "ended_at",
-        "duration_seconds",
-        "cost",
-        "transcript",
-        "summary",
-        "recording_url",
-        "extracted_data",
-        "hangup_reason",
-        "error_message",
-        "raw_payload",
-        "provider_agent_id",
-    ]
+    let merged: Vec<String> = MERGED
     .iter()
+    .map(|c| c.as_str())
     .map(|col| {
         format!(
             "{col} = CASE WHEN excluded.status_rank >= calls.status_rank \
@@ -403,10 +457,3 @@ fn call_merge() -> String {
         merged.join(", ")
     )
 }
-
-/// Every column of `calls` but the provider's raw body, which nothing after the upsert
-/// needs and which would otherwise be converted to text and sent back on every report.
-const RETURNED: &str = "id, tenant_id, agent_id, customer_id, campaign_id, provider, provider_execution_id, \
-    placing_since, provider_call_id, direction, status, from_number, to_number, started_at, ended_at, duration_seconds, cost, \
-    transcript, summary, recording_url, extracted_data, hangup_reason, NULL AS raw_payload, provider_agent_id, \
-    status_rank, idempotency_key, error_message, variables, created_at, updated_at";

@@ -21,11 +21,13 @@ use uuid::Uuid;
 use super::Lane;
 use crate::db::{Binder, Dialect};
 use crate::error::DomainResult;
+use crate::types::JobStatus;
 
-pub const PENDING: &str = "pending";
-pub const RUNNING: &str = "running";
-pub const DONE: &str = "done";
-pub const FAILED: &str = "failed";
+// Spelled out for the hand-written statements below.
+pub const PENDING: &str = JobStatus::Pending.as_str();
+pub const RUNNING: &str = JobStatus::Running.as_str();
+pub const DONE: &str = JobStatus::Done.as_str();
+pub const FAILED: &str = JobStatus::Failed.as_str();
 
 /// Kept of a job's last error.
 const MAX_ERROR_CHARS: usize = 2000;
@@ -69,7 +71,7 @@ fn active(id: Uuid, new: NewJob) -> job::ActiveModel {
         tenant_key: Set(new.tenant_key),
         subject: Set(new.subject),
         payload: Set(new.payload),
-        status: Set(PENDING.to_owned()),
+        status: Set(JobStatus::Pending),
         attempts: Set(0),
         max_attempts: Set(new.max_attempts.max(1)),
         run_at: Set(new.run_at),

@@ -158,7 +158,7 @@ async fn find(
         Utc::now() - Duration::seconds(services.providers().settings().stale_call_seconds as i64);
     let stale = call::Entity::find()
         .filter(call::Column::TenantId.eq(tenant_id))
-        .filter(call::Column::Provider.eq(provider.as_str()))
+        .filter(call::Column::Provider.eq(provider))
         .filter(Expr::cust(format!(
             "status_rank < {}",
             CallStatus::TERMINAL_RANK
@@ -261,9 +261,7 @@ pub async fn reconcile(services: &Services) -> DomainResult<Reconciled> {
         .await?;
     let mut total = Reconciled::default();
     for cred in creds {
-        let Ok(provider) = cred.provider.parse::<Provider>() else {
-            continue;
-        };
+        let provider = cred.provider;
         match reconcile_one(
             services,
             cred.tenant_id,

@@ -125,7 +125,7 @@ pub(crate) async fn run_sync(services: &Services, id: Uuid) -> anyhow::Result<()
     else {
         return Ok(());
     };
-    if run.status != SyncStatus::Running.as_str() {
+    if run.status != SyncStatus::Running {
         return Ok(());
     }
     let outcome = execute(services, &run).await;
@@ -159,7 +159,7 @@ pub(crate) async fn run_sync(services: &Services, id: Uuid) -> anyhow::Result<()
 /// A task walks the provider a few pages ahead while this one writes: pages that arrived
 /// meanwhile are routed and ingested together, in one transaction of set-based statements.
 async fn execute(services: &Services, run: &sync_run::Model) -> Result<Counts, String> {
-    let provider: Provider = run.provider.parse().map_err(|_| "unknown provider")?;
+    let provider = run.provider;
     let account = Arc::new(walk::open(services, run.tenant_id, provider).await?);
     let (pages_tx, mut pages) = tokio::sync::mpsc::channel::<Vec<CallReport>>(FETCH_AHEAD);
     let walking = tokio::spawn({
@@ -447,7 +447,7 @@ async fn save(
     active.calls_by_agent = Set(json!(by_agent));
     active.updated_at = Set(now);
     if let Some(s) = status {
-        active.status = Set(s.as_str().to_owned());
+        active.status = Set(s);
         active.finished_at = Set(Some(now));
     }
     let saved = active.update(db).await?;
@@ -474,7 +474,7 @@ async fn advance_cursor(
     let until = until.max(run.since).min(Utc::now());
     sync_cursor::Entity::insert(sync_cursor::ActiveModel {
         tenant_id: Set(run.tenant_id),
-        provider: Set(run.provider.clone()),
+        provider: Set(run.provider),
         synced_until: Set(until),
         updated_at: Set(Utc::now()),
     })
@@ -500,9 +500,7 @@ pub async fn schedule_syncs(services: &Services) -> Result<u64, DomainError> {
     let creds = provider_credential::Entity::find().all(db).await?;
     let mut started = 0;
     for cred in creds {
-        let Ok(provider) = cred.provider.parse::<Provider>() else {
-            continue;
-        };
+        let provider = cred.provider;
         match schedule_one(services, cred.tenant_id, provider).await {
             Ok(true) => started += 1,
             Ok(false) => {}

@@ -63,7 +63,7 @@ pub async fn trigger(
     let since = match input.since {
         Some(s) => s,
         None => {
-            sync_cursor::Entity::find_by_id((scope.tenant_id(), input.provider.as_str().to_owned()))
+            sync_cursor::Entity::find_by_id((scope.tenant_id(), input.provider))
                 .one(db)
                 .await?
                 // A cursor left at or ahead of `until` (an older build could leave one in
@@ -94,12 +94,12 @@ pub async fn trigger(
     let inserted = sync_run::ActiveModel {
         id: Set(Uuid::now_v7()),
         tenant_id: Set(scope.tenant_id()),
-        provider: Set(input.provider.as_str().to_owned()),
-        trigger: Set(how.as_str().to_owned()),
+        provider: Set(input.provider),
+        trigger: Set(how),
         dry_run: Set(input.dry_run),
         since: Set(since),
         until: Set(until),
-        status: Set(SyncStatus::Running.as_str().to_owned()),
+        status: Set(SyncStatus::Running),
         total_calls: Set(0),
         synced_calls: Set(0),
         new_customers: Set(0),
@@ -143,8 +143,8 @@ pub(crate) async fn running<C: ConnectionTrait>(
 ) -> DomainResult<Option<sync_run::Model>> {
     Ok(sync_run::Entity::find()
         .filter(sync_run::Column::TenantId.eq(tenant_id))
-        .filter(sync_run::Column::Provider.eq(provider.as_str()))
-        .filter(sync_run::Column::Status.eq(SyncStatus::Running.as_str()))
+        .filter(sync_run::Column::Provider.eq(provider))
+        .filter(sync_run::Column::Status.eq(SyncStatus::Running))
         .one(db)
         .await?)
 }

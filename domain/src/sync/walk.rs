@@ -50,7 +50,7 @@ pub(crate) async fn open(
     };
     let registered: HashMap<String, agent::Model> = agent::Entity::find()
         .filter(agent::Column::TenantId.eq(tenant.id))
-        .filter(agent::Column::Provider.eq(provider.as_str()))
+        .filter(agent::Column::Provider.eq(provider))
         .all(db)
         .await
         .map_err(|e| e.to_string())?
