@@ -112,6 +112,11 @@ pub fn router(state: AppState) -> Router {
             "/webhooks/teli/{token}",
             axum::routing::post(crate::webhooks::teli),
         )
+        .route(
+            "/campaigns/import",
+            axum::routing::post(crate::campaign_import::import)
+                .layer(DefaultBodyLimit::max(domain::campaigns::MAX_FILE_BYTES)),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

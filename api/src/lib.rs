@@ -1,6 +1,7 @@
 //! Switchboard's HTTP/GraphQL server as a library: `main.rs` and the tests both start it here.
 
 pub mod app;
+pub mod campaign_import;
 pub mod graphiql;
 pub mod graphql;
 pub mod limits;

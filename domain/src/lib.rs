@@ -5,6 +5,7 @@
 
 pub mod agents;
 pub mod calls;
+pub mod campaigns;
 pub mod credentials;
 pub mod customers;
 pub mod db;

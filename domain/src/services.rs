@@ -48,7 +48,7 @@ impl Services {
             providers = providers.with_shared_budgets(url.expose())?;
         }
         Ok(Services {
-            ingestor: Ingestor::new(db.clone(), events.clone(), FollowUps::default()),
+            ingestor: Ingestor::new(db.clone(), events.clone(), FollowUps::default().with(Arc::new(crate::campaigns::jobs::CampaignFollowUp))),
             db,
             events,
             providers,
@@ -57,6 +57,7 @@ impl Services {
 
     /// Adds follow-ups every call transition runs (the product's own are built in).
     pub fn with_follow_ups(mut self, follow_ups: FollowUps) -> Self {
+        let follow_ups = follow_ups.with(Arc::new(crate::campaigns::jobs::CampaignFollowUp));
         self.ingestor = Ingestor::new(self.db.clone(), self.events.clone(), follow_ups);
         self
     }

@@ -43,6 +43,7 @@ pub struct WorkerSettings {
     pub calls: usize,
     pub ingest: usize,
     pub sync: usize,
+    pub campaigns: usize,
     pub maintenance: usize,
 }
 
@@ -53,6 +54,7 @@ impl Default for WorkerSettings {
             calls: 16,
             ingest: 16,
             sync: 2,
+            campaigns: 4,
             maintenance: 2,
         }
     }
@@ -66,6 +68,7 @@ impl WorkerSettings {
             calls: parse_num(get, "WORKER_CONCURRENCY_CALLS", d.calls, 1, 1024)?,
             ingest: parse_num(get, "WORKER_CONCURRENCY_INGEST", d.ingest, 1, 1024)?,
             sync: parse_num(get, "WORKER_CONCURRENCY_SYNC", d.sync, 1, 64)?,
+            campaigns: parse_num(get, "WORKER_CONCURRENCY_CAMPAIGNS", d.campaigns, 1, 256)?,
             maintenance: parse_num(get, "WORKER_CONCURRENCY_MAINTENANCE", d.maintenance, 1, 64)?,
         })
     }
@@ -181,6 +184,9 @@ pub struct ProviderSettings {
     /// Hosts a tenant's custom base URL may name although they resolve to loopback,
     /// private, link-local or metadata addresses (`PROVIDER_BASE_URL_ALLOWLIST`).
     pub outbound_allowlist: Vec<String>,
+    /// Calls out with a provider at once across the deployment
+    /// (`SYSTEM_CONCURRENT_CALLS_LIMIT`); tenants and campaigns have their own caps below it.
+    pub system_concurrent_calls: u32,
 }
 
 impl Settings {
@@ -318,6 +324,7 @@ impl ProviderSettings {
             }
         };
         Ok(ProviderSettings {
+            system_concurrent_calls: parse_num(get, "SYSTEM_CONCURRENT_CALLS_LIMIT", 10, 1, 100_000)?,
             secrets_key,
             allow_custom_base_url: parse_bool(get, "ALLOW_PROVIDER_BASE_URL", false)?,
             bolna_base_url: base_url("BOLNA_BASE_URL", "https://api.bolna.ai")?,

@@ -10,8 +10,9 @@ pub struct Model {
     pub tenant_id: Uuid,
     pub agent_id: Option<Uuid>,
     pub customer_id: Option<Uuid>,
-    /// No foreign key yet (campaigns table does not exist).
     pub campaign_id: Option<Uuid>,
+    /// The campaign recipient this call is an attempt for.
+    pub campaign_item_id: Option<Uuid>,
     pub provider: Provider,
     pub provider_execution_id: Option<String>,
     /// When a worker began sending the call to its provider (set once, so a retried

@@ -7,6 +7,8 @@ pub mod agent;
 pub mod api_key;
 pub mod call;
 pub mod call_event;
+pub mod campaign;
+pub mod campaign_item;
 pub mod customer;
 pub mod customer_tag;
 pub mod do_not_call;
@@ -22,6 +24,8 @@ pub mod prelude {
     pub use super::api_key::Entity as ApiKey;
     pub use super::call::Entity as Call;
     pub use super::call_event::Entity as CallEvent;
+    pub use super::campaign::Entity as Campaign;
+    pub use super::campaign_item::Entity as CampaignItem;
     pub use super::customer::Entity as Customer;
     pub use super::customer_tag::Entity as CustomerTag;
     pub use super::do_not_call::Entity as DoNotCall;

@@ -178,6 +178,43 @@ string_enum!(
 );
 
 string_enum!(
+    /// Where a campaign stands.
+    CampaignStatus { Draft => "DRAFT", Running => "RUNNING", Paused => "PAUSED", Completed => "COMPLETED", Canceled => "CANCELED" }
+);
+
+impl CampaignStatus {
+    /// No item of a finished campaign is dialled again.
+    pub fn is_finished(self) -> bool {
+        matches!(self, CampaignStatus::Completed | CampaignStatus::Canceled)
+    }
+}
+
+string_enum!(
+    /// Where one recipient of a campaign stands.
+    QueueItemStatus {
+        Pending => "PENDING",
+        Dispatching => "DISPATCHING",
+        InProgress => "IN_PROGRESS",
+        Completed => "COMPLETED",
+        Failed => "FAILED",
+        Skipped => "SKIPPED",
+        Canceled => "CANCELED",
+    }
+);
+
+impl QueueItemStatus {
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            QueueItemStatus::Completed
+                | QueueItemStatus::Failed
+                | QueueItemStatus::Skipped
+                | QueueItemStatus::Canceled
+        )
+    }
+}
+
+string_enum!(
     /// Where a background job stands in the queue.
     JobStatus { Pending => "pending", Running => "running", Done => "done", Failed => "failed" }
 );

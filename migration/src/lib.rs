@@ -11,6 +11,7 @@ mod m20261124_000004_sync_runs;
 mod m20261130_000005_write_costs;
 mod m20261202_000006_stale_checks;
 mod m20261202_000007_job_lanes;
+mod m20261202_000008_campaigns;
 
 pub struct Migrator;
 
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000005_write_costs::Migration),
             Box::new(m20261202_000006_stale_checks::Migration),
             Box::new(m20261202_000007_job_lanes::Migration),
+            Box::new(m20261202_000008_campaigns::Migration),
         ]
     }
 }

@@ -21,6 +21,7 @@ pub fn runner(services: Services, settings: &domain::settings::Settings) -> Runn
         (Lane::Calls, w.calls),
         (Lane::Ingest, w.ingest),
         (Lane::Sync, w.sync),
+        (Lane::Campaigns, w.campaigns),
         (Lane::Maintenance, w.maintenance),
     ]);
     let registry = kinds::product(&settings.providers);

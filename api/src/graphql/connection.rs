@@ -66,6 +66,8 @@ impl<L: Listing> Connection<L> {
 #[graphql(concrete(name = "CallEdge", params(Call)))]
 #[graphql(concrete(name = "CustomerEdge", params(Customer)))]
 #[graphql(concrete(name = "SyncRunEdge", params(super::sync::SyncRun)))]
+#[graphql(concrete(name = "CampaignEdge", params(super::campaigns::Campaign)))]
+#[graphql(concrete(name = "QueueItemEdge", params(super::campaigns::QueueItem)))]
 pub struct Edge<N: OutputType> {
     /// Position of this row, for `after`.
     pub cursor: String,

@@ -53,3 +53,11 @@ mirror!(
     /// Who started a sync run.
     SyncTrigger = SyncTrigger { Manual, Scheduled }
 );
+mirror!(
+    /// Where a campaign stands.
+    CampaignStatus = CampaignStatus { Draft, Running, Paused, Completed, Canceled }
+);
+mirror!(
+    /// Where one recipient of a campaign stands.
+    QueueItemStatus = QueueItemStatus { Pending, Dispatching, InProgress, Completed, Failed, Skipped, Canceled }
+);

@@ -41,7 +41,7 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 /// Reads the bearer token into a caller; a bad key is simply unauthenticated (and counted
 /// against the client), an address over its failures is answered 429.
-async fn caller(
+pub(crate) async fn caller(
     state: &AppState,
     headers: &HeaderMap,
     peer: SocketAddr,

@@ -8,7 +8,7 @@ use async_graphql::dataloader::Loader;
 use domain::DomainError;
 use domain::calls::{self, CallParent};
 use domain::tenancy::TenantScope;
-use entity::{agent, call, call_event, customer};
+use entity::{agent, call, call_event, campaign, customer};
 use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
@@ -27,6 +27,12 @@ pub struct AgentId(pub Uuid);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct EventsOf(pub Uuid);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CallId(pub Uuid);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CampaignId(pub Uuid);
 
 /// The newest `limit` calls of one parent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -63,6 +69,34 @@ impl Loader<AgentId> for Loaders {
         Ok(rows
             .into_iter()
             .map(|a| (AgentId(a.id), Arc::new(a)))
+            .collect())
+    }
+}
+
+impl Loader<CallId> for Loaders {
+    type Value = Arc<call::Model>;
+    type Error = Arc<DomainError>;
+
+    async fn load(&self, keys: &[CallId]) -> LoadResult<CallId, Arc<call::Model>> {
+        let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
+        let rows = calls::by_ids(&self.db, &self.scope, &ids).await?;
+        Ok(rows
+            .into_iter()
+            .map(|c| (CallId(c.id), Arc::new(c)))
+            .collect())
+    }
+}
+
+impl Loader<CampaignId> for Loaders {
+    type Value = Arc<campaign::Model>;
+    type Error = Arc<DomainError>;
+
+    async fn load(&self, keys: &[CampaignId]) -> LoadResult<CampaignId, Arc<campaign::Model>> {
+        let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
+        let rows = domain::campaigns::by_ids(&self.db, &self.scope, &ids).await?;
+        Ok(rows
+            .into_iter()
+            .map(|c| (CampaignId(c.id), Arc::new(c)))
             .collect())
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod agents;
 pub mod calls;
+pub mod campaigns;
 pub mod connection;
 pub mod context;
 pub mod customers;

@@ -5,6 +5,7 @@ use async_graphql::MergedObject;
 
 use super::agents::{AgentsMutation, AgentsQuery};
 use super::calls::{CallsMutation, CallsQuery};
+use super::campaigns::{CampaignsMutation, CampaignsQuery};
 use super::customers::{CustomersMutation, CustomersQuery};
 use super::sync::{SyncMutation, SyncQuery};
 use super::tenancy::{TenancyMutation, TenancyQuery};
@@ -16,6 +17,7 @@ pub struct Query(
     AgentsQuery,
     CustomersQuery,
     CallsQuery,
+    CampaignsQuery,
     SyncQuery,
 );
 
@@ -26,5 +28,6 @@ pub struct Mutation(
     AgentsMutation,
     CustomersMutation,
     CallsMutation,
+    CampaignsMutation,
     SyncMutation,
 );

@@ -13,7 +13,8 @@ use uuid::Uuid;
 
 use super::context::scope;
 use super::enums::CallStatus;
-use super::error::{INTERNAL, coded, parse_id};
+use super::campaigns::{CampaignProgress, progress_of};
+use super::error::{INTERNAL, NOT_FOUND, coded, parse_id};
 use super::types::Call;
 
 /// Error code sent to a subscriber that fell too far behind; its subscription ends.
@@ -54,6 +55,57 @@ impl Subscription {
         }))
     }
 
+    /// A campaign's stats, first as they are now and then after every change, at most
+    /// four times a second (changes in between are folded into the next push). Ends when
+    /// the campaign is gone.
+    async fn campaign_progress(
+        &self,
+        ctx: &Context<'_>,
+        campaign_id: ID,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<CampaignProgress>>> {
+        let scope = scope(ctx)?.clone();
+        let db = super::context::db(ctx)?.clone();
+        let id = parse_id("campaignId", &campaign_id)?;
+        let hub = ctx
+            .data::<Arc<Hub>>()
+            .map_err(|_| coded(INTERNAL, "internal error"))?;
+        let rx = hub.subscribe(scope.tenant_id());
+        // Subscribed before the first read, so no change between the two is missed.
+        let first = progress_of(&db, &scope, id).await?;
+        if first.is_none() {
+            return Err(coded(NOT_FOUND, "campaign not found"));
+        }
+        let state = Progress {
+            rx,
+            db,
+            scope,
+            id,
+            first,
+            last: None,
+        };
+        Ok(futures_util::stream::unfold(Some(state), |state| async move {
+            let mut state = state?;
+            if let Some(first) = state.first.take() {
+                state.last = Some(tokio::time::Instant::now());
+                return Some((Ok(first), Some(state)));
+            }
+            if !state.changed().await {
+                return None;
+            }
+            if let Some(last) = state.last {
+                tokio::time::sleep_until(last + PROGRESS_INTERVAL).await;
+            }
+            // Whatever arrived while waiting is covered by the read below.
+            state.drain();
+            state.last = Some(tokio::time::Instant::now());
+            match progress_of(&state.db, &state.scope, state.id).await {
+                Ok(Some(p)) => Some((Ok(p), Some(state))),
+                Ok(None) => None,
+                Err(e) => Some((Err(e), None)),
+            }
+        }))
+    }
+
     /// Live status of this tenant's calls, optionally one call or one campaign's calls.
     /// Updates of one call arrive in commit order. A subscriber that falls more than
     /// 256 events behind gets a RATE_LIMITED error and the subscription ends.
@@ -74,6 +126,47 @@ impl Subscription {
         Ok(filtered(hub.subscribe(tenant), move |e| {
             matching(e, tenant, call_id, campaign_id)
         }))
+    }
+}
+
+/// Pushes of one campaign's progress are at least this far apart.
+const PROGRESS_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+
+struct Progress {
+    rx: tokio::sync::broadcast::Receiver<Arc<Event>>,
+    db: sea_orm::DatabaseConnection,
+    scope: domain::tenancy::TenantScope,
+    id: Uuid,
+    first: Option<CampaignProgress>,
+    last: Option<tokio::time::Instant>,
+}
+
+impl Progress {
+    fn concerns(&self, event: &Event) -> bool {
+        matches!(event, Event::CampaignProgress { campaign_id, .. } if *campaign_id == self.id)
+    }
+
+    /// Waits for an event about this campaign; false when the hub closed. Falling behind
+    /// only means a change was missed, which the next read covers.
+    async fn changed(&mut self) -> bool {
+        loop {
+            match self.rx.recv().await {
+                Ok(e) if self.concerns(&e) => return true,
+                Ok(_) => {}
+                Err(RecvError::Lagged(_)) => return true,
+                Err(RecvError::Closed) => return false,
+            }
+        }
+    }
+
+    fn drain(&mut self) {
+        use tokio::sync::broadcast::error::TryRecvError;
+        loop {
+            match self.rx.try_recv() {
+                Ok(_) | Err(TryRecvError::Lagged(_)) => {}
+                Err(TryRecvError::Empty | TryRecvError::Closed) => return,
+            }
+        }
     }
 }
 

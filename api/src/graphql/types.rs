@@ -411,6 +411,20 @@ impl Call {
             .gql()?
             .map(Customer))
     }
+    /// The campaign that placed the call, if any.
+    async fn campaign(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<super::campaigns::Campaign>> {
+        let Some(id) = self.0.campaign_id else {
+            return Ok(None);
+        };
+        Ok(loaders(ctx)?
+            .load_one(super::loaders::CampaignId(id))
+            .await
+            .gql()?
+            .map(|c| super::campaigns::Campaign((*c).clone())))
+    }
     /// Status history, oldest first.
     async fn events(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<CallEvent>> {
         let events = loaders(ctx)?.load_one(EventsOf(self.0.id)).await.gql()?;

@@ -247,6 +247,7 @@ impl TestApp {
             agent_id: Set(agent_id.map(parse)),
             customer_id: Set(customer_id.map(parse)),
             campaign_id: Set(None),
+            campaign_item_id: Set(None),
             provider: Set(domain::types::Provider::Simulator),
             provider_execution_id: Set(Some(uuid::Uuid::new_v4().to_string())),
             placing_since: Set(None),

@@ -15,7 +15,7 @@ pub mod transition;
 
 pub use follow::{RefreshError, refresh};
 pub use repo::{
-    CallFilter, CallParent, count, count_by_parent, events_by_call_ids, find, get, interactions,
+    CallFilter, CallParent, by_ids, count, count_by_parent, events_by_call_ids, find, get, interactions,
     list, list_for_parent, recent_by_parent,
 };
 pub use start::{StartCall, start_call};

@@ -5,17 +5,20 @@
 use anyhow::Context;
 use chrono::Utc;
 use entity::call;
-use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
 use serde_json::json;
 use uuid::Uuid;
 
+use std::time::Duration;
+
 use super::follow;
+use super::live::{self, SlotClaim};
+use crate::campaigns::finish::{self, AMBIGUOUS_PLACEMENT};
 use super::transition::{self, AfterCommit, Reported, Transition};
 use crate::db::Binder;
 use crate::dnc;
 use crate::error::{DomainError, DomainResult};
-use crate::jobs::Outcome;
+use crate::jobs::{self, Outcome};
 use crate::providers::registry::ProviderLookupError;
 use crate::providers::{PlaceCall, ProviderError};
 use crate::services::Services;
@@ -57,7 +60,7 @@ pub(crate) async fn place(
             services,
             call_id,
             CallStatus::Failed,
-            "the worker stopped while placing this call; not sent again to avoid calling twice",
+            &format!("the worker stopped while placing this call; {AMBIGUOUS_PLACEMENT}"),
         )
         .await?;
         return Ok(Outcome::Done);
@@ -92,18 +95,25 @@ pub(crate) async fn place(
         end_unplaced(services, call_id, CallStatus::Canceled, reason).await?;
         return Ok(Outcome::Done);
     }
-    // Claim the placement: only one worker gets past this update.
-    let claimed = call::Entity::update_many()
-        .col_expr(call::Column::PlacingSince, Expr::value(Some(Utc::now())))
-        .filter(call::Column::Id.eq(call_id))
-        .filter(call::Column::PlacingSince.is_null())
-        .filter(call::Column::ProviderExecutionId.is_null())
-        .exec(db)
+    // Claim a slot under the system, tenant and campaign caps: only one worker gets
+    // past this, and only while every cap has room.
+    let cap = services.providers().settings().system_concurrent_calls;
+    match live::claim_slot(db, call_id, cap)
         .await
-        .context("claiming the placement")?
-        .rows_affected;
-    if claimed == 0 {
-        return Ok(Outcome::Done);
+        .context("claiming a concurrency slot")?
+    {
+        SlotClaim::Claimed => {}
+        SlotClaim::Gone => return Ok(Outcome::Done),
+        SlotClaim::Full(_) => {
+            // Waiting for a slot is not a failure: try again shortly without an attempt.
+            let wait = jobs::backoff(3, Duration::from_millis(100), Duration::from_millis(800));
+            return Ok(Outcome::Snooze(Utc::now() + chrono::Duration::from_std(wait + Duration::from_millis(200)).unwrap_or_default()));
+        }
+        SlotClaim::CampaignStopped(status) => {
+            let reason = format!("the campaign is {status}; the call was not placed");
+            end_unplaced(services, call_id, CallStatus::Canceled, &reason).await?;
+            return Ok(Outcome::Done);
+        }
     }
     let placed = client
         .place_call(PlaceCall {
@@ -115,6 +125,9 @@ pub(crate) async fn place(
         .await;
     match placed {
         Ok(placed) => {
+            if let Some(c) = model.campaign_id {
+                finish::record_dial(services, c, false, "").await?;
+            }
             // The provider has the call now: try hard to record its id.
             let mut attempt = 0;
             loop {
@@ -136,10 +149,50 @@ pub(crate) async fn place(
             }
         }
         Err(e) => {
+            let campaign = model.campaign_id;
+            let provider_failure = matches!(
+                e,
+                ProviderError::Transient(_)
+                    | ProviderError::Ambiguous(_)
+                    | ProviderError::Credentials { .. }
+                    | ProviderError::Decode(_)
+                    | ProviderError::NotConfigured(_)
+            );
+            if let Some(c) = campaign
+                && provider_failure
+            {
+                finish::record_dial(services, c, true, &e.to_string()).await?;
+            }
+            match e {
+                // The provider refused before taking the call: it waits, queued, without
+                // spending an attempt (a campaign's breaker pauses it if this goes on).
+                ProviderError::RateLimited { retry_after } => {
+                    live::release_unplaced(db, call_id).await?;
+                    let after = retry_after
+                        .unwrap_or(Duration::from_secs(5))
+                        .clamp(Duration::from_secs(1), Duration::from_secs(300));
+                    return Ok(Outcome::Retry {
+                        after,
+                        spend_attempt: false,
+                        reason: "the provider is rate limiting requests".into(),
+                    });
+                }
+                ProviderError::Transient(ref why) => {
+                    live::release_unplaced(db, call_id).await?;
+                    return Ok(Outcome::Retry {
+                        after: if campaign.is_some() {
+                            Duration::from_secs(5) + jobs::backoff(0, Duration::from_secs(5), Duration::from_secs(10))
+                        } else {
+                            jobs::backoff(2, Duration::from_secs(1), Duration::from_secs(30))
+                        },
+                        spend_attempt: campaign.is_none(),
+                        reason: format!("the provider is unavailable: {why}"),
+                    });
+                }
+                _ => {}
+            }
             let reason = match &e {
-                ProviderError::Ambiguous(_) => format!(
-                    "{e}; the call was not sent again to avoid calling twice (check the provider)"
-                ),
+                ProviderError::Ambiguous(_) => format!("{e}; the call was {AMBIGUOUS_PLACEMENT} (check the provider)"),
                 _ => e.to_string(),
             };
             end_unplaced(services, call_id, CallStatus::Failed, &reason).await?;
@@ -264,6 +317,15 @@ async fn adopt_execution(
             hangup_reason,
             raw_payload
         );
+    }
+    if let Some(item) = model.campaign_item_id {
+        let mut b = Binder::new(txn.get_database_backend());
+        let sql = format!(
+            "UPDATE campaign_items SET status = 'IN_PROGRESS', updated_at = {} WHERE id = {} AND status = 'DISPATCHING'",
+            b.bind(Utc::now()),
+            b.bind(item)
+        );
+        txn.execute_raw(b.statement(sql)).await?;
     }
     active.provider_execution_id = Set(Some(execution_id.to_owned()));
     active.updated_at = Set(Utc::now());

@@ -140,6 +140,18 @@ pub async fn find(
         .await?)
 }
 
+/// The tenant's calls among `ids` (for loaders).
+pub async fn by_ids(
+    db: &DatabaseConnection,
+    scope: &TenantScope,
+    ids: &[Uuid],
+) -> DomainResult<Vec<call::Model>> {
+    Ok(scoped(scope)
+        .filter(call::Column::Id.is_in(ids.iter().copied()))
+        .all(db)
+        .await?)
+}
+
 pub async fn get(
     db: &DatabaseConnection,
     scope: &TenantScope,

@@ -141,6 +141,7 @@ pub async fn start_call(
         agent_id: Set(Some(agent.id)),
         customer_id: Set(Some(customer_id)),
         campaign_id: Set(None),
+        campaign_item_id: Set(None),
         provider: Set(provider),
         provider_execution_id: Set(None),
         placing_since: Set(None),

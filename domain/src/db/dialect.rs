@@ -34,6 +34,17 @@ impl Dialect {
         }
     }
 
+    /// A statement that, run first in a write transaction, makes every transaction that
+    /// claims a concurrency slot wait for the others, so counting live calls and taking a
+    /// slot are one atomic step across processes. SQLite's `BEGIN IMMEDIATE` already
+    /// admits one writer at a time.
+    pub fn slot_lock(self) -> Option<&'static str> {
+        match self {
+            Dialect::Postgres => Some("SELECT pg_advisory_xact_lock(7306571003) AS locked"),
+            Dialect::Sqlite => None,
+        }
+    }
+
     /// Whether many keys are best probed one index lookup each (`LATERAL .. LIMIT 1`)
     /// rather than with an `IN` list: PostgreSQL's planner may turn a long `IN` list into
     /// a scan of the tenant's rows when its statistics lag the table's growth.

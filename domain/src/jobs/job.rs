@@ -18,18 +18,27 @@ pub enum Lane {
     Ingest,
     /// Sync runs.
     Sync,
+    /// Campaign dispatch and the bookkeeping of campaign calls that ended.
+    Campaigns,
     /// Periodic sweeps and schedules, and kinds this build does not know.
     Maintenance,
 }
 
 impl Lane {
-    pub const ALL: [Lane; 4] = [Lane::Calls, Lane::Ingest, Lane::Sync, Lane::Maintenance];
+    pub const ALL: [Lane; 5] = [
+        Lane::Calls,
+        Lane::Ingest,
+        Lane::Sync,
+        Lane::Campaigns,
+        Lane::Maintenance,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Lane::Calls => "calls",
             Lane::Ingest => "ingest",
             Lane::Sync => "sync",
+            Lane::Campaigns => "campaigns",
             Lane::Maintenance => "maintenance",
         }
     }

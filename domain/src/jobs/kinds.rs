@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::Registry;
 use crate::calls::jobs::{FollowCall, PlaceCall, StaleCalls, StuckCalls};
+use crate::campaigns::jobs::{DispatchCampaign, FinishItem};
 use crate::ingest::jobs::IngestReport;
 use crate::providers::simulator::playback::SimulatorReport;
 use crate::services::Services;
@@ -19,6 +20,8 @@ pub fn product(providers: &ProviderSettings) -> Registry<Services> {
         .register::<PlaceCall>()
         .register::<FollowCall>()
         .register::<SyncRun>()
+        .register::<DispatchCampaign>()
+        .register::<FinishItem>()
         .every::<StaleCalls>(Duration::from_secs(
             providers.stale_call_seconds.clamp(10, 300),
         ))

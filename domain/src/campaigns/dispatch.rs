@@ -1,0 +1,351 @@
+//! One dispatch round of a running campaign: as many due items as the caps have room for
+//! become queued calls (with their placement jobs, in the same transaction); items outside
+//! their calling window wait for it to open; items whose number may no longer be called
+//! are skipped. Placement (`calls::place`) takes the slot atomically, so a round that
+//! over-estimates room only leaves a call waiting, never dials over a cap.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use entity::{agent, call, campaign, campaign_item};
+use sea_orm::{ActiveModelTrait, ConnectionTrait, EntityTrait, Set};
+use uuid::Uuid;
+
+use super::repo::{customers_by_phone, listed_numbers};
+use super::service::{self, window_of};
+use super::window::{parse_zone, zones_of_number};
+use crate::calls::jobs::PlaceCall;
+use crate::calls::live;
+use crate::calls::transition::{self, AfterCommit};
+use crate::db::{Binder, Dialect};
+use crate::jobs::{self, Job, Outcome};
+use crate::services::Services;
+use crate::types::{CallDirection, CallStatus, CampaignStatus, EventSource, LeadStatus};
+
+/// Items one round turns into calls at most.
+const ROUND: i64 = 200;
+/// How long a round waits when the caps are full (a call ending hurries it).
+const FULL_WAIT: Duration = Duration::from_millis(1000);
+/// The longest a dispatcher sleeps, so a changed campaign is seen within it.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+
+pub(crate) async fn run(services: &Services, campaign_id: Uuid) -> anyhow::Result<Outcome> {
+    let db = services.db();
+    let Some(c) = campaign::Entity::find_by_id(campaign_id)
+        .one(db)
+        .await
+        .context("loading the campaign")?
+    else {
+        return Ok(Outcome::Done);
+    };
+    if c.status != CampaignStatus::Running {
+        return Ok(Outcome::Done);
+    }
+    let agent = match c.agent_id {
+        Some(id) => agent::Entity::find_by_id(id).one(db).await?,
+        None => None,
+    };
+    let Some(agent) = agent else {
+        pause_for(services, &c, "the campaign's agent was deleted").await?;
+        return Ok(Outcome::Done);
+    };
+    let now = Utc::now();
+    let room = room(services, &c).await?;
+    let mut dialled = 0;
+    if room > 0 {
+        dialled = dispatch_round(services, &c, &agent, room, now).await?;
+    }
+    let stats = service::stats(db, c.id).await?;
+    if stats.active() == 0 {
+        complete(services, &c).await?;
+        return Ok(Outcome::Done);
+    }
+    if dialled > 0 {
+        service::publish_progress(services, c.tenant_id, c.id).await;
+    }
+    let wait = if room == 0 || dialled as i64 == room {
+        FULL_WAIT
+    } else {
+        next_due(db, c.id)
+            .await?
+            .map(|at| (at - Utc::now()).to_std().unwrap_or(Duration::ZERO))
+            .unwrap_or(MAX_WAIT)
+            .clamp(Duration::from_millis(200), MAX_WAIT)
+    };
+    Ok(Outcome::Snooze(
+        Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default(),
+    ))
+}
+
+/// How many more calls this campaign may start now under its own, its tenant's and the
+/// system's caps.
+async fn room(services: &Services, c: &campaign::Model) -> anyhow::Result<i64> {
+    let db = services.db();
+    let mut b = Binder::new(db.get_database_backend());
+    let sql = format!(
+        "SELECT COUNT(*) AS n FROM campaign_items WHERE campaign_id = {} AND status IN ('DISPATCHING', 'IN_PROGRESS')",
+        b.bind(c.id)
+    );
+    let in_flight: i64 = db
+        .query_one_raw(b.statement(sql))
+        .await?
+        .map(|r| r.try_get("", "n"))
+        .transpose()?
+        .unwrap_or(0);
+    let tenant_cap = entity::tenant::Entity::find_by_id(c.tenant_id)
+        .one(db)
+        .await?
+        .map_or(0, |t| t.concurrency_limit);
+    let counts = live::counts(db, c.tenant_id, Some(c.id)).await?;
+    let system = i64::from(services.providers().settings().system_concurrent_calls);
+    Ok((i64::from(c.concurrency_limit) - in_flight)
+        .min(i64::from(tenant_cap) - counts.tenant)
+        .min(system - counts.system)
+        .clamp(0, ROUND))
+}
+
+async fn next_due<C: ConnectionTrait>(conn: &C, campaign_id: Uuid) -> anyhow::Result<Option<DateTime<Utc>>> {
+    let mut b = Binder::new(conn.get_database_backend());
+    let sql = format!(
+        "SELECT MIN(next_attempt_at) AS at FROM campaign_items WHERE campaign_id = {} AND status = 'PENDING'",
+        b.bind(campaign_id)
+    );
+    Ok(conn
+        .query_one_raw(b.statement(sql))
+        .await?
+        .and_then(|r| r.try_get::<Option<DateTime<Utc>>>("", "at").ok().flatten()))
+}
+
+async fn dispatch_round(
+    services: &Services,
+    c: &campaign::Model,
+    agent: &agent::Model,
+    room: i64,
+    now: DateTime<Utc>,
+) -> anyhow::Result<usize> {
+    let db = services.db();
+    let txn = crate::db::begin_write(db).await?;
+    let dialect = Dialect::of(&txn);
+    let mut b = Binder::new(txn.get_database_backend());
+    // Items outside their window are moved to its opening, so a round looks at a few more
+    // than it may dial.
+    let sql = format!(
+        "SELECT * FROM campaign_items WHERE campaign_id = {} AND status = 'PENDING' AND next_attempt_at <= {} \
+         ORDER BY next_attempt_at, id LIMIT {}{}",
+        b.bind(c.id),
+        b.bind(now),
+        room * 2,
+        dialect.skip_locked()
+    );
+    let items = campaign_item::Entity::find()
+        .from_raw_sql(b.statement(sql))
+        .all(&txn)
+        .await
+        .context("claiming due items")?;
+    if items.is_empty() {
+        return Ok(0);
+    }
+    let phones: Vec<&str> = items.iter().map(|i| i.phone_number.as_str()).collect();
+    let listed = listed_numbers(&txn, c.tenant_id, &phones).await?;
+    let customers = customers_by_phone(&txn, c.tenant_id, &phones).await?;
+    let window = window_of(c);
+    let fallback = parse_zone(&c.timezone).unwrap_or(chrono_tz::UTC);
+    let mut after = AfterCommit::default();
+    let mut dialled = 0usize;
+    for item in items {
+        let skip = if listed.contains(&item.phone_number) {
+            Some("on the do-not-call list")
+        } else if customers
+            .get(&item.phone_number)
+            .is_some_and(|x| x.1 == LeadStatus::DoNotCall)
+        {
+            Some("customer marked DO_NOT_CALL")
+        } else {
+            None
+        };
+        if let Some(reason) = skip {
+            set_item(&txn, item.id, "SKIPPED", Some(reason), None, now).await?;
+            continue;
+        }
+        if let Some(w) = &window {
+            let mut zones = item
+                .timezone
+                .as_deref()
+                .and_then(parse_zone)
+                .map(|z| vec![z])
+                .unwrap_or_else(|| zones_of_number(&item.phone_number));
+            if zones.is_empty() {
+                zones.push(fallback);
+            }
+            if !w.open(&zones, now) {
+                match w.next_open(&zones, now) {
+                    Some(at) => set_next(&txn, item.id, at, now).await?,
+                    None => {
+                        set_item(
+                            &txn,
+                            item.id,
+                            "SKIPPED",
+                            Some("the number's time zones are never all inside the calling window"),
+                            None,
+                            now,
+                        )
+                        .await?
+                    }
+                }
+                continue;
+            }
+        }
+        if dialled as i64 >= room {
+            break;
+        }
+        let call = queue_call(&txn, services, c, agent, &item, customers.get(&item.phone_number).map(|x| x.0), now).await?;
+        after.absorb(call);
+        dialled += 1;
+    }
+    txn.commit().await?;
+    if dialled > 0 {
+        jobs::wake(PlaceCall::LANE);
+    }
+    after.run(&**services.events()).await;
+    Ok(dialled)
+}
+
+async fn set_item<C: ConnectionTrait>(
+    conn: &C,
+    id: Uuid,
+    status: &str,
+    error: Option<&str>,
+    call_id: Option<Uuid>,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let mut b = Binder::new(conn.get_database_backend());
+    let sql = format!(
+        "UPDATE campaign_items SET status = {}, last_error = COALESCE({}, last_error), call_id = COALESCE({}, call_id), updated_at = {} WHERE id = {}",
+        b.bind(status),
+        b.bind(error.map(str::to_owned)),
+        b.bind(call_id),
+        b.bind(now),
+        b.bind(id)
+    );
+    conn.execute_raw(b.statement(sql)).await?;
+    Ok(())
+}
+
+async fn set_next<C: ConnectionTrait>(conn: &C, id: Uuid, at: DateTime<Utc>, now: DateTime<Utc>) -> anyhow::Result<()> {
+    let mut b = Binder::new(conn.get_database_backend());
+    let sql = format!(
+        "UPDATE campaign_items SET next_attempt_at = {}, updated_at = {} WHERE id = {}",
+        b.bind(at),
+        b.bind(now),
+        b.bind(id)
+    );
+    conn.execute_raw(b.statement(sql)).await?;
+    Ok(())
+}
+
+/// The item's next attempt: a QUEUED call with its placement job, the item DISPATCHING.
+async fn queue_call<C: ConnectionTrait>(
+    conn: &C,
+    services: &Services,
+    c: &campaign::Model,
+    agent: &agent::Model,
+    item: &campaign_item::Model,
+    customer_id: Option<Uuid>,
+    now: DateTime<Utc>,
+) -> anyhow::Result<AfterCommit> {
+    let id = Uuid::now_v7();
+    let model = call::ActiveModel {
+        id: Set(id),
+        tenant_id: Set(c.tenant_id),
+        agent_id: Set(Some(agent.id)),
+        customer_id: Set(customer_id.or(item.customer_id)),
+        campaign_id: Set(Some(c.id)),
+        campaign_item_id: Set(Some(item.id)),
+        provider: Set(agent.provider),
+        provider_execution_id: Set(None),
+        placing_since: Set(None),
+        provider_call_id: Set(None),
+        direction: Set(CallDirection::Outbound),
+        status: Set(CallStatus::Queued),
+        from_number: Set(None),
+        to_number: Set(Some(item.phone_number.clone())),
+        started_at: Set(None),
+        ended_at: Set(None),
+        duration_seconds: Set(None),
+        cost: Set(None),
+        transcript: Set(None),
+        summary: Set(None),
+        recording_url: Set(None),
+        extracted_data: Set(None),
+        hangup_reason: Set(None),
+        raw_payload: Set(None),
+        provider_agent_id: Set(Some(agent.provider_agent_id.clone())),
+        status_rank: Set(CallStatus::Queued.rank()),
+        idempotency_key: Set(None),
+        error_message: Set(None),
+        variables: Set(item.variables.clone()),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(conn)
+    .await
+    .context("creating the item's call")?;
+    let after = transition::created(conn, services.ingestor().follow_ups(), &model, EventSource::Api).await?;
+    jobs::enqueue(
+        conn,
+        &PlaceCall {
+            tenant_id: c.tenant_id,
+            call_id: id,
+        },
+        now,
+    )
+    .await?;
+    let mut b = Binder::new(conn.get_database_backend());
+    let sql = format!(
+        "UPDATE campaign_items SET status = 'DISPATCHING', attempts = attempts + 1, call_id = {}, updated_at = {} WHERE id = {}",
+        b.bind(id),
+        b.bind(now),
+        b.bind(item.id)
+    );
+    conn.execute_raw(b.statement(sql)).await?;
+    Ok(after)
+}
+
+/// Marks a running campaign with no active item COMPLETED.
+pub(crate) async fn complete(services: &Services, c: &campaign::Model) -> anyhow::Result<()> {
+    let now = Utc::now();
+    let mut b = Binder::new(services.db().get_database_backend());
+    let sql = format!(
+        "UPDATE campaigns SET status = 'COMPLETED', finished_at = {}, updated_at = {} WHERE id = {} AND status = 'RUNNING' \
+         AND NOT EXISTS (SELECT 1 FROM campaign_items WHERE campaign_id = {} AND status IN ('PENDING', 'DISPATCHING', 'IN_PROGRESS'))",
+        b.bind(now),
+        b.bind(now),
+        b.bind(c.id),
+        b.bind(c.id)
+    );
+    let moved = services.db().execute_raw(b.statement(sql)).await?.rows_affected();
+    if moved > 0 {
+        tracing::info!(campaign.id = %c.id, "campaign completed");
+        service::publish_progress(services, c.tenant_id, c.id).await;
+    }
+    Ok(())
+}
+
+/// Pauses a running campaign by itself, saying why.
+pub(crate) async fn pause_for(services: &Services, c: &campaign::Model, reason: &str) -> anyhow::Result<bool> {
+    let now = Utc::now();
+    let mut b = Binder::new(services.db().get_database_backend());
+    let sql = format!(
+        "UPDATE campaigns SET status = 'PAUSED', paused_reason = {}, updated_at = {} WHERE id = {} AND status = 'RUNNING'",
+        b.bind(reason),
+        b.bind(now),
+        b.bind(c.id)
+    );
+    let moved = services.db().execute_raw(b.statement(sql)).await?.rows_affected() > 0;
+    if moved {
+        tracing::warn!(campaign.id = %c.id, reason, "campaign paused itself");
+        service::publish_progress(services, c.tenant_id, c.id).await;
+    }
+    Ok(moved)
+}
