@@ -60,16 +60,22 @@ fn list(s: &str) -> impl Iterator<Item = &str> {
     s.split(',').map(str::trim).filter(|p| !p.is_empty())
 }
 
-fn minutes(field: &'static str, s: &str) -> Result<Vec<i32>, Response> {
+/// A query parameter that cannot be used: its name and why.
+struct BadParam(&'static str, String);
+
+fn minutes(field: &'static str, s: &str) -> Result<Vec<i32>, BadParam> {
     list(s)
-        .map(|p| p.parse().map_err(|_| invalid(field, "must be whole minutes, comma-separated")))
+        .map(|p| {
+            p.parse()
+                .map_err(|_| BadParam(field, "must be whole minutes, comma-separated".into()))
+        })
         .collect()
 }
 
 impl Params {
-    fn into_domain(self) -> Result<CreateCampaign, Response> {
+    fn into_domain(self) -> Result<CreateCampaign, BadParam> {
         let agent_id = uuid::Uuid::try_parse(&self.agent_id)
-            .map_err(|_| invalid("agentId", "is not a valid ID"))?;
+            .map_err(|_| BadParam("agentId", "is not a valid ID".into()))?;
         let retry_delay_minutes = match (&self.retry_delays_minutes, &self.retry_delay_minutes) {
             (Some(list), _) => minutes("retryDelaysMinutes", list)?,
             (None, Some(one)) => minutes("retryDelayMinutes", one)?,
@@ -82,7 +88,7 @@ impl Params {
                 list(s)
                     .map(|p| p.parse::<CallStatus>())
                     .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| invalid("retryOn", &e.to_string()))
+                    .map_err(|e| BadParam("retryOn", e.to_string()))
             })
             .transpose()?;
         let calling_window = match (self.window_start, self.window_end, self.window_days) {
@@ -91,14 +97,18 @@ impl Params {
                 start,
                 end,
                 days: days.as_deref().map_or_else(
-                    || ["MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN"].map(String::from).to_vec(),
+                    || {
+                        ["MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN"]
+                            .map(String::from)
+                            .to_vec()
+                    },
                     |d| list(d).map(str::to_owned).collect(),
                 ),
             }),
             _ => {
-                return Err(invalid(
+                return Err(BadParam(
                     "callingWindow",
-                    "give callingWindow.start and callingWindow.end together",
+                    "give callingWindow.start and callingWindow.end together".into(),
                 ));
             }
         };
@@ -124,7 +134,9 @@ fn refuse_domain(err: &DomainError) -> Response {
             refuse(StatusCode::UNAUTHORIZED, UNAUTHENTICATED, &err.to_string())
         }
         DomainError::Forbidden(_) => refuse(StatusCode::FORBIDDEN, FORBIDDEN, &err.to_string()),
-        DomainError::NotFound { .. } => refuse(StatusCode::NOT_FOUND, "NOT_FOUND", &err.to_string()),
+        DomainError::NotFound { .. } => {
+            refuse(StatusCode::NOT_FOUND, "NOT_FOUND", &err.to_string())
+        }
         DomainError::InvalidInput { field, message } => match field {
             Some(f) => invalid(f, message),
             None => refuse(StatusCode::BAD_REQUEST, BAD_USER_INPUT, message),
@@ -132,7 +144,11 @@ fn refuse_domain(err: &DomainError) -> Response {
         DomainError::Conflict { message, .. } => refuse(StatusCode::CONFLICT, "CONFLICT", message),
         DomainError::Database(_) | DomainError::Internal(_) => {
             tracing::error!(error = %err, "campaign import failed");
-            refuse(StatusCode::INTERNAL_SERVER_ERROR, INTERNAL, "internal error")
+            refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                INTERNAL,
+                "internal error",
+            )
         }
     }
 }
@@ -172,7 +188,11 @@ pub async fn import(
         Err(response) => return response,
         Ok(Caller::Tenant { scope, .. }) => scope,
         Ok(Caller::Unverifiable) => {
-            return refuse(StatusCode::INTERNAL_SERVER_ERROR, INTERNAL, "internal error");
+            return refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                INTERNAL,
+                "internal error",
+            );
         }
         Ok(Caller::Operator) => {
             return refuse(
@@ -201,14 +221,17 @@ pub async fn import(
     };
     let input = match params.into_domain() {
         Ok(i) => i,
-        Err(response) => return response,
+        Err(BadParam(field, message)) => return invalid(field, &message),
     };
     let body = match body {
         Ok(b) => b,
         Err(rejection) => {
             let status = rejection.status();
             let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
-                format!("the file is larger than {} bytes", campaigns::MAX_FILE_BYTES)
+                format!(
+                    "the file is larger than {} bytes",
+                    campaigns::MAX_FILE_BYTES
+                )
             } else {
                 rejection.body_text()
             };

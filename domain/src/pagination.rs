@@ -82,6 +82,21 @@ pub async fn fetch<E: EntityTrait>(
     Ok(Page::from_overfetch(rows, page.first))
 }
 
+/// Like [`fetch`], oldest first (for lists with an order of their own, such as a
+/// campaign's items in file order).
+pub async fn fetch_ascending<E: EntityTrait>(
+    db: &DatabaseConnection,
+    mut query: Select<E>,
+    id: E::Column,
+    page: PageRequest,
+) -> DomainResult<Page<E::Model>> {
+    if let Some(after) = page.after {
+        query = query.filter(id.gt(after));
+    }
+    let rows = query.order_by_asc(id).limit(page.first + 1).all(db).await?;
+    Ok(Page::from_overfetch(rows, page.first))
+}
+
 pub fn encode_cursor(id: Uuid) -> String {
     id.simple().to_string()
 }

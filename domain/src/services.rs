@@ -48,7 +48,11 @@ impl Services {
             providers = providers.with_shared_budgets(url.expose())?;
         }
         Ok(Services {
-            ingestor: Ingestor::new(db.clone(), events.clone(), FollowUps::default().with(Arc::new(crate::campaigns::jobs::CampaignFollowUp))),
+            ingestor: Ingestor::new(
+                db.clone(),
+                events.clone(),
+                FollowUps::default().with(Arc::new(crate::campaigns::jobs::CampaignFollowUp)),
+            ),
             db,
             events,
             providers,

@@ -324,7 +324,13 @@ impl ProviderSettings {
             }
         };
         Ok(ProviderSettings {
-            system_concurrent_calls: parse_num(get, "SYSTEM_CONCURRENT_CALLS_LIMIT", 10, 1, 100_000)?,
+            system_concurrent_calls: parse_num(
+                get,
+                "SYSTEM_CONCURRENT_CALLS_LIMIT",
+                10,
+                1,
+                100_000,
+            )?,
             secrets_key,
             allow_custom_base_url: parse_bool(get, "ALLOW_PROVIDER_BASE_URL", false)?,
             bolna_base_url: base_url("BOLNA_BASE_URL", "https://api.bolna.ai")?,

@@ -227,11 +227,7 @@ impl Campaign {
         let Some(id) = self.0.agent_id else {
             return Ok(None);
         };
-        Ok(loaders(ctx)?
-            .load_one(AgentId(id))
-            .await
-            .gql()?
-            .map(Agent))
+        Ok(loaders(ctx)?.load_one(AgentId(id)).await.gql()?.map(Agent))
     }
     /// Calls of this campaign live at once.
     async fn concurrency_limit(&self) -> i32 {

@@ -11,9 +11,9 @@ use futures_util::Stream;
 use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
+use super::campaigns::{CampaignProgress, progress_of};
 use super::context::scope;
 use super::enums::CallStatus;
-use super::campaigns::{CampaignProgress, progress_of};
 use super::error::{INTERNAL, NOT_FOUND, coded, parse_id};
 use super::types::Call;
 
@@ -83,27 +83,30 @@ impl Subscription {
             first,
             last: None,
         };
-        Ok(futures_util::stream::unfold(Some(state), |state| async move {
-            let mut state = state?;
-            if let Some(first) = state.first.take() {
+        Ok(futures_util::stream::unfold(
+            Some(state),
+            |state| async move {
+                let mut state = state?;
+                if let Some(first) = state.first.take() {
+                    state.last = Some(tokio::time::Instant::now());
+                    return Some((Ok(first), Some(state)));
+                }
+                if !state.changed().await {
+                    return None;
+                }
+                if let Some(last) = state.last {
+                    tokio::time::sleep_until(last + PROGRESS_INTERVAL).await;
+                }
+                // Whatever arrived while waiting is covered by the read below.
+                state.drain();
                 state.last = Some(tokio::time::Instant::now());
-                return Some((Ok(first), Some(state)));
-            }
-            if !state.changed().await {
-                return None;
-            }
-            if let Some(last) = state.last {
-                tokio::time::sleep_until(last + PROGRESS_INTERVAL).await;
-            }
-            // Whatever arrived while waiting is covered by the read below.
-            state.drain();
-            state.last = Some(tokio::time::Instant::now());
-            match progress_of(&state.db, &state.scope, state.id).await {
-                Ok(Some(p)) => Some((Ok(p), Some(state))),
-                Ok(None) => None,
-                Err(e) => Some((Err(e), None)),
-            }
-        }))
+                match progress_of(&state.db, &state.scope, state.id).await {
+                    Ok(Some(p)) => Some((Ok(p), Some(state))),
+                    Ok(None) => None,
+                    Err(e) => Some((Err(e), None)),
+                }
+            },
+        ))
     }
 
     /// Live status of this tenant's calls, optionally one call or one campaign's calls.

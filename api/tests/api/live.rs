@@ -655,9 +655,13 @@ async fn stuck_calls_are_failed_with_a_reason(app: TestApp) {
         let db = app.db.clone();
         async move {
             let backend = db.get_database_backend();
-            let sql = (1..=values.len()).fold(sql, |s, n| {
-                s.replacen("?", &domain::db::param(backend, n), 1)
-            });
+            // Plain `?` is positional on SQLite; PostgreSQL numbers them.
+            let sql = match backend {
+                sea_orm::DatabaseBackend::Postgres => (1..=values.len()).fold(sql, |s, n| {
+                    s.replacen("?", &domain::db::param(backend, n), 1)
+                }),
+                _ => sql,
+            };
             db.execute_raw(sea_orm::Statement::from_sql_and_values(
                 backend, sql, values,
             ))

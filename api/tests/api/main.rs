@@ -6,6 +6,7 @@ mod common;
 mod agents;
 mod auth;
 mod binary;
+mod campaigns;
 mod customers;
 mod edge;
 mod external;

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use super::follow;
 use super::live::{self, SlotClaim};
-use crate::campaigns::finish::{self, AMBIGUOUS_PLACEMENT};
 use super::transition::{self, AfterCommit, Reported, Transition};
+use crate::campaigns::finish::{self, AMBIGUOUS_PLACEMENT};
 use crate::db::Binder;
 use crate::dnc;
 use crate::error::{DomainError, DomainResult};
@@ -107,7 +107,11 @@ pub(crate) async fn place(
         SlotClaim::Full(_) => {
             // Waiting for a slot is not a failure: try again shortly without an attempt.
             let wait = jobs::backoff(3, Duration::from_millis(100), Duration::from_millis(800));
-            return Ok(Outcome::Snooze(Utc::now() + chrono::Duration::from_std(wait + Duration::from_millis(200)).unwrap_or_default()));
+            return Ok(Outcome::Snooze(
+                Utc::now()
+                    + chrono::Duration::from_std(wait + Duration::from_millis(200))
+                        .unwrap_or_default(),
+            ));
         }
         SlotClaim::CampaignStopped(status) => {
             let reason = format!("the campaign is {status}; the call was not placed");
@@ -181,7 +185,8 @@ pub(crate) async fn place(
                     live::release_unplaced(db, call_id).await?;
                     return Ok(Outcome::Retry {
                         after: if campaign.is_some() {
-                            Duration::from_secs(5) + jobs::backoff(0, Duration::from_secs(5), Duration::from_secs(10))
+                            Duration::from_secs(5)
+                                + jobs::backoff(0, Duration::from_secs(5), Duration::from_secs(10))
                         } else {
                             jobs::backoff(2, Duration::from_secs(1), Duration::from_secs(30))
                         },
@@ -192,7 +197,9 @@ pub(crate) async fn place(
                 _ => {}
             }
             let reason = match &e {
-                ProviderError::Ambiguous(_) => format!("{e}; the call was {AMBIGUOUS_PLACEMENT} (check the provider)"),
+                ProviderError::Ambiguous(_) => {
+                    format!("{e}; the call was {AMBIGUOUS_PLACEMENT} (check the provider)")
+                }
                 _ => e.to_string(),
             };
             end_unplaced(services, call_id, CallStatus::Failed, &reason).await?;

@@ -105,7 +105,10 @@ async fn room(services: &Services, c: &campaign::Model) -> anyhow::Result<i64> {
         .clamp(0, ROUND))
 }
 
-async fn next_due<C: ConnectionTrait>(conn: &C, campaign_id: Uuid) -> anyhow::Result<Option<DateTime<Utc>>> {
+async fn next_due<C: ConnectionTrait>(
+    conn: &C,
+    campaign_id: Uuid,
+) -> anyhow::Result<Option<DateTime<Utc>>> {
     let mut b = Binder::new(conn.get_database_backend());
     let sql = format!(
         "SELECT MIN(next_attempt_at) AS at FROM campaign_items WHERE campaign_id = {} AND status = 'PENDING'",
@@ -199,7 +202,16 @@ async fn dispatch_round(
         if dialled as i64 >= room {
             break;
         }
-        let call = queue_call(&txn, services, c, agent, &item, customers.get(&item.phone_number).map(|x| x.0), now).await?;
+        let call = queue_call(
+            &txn,
+            services,
+            c,
+            agent,
+            &item,
+            customers.get(&item.phone_number).map(|x| x.0),
+            now,
+        )
+        .await?;
         after.absorb(call);
         dialled += 1;
     }
@@ -232,7 +244,12 @@ async fn set_item<C: ConnectionTrait>(
     Ok(())
 }
 
-async fn set_next<C: ConnectionTrait>(conn: &C, id: Uuid, at: DateTime<Utc>, now: DateTime<Utc>) -> anyhow::Result<()> {
+async fn set_next<C: ConnectionTrait>(
+    conn: &C,
+    id: Uuid,
+    at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
     let mut b = Binder::new(conn.get_database_backend());
     let sql = format!(
         "UPDATE campaign_items SET next_attempt_at = {}, updated_at = {} WHERE id = {}",
@@ -291,7 +308,13 @@ async fn queue_call<C: ConnectionTrait>(
     .insert(conn)
     .await
     .context("creating the item's call")?;
-    let after = transition::created(conn, services.ingestor().follow_ups(), &model, EventSource::Api).await?;
+    let after = transition::created(
+        conn,
+        services.ingestor().follow_ups(),
+        &model,
+        EventSource::Api,
+    )
+    .await?;
     jobs::enqueue(
         conn,
         &PlaceCall {
@@ -324,7 +347,11 @@ pub(crate) async fn complete(services: &Services, c: &campaign::Model) -> anyhow
         b.bind(c.id),
         b.bind(c.id)
     );
-    let moved = services.db().execute_raw(b.statement(sql)).await?.rows_affected();
+    let moved = services
+        .db()
+        .execute_raw(b.statement(sql))
+        .await?
+        .rows_affected();
     if moved > 0 {
         tracing::info!(campaign.id = %c.id, "campaign completed");
         service::publish_progress(services, c.tenant_id, c.id).await;
@@ -333,7 +360,11 @@ pub(crate) async fn complete(services: &Services, c: &campaign::Model) -> anyhow
 }
 
 /// Pauses a running campaign by itself, saying why.
-pub(crate) async fn pause_for(services: &Services, c: &campaign::Model, reason: &str) -> anyhow::Result<bool> {
+pub(crate) async fn pause_for(
+    services: &Services,
+    c: &campaign::Model,
+    reason: &str,
+) -> anyhow::Result<bool> {
     let now = Utc::now();
     let mut b = Binder::new(services.db().get_database_backend());
     let sql = format!(
@@ -342,7 +373,12 @@ pub(crate) async fn pause_for(services: &Services, c: &campaign::Model, reason: 
         b.bind(now),
         b.bind(c.id)
     );
-    let moved = services.db().execute_raw(b.statement(sql)).await?.rows_affected() > 0;
+    let moved = services
+        .db()
+        .execute_raw(b.statement(sql))
+        .await?
+        .rows_affected()
+        > 0;
     if moved {
         tracing::warn!(campaign.id = %c.id, reason, "campaign paused itself");
         service::publish_progress(services, c.tenant_id, c.id).await;

@@ -27,7 +27,11 @@ const BREAKER_SECONDS: i64 = 120;
 /// ...and trips when at least this many were made and half or more failed.
 const BREAKER_MIN: i64 = 5;
 
-pub(crate) async fn finish(services: &Services, item_id: Uuid, call_id: Uuid) -> anyhow::Result<()> {
+pub(crate) async fn finish(
+    services: &Services,
+    item_id: Uuid,
+    call_id: Uuid,
+) -> anyhow::Result<()> {
     let db = services.db();
     let txn = crate::db::begin_write(db).await?;
     let mut b = Binder::new(txn.get_database_backend());
@@ -44,7 +48,10 @@ pub(crate) async fn finish(services: &Services, item_id: Uuid, call_id: Uuid) ->
         return Ok(());
     };
     if item.call_id != Some(call_id)
-        || !matches!(item.status, QueueItemStatus::Dispatching | QueueItemStatus::InProgress)
+        || !matches!(
+            item.status,
+            QueueItemStatus::Dispatching | QueueItemStatus::InProgress
+        )
     {
         return Ok(());
     }
@@ -54,7 +61,10 @@ pub(crate) async fn finish(services: &Services, item_id: Uuid, call_id: Uuid) ->
     if !call.status.is_terminal() {
         return Ok(());
     }
-    let Some(c) = campaign::Entity::find_by_id(item.campaign_id).one(&txn).await? else {
+    let Some(c) = campaign::Entity::find_by_id(item.campaign_id)
+        .one(&txn)
+        .await?
+    else {
         return Ok(());
     };
     let now = Utc::now();
@@ -74,8 +84,17 @@ pub(crate) async fn finish(services: &Services, item_id: Uuid, call_id: Uuid) ->
         (QueueItemStatus::Completed, None, None, false)
     } else if listed || customer_dnc {
         // The person asked not to be called: never again, whatever the call's ending.
-        let why = if listed { "on the do-not-call list" } else { "customer marked DO_NOT_CALL" };
-        (QueueItemStatus::Skipped, Some(why.to_owned()), None, !placed)
+        let why = if listed {
+            "on the do-not-call list"
+        } else {
+            "customer marked DO_NOT_CALL"
+        };
+        (
+            QueueItemStatus::Skipped,
+            Some(why.to_owned()),
+            None,
+            !placed,
+        )
     } else if !placed {
         // Never dialled (the campaign stopped first): not an attempt.
         if c.status == CampaignStatus::Canceled {
@@ -168,7 +187,9 @@ pub(crate) async fn record_dial(
         b.bind(now),
         b.bind(failed)
     );
-    db.execute_raw(b.statement(sql)).await.context("recording a dial")?;
+    db.execute_raw(b.statement(sql))
+        .await
+        .context("recording a dial")?;
     let since = now - Duration::seconds(BREAKER_SECONDS);
     let mut b = Binder::new(db.get_database_backend());
     let sql = format!(

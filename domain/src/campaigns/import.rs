@@ -26,7 +26,13 @@ const MAX_VARIABLE_BYTES: usize = 8 * 1024;
 /// Of the raw number kept in a row error.
 const MAX_RAW_CHARS: usize = 64;
 
-const PHONE: &[&str] = &["phone", "phone_number", "contact_number", "mobile", "number"];
+const PHONE: &[&str] = &[
+    "phone",
+    "phone_number",
+    "contact_number",
+    "mobile",
+    "number",
+];
 const NAME: &[&str] = &["name", "full_name"];
 const FIRST: &[&str] = &["first_name", "firstname"];
 const LAST: &[&str] = &["last_name", "lastname", "surname"];
@@ -85,6 +91,8 @@ pub struct RowError {
 #[derive(Debug, Clone)]
 pub struct ImportRow {
     pub line: u64,
+    /// The number as written (shortened if long), for the report.
+    pub raw: String,
     pub phone: PhoneNumber,
     pub name: Option<String>,
     pub email: Option<String>,
@@ -116,7 +124,10 @@ impl Columns {
         if headers.len() > MAX_COLUMNS {
             return Err(DomainError::invalid(
                 "csv",
-                format!("the file has {} columns; at most {MAX_COLUMNS}", headers.len()),
+                format!(
+                    "the file has {} columns; at most {MAX_COLUMNS}",
+                    headers.len()
+                ),
             ));
         }
         let names: Vec<String> = headers.iter().map(normalise).collect();
@@ -222,7 +233,11 @@ impl Lines<'_> {
             self.newlines += u64::from(b == b'\n');
             self.at += 1;
         }
-        while let Some(&b) = self.bytes.get(self.at).filter(|b| **b == b'\r' || **b == b'\n') {
+        while let Some(&b) = self
+            .bytes
+            .get(self.at)
+            .filter(|b| **b == b'\r' || **b == b'\n')
+        {
             self.decoded_at += 1;
             self.newlines += u64::from(b == b'\n');
             self.at += 1;
@@ -263,7 +278,10 @@ impl<'a> Rows<'a> {
         if bytes.len() > MAX_FILE_BYTES {
             return Err(DomainError::invalid(
                 "csv",
-                format!("the file has {} bytes; at most {MAX_FILE_BYTES}", bytes.len()),
+                format!(
+                    "the file has {} bytes; at most {MAX_FILE_BYTES}",
+                    bytes.len()
+                ),
             ));
         }
         // Anywhere in the file: a NUL cannot be stored, and text has none.
@@ -365,7 +383,10 @@ impl<'a> Rows<'a> {
             },
         };
         let name = field(c.name).map(str::to_owned).or_else(|| {
-            let parts: Vec<&str> = [field(c.first), field(c.last)].into_iter().flatten().collect();
+            let parts: Vec<&str> = [field(c.first), field(c.last)]
+                .into_iter()
+                .flatten()
+                .collect();
             (!parts.is_empty()).then(|| parts.join(" "))
         });
         let mut vars = Map::new();
@@ -390,6 +411,7 @@ impl<'a> Rows<'a> {
         }
         Parsed::Row(ImportRow {
             line,
+            raw: raw_of(raw),
             phone,
             name: name.map(|n| n.chars().take(200).collect()),
             email: field(c.email).map(|e| e.chars().take(254).collect()),
@@ -444,7 +466,8 @@ mod tests {
 
     #[test]
     fn separators_bom_and_latin1_are_read() {
-        let (ok, _) = all("\u{feff}first_name;LAST_NAME;mobile\n Zoë ;Ünal;2125550102\n".as_bytes()).unwrap();
+        let (ok, _) =
+            all("\u{feff}first_name;LAST_NAME;mobile\n Zoë ;Ünal;2125550102\n".as_bytes()).unwrap();
         assert_eq!(ok[0].name.as_deref(), Some("Zoë Ünal"));
         let (ok, _) = all(b"phone\tcity\n2125550103\tK\xf6ln\n").unwrap();
         assert_eq!(ok[0].variables.as_ref().unwrap()["city"], "Köln");

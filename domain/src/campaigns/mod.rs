@@ -14,7 +14,7 @@ pub mod window;
 
 pub use import::{MAX_FILE_BYTES, RowError, RowProblem};
 pub use service::{
-    CreateCampaign, ImportReport, Stats, by_ids, cancel, count, create, get, items, list, pause, resume, start,
-    stats,
+    CreateCampaign, ImportReport, Stats, by_ids, cancel, count, create, get, items, list, pause,
+    resume, start, stats,
 };
 pub use window::CallingWindow;

@@ -71,9 +71,17 @@ impl ImportReport {
             RowProblem::DoNotCallList | RowProblem::CustomerDoNotCall => self.do_not_call += 1,
             _ => {}
         }
-        if self.rejected.len() < MAX_REPORTED_ERRORS {
-            self.rejected.push(e);
+        // Rows refused at write time arrive after later rows refused while reading: kept
+        // sorted by line, and only the first lines.
+        self.rejected.push(e);
+        if self.rejected.len() >= 2 * MAX_REPORTED_ERRORS {
+            self.trim();
         }
+    }
+
+    fn trim(&mut self) {
+        self.rejected.sort_by_key(|e| e.line);
+        self.rejected.truncate(MAX_REPORTED_ERRORS);
     }
 }
 
@@ -85,7 +93,10 @@ fn validate(scope: &TenantScope, input: &CreateCampaign) -> DomainResult<()> {
     if let Some(c) = input.concurrency_limit
         && !(1..=1000).contains(&c)
     {
-        return Err(DomainError::invalid("concurrencyLimit", "must be 1 to 1000"));
+        return Err(DomainError::invalid(
+            "concurrencyLimit",
+            "must be 1 to 1000",
+        ));
     }
     if let Some(m) = input.max_attempts
         && !(1..=10).contains(&m)
@@ -104,7 +115,9 @@ fn validate(scope: &TenantScope, input: &CreateCampaign) -> DomainResult<()> {
         ));
     }
     if let Some(on) = &input.retry_on
-        && on.iter().any(|s| !s.is_terminal() || *s == CallStatus::Completed)
+        && on
+            .iter()
+            .any(|s| !s.is_terminal() || *s == CallStatus::Completed)
     {
         return Err(DomainError::invalid(
             "retryOn",
@@ -191,7 +204,9 @@ pub async fn create(
     };
     let mut report = ImportReport::default();
     if !input.dry_run {
-        campaign::ActiveModel::from(model.clone()).insert(db).await?;
+        campaign::ActiveModel::from(model.clone())
+            .insert(db)
+            .await?;
     }
     let written = import_rows(db, scope, &model, &mut rows, &mut report, input.dry_run).await;
     if let Err(e) = written {
@@ -213,6 +228,7 @@ pub async fn create(
             ),
         ));
     }
+    report.trim();
     if !input.dry_run {
         report.campaign = Some(model);
     }
@@ -237,7 +253,15 @@ async fn import_rows(
             None => {}
         }
         if chunk.len() >= CHUNK || (end && !chunk.is_empty()) {
-            write_chunk(db, scope, campaign, std::mem::take(&mut chunk), report, dry_run).await?;
+            write_chunk(
+                db,
+                scope,
+                campaign,
+                std::mem::take(&mut chunk),
+                report,
+                dry_run,
+            )
+            .await?;
         }
         if end {
             return Ok(());
@@ -273,7 +297,7 @@ async fn write_chunk(
         match problem {
             Some(problem) => report.reject(RowError {
                 line: row.line,
-                phone_number: row.phone.as_str().to_owned(),
+                phone_number: row.raw.clone(),
                 problem,
             }),
             None => accepted.push(row),
@@ -295,7 +319,11 @@ async fn write_chunk(
     Ok(())
 }
 
-pub async fn get(db: &DatabaseConnection, scope: &TenantScope, id: Uuid) -> DomainResult<Option<campaign::Model>> {
+pub async fn get(
+    db: &DatabaseConnection,
+    scope: &TenantScope,
+    id: Uuid,
+) -> DomainResult<Option<campaign::Model>> {
     Ok(campaign::Entity::find_by_id(id)
         .filter(campaign::Column::TenantId.eq(scope.tenant_id()))
         .one(db)
@@ -303,7 +331,11 @@ pub async fn get(db: &DatabaseConnection, scope: &TenantScope, id: Uuid) -> Doma
 }
 
 /// The tenant's campaigns among `ids` (for loaders).
-pub async fn by_ids(db: &DatabaseConnection, scope: &TenantScope, ids: &[Uuid]) -> DomainResult<Vec<campaign::Model>> {
+pub async fn by_ids(
+    db: &DatabaseConnection,
+    scope: &TenantScope,
+    ids: &[Uuid],
+) -> DomainResult<Vec<campaign::Model>> {
     Ok(campaign::Entity::find()
         .filter(campaign::Column::TenantId.eq(scope.tenant_id()))
         .filter(campaign::Column::Id.is_in(ids.iter().copied()))
@@ -319,7 +351,11 @@ pub async fn count(db: &DatabaseConnection, scope: &TenantScope) -> DomainResult
         .await?)
 }
 
-pub async fn list(db: &DatabaseConnection, scope: &TenantScope, page: PageRequest) -> DomainResult<Page<campaign::Model>> {
+pub async fn list(
+    db: &DatabaseConnection,
+    scope: &TenantScope,
+    page: PageRequest,
+) -> DomainResult<Page<campaign::Model>> {
     let q = campaign::Entity::find().filter(campaign::Column::TenantId.eq(scope.tenant_id()));
     pagination::fetch(db, q, campaign::Column::Id, page).await
 }
@@ -337,7 +373,8 @@ pub async fn items(
     if let Some(s) = status {
         q = q.filter(campaign_item::Column::Status.eq(s));
     }
-    pagination::fetch(db, q, campaign_item::Column::Id, page).await
+    // Ids are made in file order.
+    pagination::fetch_ascending(db, q, campaign_item::Column::Id, page).await
 }
 
 /// How many items are in each state.
@@ -458,10 +495,23 @@ async fn dispatch_now<C: ConnectionTrait>(conn: &C, c: &campaign::Model) -> Doma
 }
 
 /// DRAFT -> RUNNING: dialling begins.
-pub async fn start(services: &Services, scope: &TenantScope, id: Uuid) -> DomainResult<campaign::Model> {
+pub async fn start(
+    services: &Services,
+    scope: &TenantScope,
+    id: Uuid,
+) -> DomainResult<campaign::Model> {
     scope.require(Role::Member)?;
     let txn = crate::db::begin_write(services.db()).await?;
-    let c = move_status(&txn, scope, id, &[CampaignStatus::Draft], CampaignStatus::Running, None, "started").await?;
+    let c = move_status(
+        &txn,
+        scope,
+        id,
+        &[CampaignStatus::Draft],
+        CampaignStatus::Running,
+        None,
+        "started",
+    )
+    .await?;
     dispatch_now(&txn, &c).await?;
     txn.commit().await?;
     jobs::wake(DispatchCampaign::LANE);
@@ -470,7 +520,11 @@ pub async fn start(services: &Services, scope: &TenantScope, id: Uuid) -> Domain
 }
 
 /// RUNNING -> PAUSED: no new dials; calls in flight finish and are recorded.
-pub async fn pause(services: &Services, scope: &TenantScope, id: Uuid) -> DomainResult<campaign::Model> {
+pub async fn pause(
+    services: &Services,
+    scope: &TenantScope,
+    id: Uuid,
+) -> DomainResult<campaign::Model> {
     scope.require(Role::Member)?;
     let c = move_status(
         services.db(),
@@ -487,10 +541,23 @@ pub async fn pause(services: &Services, scope: &TenantScope, id: Uuid) -> Domain
 }
 
 /// PAUSED -> RUNNING, whatever paused it.
-pub async fn resume(services: &Services, scope: &TenantScope, id: Uuid) -> DomainResult<campaign::Model> {
+pub async fn resume(
+    services: &Services,
+    scope: &TenantScope,
+    id: Uuid,
+) -> DomainResult<campaign::Model> {
     scope.require(Role::Member)?;
     let txn = crate::db::begin_write(services.db()).await?;
-    let c = move_status(&txn, scope, id, &[CampaignStatus::Paused], CampaignStatus::Running, None, "resumed").await?;
+    let c = move_status(
+        &txn,
+        scope,
+        id,
+        &[CampaignStatus::Paused],
+        CampaignStatus::Running,
+        None,
+        "resumed",
+    )
+    .await?;
     dispatch_now(&txn, &c).await?;
     txn.commit().await?;
     jobs::wake(DispatchCampaign::LANE);
@@ -499,14 +566,22 @@ pub async fn resume(services: &Services, scope: &TenantScope, id: Uuid) -> Domai
 }
 
 /// -> CANCELED: pending items are canceled; calls in flight finish and are recorded.
-pub async fn cancel(services: &Services, scope: &TenantScope, id: Uuid) -> DomainResult<campaign::Model> {
+pub async fn cancel(
+    services: &Services,
+    scope: &TenantScope,
+    id: Uuid,
+) -> DomainResult<campaign::Model> {
     scope.require(Role::Member)?;
     let txn = crate::db::begin_write(services.db()).await?;
     let c = move_status(
         &txn,
         scope,
         id,
-        &[CampaignStatus::Draft, CampaignStatus::Running, CampaignStatus::Paused],
+        &[
+            CampaignStatus::Draft,
+            CampaignStatus::Running,
+            CampaignStatus::Paused,
+        ],
         CampaignStatus::Canceled,
         None,
         "canceled",
@@ -528,11 +603,7 @@ pub async fn cancel(services: &Services, scope: &TenantScope, id: Uuid) -> Domai
 pub(crate) fn retry_on(c: &campaign::Model) -> HashSet<CallStatus> {
     c.retry_on
         .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str()?.parse().ok())
-                .collect()
-        })
+        .map(|a| a.iter().filter_map(|v| v.as_str()?.parse().ok()).collect())
         .unwrap_or_else(|| DEFAULT_RETRY_ON.into_iter().collect())
 }
 

@@ -185,7 +185,10 @@ mod tests {
         assert_eq!(z("+12125550123"), vec![chrono_tz::America::New_York]);
         assert_eq!(z("+13105550123"), vec![chrono_tz::America::Los_Angeles]);
         assert_eq!(z("+919876543210").len(), 1);
-        assert!(z("+15").len() > 1, "a bare +1 may be in any North American zone");
+        assert!(
+            z("+15").len() > 1,
+            "a bare +1 may be in any North American zone"
+        );
         assert!(z("+999").is_empty());
     }
 
@@ -209,8 +212,15 @@ mod tests {
 
     #[test]
     fn every_candidate_zone_must_be_open() {
-        let w = window("09:00", "17:00", &["MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN"]);
-        let zones = [chrono_tz::America::New_York, chrono_tz::America::Los_Angeles];
+        let w = window(
+            "09:00",
+            "17:00",
+            &["MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN"],
+        );
+        let zones = [
+            chrono_tz::America::New_York,
+            chrono_tz::America::Los_Angeles,
+        ];
         let at = Utc.with_ymd_and_hms(2026, 12, 2, 14, 30, 0).unwrap(); // 09:30 NY, 06:30 LA
         assert!(!w.open(&zones, at));
         let next = w.next_open(&zones, at).unwrap();

@@ -116,7 +116,8 @@ pub fn is_unique_violation(e: &DbErr) -> bool {
 pub fn param(backend: DatabaseBackend, n: usize) -> String {
     match backend {
         DatabaseBackend::Postgres => format!("${n}"),
-        _ => "?".to_owned(),
+        // Numbered on SQLite too, so a statement may bind its values in any order.
+        _ => format!("?{n}"),
     }
 }
 
