@@ -872,3 +872,131 @@ on_both!(
         ("ALLOW_PROVIDER_BASE_URL", "true")
     ]
 );
+
+/// Three worker runners (each with its own pool, as three processes would have) on one
+/// database: tenant A's campaign (campaign cap 5, tenant cap 8), tenant B's campaign, and
+/// tenant C's ad-hoc calls, under a system cap of 12. Live calls are sampled from the
+/// database throughout; no cap is exceeded at any sample and every item ends once.
+async fn caps_hold_with_three_workers_racing(app: TestApp) {
+    let run = [
+        ("RUN_WORKER", "true"),
+        ("WORKER_POLL_MS", "20"),
+        ("SIMULATOR_SPEED", "400"),
+    ];
+    let workers = [
+        app.sibling(&run).await,
+        app.sibling(&run).await,
+        app.sibling(&run).await,
+    ];
+    let (a, key_a) = tenant_with_limit(&app, 8).await;
+    let (b, key_b) = tenant_with_limit(&app, 10).await;
+    let (c, key_c) = tenant_with_limit(&app, 5).await;
+    let agent_a = app.create_agent(&key_a, "Sim").await;
+    let agent_b = app.create_agent(&key_b, "Sim").await;
+    let agent_c = app.create_agent(&key_c, "Sim").await;
+    let made = create(
+        &app,
+        &key_a,
+        json!({ "name": "A", "agentId": agent_a, "csv": numbers(200, "+1212561"), "concurrencyLimit": 5 }),
+    )
+    .await;
+    let camp_a = made["data"]["createCampaign"]["campaign"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let made = create(
+        &app,
+        &key_b,
+        json!({ "name": "B", "agentId": agent_b, "csv": numbers(60, "+1212562") }),
+    )
+    .await;
+    let camp_b = made["data"]["createCampaign"]["campaign"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    start(&app, &key_a, "start", &camp_a).await;
+    start(&app, &key_b, "start", &camp_b).await;
+    let mut ad_hoc = Vec::new();
+    for n in 0..20 {
+        let d = app
+            .ok(
+                &key_c,
+                "mutation($i: StartCallInput!) { startCall(input: $i) { id } }",
+                json!({ "i": { "agentId": agent_c, "phoneNumber": format!("212563{n:04}") } }),
+            )
+            .await;
+        ad_hoc.push(d["startCall"]["id"].as_str().unwrap().to_owned());
+    }
+    let mut samples = 0;
+    let mut peak = [0u64; 5];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(240);
+    loop {
+        let now = [
+            live_calls(&app, None, None).await,
+            live_calls(&app, Some(&a), None).await,
+            live_calls(&app, Some(&a), Some(&camp_a)).await,
+            live_calls(&app, Some(&b), None).await,
+            live_calls(&app, Some(&c), None).await,
+        ];
+        samples += 1;
+        for (p, n) in peak.iter_mut().zip(now) {
+            *p = (*p).max(n);
+        }
+        assert!(now[0] <= 12, "system cap exceeded: {now:?}");
+        assert!(
+            now[1] <= 8 && now[2] <= 5,
+            "tenant A's caps exceeded: {now:?}"
+        );
+        assert!(now[3] <= 10, "tenant B's cap exceeded: {now:?}");
+        assert!(now[4] <= 5, "tenant C's cap exceeded: {now:?}");
+        let ca = campaign(&app, &key_a, &camp_a).await;
+        let cb = campaign(&app, &key_b, &camp_b).await;
+        let open_calls = entity::call::Entity::find()
+            .filter(entity::call::Column::StatusRank.lt(domain::types::CallStatus::TERMINAL_RANK))
+            .count(&app.db)
+            .await
+            .unwrap();
+        if ca["status"] == "COMPLETED" && cb["status"] == "COMPLETED" && open_calls == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not done: {peak:?} {}",
+            ca["stats"]
+        );
+    }
+    eprintln!("caps test: {samples} samples, peaks (system, A, A's campaign, B, C) {peak:?}");
+    assert!(peak[0] >= 10, "the caps were never approached: {peak:?}");
+    // Every item ended once, with exactly one call (maxAttempts 1).
+    for camp in [&camp_a, &camp_b] {
+        let items = entity::campaign_item::Entity::find()
+            .filter(
+                entity::campaign_item::Column::CampaignId.eq(uuid::Uuid::parse_str(camp).unwrap()),
+            )
+            .all(&app.db)
+            .await
+            .unwrap();
+        for item in items {
+            assert!(
+                matches!(
+                    item.status,
+                    domain::types::QueueItemStatus::Completed
+                        | domain::types::QueueItemStatus::Failed
+                ),
+                "{item:?}"
+            );
+            let calls = entity::call::Entity::find()
+                .filter(entity::call::Column::CampaignItemId.eq(item.id))
+                .count(&app.db)
+                .await
+                .unwrap();
+            assert_eq!(calls, 1, "{item:?}");
+        }
+    }
+    drop(workers);
+}
+on_both!(
+    caps_hold_with_three_workers_racing,
+    caps_hold_with_three_workers_racing,
+    [("SYSTEM_CONCURRENT_CALLS_LIMIT", "12")]
+);
