@@ -90,3 +90,15 @@ fn the_live_benchmark_runs() {
 fn the_sync_benchmark_runs() {
     run(env!("CARGO_BIN_EXE_sync"), &[("BENCH_EXECUTIONS", "500")]);
 }
+
+#[test]
+fn the_campaigns_benchmark_runs() {
+    run(
+        env!("CARGO_BIN_EXE_campaigns"),
+        &[
+            ("BENCH_ROWS", "300"),
+            ("BENCH_CAP", "20"),
+            ("BENCH_SIM_SPEED", "50"),
+        ],
+    );
+}

@@ -45,6 +45,9 @@ pub struct WorkerSettings {
     pub sync: usize,
     pub campaigns: usize,
     pub maintenance: usize,
+    /// How long a claimed job is held without a heartbeat before another worker may take
+    /// it over (`WORKER_LEASE_SECONDS`): how long a killed worker's jobs wait.
+    pub lease_seconds: u64,
 }
 
 impl Default for WorkerSettings {
@@ -56,6 +59,7 @@ impl Default for WorkerSettings {
             sync: 2,
             campaigns: 4,
             maintenance: 2,
+            lease_seconds: 60,
         }
     }
 }
@@ -70,6 +74,7 @@ impl WorkerSettings {
             sync: parse_num(get, "WORKER_CONCURRENCY_SYNC", d.sync, 1, 64)?,
             campaigns: parse_num(get, "WORKER_CONCURRENCY_CAMPAIGNS", d.campaigns, 1, 256)?,
             maintenance: parse_num(get, "WORKER_CONCURRENCY_MAINTENANCE", d.maintenance, 1, 64)?,
+            lease_seconds: parse_num(get, "WORKER_LEASE_SECONDS", d.lease_seconds, 3, 3600)?,
         })
     }
 }

@@ -12,6 +12,7 @@ mod m20261130_000005_write_costs;
 mod m20261202_000006_stale_checks;
 mod m20261202_000007_job_lanes;
 mod m20261202_000008_campaigns;
+mod m20261203_000009_slot_claim;
 
 pub struct Migrator;
 
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000006_stale_checks::Migration),
             Box::new(m20261202_000007_job_lanes::Migration),
             Box::new(m20261202_000008_campaigns::Migration),
+            Box::new(m20261203_000009_slot_claim::Migration),
         ]
     }
 }

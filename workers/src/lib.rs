@@ -32,6 +32,18 @@ pub fn runner(services: Services, settings: &domain::settings::Settings) -> Runn
         Duration::from_millis(w.poll_ms),
         &concurrency,
     )
+    .with_lease(lease(w.lease_seconds))
+}
+
+/// Heartbeats three times per lease, so one late beat never loses it; expired leases are
+/// looked for twice per lease.
+fn lease(seconds: u64) -> domain::jobs::LeaseConfig {
+    let lease = Duration::from_secs(seconds);
+    domain::jobs::LeaseConfig {
+        lease,
+        heartbeat: lease / 3,
+        sweep: lease / 2,
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -10,7 +10,7 @@ use crate::common::{ADMIN_TOKEN, TestApp, code, eventually};
 use crate::on_both;
 use crate::wsclient::Ws;
 
-const CREATE: &str = "mutation($i: CreateCampaignInput!) { createCampaign(input: $i) {
+pub(crate) const CREATE: &str = "mutation($i: CreateCampaignInput!) { createCampaign(input: $i) {
     campaign { id status concurrencyLimit maxAttempts retryDelayMinutes timezone }
     accepted rejected { line phoneNumber reason code } rejectedCount duplicates doNotCall } }";
 const CAMPAIGN: &str = "query($id: ID!) { campaign(id: $id) { id status pausedReason startedAt finishedAt
@@ -18,7 +18,7 @@ const CAMPAIGN: &str = "query($id: ID!) { campaign(id: $id) { id status pausedRe
     items(first: 100) { totalCount edges { node { phoneNumber status attempts lastError nextAttemptAt line
         variables customer { id name } call { id status campaign { id } } } } } } }";
 
-async fn tenant_with_limit(app: &TestApp, limit: i32) -> (String, String) {
+pub(crate) async fn tenant_with_limit(app: &TestApp, limit: i32) -> (String, String) {
     let body = app
         .gql(
             Some(ADMIN_TOKEN),
@@ -33,16 +33,16 @@ async fn tenant_with_limit(app: &TestApp, limit: i32) -> (String, String) {
     )
 }
 
-async fn create(app: &TestApp, key: &str, input: Value) -> Value {
+pub(crate) async fn create(app: &TestApp, key: &str, input: Value) -> Value {
     app.gql(Some(key), CREATE, json!({ "i": input })).await
 }
 
-async fn campaign(app: &TestApp, key: &str, id: &str) -> Value {
+pub(crate) async fn campaign(app: &TestApp, key: &str, id: &str) -> Value {
     app.ok(key, CAMPAIGN, json!({ "id": id })).await["campaign"].clone()
 }
 
 /// Stats must equal the items' own states.
-fn assert_stats_match_items(c: &Value) {
+pub(crate) fn assert_stats_match_items(c: &Value) {
     let mut counted: HashMap<String, i64> = HashMap::new();
     let edges = c["items"]["edges"].as_array().unwrap();
     for e in edges {
@@ -64,7 +64,7 @@ fn assert_stats_match_items(c: &Value) {
 }
 
 /// Calls holding a slot, read from the database: claimed for dialling or placed, not final.
-async fn live_calls(app: &TestApp, tenant: Option<&str>, campaign: Option<&str>) -> u64 {
+pub(crate) async fn live_calls(app: &TestApp, tenant: Option<&str>, campaign: Option<&str>) -> u64 {
     use entity::call;
     let mut q = call::Entity::find()
         .filter(call::Column::StatusRank.lt(domain::types::CallStatus::TERMINAL_RANK))
@@ -82,7 +82,7 @@ async fn live_calls(app: &TestApp, tenant: Option<&str>, campaign: Option<&str>)
     q.count(&app.db).await.unwrap()
 }
 
-fn numbers(n: usize, prefix: &str) -> String {
+pub(crate) fn numbers(n: usize, prefix: &str) -> String {
     let mut csv = String::from("phone,first_name,last_name,plan\n");
     for i in 0..n {
         csv.push_str(&format!("{prefix}{i:04},Lead,No{i},gold\n"));
@@ -390,7 +390,7 @@ on_both!(
     upload_route_takes_large_files_with_the_same_rules
 );
 
-async fn start(app: &TestApp, key: &str, verb: &str, id: &str) -> Value {
+pub(crate) async fn start(app: &TestApp, key: &str, verb: &str, id: &str) -> Value {
     app.gql(
         Some(key),
         &format!("mutation($id: ID!) {{ {verb}Campaign(id: $id) {{ id status pausedReason }} }}"),

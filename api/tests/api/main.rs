@@ -6,6 +6,7 @@ mod common;
 mod agents;
 mod auth;
 mod binary;
+mod campaign_processes;
 mod campaigns;
 mod customers;
 mod edge;

@@ -95,13 +95,93 @@ pub(crate) async fn claim_slot(
     call_id: Uuid,
     system_cap: u32,
 ) -> DomainResult<SlotClaim> {
-    let txn = crate::db::begin_write(db).await?;
-    let dialect = Dialect::of(&txn);
-    if let Some(lock) = dialect.slot_lock() {
-        txn.query_one_raw(Statement::from_string(txn.get_database_backend(), lock))
-            .await?;
+    if let Some(lock) = Dialect::of(db).slot_lock() {
+        return claim_in_one_call(db, call_id, system_cap, lock).await;
     }
-    let mut b = Binder::new(txn.get_database_backend());
+    let txn = crate::db::begin_write(db).await?;
+    let found = claim_step_by_step(&txn, call_id, system_cap).await?;
+    txn.commit().await?;
+    Ok(found)
+}
+
+/// What the claim read: the call's caps and status, the live counts, and whether it took
+/// the slot.
+struct Claimed {
+    tenant_cap: i32,
+    campaign_cap: Option<i32>,
+    campaign_status: Option<CampaignStatus>,
+    live: LiveCounts,
+    took: bool,
+}
+
+impl Claimed {
+    fn verdict(self, system_cap: u32) -> SlotClaim {
+        if self.took {
+            return SlotClaim::Claimed;
+        }
+        if let Some(status) = self.campaign_status
+            && status != CampaignStatus::Running
+        {
+            return SlotClaim::CampaignStopped(status);
+        }
+        if self.live.system >= i64::from(system_cap) {
+            SlotClaim::Full("the system's concurrent-call limit")
+        } else if self.live.tenant >= i64::from(self.tenant_cap) {
+            SlotClaim::Full("the tenant's concurrency limit")
+        } else if self
+            .campaign_cap
+            .is_some_and(|cap| self.live.campaign >= i64::from(cap))
+        {
+            SlotClaim::Full("the campaign's concurrency limit")
+        } else {
+            // Every cap had room yet the row did not move: someone else took the call.
+            SlotClaim::Gone
+        }
+    }
+}
+
+/// PostgreSQL: lock, read the caps, count and take the slot in one call of the
+/// `switchboard_claim_slot` function (see its migration), its own transaction, so the
+/// lock is held for a single round trip.
+async fn claim_in_one_call(
+    db: &DatabaseConnection,
+    call_id: Uuid,
+    system_cap: u32,
+    lock: i64,
+) -> DomainResult<SlotClaim> {
+    let mut b = Binder::new(db.get_database_backend());
+    let sql = format!(
+        "SELECT * FROM switchboard_claim_slot({}, {}, {}, {}, {})",
+        b.bind(call_id),
+        b.bind(Utc::now()),
+        b.bind(i64::from(system_cap)),
+        b.bind(CallStatus::TERMINAL_RANK),
+        b.bind(lock),
+    );
+    let Some(row) = db.query_one_raw(b.statement(sql)).await? else {
+        return Ok(SlotClaim::Gone);
+    };
+    Ok(Claimed {
+        tenant_cap: row.try_get("", "tenant_cap")?,
+        campaign_cap: row.try_get("", "campaign_cap")?,
+        campaign_status: row.try_get("", "campaign_status")?,
+        live: LiveCounts {
+            system: row.try_get("", "live_system")?,
+            tenant: row.try_get("", "live_tenant")?,
+            campaign: row.try_get("", "live_campaign")?,
+        },
+        took: row.try_get::<i64>("", "took")? == 1,
+    }
+    .verdict(system_cap))
+}
+
+/// SQLite (one writer at a time already): read, count, then take the slot.
+async fn claim_step_by_step<C: ConnectionTrait>(
+    conn: &C,
+    call_id: Uuid,
+    system_cap: u32,
+) -> DomainResult<SlotClaim> {
+    let mut b = Binder::new(conn.get_database_backend());
     let sql = format!(
         "SELECT c.tenant_id, c.campaign_id, t.concurrency_limit AS tenant_cap, \
          k.concurrency_limit AS campaign_cap, k.status AS campaign_status \
@@ -110,46 +190,37 @@ pub(crate) async fn claim_slot(
          WHERE c.id = {} AND c.placing_since IS NULL AND c.provider_execution_id IS NULL",
         b.bind(call_id)
     );
-    let Some(row) = txn.query_one_raw(b.statement(sql)).await? else {
+    let Some(row) = conn.query_one_raw(b.statement(sql)).await? else {
         return Ok(SlotClaim::Gone);
     };
     let tenant_id: Uuid = row.try_get("", "tenant_id")?;
     let campaign_id: Option<Uuid> = row.try_get("", "campaign_id")?;
-    let tenant_cap: i32 = row.try_get("", "tenant_cap")?;
-    let campaign_cap: Option<i32> = row.try_get("", "campaign_cap")?;
-    let campaign_status: Option<CampaignStatus> = row.try_get("", "campaign_status")?;
-    if let Some(status) = campaign_status
-        && status != CampaignStatus::Running
-    {
-        return Ok(SlotClaim::CampaignStopped(status));
-    }
-    let live = counts(&txn, tenant_id, campaign_id).await?;
-    let full = if live.system >= i64::from(system_cap) {
-        Some("the system's concurrent-call limit")
-    } else if live.tenant >= i64::from(tenant_cap) {
-        Some("the tenant's concurrency limit")
-    } else if campaign_cap.is_some_and(|cap| live.campaign >= i64::from(cap)) {
-        Some("the campaign's concurrency limit")
-    } else {
-        None
+    let mut claimed = Claimed {
+        tenant_cap: row.try_get("", "tenant_cap")?,
+        campaign_cap: row.try_get("", "campaign_cap")?,
+        campaign_status: row.try_get("", "campaign_status")?,
+        live: counts(conn, tenant_id, campaign_id).await?,
+        took: false,
     };
-    if let Some(which) = full {
-        return Ok(SlotClaim::Full(which));
+    let stopped = claimed
+        .campaign_status
+        .is_some_and(|s| s != CampaignStatus::Running);
+    let room = claimed.live.system < i64::from(system_cap)
+        && claimed.live.tenant < i64::from(claimed.tenant_cap)
+        && claimed
+            .campaign_cap
+            .is_none_or(|cap| claimed.live.campaign < i64::from(cap));
+    if !stopped && room {
+        let mut b = Binder::new(conn.get_database_backend());
+        let sql = format!(
+            "UPDATE calls SET placing_since = {} WHERE id = {} AND placing_since IS NULL \
+             AND provider_execution_id IS NULL",
+            b.bind(Utc::now()),
+            b.bind(call_id)
+        );
+        claimed.took = conn.execute_raw(b.statement(sql)).await?.rows_affected() == 1;
     }
-    let mut b = Binder::new(txn.get_database_backend());
-    let sql = format!(
-        "UPDATE calls SET placing_since = {} WHERE id = {} AND placing_since IS NULL \
-         AND provider_execution_id IS NULL",
-        b.bind(Utc::now()),
-        b.bind(call_id)
-    );
-    let claimed = txn.execute_raw(b.statement(sql)).await?.rows_affected();
-    txn.commit().await?;
-    Ok(if claimed == 1 {
-        SlotClaim::Claimed
-    } else {
-        SlotClaim::Gone
-    })
+    Ok(claimed.verdict(system_cap))
 }
 
 /// Gives a call's slot back when its provider refused it before taking it (rate limited,

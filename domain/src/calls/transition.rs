@@ -187,20 +187,35 @@ pub(crate) async fn created<C: ConnectionTrait>(
     call: &call::Model,
     source: EventSource,
 ) -> DomainResult<AfterCommit> {
-    let status = call.status;
-    let reported = [Reported {
-        tenant_id: call.tenant_id,
-        call_id: call.id,
-        status,
-        source,
-        at: call.created_at,
-    }];
-    let changed = vec![Transition {
-        call: call.clone(),
-        previous: None,
-        status,
-        source,
-    }];
+    created_many(conn, follow_ups, std::slice::from_ref(call), source).await
+}
+
+/// [`created`] for many calls at once (one statement per table, whatever their number).
+pub(crate) async fn created_many<C: ConnectionTrait>(
+    conn: &C,
+    follow_ups: &FollowUps,
+    calls: &[call::Model],
+    source: EventSource,
+) -> DomainResult<AfterCommit> {
+    let reported: Vec<Reported> = calls
+        .iter()
+        .map(|call| Reported {
+            tenant_id: call.tenant_id,
+            call_id: call.id,
+            status: call.status,
+            source,
+            at: call.created_at,
+        })
+        .collect();
+    let changed = calls
+        .iter()
+        .map(|call| Transition {
+            call: call.clone(),
+            previous: None,
+            status: call.status,
+            source,
+        })
+        .collect();
     Ok(record(conn, follow_ups, &reported, changed).await?.1)
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use entity::{agent, call, campaign, campaign_item};
-use sea_orm::{ActiveModelTrait, ConnectionTrait, EntityTrait, Set};
+use sea_orm::{ConnectionTrait, EntityTrait};
 use uuid::Uuid;
 
 use super::repo::{customers_by_phone, listed_numbers};
@@ -64,7 +64,10 @@ pub(crate) async fn run(services: &Services, campaign_id: Uuid) -> anyhow::Resul
     if dialled > 0 {
         service::publish_progress(services, c.tenant_id, c.id).await;
     }
-    let wait = if room == 0 || dialled as i64 == room {
+    let wait = if dialled as i64 == ROUND {
+        // A full round: there may be more room (and items) at once.
+        Duration::ZERO
+    } else if room == 0 || dialled as i64 == room {
         FULL_WAIT
     } else {
         next_due(db, c.id)
@@ -154,8 +157,7 @@ async fn dispatch_round(
     let customers = customers_by_phone(&txn, c.tenant_id, &phones).await?;
     let window = window_of(c);
     let fallback = parse_zone(&c.timezone).unwrap_or(chrono_tz::UTC);
-    let mut after = AfterCommit::default();
-    let mut dialled = 0usize;
+    let mut to_dial = Vec::new();
     for item in items {
         let skip = if listed.contains(&item.phone_number) {
             Some("on the do-not-call list")
@@ -199,22 +201,14 @@ async fn dispatch_round(
                 continue;
             }
         }
-        if dialled as i64 >= room {
+        if to_dial.len() as i64 >= room {
             break;
         }
-        let call = queue_call(
-            &txn,
-            services,
-            c,
-            agent,
-            &item,
-            customers.get(&item.phone_number).map(|x| x.0),
-            now,
-        )
-        .await?;
-        after.absorb(call);
-        dialled += 1;
+        let customer = customers.get(&item.phone_number).map(|x| x.0);
+        to_dial.push((item, customer));
     }
+    let dialled = to_dial.len();
+    let after = queue_calls(&txn, services, c, agent, &to_dial, now).await?;
     txn.commit().await?;
     if dialled > 0 {
         jobs::wake(PlaceCall::LANE);
@@ -261,75 +255,91 @@ async fn set_next<C: ConnectionTrait>(
     Ok(())
 }
 
-/// The item's next attempt: a QUEUED call with its placement job, the item DISPATCHING.
-async fn queue_call<C: ConnectionTrait>(
+/// Each item's next attempt: a QUEUED call with its placement job, the item DISPATCHING;
+/// a handful of statements for the whole round, whatever its size.
+async fn queue_calls<C: ConnectionTrait>(
     conn: &C,
     services: &Services,
     c: &campaign::Model,
     agent: &agent::Model,
-    item: &campaign_item::Model,
-    customer_id: Option<Uuid>,
+    items: &[(campaign_item::Model, Option<Uuid>)],
     now: DateTime<Utc>,
 ) -> anyhow::Result<AfterCommit> {
-    let id = Uuid::now_v7();
-    let model = call::ActiveModel {
-        id: Set(id),
-        tenant_id: Set(c.tenant_id),
-        agent_id: Set(Some(agent.id)),
-        customer_id: Set(customer_id.or(item.customer_id)),
-        campaign_id: Set(Some(c.id)),
-        campaign_item_id: Set(Some(item.id)),
-        provider: Set(agent.provider),
-        provider_execution_id: Set(None),
-        placing_since: Set(None),
-        provider_call_id: Set(None),
-        direction: Set(CallDirection::Outbound),
-        status: Set(CallStatus::Queued),
-        from_number: Set(None),
-        to_number: Set(Some(item.phone_number.clone())),
-        started_at: Set(None),
-        ended_at: Set(None),
-        duration_seconds: Set(None),
-        cost: Set(None),
-        transcript: Set(None),
-        summary: Set(None),
-        recording_url: Set(None),
-        extracted_data: Set(None),
-        hangup_reason: Set(None),
-        raw_payload: Set(None),
-        provider_agent_id: Set(Some(agent.provider_agent_id.clone())),
-        status_rank: Set(CallStatus::Queued.rank()),
-        idempotency_key: Set(None),
-        error_message: Set(None),
-        variables: Set(item.variables.clone()),
-        created_at: Set(now),
-        updated_at: Set(now),
+    if items.is_empty() {
+        return Ok(AfterCommit::default());
     }
-    .insert(conn)
-    .await
-    .context("creating the item's call")?;
-    let after = transition::created(
+    let models: Vec<call::Model> = items
+        .iter()
+        .map(|(item, customer_id)| call::Model {
+            id: Uuid::now_v7(),
+            tenant_id: c.tenant_id,
+            agent_id: Some(agent.id),
+            customer_id: customer_id.or(item.customer_id),
+            campaign_id: Some(c.id),
+            campaign_item_id: Some(item.id),
+            provider: agent.provider,
+            provider_execution_id: None,
+            placing_since: None,
+            provider_call_id: None,
+            direction: CallDirection::Outbound,
+            status: CallStatus::Queued,
+            from_number: None,
+            to_number: Some(item.phone_number.clone()),
+            started_at: None,
+            ended_at: None,
+            duration_seconds: None,
+            cost: None,
+            transcript: None,
+            summary: None,
+            recording_url: None,
+            extracted_data: None,
+            hangup_reason: None,
+            raw_payload: None,
+            provider_agent_id: Some(agent.provider_agent_id.clone()),
+            status_rank: CallStatus::Queued.rank(),
+            idempotency_key: None,
+            error_message: None,
+            variables: item.variables.clone(),
+            created_at: now,
+            updated_at: now,
+        })
+        .collect();
+    call::Entity::insert_many(models.iter().cloned().map(call::ActiveModel::from))
+        .exec_without_returning(conn)
+        .await
+        .context("creating the items' calls")?;
+    let after = transition::created_many(
         conn,
         services.ingestor().follow_ups(),
-        &model,
+        &models,
         EventSource::Api,
     )
     .await?;
-    jobs::enqueue(
-        conn,
-        &PlaceCall {
-            tenant_id: c.tenant_id,
-            call_id: id,
-        },
-        now,
-    )
-    .await?;
+    let placements = models
+        .iter()
+        .map(|m| {
+            jobs::new_job(
+                &PlaceCall {
+                    tenant_id: c.tenant_id,
+                    call_id: m.id,
+                },
+                now,
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    jobs::queue::insert_many(conn, placements).await?;
     let mut b = Binder::new(conn.get_database_backend());
+    let arms: Vec<String> = items
+        .iter()
+        .zip(&models)
+        .map(|((item, _), m)| format!("WHEN {} THEN {}", b.bind(item.id), b.bind(m.id)))
+        .collect();
+    let ids = b.list(items.iter().map(|(item, _)| item.id.into()));
     let sql = format!(
-        "UPDATE campaign_items SET status = 'DISPATCHING', attempts = attempts + 1, call_id = {}, updated_at = {} WHERE id = {}",
-        b.bind(id),
+        "UPDATE campaign_items SET status = 'DISPATCHING', attempts = attempts + 1, \
+         call_id = CASE id {} END, updated_at = {} WHERE id IN ({ids})",
+        arms.join(" "),
         b.bind(now),
-        b.bind(item.id)
     );
     conn.execute_raw(b.statement(sql)).await?;
     Ok(after)

@@ -34,13 +34,12 @@ impl Dialect {
         }
     }
 
-    /// A statement that, run first in a write transaction, makes every transaction that
-    /// claims a concurrency slot wait for the others, so counting live calls and taking a
-    /// slot are one atomic step across processes. SQLite's `BEGIN IMMEDIATE` already
-    /// admits one writer at a time.
-    pub fn slot_lock(self) -> Option<&'static str> {
+    /// The advisory lock (PostgreSQL) every claim of a concurrency slot takes first, so
+    /// counting live calls and taking a slot are one atomic step across processes.
+    /// SQLite's `BEGIN IMMEDIATE` already admits one writer at a time.
+    pub fn slot_lock(self) -> Option<i64> {
         match self {
-            Dialect::Postgres => Some("SELECT pg_advisory_xact_lock(7306571003) AS locked"),
+            Dialect::Postgres => Some(SLOT_LOCK_KEY),
             Dialect::Sqlite => None,
         }
     }
@@ -111,6 +110,9 @@ pub fn is_deadlock(e: &DbErr) -> bool {
 pub fn is_unique_violation(e: &DbErr) -> bool {
     code(e).is_some_and(|c| matches!(c.as_str(), "23505" | "2067" | "1555"))
 }
+
+/// The advisory lock key of slot claims.
+const SLOT_LOCK_KEY: i64 = 7_306_571_003;
 
 /// Placeholder syntax differs between backends; raw SQL in repositories goes through this.
 pub fn param(backend: DatabaseBackend, n: usize) -> String {
