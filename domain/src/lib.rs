@@ -4,6 +4,7 @@
 //! repositories filter on it, so tenancy is enforced here and nowhere else.
 
 pub mod agents;
+pub mod analysis;
 pub mod calls;
 pub mod campaigns;
 pub mod credentials;

@@ -215,6 +215,31 @@ impl QueueItemStatus {
 }
 
 string_enum!(
+    /// How the customer sounded on a call, from its analysis.
+    Sentiment { Positive => "POSITIVE", Neutral => "NEUTRAL", Negative => "NEGATIVE" }
+);
+
+string_enum!(
+    /// What a call came to, from its analysis.
+    CallOutcome {
+        AppointmentBooked => "APPOINTMENT_BOOKED",
+        Interested => "INTERESTED",
+        CallbackRequested => "CALLBACK_REQUESTED",
+        NotInterested => "NOT_INTERESTED",
+        Voicemail => "VOICEMAIL",
+        NoAnswer => "NO_ANSWER",
+        WrongNumber => "WRONG_NUMBER",
+        DoNotCall => "DO_NOT_CALL",
+        Other => "OTHER",
+    }
+);
+
+string_enum!(
+    /// The type of a tenant's custom extraction field.
+    FieldType { String => "STRING", Number => "NUMBER", Boolean => "BOOLEAN", Enum => "ENUM" }
+);
+
+string_enum!(
     /// Where a background job stands in the queue.
     JobStatus { Pending => "pending", Running => "running", Done => "done", Failed => "failed" }
 );
