@@ -51,7 +51,9 @@ impl Services {
             ingestor: Ingestor::new(
                 db.clone(),
                 events.clone(),
-                FollowUps::default().with(Arc::new(crate::campaigns::jobs::CampaignFollowUp)),
+                FollowUps::default()
+                    .with(Arc::new(crate::campaigns::jobs::CampaignFollowUp))
+                    .with(Arc::new(crate::analysis::jobs::AnalysisFollowUp)),
             ),
             db,
             events,
@@ -61,7 +63,9 @@ impl Services {
 
     /// Adds follow-ups every call transition runs (the product's own are built in).
     pub fn with_follow_ups(mut self, follow_ups: FollowUps) -> Self {
-        let follow_ups = follow_ups.with(Arc::new(crate::campaigns::jobs::CampaignFollowUp));
+        let follow_ups = follow_ups
+            .with(Arc::new(crate::campaigns::jobs::CampaignFollowUp))
+            .with(Arc::new(crate::analysis::jobs::AnalysisFollowUp));
         self.ingestor = Ingestor::new(self.db.clone(), self.events.clone(), follow_ups);
         self
     }

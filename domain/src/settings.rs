@@ -44,6 +44,7 @@ pub struct WorkerSettings {
     pub ingest: usize,
     pub sync: usize,
     pub campaigns: usize,
+    pub analysis: usize,
     pub maintenance: usize,
     /// How long a claimed job is held without a heartbeat before another worker may take
     /// it over (`WORKER_LEASE_SECONDS`): how long a killed worker's jobs wait.
@@ -58,6 +59,7 @@ impl Default for WorkerSettings {
             ingest: 16,
             sync: 2,
             campaigns: 4,
+            analysis: 4,
             maintenance: 2,
             lease_seconds: 60,
         }
@@ -73,6 +75,7 @@ impl WorkerSettings {
             ingest: parse_num(get, "WORKER_CONCURRENCY_INGEST", d.ingest, 1, 1024)?,
             sync: parse_num(get, "WORKER_CONCURRENCY_SYNC", d.sync, 1, 64)?,
             campaigns: parse_num(get, "WORKER_CONCURRENCY_CAMPAIGNS", d.campaigns, 1, 256)?,
+            analysis: parse_num(get, "WORKER_CONCURRENCY_ANALYSIS", d.analysis, 1, 256)?,
             maintenance: parse_num(get, "WORKER_CONCURRENCY_MAINTENANCE", d.maintenance, 1, 64)?,
             lease_seconds: parse_num(get, "WORKER_LEASE_SECONDS", d.lease_seconds, 3, 3600)?,
         })

@@ -4,8 +4,10 @@
 //! (`values`), so a model read from the database already holds its enums.
 
 pub mod agent;
+pub mod analysis_setting;
 pub mod api_key;
 pub mod call;
+pub mod call_analysis;
 pub mod call_event;
 pub mod campaign;
 pub mod campaign_item;

@@ -235,6 +235,11 @@ string_enum!(
 );
 
 string_enum!(
+    /// How a call's analysis ended.
+    AnalysisStatus { Done => "DONE", Skipped => "SKIPPED", Failed => "FAILED" }
+);
+
+string_enum!(
     /// The type of a tenant's custom extraction field.
     FieldType { String => "STRING", Number => "NUMBER", Boolean => "BOOLEAN", Enum => "ENUM" }
 );

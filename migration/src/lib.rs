@@ -13,6 +13,7 @@ mod m20261202_000006_stale_checks;
 mod m20261202_000007_job_lanes;
 mod m20261202_000008_campaigns;
 mod m20261203_000009_slot_claim;
+mod m20261203_000010_call_analyses;
 
 pub struct Migrator;
 
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000007_job_lanes::Migration),
             Box::new(m20261202_000008_campaigns::Migration),
             Box::new(m20261203_000009_slot_claim::Migration),
+            Box::new(m20261203_000010_call_analyses::Migration),
         ]
     }
 }

@@ -22,6 +22,7 @@ pub fn runner(services: Services, settings: &domain::settings::Settings) -> Runn
         (Lane::Ingest, w.ingest),
         (Lane::Sync, w.sync),
         (Lane::Campaigns, w.campaigns),
+        (Lane::Analysis, w.analysis),
         (Lane::Maintenance, w.maintenance),
     ]);
     let registry = kinds::product(&settings.providers);

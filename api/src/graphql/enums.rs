@@ -61,3 +61,18 @@ mirror!(
     /// Where one recipient of a campaign stands.
     QueueItemStatus = QueueItemStatus { Pending, Dispatching, InProgress, Completed, Failed, Skipped, Canceled }
 );
+mirror!(
+    /// How the customer sounded on a call.
+    Sentiment = Sentiment { Positive, Neutral, Negative }
+);
+mirror!(
+    /// What a call came to.
+    CallOutcome = CallOutcome {
+        AppointmentBooked, Interested, CallbackRequested, NotInterested, Voicemail, NoAnswer,
+        WrongNumber, DoNotCall, Other,
+    }
+);
+mirror!(
+    /// How a call's analysis ended: DONE, SKIPPED (too little to analyse), FAILED (after its retries).
+    AnalysisStatus = AnalysisStatus { Done, Skipped, Failed }
+);

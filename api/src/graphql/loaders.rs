@@ -8,7 +8,7 @@ use async_graphql::dataloader::Loader;
 use domain::DomainError;
 use domain::calls::{self, CallParent};
 use domain::tenancy::TenantScope;
-use entity::{agent, call, call_event, campaign, customer};
+use entity::{agent, call, call_analysis, call_event, campaign, customer};
 use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
@@ -33,6 +33,10 @@ pub struct CallId(pub Uuid);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CampaignId(pub Uuid);
+
+/// A call's current analysis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AnalysisOf(pub Uuid);
 
 /// The newest `limit` calls of one parent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -97,6 +101,21 @@ impl Loader<CampaignId> for Loaders {
         Ok(rows
             .into_iter()
             .map(|c| (CampaignId(c.id), Arc::new(c)))
+            .collect())
+    }
+}
+
+impl Loader<AnalysisOf> for Loaders {
+    type Value = Arc<call_analysis::Model>;
+    type Error = Arc<DomainError>;
+
+    async fn load(&self, keys: &[AnalysisOf]) -> LoadResult<AnalysisOf, Arc<call_analysis::Model>> {
+        let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
+        let rows =
+            domain::analysis::service::current_for_calls(&self.db, &self.scope, &ids).await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, a)| (AnalysisOf(id), Arc::new(a)))
             .collect())
     }
 }

@@ -1,6 +1,7 @@
 //! The GraphQL schema and its HTTP endpoint.
 
 pub mod agents;
+pub mod analysis;
 pub mod calls;
 pub mod campaigns;
 pub mod connection;

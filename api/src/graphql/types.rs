@@ -261,8 +261,15 @@ impl Interaction {
         self.0.transcript.as_deref()
     }
     /// The call's analysed outcome, once analysis has run.
-    async fn outcome(&self) -> Option<String> {
-        None
+    async fn outcome(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<super::enums::CallOutcome>> {
+        let analysis = loaders(ctx)?
+            .load_one(super::loaders::AnalysisOf(self.0.id))
+            .await
+            .gql()?;
+        Ok(analysis.and_then(|a| a.outcome).map(Into::into))
     }
 }
 
@@ -424,6 +431,18 @@ impl Call {
             .await
             .gql()?
             .map(|c| super::campaigns::Campaign((*c).clone())))
+    }
+    /// The call's current analysis (null until it has run; calls without a transcript
+    /// have none).
+    async fn analysis(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<super::analysis::LeadAnalysis>> {
+        Ok(loaders(ctx)?
+            .load_one(super::loaders::AnalysisOf(self.0.id))
+            .await
+            .gql()?
+            .map(super::analysis::LeadAnalysis))
     }
     /// Status history, oldest first.
     async fn events(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<CallEvent>> {

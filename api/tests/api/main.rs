@@ -4,6 +4,7 @@
 mod common;
 
 mod agents;
+mod analysis;
 mod auth;
 mod binary;
 mod campaign_processes;

@@ -1,11 +1,14 @@
 //! Post-call analysis: what a call's transcript says (outcome, sentiment, a summary and the
 //! tenant's custom fields). `transcript` splits a transcript into turns; `heuristic` is the
 //! embedded analyzer used when no LLM is configured; `extract` fills custom fields from
-//! text; `fields` holds the tenant's field definitions and their validation.
+//! text; `fields` holds the tenant's field definitions and their validation; `service`
+//! runs and stores an analysis; `jobs` is the analysis lane's job and its transition hook.
 
 pub mod extract;
 pub mod fields;
 pub mod heuristic;
+pub mod jobs;
+pub mod service;
 pub mod transcript;
 
 use serde_json::{Map, Value};

@@ -20,16 +20,19 @@ pub enum Lane {
     Sync,
     /// Campaign dispatch and the bookkeeping of campaign calls that ended.
     Campaigns,
+    /// Post-call analysis (slow when an LLM answers, so it waits on no other lane).
+    Analysis,
     /// Periodic sweeps and schedules, and kinds this build does not know.
     Maintenance,
 }
 
 impl Lane {
-    pub const ALL: [Lane; 5] = [
+    pub const ALL: [Lane; 6] = [
         Lane::Calls,
         Lane::Ingest,
         Lane::Sync,
         Lane::Campaigns,
+        Lane::Analysis,
         Lane::Maintenance,
     ];
 
@@ -39,6 +42,7 @@ impl Lane {
             Lane::Ingest => "ingest",
             Lane::Sync => "sync",
             Lane::Campaigns => "campaigns",
+            Lane::Analysis => "analysis",
             Lane::Maintenance => "maintenance",
         }
     }

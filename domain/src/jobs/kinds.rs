@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::Registry;
+use crate::analysis::jobs::AnalyzeCall;
 use crate::calls::jobs::{FollowCall, PlaceCall, StaleCalls, StuckCalls};
 use crate::campaigns::jobs::{DispatchCampaign, FinishItem};
 use crate::ingest::jobs::IngestReport;
@@ -22,6 +23,7 @@ pub fn product(providers: &ProviderSettings) -> Registry<Services> {
         .register::<SyncRun>()
         .register::<DispatchCampaign>()
         .register::<FinishItem>()
+        .register::<AnalyzeCall>()
         .every::<StaleCalls>(Duration::from_secs(
             providers.stale_call_seconds.clamp(10, 300),
         ))

@@ -1,0 +1,206 @@
+//! Running an analysis and storing it: one current analysis per call (a re-analysis keeps
+//! the earlier ones as history), with the model, tokens spent and latency; transcripts too
+//! short to analyse are recorded as SKIPPED with no tokens spent.
+
+use std::time::Instant;
+
+use chrono::Utc;
+use entity::{analysis_setting, call, call_analysis};
+use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
+use uuid::Uuid;
+
+use super::fields::AnalysisField;
+use super::heuristic;
+use crate::db::Binder;
+use crate::error::{DomainError, DomainResult};
+use crate::types::AnalysisStatus;
+
+/// The tenant's custom extraction fields (none until an ADMIN sets them).
+pub async fn fields_of<C: ConnectionTrait>(
+    conn: &C,
+    tenant_id: Uuid,
+) -> DomainResult<Vec<AnalysisField>> {
+    let Some(row) = analysis_setting::Entity::find_by_id(tenant_id)
+        .one(conn)
+        .await?
+    else {
+        return Ok(Vec::new());
+    };
+    serde_json::from_value(row.fields)
+        .map_err(|e| DomainError::Internal(format!("stored analysis fields are unreadable: {e}")))
+}
+
+/// The call's current analysis, if it has one.
+pub async fn current<C: ConnectionTrait>(
+    conn: &C,
+    call_id: Uuid,
+) -> DomainResult<Option<call_analysis::Model>> {
+    Ok(call_analysis::Entity::find()
+        .filter(call_analysis::Column::CallId.eq(call_id))
+        .filter(call_analysis::Column::Current.eq(true))
+        .one(conn)
+        .await?)
+}
+
+/// The current analyses of the tenant's calls among `call_ids`, by call.
+pub async fn current_for_calls(
+    db: &DatabaseConnection,
+    scope: &crate::tenancy::TenantScope,
+    call_ids: &[Uuid],
+) -> DomainResult<std::collections::HashMap<Uuid, call_analysis::Model>> {
+    if call_ids.is_empty() {
+        return Ok(Default::default());
+    }
+    let rows = call_analysis::Entity::find()
+        .filter(call_analysis::Column::TenantId.eq(scope.tenant_id()))
+        .filter(call_analysis::Column::CallId.is_in(call_ids.iter().copied()))
+        .filter(call_analysis::Column::Current.eq(true))
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().map(|r| (r.call_id, r)).collect())
+}
+
+/// What one run of the analysis job did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ran {
+    Analysed,
+    Skipped,
+    /// The call already has its analysis (a duplicate job), or is gone.
+    AlreadyDone,
+}
+
+/// Analyses `call_id` once: a call with a current analysis is left alone unless `again`
+/// (a re-analysis asked for), which analyses with the tenant's current fields and keeps
+/// the earlier analysis as history.
+pub async fn analyse(
+    db: &DatabaseConnection,
+    tenant_id: Uuid,
+    call_id: Uuid,
+    again: bool,
+) -> DomainResult<Ran> {
+    let Some(call) = call::Entity::find_by_id(call_id)
+        .filter(call::Column::TenantId.eq(tenant_id))
+        .one(db)
+        .await?
+    else {
+        return Ok(Ran::AlreadyDone);
+    };
+    if !again && current(db, call_id).await?.is_some() {
+        return Ok(Ran::AlreadyDone);
+    }
+    let fields = fields_of(db, tenant_id).await?;
+    let started = Instant::now();
+    let result = call
+        .transcript
+        .as_deref()
+        .and_then(|t| heuristic::analyze(t, &fields));
+    let latency = started.elapsed().as_millis().min(i32::MAX as u128) as i32;
+    let now = Utc::now();
+    let row = match &result {
+        Some(a) => call_analysis::Model {
+            id: Uuid::now_v7(),
+            tenant_id,
+            call_id,
+            current: true,
+            status: AnalysisStatus::Done,
+            sentiment: Some(a.sentiment),
+            sentiment_score: Some(a.sentiment_score),
+            outcome: Some(a.outcome),
+            summary: Some(a.summary.clone()),
+            extracted_data: Some(serde_json::Value::Object(a.extracted.clone())),
+            model: Some(a.model.clone()),
+            prompt_tokens: Some(0),
+            completion_tokens: Some(0),
+            latency_ms: Some(latency),
+            error: None,
+            created_at: now,
+            analyzed_at: Some(now),
+        },
+        None => call_analysis::Model {
+            id: Uuid::now_v7(),
+            tenant_id,
+            call_id,
+            current: true,
+            status: AnalysisStatus::Skipped,
+            sentiment: None,
+            sentiment_score: None,
+            outcome: None,
+            summary: None,
+            extracted_data: None,
+            model: None,
+            prompt_tokens: Some(0),
+            completion_tokens: Some(0),
+            latency_ms: None,
+            error: Some(format!(
+                "too little to analyse: fewer than {} words, or no customer turn",
+                super::MIN_WORDS
+            )),
+            created_at: now,
+            analyzed_at: Some(now),
+        },
+    };
+    let txn = crate::db::begin_write(db).await?;
+    if again {
+        let mut b = Binder::new(txn.get_database_backend());
+        let sql = format!(
+            "UPDATE call_analyses SET current = {} WHERE call_id = {} AND current",
+            b.bind(false),
+            b.bind(call_id)
+        );
+        txn.execute_raw(b.statement(sql)).await?;
+    }
+    let inserted = call_analysis::Entity::insert(call_analysis::ActiveModel::from(row.clone()))
+        .exec_without_returning(&txn)
+        .await;
+    match inserted {
+        Ok(_) => {}
+        // Another run stored the call's analysis first: that one stands.
+        Err(e) if crate::db::is_unique_violation(&e) => return Ok(Ran::AlreadyDone),
+        Err(e) => return Err(e.into()),
+    }
+    txn.commit().await?;
+    Ok(if row.status == AnalysisStatus::Done {
+        Ran::Analysed
+    } else {
+        Ran::Skipped
+    })
+}
+
+/// Records that the call's analysis failed for good, keeping the error.
+pub async fn fail(
+    db: &DatabaseConnection,
+    tenant_id: Uuid,
+    call_id: Uuid,
+    error: &str,
+) -> DomainResult<()> {
+    if current(db, call_id).await?.is_some() {
+        return Ok(());
+    }
+    let now = Utc::now();
+    let row = call_analysis::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        tenant_id: Set(tenant_id),
+        call_id: Set(call_id),
+        current: Set(true),
+        status: Set(AnalysisStatus::Failed),
+        sentiment: Set(None),
+        sentiment_score: Set(None),
+        outcome: Set(None),
+        summary: Set(None),
+        extracted_data: Set(None),
+        model: Set(None),
+        prompt_tokens: Set(None),
+        completion_tokens: Set(None),
+        latency_ms: Set(None),
+        error: Set(Some(error.chars().take(2000).collect())),
+        created_at: Set(now),
+        analyzed_at: Set(None),
+    };
+    match call_analysis::Entity::insert(row)
+        .exec_without_returning(db)
+        .await
+    {
+        Err(e) if crate::db::is_unique_violation(&e) => Ok(()),
+        other => other.map(|_| ()).map_err(Into::into),
+    }
+}
