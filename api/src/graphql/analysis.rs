@@ -1,12 +1,15 @@
-//! A call's analysis as the API shows it.
+//! A call's analysis as the API shows it, and the tenant's custom analysis fields.
 
 use std::sync::Arc;
 
-use async_graphql::Object;
+use async_graphql::{Context, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
+use domain::analysis::{fields::AnalysisField as DomainField, service};
 use entity::call_analysis;
 
-use super::enums::{AnalysisStatus, CallOutcome, Sentiment};
+use super::context::{db, scope};
+use super::enums::{AnalysisFieldType, AnalysisStatus, CallOutcome, Sentiment};
+use super::error::GqlResultExt;
 
 pub struct LeadAnalysis(pub Arc<call_analysis::Model>);
 
@@ -54,5 +57,96 @@ impl LeadAnalysis {
     }
     async fn latency_ms(&self) -> Option<i32> {
         self.0.latency_ms
+    }
+}
+
+/// A custom field the analyzers fill in from each call.
+#[derive(SimpleObject)]
+pub struct AnalysisField {
+    /// An identifier (`a-z`, `0-9`, `_`): the key in `extractedData`.
+    pub name: String,
+    /// What it means, in words an analyzer (or a person) can follow.
+    pub description: String,
+    #[graphql(name = "type")]
+    pub kind: AnalysisFieldType,
+    /// The allowed values of an ENUM field.
+    pub values: Vec<String>,
+}
+
+impl From<DomainField> for AnalysisField {
+    fn from(f: DomainField) -> Self {
+        AnalysisField {
+            name: f.name,
+            description: f.description,
+            kind: f.kind.into(),
+            values: f.values,
+        }
+    }
+}
+
+#[derive(InputObject)]
+pub struct AnalysisFieldInput {
+    pub name: String,
+    pub description: String,
+    #[graphql(name = "type")]
+    pub kind: AnalysisFieldType,
+    /// Required for ENUM fields, and only for them.
+    #[graphql(default)]
+    pub values: Vec<String>,
+}
+
+#[derive(Default)]
+pub struct AnalysisQuery;
+
+#[Object]
+impl AnalysisQuery {
+    /// The tenant's custom analysis fields (empty until an ADMIN sets them).
+    async fn analysis_fields(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<AnalysisField>> {
+        let fields = service::fields(db(ctx)?, scope(ctx)?).await.gql()?;
+        Ok(fields.into_iter().map(Into::into).collect())
+    }
+}
+
+#[derive(Default)]
+pub struct AnalysisMutation;
+
+#[Object]
+impl AnalysisMutation {
+    /// Analyses a finished call again with the tenant's current fields (in the background:
+    /// `analysis` changes when it is done); the earlier analysis is kept as history.
+    async fn reanalyze_call(
+        &self,
+        ctx: &Context<'_>,
+        id: async_graphql::ID,
+    ) -> async_graphql::Result<super::types::Call> {
+        let id = super::error::parse_id("id", &id)?;
+        service::reanalyze(db(ctx)?, scope(ctx)?, id)
+            .await
+            .map(super::types::Call::new)
+            .gql()
+    }
+
+    /// Replaces the tenant's custom analysis fields (ADMIN); at most 30, names unique.
+    async fn set_analysis_fields(
+        &self,
+        ctx: &Context<'_>,
+        fields: Vec<AnalysisFieldInput>,
+    ) -> async_graphql::Result<Vec<AnalysisField>> {
+        let fields = fields
+            .into_iter()
+            .map(|f| DomainField {
+                name: f.name,
+                description: f.description,
+                kind: f.kind.into(),
+                values: f.values,
+            })
+            .collect();
+        let stored = service::set_fields(db(ctx)?, scope(ctx)?, fields)
+            .await
+            .gql()?;
+        Ok(stored.into_iter().map(Into::into).collect())
     }
 }

@@ -73,6 +73,10 @@ mirror!(
     }
 );
 mirror!(
+    /// The type of a custom analysis field.
+    AnalysisFieldType = FieldType { String, Number, Boolean, Enum }
+);
+mirror!(
     /// How a call's analysis ended: DONE, SKIPPED (too little to analyse), FAILED (after its retries).
     AnalysisStatus = AnalysisStatus { Done, Skipped, Failed }
 );

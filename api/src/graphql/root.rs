@@ -4,6 +4,7 @@
 use async_graphql::MergedObject;
 
 use super::agents::{AgentsMutation, AgentsQuery};
+use super::analysis::{AnalysisMutation, AnalysisQuery};
 use super::calls::{CallsMutation, CallsQuery};
 use super::campaigns::{CampaignsMutation, CampaignsQuery};
 use super::customers::{CustomersMutation, CustomersQuery};
@@ -19,6 +20,7 @@ pub struct Query(
     CallsQuery,
     CampaignsQuery,
     SyncQuery,
+    AnalysisQuery,
 );
 
 /// Writes. Roles and tenancy are checked in `domain`, not here.
@@ -30,4 +32,5 @@ pub struct Mutation(
     CallsMutation,
     CampaignsMutation,
     SyncMutation,
+    AnalysisMutation,
 );

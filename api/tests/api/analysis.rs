@@ -147,3 +147,113 @@ on_both!(
     short_and_missing_transcripts,
     [("RUN_WORKER", "true"), ("WORKER_POLL_MS", "20")]
 );
+
+const SET_FIELDS: &str = "mutation($f: [AnalysisFieldInput!]!) { setAnalysisFields(fields: $f) { name description type values } }";
+
+/// An ADMIN sets the tenant's fields (validated, replaced as a whole); other roles and
+/// other tenants cannot; the next analysis fills them.
+async fn custom_fields_are_validated_and_filled(app: TestApp) {
+    let t = app.create_tenant("Acme", "IN").await;
+    app.create_agent_for(&t.key, "BOLNA", AGENT).await;
+    let fields = json!([
+        { "name": "callback_time", "description": "When to call back", "type": "STRING" },
+        { "name": "budget", "description": "Budget in rupees", "type": "NUMBER" },
+        { "name": "property_type", "description": "What they want", "type": "ENUM", "values": ["Flat", "Villa"] },
+    ]);
+    let set = app.ok(&t.key, SET_FIELDS, json!({ "f": fields })).await;
+    assert_eq!(set["setAnalysisFields"].as_array().unwrap().len(), 3);
+    let read = app
+        .ok(&t.key, "{ analysisFields { name type values } }", json!({}))
+        .await;
+    assert_eq!(
+        read["analysisFields"][2]["values"],
+        json!(["Flat", "Villa"])
+    );
+    // Refusals: a bad name, an ENUM without values, a duplicate.
+    for bad in [
+        json!([{ "name": "Bad Name", "description": "x", "type": "STRING" }]),
+        json!([{ "name": "e", "description": "x", "type": "ENUM" }]),
+        json!([{ "name": "a", "description": "x", "type": "STRING" }, { "name": "a", "description": "y", "type": "NUMBER" }]),
+    ] {
+        let body = app.gql(Some(&t.key), SET_FIELDS, json!({ "f": bad })).await;
+        assert_eq!(crate::common::code(&body), "BAD_USER_INPUT", "{body}");
+        assert_eq!(body["errors"][0]["extensions"]["field"], "fields", "{body}");
+    }
+    // A lower role may read them, not replace them.
+    let viewer = app
+        .ok(
+            &t.key,
+            "mutation { createApiKey(input: {name: \"v\", role: VIEWER}) { apiKey } }",
+            json!({}),
+        )
+        .await["createApiKey"]["apiKey"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let body = app.gql(Some(&viewer), SET_FIELDS, json!({ "f": [] })).await;
+    assert_eq!(crate::common::code(&body), "FORBIDDEN", "{body}");
+    let read = app
+        .ok(&viewer, "{ analysisFields { name } }", json!({}))
+        .await;
+    assert_eq!(read["analysisFields"].as_array().unwrap().len(), 3);
+    // Another tenant sees none of them.
+    let other = app.create_tenant("Other", "IN").await;
+    let read = app
+        .ok(&other.key, "{ analysisFields { name } }", json!({}))
+        .await;
+    assert_eq!(read["analysisFields"], json!([]));
+    // The next analysis fills what the transcript says.
+    let mut report = bolna_report("exec-fields", AGENT, "completed");
+    report["transcript"] = json!(
+        "assistant: Hello Priya\nuser: I want a villa, budget around 80 lakh. Call me back tomorrow at 6 pm."
+    );
+    let (code, body) = app
+        .webhook("bolna", &t.webhook_token, report.to_string())
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let n = eventually(30, || async {
+        let n = node(&app, &t.key, "exec-fields").await;
+        (n["analysis"]["status"] == "DONE").then_some(n)
+    })
+    .await;
+    let extracted = &n["analysis"]["extractedData"];
+    assert_eq!(extracted["callback_time"], "tomorrow 6 pm", "{extracted}");
+    assert_eq!(extracted["budget"], 8_000_000.0, "{extracted}");
+    assert_eq!(extracted["property_type"], "Villa", "{extracted}");
+    // Re-analysis with a changed set: the new fields are filled, the old analysis is kept.
+    let fields = json!([{ "name": "wants_callback", "description": "Asked for a callback", "type": "BOOLEAN" }]);
+    app.ok(&t.key, SET_FIELDS, json!({ "f": fields })).await;
+    let id = n["id"].as_str().unwrap().to_owned();
+    app.ok(
+        &t.key,
+        "mutation($id: ID!) { reanalyzeCall(id: $id) { id } }",
+        json!({ "id": id }),
+    )
+    .await;
+    let n = eventually(30, || async {
+        let n = node(&app, &t.key, "exec-fields").await;
+        (n["analysis"]["extractedData"]["wants_callback"] == true).then_some(n)
+    })
+    .await;
+    assert_eq!(n["analysis"]["extractedData"].as_object().unwrap().len(), 1);
+    let history = analyses_of(&app, "exec-fields").await;
+    assert_eq!(history.len(), 2);
+    assert_eq!(history.iter().filter(|a| a.current).count(), 1);
+    // Another tenant cannot re-analyse it; a call still live cannot be re-analysed.
+    let body = app
+        .gql(
+            Some(&other.key),
+            "mutation($id: ID!) { reanalyzeCall(id: $id) { id } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(crate::common::code(&body), "NOT_FOUND", "{body}");
+    // Replacing with an empty set clears them.
+    let cleared = app.ok(&t.key, SET_FIELDS, json!({ "f": [] })).await;
+    assert_eq!(cleared["setAnalysisFields"], json!([]));
+}
+on_both!(
+    custom_fields_are_validated_and_filled,
+    custom_fields_are_validated_and_filled,
+    [("RUN_WORKER", "true"), ("WORKER_POLL_MS", "20")]
+);

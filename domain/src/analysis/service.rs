@@ -13,7 +13,8 @@ use super::fields::AnalysisField;
 use super::heuristic;
 use crate::db::Binder;
 use crate::error::{DomainError, DomainResult};
-use crate::types::AnalysisStatus;
+use crate::tenancy::TenantScope;
+use crate::types::{AnalysisStatus, Role};
 
 /// The tenant's custom extraction fields (none until an ADMIN sets them).
 pub async fn fields_of<C: ConnectionTrait>(
@@ -28,6 +29,89 @@ pub async fn fields_of<C: ConnectionTrait>(
     };
     serde_json::from_value(row.fields)
         .map_err(|e| DomainError::Internal(format!("stored analysis fields are unreadable: {e}")))
+}
+
+/// The tenant's fields, for any of its keys (definitions, not secrets).
+pub async fn fields(
+    db: &DatabaseConnection,
+    scope: &TenantScope,
+) -> DomainResult<Vec<AnalysisField>> {
+    fields_of(db, scope.tenant_id()).await
+}
+
+/// Replaces the tenant's fields with `fields` (ADMIN), validated as a whole; later
+/// analyses (and re-analyses) use them.
+pub async fn set_fields(
+    db: &DatabaseConnection,
+    scope: &TenantScope,
+    fields: Vec<AnalysisField>,
+) -> DomainResult<Vec<AnalysisField>> {
+    scope.require(Role::Admin)?;
+    super::fields::validate(&fields)?;
+    let fields: Vec<AnalysisField> = fields
+        .into_iter()
+        .map(|f| AnalysisField {
+            description: f.description.trim().to_owned(),
+            values: f.values.into_iter().map(|v| v.trim().to_owned()).collect(),
+            ..f
+        })
+        .collect();
+    let stored = serde_json::to_value(&fields).map_err(|e| DomainError::Internal(e.to_string()))?;
+    let row = analysis_setting::ActiveModel {
+        tenant_id: Set(scope.tenant_id()),
+        fields: Set(stored),
+        updated_at: Set(Utc::now()),
+    };
+    analysis_setting::Entity::insert(row)
+        .on_conflict(
+            sea_orm::sea_query::OnConflict::column(analysis_setting::Column::TenantId)
+                .update_columns([
+                    analysis_setting::Column::Fields,
+                    analysis_setting::Column::UpdatedAt,
+                ])
+                .to_owned(),
+        )
+        .exec_without_returning(db)
+        .await?;
+    Ok(fields)
+}
+
+/// Analyses the call again with the tenant's current fields, in the background (MEMBER);
+/// the earlier analysis stays in the history. Returns the call.
+pub async fn reanalyze(
+    db: &DatabaseConnection,
+    scope: &TenantScope,
+    call_id: Uuid,
+) -> DomainResult<call::Model> {
+    scope.require(Role::Member)?;
+    let call = crate::calls::find(db, scope, call_id)
+        .await?
+        .ok_or(DomainError::not_found("call"))?;
+    if !call.status.is_terminal() {
+        return Err(DomainError::invalid("id", "the call has not ended yet"));
+    }
+    if call
+        .transcript
+        .as_deref()
+        .is_none_or(|t| t.trim().is_empty())
+    {
+        return Err(DomainError::invalid(
+            "id",
+            "the call has no transcript to analyse",
+        ));
+    }
+    crate::jobs::enqueue(
+        db,
+        &super::jobs::AnalyzeCall {
+            tenant_id: call.tenant_id,
+            call_id: call.id,
+            again: true,
+        },
+        Utc::now(),
+    )
+    .await?;
+    crate::jobs::wake(crate::jobs::Lane::Analysis);
+    Ok(call)
 }
 
 /// The call's current analysis, if it has one.
@@ -45,7 +129,7 @@ pub async fn current<C: ConnectionTrait>(
 /// The current analyses of the tenant's calls among `call_ids`, by call.
 pub async fn current_for_calls(
     db: &DatabaseConnection,
-    scope: &crate::tenancy::TenantScope,
+    scope: &TenantScope,
     call_ids: &[Uuid],
 ) -> DomainResult<std::collections::HashMap<Uuid, call_analysis::Model>> {
     if call_ids.is_empty() {
