@@ -317,9 +317,10 @@ async fn complete_placed_calls(app: &TestApp, token: &str) {
 }
 
 /// A worker is killed (SIGKILL) while it holds dispatched items and has create-call
-/// requests in flight. After its leases expire another worker takes over: the calls it
-/// had claimed but not sent are dialled once, the ones whose request had gone out are
-/// never sent again (the provider may have them), and every item ends exactly once.
+/// requests in flight. After its leases expire another worker takes over: the items it had
+/// dispatched but not begun to place are dialled once; a call whose placement had begun
+/// (its slot taken, the request sent or about to be) is never sent again, since the
+/// provider may have it, and ends FAILED as ambiguous; every item ends exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_worker_s_items_are_dialled_at_most_once() {
     let Some(app) = postgres_app(&[("ALLOW_PROVIDER_BASE_URL", "true")]).await else {
@@ -412,32 +413,40 @@ async fn a_killed_worker_s_items_are_dialled_at_most_once() {
     for (to, _) in placed.lock().unwrap().iter() {
         *per_number.entry(to.clone()).or_default() += 1;
     }
-    assert_eq!(
-        per_number.len(),
-        40,
-        "every number was dialled: {per_number:?}"
-    );
     assert!(per_number.values().all(|n| *n == 1), "{per_number:?}");
-    // The requests the killed worker never heard back from ended as ambiguous failures.
     let items = each_item_ended_once(&app, &id).await;
+    let ambiguous = |item: &entity::campaign_item::Model| {
+        item.status == domain::types::QueueItemStatus::Failed
+            && item
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.contains(domain::campaigns::finish::AMBIGUOUS_PLACEMENT))
+    };
+    // The requests the killed worker never heard back from ended as ambiguous failures.
     for (to, _) in &in_flight {
         let item = items.iter().find(|i| &i.phone_number == to).unwrap();
-        assert_eq!(
-            item.status,
-            domain::types::QueueItemStatus::Failed,
-            "{item:?}"
-        );
-        assert!(
-            item.last_error
-                .as_deref()
-                .is_some_and(|e| e.contains(domain::campaigns::finish::AMBIGUOUS_PLACEMENT)),
-            "{item:?}"
-        );
+        assert!(ambiguous(item), "{item:?}");
+    }
+    // A number never sent was one the killed worker had claimed for dialling (its slot
+    // taken, the request maybe about to go): it is not sent either, for the same reason.
+    let never_sent: Vec<_> = items
+        .iter()
+        .filter(|i| !per_number.contains_key(&i.phone_number))
+        .collect();
+    for item in &never_sent {
+        assert!(ambiguous(item), "{item:?}");
     }
     let completed = items
         .iter()
         .filter(|i| i.status == domain::types::QueueItemStatus::Completed)
         .count();
-    assert_eq!(completed, 40 - in_flight.len());
+    assert_eq!(completed, 40 - in_flight.len() - never_sent.len());
+    // Only what held one of the campaign's 6 slots at the kill can be lost that way.
+    assert!(
+        in_flight.len() + never_sent.len() <= 6,
+        "{} unanswered, {} never sent",
+        in_flight.len(),
+        never_sent.len()
+    );
     second.stop();
 }
