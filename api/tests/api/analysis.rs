@@ -239,7 +239,7 @@ async fn custom_fields_are_validated_and_filled(app: TestApp) {
     let history = analyses_of(&app, "exec-fields").await;
     assert_eq!(history.len(), 2);
     assert_eq!(history.iter().filter(|a| a.current).count(), 1);
-    // Another tenant cannot re-analyse it; a call still live cannot be re-analysed.
+    // Another tenant cannot re-analyse it.
     let body = app
         .gql(
             Some(&other.key),

@@ -100,6 +100,12 @@ pub async fn reanalyze(
             "the call has no transcript to analyse",
         ));
     }
+    // Asking again while an analysis of the call is waiting or running adds nothing, so
+    // repeated requests do not pile jobs up.
+    use crate::jobs::Job as _;
+    if crate::jobs::queue::has_live(db, super::jobs::AnalyzeCall::KIND, call.id).await? {
+        return Ok(call);
+    }
     crate::jobs::enqueue(
         db,
         &super::jobs::AnalyzeCall {
