@@ -69,6 +69,19 @@ pub fn rss_kb(pid: u32) -> anyhow::Result<u64> {
         .context("VmRSS not found")
 }
 
+/// CPU seconds (user + system) a process has used so far.
+pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces) start at its closing paren.
+    let rest = stat.rsplit_once(')').map(|x| x.1).context("bad stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| -> anyhow::Result<f64> {
+        Ok(fields.get(i).context("short stat")?.parse::<f64>()?)
+    };
+    // utime and stime are fields 14 and 15 (11 and 12 after the paren), in clock ticks.
+    Ok((ticks(11)? + ticks(12)?) / 100.0)
+}
+
 pub fn db_url(admin: &str, name: &str) -> String {
     let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(admin);
     format!("{base}/{name}")
@@ -250,4 +263,47 @@ pub async fn calls_like_database(
     )
     .await?;
     Ok(url)
+}
+
+/// The PostgreSQL admin URL (`BENCH_PG`) and the release API binary (`BENCH_API_BIN`),
+/// which must have been built.
+pub fn targets() -> anyhow::Result<(String, String)> {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let pg_admin = std::env::var("BENCH_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let api_bin =
+        std::env::var("BENCH_API_BIN").unwrap_or_else(|_| format!("{root}/target/release/api"));
+    if !std::path::Path::new(&api_bin).exists() {
+        bail!("{api_bin} not found: run `cargo build --release -p api -p bench` first");
+    }
+    Ok((pg_admin, api_bin))
+}
+
+/// Starts `api serve` on `database_url` and a free port (no Redis, no demo, the bench's
+/// operator token and secrets key, `env` on top) and waits until it is ready; returns the
+/// process and its base URL.
+pub async fn start_api(
+    api_bin: &str,
+    database_url: &str,
+    admin_token: &str,
+    env: &[(&str, String)],
+) -> anyhow::Result<(Proc, String)> {
+    let port = free_port()?;
+    let mut cmd = std::process::Command::new(api_bin);
+    cmd.arg("serve")
+        .env("DATABASE_URL", database_url)
+        .env_remove("REDIS_URL")
+        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+        .env("SEED_DEMO", "false")
+        .env("ADMIN_TOKEN", admin_token)
+        .env("SECRETS_KEY", SECRETS_KEY)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let api = Proc(cmd.spawn().context("starting the API")?);
+    let base = format!("http://127.0.0.1:{port}");
+    wait_http(&reqwest::Client::new(), &format!("{base}/readyz")).await?;
+    Ok((api, base))
 }

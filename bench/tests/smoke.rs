@@ -102,3 +102,17 @@ fn the_campaigns_benchmark_runs() {
         ],
     );
 }
+
+#[test]
+fn the_analytics_benchmark_runs() {
+    run(
+        env!("CARGO_BIN_EXE_analytics"),
+        &[
+            ("BENCH_CALLS", "2000"),
+            ("BENCH_TENANTS", "2"),
+            ("BENCH_QUERIES", "3"),
+            ("BENCH_LLM_ANALYSES", "8"),
+            ("BENCH_LLM_DELAY_MS", "20"),
+        ],
+    );
+}

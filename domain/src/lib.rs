@@ -5,6 +5,7 @@
 
 pub mod agents;
 pub mod analysis;
+pub mod analytics;
 pub mod calls;
 pub mod campaigns;
 pub mod credentials;
@@ -28,6 +29,7 @@ pub mod seed;
 pub mod services;
 pub mod settings;
 pub mod sync;
+pub mod tasks;
 pub mod tenancy;
 #[cfg(feature = "testing")]
 pub mod testdb;

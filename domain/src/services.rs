@@ -20,6 +20,8 @@ pub struct Services {
     events: Arc<dyn EventBus>,
     ingestor: Ingestor,
     providers: Registry,
+    /// The LLM analyzer when one is configured (else analyses use the heuristic one).
+    analyzer: Option<Arc<crate::analysis::llm::LlmAnalyzer>>,
 }
 
 impl Services {
@@ -47,7 +49,9 @@ impl Services {
         if let Some(url) = &settings.redis_url {
             providers = providers.with_shared_budgets(url.expose())?;
         }
+        let analyzer = llm_analyzer(settings)?;
         Ok(Services {
+            analyzer,
             ingestor: Ingestor::new(
                 db.clone(),
                 events.clone(),
@@ -82,4 +86,39 @@ impl Services {
     pub fn providers(&self) -> &Registry {
         &self.providers
     }
+    pub fn analyzer(&self) -> Option<&Arc<crate::analysis::llm::LlmAnalyzer>> {
+        self.analyzer.as_ref()
+    }
+}
+
+/// The LLM analyzer `LLM_BASE_URL` asks for, its budget and concurrency shared through
+/// Redis when there is one.
+fn llm_analyzer(
+    settings: &Settings,
+) -> DomainResult<Option<Arc<crate::analysis::llm::LlmAnalyzer>>> {
+    use crate::analysis::llm::{LlmAnalyzer, LlmConfig};
+    let Some(llm) = &settings.llm else {
+        return Ok(None);
+    };
+    let config = LlmConfig {
+        base_url: llm.base_url.clone(),
+        api_key: llm.api_key.as_ref().map(|k| k.expose().to_owned()),
+        model: llm.model.clone(),
+        concurrency: llm.concurrency,
+        requests_per_minute: llm.requests_per_minute,
+        timeout: std::time::Duration::from_secs(llm.timeout_seconds),
+        max_tokens: llm.max_tokens,
+    };
+    let redis = match &settings.redis_url {
+        Some(url) => Some(
+            redis::Client::open(url.expose())
+                .and_then(crate::events::redis_connection)
+                .map_err(|e| DomainError::Internal(format!("LLM request limits: {e}")))?,
+        ),
+        None => None,
+    };
+    let (budget, slots) = config.limits(redis);
+    let analyzer = LlmAnalyzer::new(config, budget, slots)
+        .map_err(|e| DomainError::Internal(format!("LLM analyzer: {e}")))?;
+    Ok(Some(Arc::new(analyzer)))
 }

@@ -166,6 +166,56 @@ pub struct Settings {
     /// Addresses of the deployment's own proxies (`TRUSTED_PROXIES`): for a request from one
     /// of them, the client is the last `X-Forwarded-For` address that is not a proxy.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// The OpenAI-compatible analyzer (`LLM_BASE_URL`, `LLM_MODEL`); unset: the heuristic one.
+    pub llm: Option<LlmSettings>,
+}
+
+/// Where post-call analysis goes when an LLM is configured, and how hard it may be used.
+#[derive(Debug, Clone)]
+pub struct LlmSettings {
+    pub base_url: String,
+    pub api_key: Option<Secret>,
+    pub model: String,
+    /// Requests in flight at once across the deployment (`LLM_CONCURRENCY`).
+    pub concurrency: usize,
+    /// Requests a minute across the deployment (`LLM_REQUESTS_PER_MINUTE`, 0: no cap).
+    pub requests_per_minute: u32,
+    pub timeout_seconds: u64,
+    pub max_tokens: u32,
+}
+
+impl LlmSettings {
+    fn read(get: &impl Fn(&str) -> Option<String>) -> Result<Option<Self>, SettingsError> {
+        let Some(base_url) = get("LLM_BASE_URL") else {
+            return Ok(None);
+        };
+        let base_url = base_url.trim().to_owned();
+        if !(base_url.starts_with("http://") || base_url.starts_with("https://"))
+            || reqwest::Url::parse(&base_url).is_err()
+        {
+            return Err(SettingsError::Invalid {
+                name: "LLM_BASE_URL",
+                value: redact_url(&base_url),
+                message: "must be an http:// or https:// URL".into(),
+            });
+        }
+        let Some(model) = get("LLM_MODEL") else {
+            return Err(SettingsError::Invalid {
+                name: "LLM_MODEL",
+                value: String::new(),
+                message: "is required with LLM_BASE_URL".into(),
+            });
+        };
+        Ok(Some(LlmSettings {
+            base_url,
+            api_key: read_token(get, "LLM_API_KEY", true)?,
+            model: model.trim().chars().take(200).collect(),
+            concurrency: parse_num(get, "LLM_CONCURRENCY", 4, 1, 1_000)?,
+            requests_per_minute: parse_num(get, "LLM_REQUESTS_PER_MINUTE", 60, 0, 1_000_000)?,
+            timeout_seconds: parse_num(get, "LLM_TIMEOUT_SECONDS", 60, 1, 600)?,
+            max_tokens: parse_num(get, "LLM_MAX_TOKENS", 1_000, 64, 32_000)?,
+        }))
+    }
 }
 
 /// Provider endpoints, secrets at rest and call-following knobs.
@@ -228,6 +278,7 @@ impl Settings {
             webhook_inline_limit: parse_num(&get, "WEBHOOK_INLINE_LIMIT", 64, 0, 10_000)?,
             metrics_token: read_token(&get, "METRICS_TOKEN", true)?,
             trusted_proxies: read_trusted_proxies(&get)?,
+            llm: LlmSettings::read(&get)?,
             auth_failures_per_minute: parse_num(
                 &get,
                 "AUTH_FAILURES_PER_MINUTE",

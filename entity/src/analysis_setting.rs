@@ -9,6 +9,9 @@ pub struct Model {
     pub tenant_id: Uuid,
     #[sea_orm(column_type = "JsonBinary")]
     pub fields: Json,
+    /// The tenant's lead-scoring rules; the defaults when null.
+    #[sea_orm(column_type = "JsonBinary", nullable)]
+    pub scoring_rules: Option<Json>,
     pub updated_at: DateTimeUtc,
 }
 

@@ -17,6 +17,9 @@ pub struct Model {
     pub tags: Json,
     pub lead_score: Option<f64>,
     pub segment: Option<String>,
+    /// Each scoring rule's part in `lead_score` (`domain::analysis::scoring`).
+    #[sea_orm(column_type = "JsonBinary", nullable)]
+    pub score_explanation: Option<Json>,
     #[sea_orm(column_type = "Text", nullable)]
     pub notes: Option<String>,
     pub source: Option<String>,

@@ -18,6 +18,7 @@ pub mod job;
 pub mod provider_credential;
 pub mod sync_cursor;
 pub mod sync_run;
+pub mod task;
 pub mod tenant;
 pub mod values;
 

@@ -245,6 +245,11 @@ string_enum!(
 );
 
 string_enum!(
+    /// Where a user's background task stands.
+    TaskStatus { Running => "RUNNING", Succeeded => "SUCCEEDED", Failed => "FAILED" }
+);
+
+string_enum!(
     /// Where a background job stands in the queue.
     JobStatus { Pending => "pending", Running => "running", Done => "done", Failed => "failed" }
 );

@@ -14,6 +14,10 @@ mod m20261202_000007_job_lanes;
 mod m20261202_000008_campaigns;
 mod m20261203_000009_slot_claim;
 mod m20261203_000010_call_analyses;
+mod m20261203_000011_batch_slot_claim;
+mod m20261203_000012_lead_scores;
+mod m20261203_000013_analytics_index;
+mod m20261203_000014_tasks;
 
 pub struct Migrator;
 
@@ -31,6 +35,10 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000008_campaigns::Migration),
             Box::new(m20261203_000009_slot_claim::Migration),
             Box::new(m20261203_000010_call_analyses::Migration),
+            Box::new(m20261203_000011_batch_slot_claim::Migration),
+            Box::new(m20261203_000012_lead_scores::Migration),
+            Box::new(m20261203_000013_analytics_index::Migration),
+            Box::new(m20261203_000014_tasks::Migration),
         ]
     }
 }

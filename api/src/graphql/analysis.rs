@@ -8,7 +8,7 @@ use domain::analysis::{fields::AnalysisField as DomainField, service};
 use entity::call_analysis;
 
 use super::context::{db, scope};
-use super::enums::{AnalysisFieldType, AnalysisStatus, CallOutcome, Sentiment};
+use super::enums::{AnalysisFieldType, AnalysisStatus, CallOutcome, JobStatus, Sentiment};
 use super::error::GqlResultExt;
 
 pub struct LeadAnalysis(pub Arc<call_analysis::Model>);
@@ -95,6 +95,48 @@ pub struct AnalysisFieldInput {
     pub values: Vec<String>,
 }
 
+/// A background job a user started (`reanalyzeCalls`), with its progress.
+pub struct Job(pub entity::task::Model);
+
+#[Object]
+impl Job {
+    async fn id(&self) -> async_graphql::ID {
+        async_graphql::ID(self.0.id.to_string())
+    }
+    /// e.g. `reanalyze_calls`.
+    async fn kind(&self) -> &str {
+        &self.0.kind
+    }
+    async fn status(&self) -> JobStatus {
+        self.0.status.into()
+    }
+    /// Items the job covers (counted when it started).
+    async fn total(&self) -> i64 {
+        self.0.total
+    }
+    /// Items done so far.
+    async fn done(&self) -> i64 {
+        self.0.done
+    }
+    /// Items that failed.
+    async fn failed(&self) -> i64 {
+        self.0.failed
+    }
+    /// Why the job FAILED.
+    async fn error(&self) -> Option<&str> {
+        self.0.error.as_deref()
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+    async fn finished_at(&self) -> Option<DateTime<Utc>> {
+        self.0.finished_at
+    }
+}
+
 #[derive(Default)]
 pub struct AnalysisQuery;
 
@@ -107,6 +149,19 @@ impl AnalysisQuery {
     ) -> async_graphql::Result<Vec<AnalysisField>> {
         let fields = service::fields(db(ctx)?, scope(ctx)?).await.gql()?;
         Ok(fields.into_iter().map(Into::into).collect())
+    }
+
+    /// A background job of this tenant (from `reanalyzeCalls`), or null.
+    async fn job(
+        &self,
+        ctx: &Context<'_>,
+        id: async_graphql::ID,
+    ) -> async_graphql::Result<Option<Job>> {
+        let id = super::error::parse_id("id", &id)?;
+        Ok(domain::tasks::get(db(ctx)?, scope(ctx)?, id)
+            .await
+            .gql()?
+            .map(Job))
     }
 }
 
@@ -126,6 +181,22 @@ impl AnalysisMutation {
         service::reanalyze(db(ctx)?, scope(ctx)?, id)
             .await
             .map(super::types::Call::new)
+            .gql()
+    }
+
+    /// Re-analyses the tenant's ended calls with a transcript that match `filter` (all of
+    /// them without one; at most 100,000) in the background (MEMBER), with the tenant's
+    /// current fields; each call keeps its earlier analyses as history. The returned job's
+    /// `done` counts up; `job(id)` reads it again. One runs per tenant at a time.
+    async fn reanalyze_calls(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<super::calls::CallFilter>,
+    ) -> async_graphql::Result<Job> {
+        let filter = filter.unwrap_or_default().into_domain()?;
+        service::reanalyze_calls(db(ctx)?, scope(ctx)?, filter)
+            .await
+            .map(Job)
             .gql()
     }
 

@@ -30,6 +30,22 @@ pub struct CallFilter {
     pub unmatched: Option<bool>,
 }
 
+impl CallFilter {
+    /// The domain's filter, its ids parsed.
+    pub fn into_domain(self) -> async_graphql::Result<calls::CallFilter> {
+        let opt_id = |field, v: &Option<ID>| v.as_ref().map(|id| parse_id(field, id)).transpose();
+        Ok(calls::CallFilter {
+            status: self.status.map(Into::into),
+            agent_id: opt_id("agentId", &self.agent_id)?,
+            campaign_id: opt_id("campaignId", &self.campaign_id)?,
+            customer_id: opt_id("customerId", &self.customer_id)?,
+            since: self.since,
+            until: self.until,
+            unmatched: self.unmatched,
+        })
+    }
+}
+
 /// A call to place now.
 #[derive(InputObject)]
 pub struct StartCallInput {
@@ -61,17 +77,7 @@ impl CallsQuery {
         filter: Option<CallFilter>,
     ) -> async_graphql::Result<CallConnection> {
         let page = PageRequest::new(first, after.as_deref()).gql()?;
-        let f = filter.unwrap_or_default();
-        let opt_id = |field, v: &Option<ID>| v.as_ref().map(|id| parse_id(field, id)).transpose();
-        let filter = calls::CallFilter {
-            status: f.status.map(Into::into),
-            agent_id: opt_id("agentId", &f.agent_id)?,
-            campaign_id: opt_id("campaignId", &f.campaign_id)?,
-            customer_id: opt_id("customerId", &f.customer_id)?,
-            since: f.since,
-            until: f.until,
-            unmatched: f.unmatched,
-        };
+        let filter = filter.unwrap_or_default().into_domain()?;
         CallConnection::top_level(ctx, filter, page).await
     }
 

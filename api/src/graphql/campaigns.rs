@@ -167,7 +167,10 @@ impl CampaignImportResult {
 
 /// How many of a campaign's items are in each state; `total` is their sum.
 #[derive(SimpleObject, Clone, Copy)]
+#[graphql(complex)]
 pub struct CampaignStats {
+    #[graphql(skip)]
+    pub campaign_id: uuid::Uuid,
     pub total: i64,
     pub pending: i64,
     pub dispatching: i64,
@@ -181,6 +184,7 @@ pub struct CampaignStats {
 impl From<campaigns::Stats> for CampaignStats {
     fn from(s: campaigns::Stats) -> Self {
         CampaignStats {
+            campaign_id: s.campaign_id,
             total: s.total,
             pending: s.pending,
             dispatching: s.dispatching,
@@ -190,6 +194,27 @@ impl From<campaigns::Stats> for CampaignStats {
             skipped: s.skipped,
             canceled: s.canceled,
         }
+    }
+}
+
+#[async_graphql::ComplexObject]
+impl CampaignStats {
+    /// How many recipients each outcome ended with (the analysis of each item's latest
+    /// call; recipients not analysed yet are not counted).
+    async fn outcomes(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<super::analytics::OutcomeCount>> {
+        let counts = campaigns::outcome_counts(db(ctx)?, self.campaign_id)
+            .await
+            .gql()?;
+        Ok(counts
+            .into_iter()
+            .map(|(o, count)| super::analytics::OutcomeCount {
+                outcome: o.into(),
+                count,
+            })
+            .collect())
     }
 }
 

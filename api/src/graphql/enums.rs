@@ -80,3 +80,7 @@ mirror!(
     /// How a call's analysis ended: DONE, SKIPPED (too little to analyse), FAILED (after its retries).
     AnalysisStatus = AnalysisStatus { Done, Skipped, Failed }
 );
+mirror!(
+    /// Where a background job stands: RUNNING, then SUCCEEDED or FAILED.
+    JobStatus = TaskStatus { Running, Succeeded, Failed }
+);

@@ -2,6 +2,7 @@
 
 pub mod agents;
 pub mod analysis;
+pub mod analytics;
 pub mod calls;
 pub mod campaigns;
 pub mod connection;
@@ -16,6 +17,7 @@ pub mod loaders;
 pub mod parse_cache;
 pub mod prefetch;
 pub mod root;
+pub mod scoring;
 pub mod subscription;
 pub mod sync;
 pub mod tenancy;

@@ -5,9 +5,11 @@ use async_graphql::MergedObject;
 
 use super::agents::{AgentsMutation, AgentsQuery};
 use super::analysis::{AnalysisMutation, AnalysisQuery};
+use super::analytics::AnalyticsQuery;
 use super::calls::{CallsMutation, CallsQuery};
 use super::campaigns::{CampaignsMutation, CampaignsQuery};
 use super::customers::{CustomersMutation, CustomersQuery};
+use super::scoring::{ScoringMutation, ScoringQuery};
 use super::sync::{SyncMutation, SyncQuery};
 use super::tenancy::{TenancyMutation, TenancyQuery};
 
@@ -21,6 +23,8 @@ pub struct Query(
     CampaignsQuery,
     SyncQuery,
     AnalysisQuery,
+    ScoringQuery,
+    AnalyticsQuery,
 );
 
 /// Writes. Roles and tenancy are checked in `domain`, not here.
@@ -33,4 +37,5 @@ pub struct Mutation(
     CampaignsMutation,
     SyncMutation,
     AnalysisMutation,
+    ScoringMutation,
 );

@@ -191,13 +191,28 @@ impl Customer {
     async fn tags(&self) -> Vec<String> {
         serde_json::from_value(self.0.tags.clone()).unwrap_or_default()
     }
-    /// 0 to 100; higher is a warmer lead.
+    /// 0 to 100; higher is a warmer lead. Computed from the customer's calls and their
+    /// analyses by the tenant's `scoringRules` after each analysis (or set by hand).
     async fn lead_score(&self) -> Option<f64> {
         self.0.lead_score
     }
-    /// Free-form segment label (e.g. smb, enterprise).
+    /// HOT, WARM or COLD from the lead score and the tenant's thresholds (or a label set
+    /// by hand).
     async fn segment(&self) -> Option<&str> {
         self.0.segment.as_deref()
+    }
+    /// Each scoring rule's part in `leadScore` (empty until the score is computed).
+    async fn score_explanation(&self) -> Vec<super::scoring::ScoreContribution> {
+        self.0
+            .score_explanation
+            .clone()
+            .and_then(|v| {
+                serde_json::from_value::<Vec<domain::analysis::scoring::Contribution>>(v).ok()
+            })
+            .unwrap_or_default()
+            .into_iter()
+            .map(Into::into)
+            .collect()
     }
     /// Free-form notes.
     async fn notes(&self) -> Option<&str> {

@@ -243,6 +243,7 @@ async fn run() -> anyhow::Result<()> {
             peak
         })
     };
+    let cpu_before = bench::cpu_seconds(pid)?;
     let started = Instant::now();
     let res = client
         .post(format!(
@@ -257,6 +258,7 @@ async fn run() -> anyhow::Result<()> {
     let status = res.status();
     let report: Value = res.json().await?;
     let import_secs = started.elapsed().as_secs_f64();
+    let import_cpu = bench::cpu_seconds(pid)? - cpu_before;
     stop.store(true, Ordering::Relaxed);
     let sampled_peak = sampler.await?;
     let hwm = peak_rss_kb(pid)?;
@@ -271,7 +273,7 @@ async fn run() -> anyhow::Result<()> {
     let import_rate = rows as f64 / import_secs;
     out(format!(
         "import:   {rows} rows ({:.1} MB) in {import_secs:.2} s = {import_rate:.0} rows/s, accepted {accepted}, \
-         RSS {:.0} MB before, peak {:.0} MB (sampled {:.0} MB)",
+         API CPU {import_cpu:.2} s, RSS {:.0} MB before, peak {:.0} MB (sampled {:.0} MB)",
         bytes as f64 / 1e6,
         rss_before as f64 / 1024.0,
         hwm as f64 / 1024.0,

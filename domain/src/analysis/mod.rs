@@ -4,10 +4,14 @@
 //! text; `fields` holds the tenant's field definitions and their validation; `service`
 //! runs and stores an analysis; `jobs` is the analysis lane's job and its transition hook.
 
+pub mod effects;
 pub mod extract;
 pub mod fields;
 pub mod heuristic;
 pub mod jobs;
+pub mod llm;
+pub mod scores;
+pub mod scoring;
 pub mod service;
 pub mod transcript;
 

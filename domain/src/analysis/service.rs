@@ -13,6 +13,7 @@ use super::fields::AnalysisField;
 use super::heuristic;
 use crate::db::Binder;
 use crate::error::{DomainError, DomainResult};
+use crate::services::Services;
 use crate::tenancy::TenantScope;
 use crate::types::{AnalysisStatus, Role};
 
@@ -60,6 +61,7 @@ pub async fn set_fields(
     let row = analysis_setting::ActiveModel {
         tenant_id: Set(scope.tenant_id()),
         fields: Set(stored),
+        scoring_rules: sea_orm::NotSet,
         updated_at: Set(Utc::now()),
     };
     analysis_setting::Entity::insert(row)
@@ -120,6 +122,63 @@ pub async fn reanalyze(
     Ok(call)
 }
 
+/// Calls one `reanalyzeCalls` may cover at most (narrow the filter for more).
+pub const MAX_REANALYSIS: u64 = 100_000;
+
+/// Re-analyses the tenant's ended calls with a transcript that match `filter`, in the
+/// background (MEMBER); returns the task whose counts show the progress. One re-analysis
+/// runs per tenant at a time.
+pub async fn reanalyze_calls(
+    db: &DatabaseConnection,
+    scope: &TenantScope,
+    filter: crate::calls::CallFilter,
+) -> DomainResult<entity::task::Model> {
+    scope.require(Role::Member)?;
+    let total = crate::calls::repo::count_analysable(db, scope, &filter).await?;
+    if total > MAX_REANALYSIS {
+        return Err(DomainError::invalid(
+            "filter",
+            format!("{total} calls match; at most {MAX_REANALYSIS} can be re-analysed at once"),
+        ));
+    }
+    let running = entity::task::Entity::find()
+        .filter(entity::task::Column::TenantId.eq(scope.tenant_id()))
+        .filter(entity::task::Column::Kind.eq(super::jobs::ReanalyzeCalls::TASK))
+        .filter(entity::task::Column::Status.eq(crate::types::TaskStatus::Running))
+        .one(db)
+        .await?;
+    if running.is_some() {
+        return Err(DomainError::conflict(
+            "filter",
+            "a re-analysis is already running for this tenant",
+        ));
+    }
+    let params = serde_json::to_value(&filter).map_err(|e| DomainError::Internal(e.to_string()))?;
+    let txn = crate::db::begin_write(db).await?;
+    let task = crate::tasks::create(
+        &txn,
+        scope.tenant_id(),
+        super::jobs::ReanalyzeCalls::TASK,
+        total as i64,
+        params,
+    )
+    .await?;
+    crate::jobs::enqueue(
+        &txn,
+        &super::jobs::ReanalyzeCalls {
+            tenant_id: scope.tenant_id(),
+            task_id: task.id,
+            filter,
+            after: None,
+        },
+        Utc::now(),
+    )
+    .await?;
+    txn.commit().await?;
+    crate::jobs::wake(crate::jobs::Lane::Analysis);
+    Ok(task)
+}
+
 /// The call's current analysis, if it has one.
 pub async fn current<C: ConnectionTrait>(
     conn: &C,
@@ -159,15 +218,72 @@ pub enum Ran {
     AlreadyDone,
 }
 
+/// Why an analysis did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum AnalyseError {
+    #[error(transparent)]
+    Llm(#[from] super::llm::LlmError),
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+}
+
+impl From<sea_orm::DbErr> for AnalyseError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        AnalyseError::Domain(e.into())
+    }
+}
+
+/// What an analyzer returned, with its cost.
+struct Analysed {
+    analysis: Option<super::Analysis>,
+    prompt_tokens: i64,
+    completion_tokens: i64,
+}
+
+/// Runs the configured analyzer (the LLM, else the heuristic one) on a transcript worth
+/// analysing; `None` analysis means too little to analyse (no tokens spent).
+async fn run_analyzer(
+    services: &Services,
+    transcript: Option<&str>,
+    fields: &[AnalysisField],
+) -> Result<Analysed, AnalyseError> {
+    let worth = transcript.filter(|t| super::transcript::worth_analysing(t));
+    let Some(text) = worth else {
+        return Ok(Analysed {
+            analysis: None,
+            prompt_tokens: 0,
+            completion_tokens: 0,
+        });
+    };
+    match services.analyzer() {
+        Some(llm) => {
+            let done = llm.analyze(text, fields).await?;
+            Ok(Analysed {
+                analysis: Some(done.analysis),
+                prompt_tokens: done.prompt_tokens,
+                completion_tokens: done.completion_tokens,
+            })
+        }
+        None => Ok(Analysed {
+            analysis: heuristic::analyze(text, fields),
+            prompt_tokens: 0,
+            completion_tokens: 0,
+        }),
+    }
+}
+
 /// Analyses `call_id` once: a call with a current analysis is left alone unless `again`
 /// (a re-analysis asked for), which analyses with the tenant's current fields and keeps
-/// the earlier analysis as history.
+/// the earlier analysis as history. In the same transaction the outcome moves the
+/// customer's lead status (see `effects`) and the customer is rescored; dashboards get a
+/// `callUpdated` after the commit.
 pub async fn analyse(
-    db: &DatabaseConnection,
+    services: &Services,
     tenant_id: Uuid,
     call_id: Uuid,
     again: bool,
-) -> DomainResult<Ran> {
+) -> Result<Ran, AnalyseError> {
+    let db = services.db();
     let Some(call) = call::Entity::find_by_id(call_id)
         .filter(call::Column::TenantId.eq(tenant_id))
         .one(db)
@@ -180,13 +296,11 @@ pub async fn analyse(
     }
     let fields = fields_of(db, tenant_id).await?;
     let started = Instant::now();
-    let result = call
-        .transcript
-        .as_deref()
-        .and_then(|t| heuristic::analyze(t, &fields));
+    let result = run_analyzer(services, call.transcript.as_deref(), &fields).await?;
     let latency = started.elapsed().as_millis().min(i32::MAX as u128) as i32;
+    let tokens = |n: i64| Some(n.clamp(0, i64::from(i32::MAX)) as i32);
     let now = Utc::now();
-    let row = match &result {
+    let row = match &result.analysis {
         Some(a) => call_analysis::Model {
             id: Uuid::now_v7(),
             tenant_id,
@@ -199,8 +313,8 @@ pub async fn analyse(
             summary: Some(a.summary.clone()),
             extracted_data: Some(serde_json::Value::Object(a.extracted.clone())),
             model: Some(a.model.clone()),
-            prompt_tokens: Some(0),
-            completion_tokens: Some(0),
+            prompt_tokens: tokens(result.prompt_tokens),
+            completion_tokens: tokens(result.completion_tokens),
             latency_ms: Some(latency),
             error: None,
             created_at: now,
@@ -246,9 +360,25 @@ pub async fn analyse(
         Ok(_) => {}
         // Another run stored the call's analysis first: that one stands.
         Err(e) if crate::db::is_unique_violation(&e) => return Ok(Ran::AlreadyDone),
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(AnalyseError::Domain(e.into())),
+    }
+    if let Some(outcome) = row.outcome {
+        super::effects::apply(&txn, &call, outcome).await?;
+    }
+    if let Some(customer_id) = call.customer_id {
+        let rules = super::scores::rules_of(&txn, tenant_id).await?;
+        super::scores::rescore(&txn, tenant_id, customer_id, &rules).await?;
     }
     txn.commit().await?;
+    // Dashboards see the analysis through the call's update (its status unchanged).
+    let status = call.status;
+    if let Err(e) = services
+        .events()
+        .publish(crate::events::Event::call_updated(call, Some(status)))
+        .await
+    {
+        tracing::warn!(error = %e, "could not publish a call's analysis");
+    }
     Ok(if row.status == AnalysisStatus::Done {
         Ran::Analysed
     } else {

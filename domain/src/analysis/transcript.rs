@@ -115,6 +115,13 @@ impl Transcript {
 /// Lower case, contractions spelt out, punctuation dropped (except `:` inside times and
 /// `@` `.` inside addresses, which the extractors read from the raw text anyway), one
 /// space between words and one at each end, so a phrase matches as ` phrase `.
+/// Whether a transcript is worth analysing: at least `MIN_WORDS` words and a customer
+/// turn (otherwise the analysis is SKIPPED and no tokens are spent).
+pub fn worth_analysing(text: &str) -> bool {
+    let t = Transcript::parse(text);
+    t.word_count() >= super::MIN_WORDS && t.has_customer_turn()
+}
+
 pub fn normalise<'a>(parts: impl Iterator<Item = &'a str>) -> String {
     let mut out = String::from(" ");
     for part in parts {

@@ -28,10 +28,24 @@ pub(crate) async fn enqueue_following<C: ConnectionTrait>(
     execution_id: &str,
 ) -> DomainResult<AfterCommit> {
     let mut after = AfterCommit::default();
+    let rows = following_jobs(services, model, provider, execution_id, &mut after)?;
+    jobs::queue::insert_many(conn, rows).await?;
+    Ok(after)
+}
+
+/// The jobs that follow a call just placed: the simulator's scripted reports, or the
+/// first poll of a real provider (the wake-ups go into `after`).
+pub(crate) fn following_jobs(
+    services: &Services,
+    model: &call::Model,
+    provider: Provider,
+    execution_id: &str,
+    after: &mut AfterCommit,
+) -> DomainResult<Vec<jobs::queue::NewJob>> {
     if provider == Provider::Simulator {
         let sim = services.providers().simulator();
         let Some(sim_call) = SimCall::parse(execution_id) else {
-            return Ok(after);
+            return Ok(Vec::new());
         };
         let script = sim.script(&sim_call);
         let mut rows = Vec::with_capacity(script.stages.len());
@@ -43,17 +57,15 @@ pub(crate) async fn enqueue_following<C: ConnectionTrait>(
             };
             rows.push(jobs::new_job(&job, sim.stage_time(&sim_call, step))?);
         }
-        jobs::queue::insert_many(conn, rows).await?;
         after.wake(SimulatorReport::LANE);
-        return Ok(after);
+        return Ok(rows);
     }
     let job = FollowCall {
         tenant_id: model.tenant_id,
         call_id: model.id,
         attempt: 0,
     };
-    jobs::enqueue(conn, &job, Utc::now() + follow_delay(0)).await?;
-    Ok(after)
+    Ok(vec![jobs::new_job(&job, Utc::now() + follow_delay(0))?])
 }
 
 /// 15 s, 30 s, 60 s, ... capped at 10 minutes.

@@ -7,7 +7,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{follow, place, sweep};
+use super::{follow, place, place_many, sweep};
 use crate::jobs::{Job, JobRun, Lane, Outcome};
 use crate::services::Services;
 use crate::types::CallStatus;
@@ -44,6 +44,51 @@ impl Job for PlaceCall {
         place::end_unplaced(services, self.call_id, CallStatus::Failed, &reason)
             .await
             .context("failing the call")
+    }
+}
+
+/// Places a campaign round's queued calls together (at most `place_many::BATCH`): one
+/// claim of their slots, the provider requests concurrently, one transaction recording
+/// them. Calls left waiting for a slot keep the job snoozed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlaceCalls {
+    pub tenant_id: Uuid,
+    pub call_ids: Vec<Uuid>,
+}
+
+impl PlaceCalls {
+    /// The jobs placing `call_ids`, a batch each.
+    pub(crate) fn batches(tenant_id: Uuid, call_ids: &[Uuid]) -> Vec<PlaceCalls> {
+        call_ids
+            .chunks(place_many::BATCH)
+            .map(|ids| PlaceCalls {
+                tenant_id,
+                call_ids: ids.to_vec(),
+            })
+            .collect()
+    }
+}
+
+impl Job for PlaceCalls {
+    type Context = Services;
+    const KIND: &'static str = "place_calls";
+    const LANE: Lane = Lane::Calls;
+    const MAX_ATTEMPTS: i32 = 3;
+    const TIMEOUT: Duration = Duration::from_secs(180);
+
+    fn tenant(&self) -> Option<Uuid> {
+        Some(self.tenant_id)
+    }
+
+    async fn run(self, services: &Services, _run: &JobRun) -> anyhow::Result<Outcome> {
+        place_many::place_many(services, self.tenant_id, &self.call_ids).await
+    }
+
+    async fn gave_up(self, services: &Services, error: &str) -> anyhow::Result<()> {
+        let reason = format!("the call could not be placed: {error}");
+        place_many::end_unplaced_many(services, self.tenant_id, &self.call_ids, &reason)
+            .await
+            .context("failing the calls")
     }
 }
 

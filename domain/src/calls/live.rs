@@ -234,3 +234,149 @@ pub(crate) async fn release_unplaced(db: &DatabaseConnection, call_id: Uuid) -> 
     db.execute_raw(b.statement(sql)).await?;
     Ok(())
 }
+
+/// What a batch claim took: the calls that hold a slot now (in the order asked), and
+/// whether the batch's campaign has stopped (its calls must not be dialled).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct BatchClaim {
+    pub claimed: Vec<Uuid>,
+    pub stopped: Option<CampaignStatus>,
+}
+
+/// Takes slots for as many of `call_ids` as the system, tenant and campaign caps have room
+/// for, in the order given, in one step serialised with every other claim. The calls must
+/// be of one tenant and one campaign (or all ad hoc); others are left unclaimed.
+pub(crate) async fn claim_slots(
+    db: &DatabaseConnection,
+    call_ids: &[Uuid],
+    system_cap: u32,
+) -> DomainResult<BatchClaim> {
+    if call_ids.is_empty() {
+        return Ok(BatchClaim::default());
+    }
+    if let Some(lock) = Dialect::of(db).slot_lock() {
+        // One text parameter cast to an array: one statement shape whatever the batch size.
+        let array = format!(
+            "{{{}}}",
+            call_ids
+                .iter()
+                .map(Uuid::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let mut b = Binder::new(db.get_database_backend());
+        let sql = format!(
+            "SELECT call_id, campaign_status FROM switchboard_claim_slots(CAST({} AS uuid[]), {}, {}, {}, {})",
+            b.bind(array),
+            b.bind(Utc::now()),
+            b.bind(i64::from(system_cap)),
+            b.bind(CallStatus::TERMINAL_RANK),
+            b.bind(lock),
+        );
+        let rows = db.query_all_raw(b.statement(sql)).await?;
+        let mut found = BatchClaim::default();
+        for row in rows {
+            if let Some(id) = row.try_get::<Option<Uuid>>("", "call_id")? {
+                found.claimed.push(id);
+            }
+            if let Some(status) = row.try_get::<Option<CampaignStatus>>("", "campaign_status")?
+                && status != CampaignStatus::Running
+            {
+                found.stopped = Some(status);
+            }
+        }
+        return Ok(found);
+    }
+    let txn = crate::db::begin_write(db).await?;
+    let found = claim_many_step_by_step(&txn, call_ids, system_cap).await?;
+    txn.commit().await?;
+    Ok(found)
+}
+
+/// SQLite: the batch claim as separate statements in the caller's (single-writer)
+/// transaction.
+async fn claim_many_step_by_step<C: ConnectionTrait>(
+    conn: &C,
+    call_ids: &[Uuid],
+    system_cap: u32,
+) -> DomainResult<BatchClaim> {
+    let mut b = Binder::new(conn.get_database_backend());
+    let ids = b.list(call_ids.iter().map(|id| (*id).into()));
+    let sql = format!(
+        "SELECT c.id, c.tenant_id, c.campaign_id, t.concurrency_limit AS tenant_cap, \
+         k.concurrency_limit AS campaign_cap, k.status AS campaign_status \
+         FROM calls c JOIN tenants t ON t.id = c.tenant_id \
+         LEFT JOIN campaigns k ON k.id = c.campaign_id \
+         WHERE c.id IN ({ids}) AND c.placing_since IS NULL AND c.provider_execution_id IS NULL"
+    );
+    let rows = conn.query_all_raw(b.statement(sql)).await?;
+    let mut open = std::collections::HashMap::new();
+    for row in &rows {
+        let id: Uuid = row.try_get("", "id")?;
+        open.insert(id, row);
+    }
+    let Some(first) = call_ids.iter().find_map(|id| open.get(id)) else {
+        return Ok(BatchClaim::default());
+    };
+    let tenant_id: Uuid = first.try_get("", "tenant_id")?;
+    let campaign_id: Option<Uuid> = first.try_get("", "campaign_id")?;
+    let tenant_cap: i32 = first.try_get("", "tenant_cap")?;
+    let campaign_cap: Option<i32> = first.try_get("", "campaign_cap")?;
+    let status: Option<CampaignStatus> = first.try_get("", "campaign_status")?;
+    if let Some(s) = status
+        && s != CampaignStatus::Running
+    {
+        return Ok(BatchClaim {
+            claimed: Vec::new(),
+            stopped: Some(s),
+        });
+    }
+    let live = counts(conn, tenant_id, campaign_id).await?;
+    let room = (i64::from(system_cap) - live.system)
+        .min(i64::from(tenant_cap) - live.tenant)
+        .min(campaign_cap.map_or(i64::MAX, |cap| i64::from(cap) - live.campaign))
+        .max(0);
+    let mut chosen = Vec::new();
+    for id in call_ids {
+        if chosen.len() as i64 >= room {
+            break;
+        }
+        let Some(row) = open.get(id) else { continue };
+        let same = row.try_get::<Uuid>("", "tenant_id")? == tenant_id
+            && row.try_get::<Option<Uuid>>("", "campaign_id")? == campaign_id;
+        if same && !chosen.contains(id) {
+            chosen.push(*id);
+        }
+    }
+    if !chosen.is_empty() {
+        let mut b = Binder::new(conn.get_database_backend());
+        let now = b.bind(Utc::now());
+        let ids = b.list(chosen.iter().map(|id| (*id).into()));
+        let sql = format!(
+            "UPDATE calls SET placing_since = {now} WHERE id IN ({ids}) AND placing_since IS NULL \
+             AND provider_execution_id IS NULL"
+        );
+        conn.execute_raw(b.statement(sql)).await?;
+    }
+    Ok(BatchClaim {
+        claimed: chosen,
+        stopped: None,
+    })
+}
+
+/// Gives back the slots of calls their provider refused before taking them.
+pub(crate) async fn release_unplaced_many(
+    db: &DatabaseConnection,
+    call_ids: &[Uuid],
+) -> DomainResult<()> {
+    if call_ids.is_empty() {
+        return Ok(());
+    }
+    let mut b = Binder::new(db.get_database_backend());
+    let ids = b.list(call_ids.iter().map(|id| (*id).into()));
+    let sql = format!(
+        "UPDATE calls SET placing_since = NULL WHERE id IN ({ids}) AND provider_execution_id IS NULL"
+    );
+    db.execute_raw(b.statement(sql)).await?;
+    Ok(())
+}

@@ -132,38 +132,13 @@ pub(crate) async fn place(
             if let Some(c) = model.campaign_id {
                 finish::record_dial(services, c, false, "").await?;
             }
-            // The provider has the call now: try hard to record its id.
-            let mut attempt = 0;
-            loop {
-                match adopt_execution(services, &model, provider, &placed.execution_id).await {
-                    Ok(after) => {
-                        after.run(&**services.events()).await;
-                        return Ok(Outcome::Done);
-                    }
-                    Err(e) if attempt < 4 => {
-                        attempt += 1;
-                        tracing::warn!(call.id = %call_id, error = %e, "recording a placed call failed; retrying");
-                        tokio::time::sleep(std::time::Duration::from_millis(100 << attempt)).await;
-                    }
-                    Err(e) => {
-                        tracing::error!(call.id = %call_id, execution.id = %placed.execution_id, error = %e, "placed a call but could not record its execution id");
-                        return Err(e).context("recording the placed call's execution id");
-                    }
-                }
-            }
+            record_placed(services, &model, provider, &placed.execution_id).await?;
+            Ok(Outcome::Done)
         }
         Err(e) => {
             let campaign = model.campaign_id;
-            let provider_failure = matches!(
-                e,
-                ProviderError::Transient(_)
-                    | ProviderError::Ambiguous(_)
-                    | ProviderError::Credentials { .. }
-                    | ProviderError::Decode(_)
-                    | ProviderError::NotConfigured(_)
-            );
             if let Some(c) = campaign
-                && provider_failure
+                && is_provider_failure(&e)
             {
                 finish::record_dial(services, c, true, &e.to_string()).await?;
             }
@@ -204,6 +179,45 @@ pub(crate) async fn place(
             };
             end_unplaced(services, call_id, CallStatus::Failed, &reason).await?;
             Ok(Outcome::Done)
+        }
+    }
+}
+
+/// Whether a placement error counts against the provider in a campaign's breaker.
+pub(crate) fn is_provider_failure(e: &ProviderError) -> bool {
+    matches!(
+        e,
+        ProviderError::Transient(_)
+            | ProviderError::Ambiguous(_)
+            | ProviderError::Credentials { .. }
+            | ProviderError::Decode(_)
+            | ProviderError::NotConfigured(_)
+    )
+}
+
+/// Records a call the provider has taken: tries hard, since the call exists now.
+pub(crate) async fn record_placed(
+    services: &Services,
+    model: &call::Model,
+    provider: Provider,
+    execution_id: &str,
+) -> anyhow::Result<()> {
+    let mut attempt = 0;
+    loop {
+        match adopt_execution(services, model, provider, execution_id).await {
+            Ok(after) => {
+                after.run(&**services.events()).await;
+                return Ok(());
+            }
+            Err(e) if attempt < 4 => {
+                attempt += 1;
+                tracing::warn!(call.id = %model.id, error = %e, "recording a placed call failed; retrying");
+                tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+            }
+            Err(e) => {
+                tracing::error!(call.id = %model.id, execution.id = %execution_id, error = %e, "placed a call but could not record its execution id");
+                return Err(e).context("recording the placed call's execution id");
+            }
         }
     }
 }

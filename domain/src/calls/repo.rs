@@ -17,7 +17,7 @@ use crate::pagination::{self, Page, PageRequest};
 use crate::tenancy::TenantScope;
 use crate::types::CallStatus;
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct CallFilter {
     pub status: Option<CallStatus>,
     pub agent_id: Option<Uuid>,
@@ -62,6 +62,10 @@ fn scoped(scope: &TenantScope) -> Select<call::Entity> {
 }
 
 fn filtered(scope: &TenantScope, f: &CallFilter) -> Select<call::Entity> {
+    scoped(scope).filter(condition(f))
+}
+
+fn condition(f: &CallFilter) -> Condition {
     let mut cond = Condition::all();
     if let Some(s) = f.status {
         cond = cond.add(call::Column::Status.eq(s));
@@ -90,7 +94,46 @@ fn filtered(scope: &TenantScope, f: &CallFilter) -> Select<call::Entity> {
     if let Some(t) = f.until {
         cond = cond.add(call::Column::CreatedAt.lt(t));
     }
-    scoped(scope).filter(cond)
+    cond
+}
+
+/// The tenant's ended calls with a transcript matching `filter` (what a re-analysis
+/// covers), by id after `after`.
+fn analysable(tenant_id: Uuid, f: &CallFilter) -> Select<call::Entity> {
+    call::Entity::find()
+        .filter(call::Column::TenantId.eq(tenant_id))
+        .filter(condition(f))
+        .filter(call::Column::StatusRank.gte(CallStatus::TERMINAL_RANK))
+        .filter(call::Column::Transcript.is_not_null())
+}
+
+pub(crate) async fn count_analysable(
+    db: &DatabaseConnection,
+    scope: &TenantScope,
+    filter: &CallFilter,
+) -> DomainResult<u64> {
+    check_window(scope, filter)?;
+    Ok(analysable(scope.tenant_id(), filter).count(db).await?)
+}
+
+pub(crate) async fn analysable_ids(
+    db: &DatabaseConnection,
+    tenant_id: Uuid,
+    filter: &CallFilter,
+    after: Option<Uuid>,
+    limit: u64,
+) -> DomainResult<Vec<Uuid>> {
+    let mut q = analysable(tenant_id, filter)
+        .select_only()
+        .column(call::Column::Id);
+    if let Some(a) = after {
+        q = q.filter(call::Column::Id.gt(a));
+    }
+    Ok(q.order_by_asc(call::Column::Id)
+        .limit(limit)
+        .into_tuple()
+        .all(db)
+        .await?)
 }
 
 /// Unmatched calls are the tenant's data like any other: every role sees them in `calls`,

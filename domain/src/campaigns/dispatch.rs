@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::repo::{customers_by_phone, listed_numbers};
 use super::service::{self, window_of};
 use super::window::{parse_zone, zones_of_number};
-use crate::calls::jobs::PlaceCall;
+use crate::calls::jobs::PlaceCalls;
 use crate::calls::live;
 use crate::calls::transition::{self, AfterCommit};
 use crate::db::{Binder, Dialect};
@@ -211,7 +211,7 @@ async fn dispatch_round(
     let after = queue_calls(&txn, services, c, agent, &to_dial, now).await?;
     txn.commit().await?;
     if dialled > 0 {
-        jobs::wake(PlaceCall::LANE);
+        jobs::wake(PlaceCalls::LANE);
     }
     after.run(&**services.events()).await;
     Ok(dialled)
@@ -315,17 +315,10 @@ async fn queue_calls<C: ConnectionTrait>(
         EventSource::Api,
     )
     .await?;
-    let placements = models
+    let ids: Vec<Uuid> = models.iter().map(|m| m.id).collect();
+    let placements = PlaceCalls::batches(c.tenant_id, &ids)
         .iter()
-        .map(|m| {
-            jobs::new_job(
-                &PlaceCall {
-                    tenant_id: c.tenant_id,
-                    call_id: m.id,
-                },
-                now,
-            )
-        })
+        .map(|job| jobs::new_job(job, now))
         .collect::<Result<Vec<_>, _>>()?;
     jobs::queue::insert_many(conn, placements).await?;
     let mut b = Binder::new(conn.get_database_backend());

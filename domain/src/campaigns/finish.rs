@@ -177,19 +177,47 @@ pub(crate) async fn record_dial(
     failed: bool,
     error: &str,
 ) -> anyhow::Result<()> {
+    record_dials(services, campaign_id, &[(failed, error.to_owned())]).await
+}
+
+/// Records several dial results of one campaign (`(failed, error)` each) in one statement,
+/// then checks the breaker once if any failed.
+pub(crate) async fn record_dials(
+    services: &Services,
+    campaign_id: Uuid,
+    dials: &[(bool, String)],
+) -> anyhow::Result<()> {
+    if dials.is_empty() {
+        return Ok(());
+    }
     let db = services.db();
     let now = Utc::now();
     let mut b = Binder::new(db.get_database_backend());
+    let rows: Vec<String> = dials
+        .iter()
+        .map(|(failed, _)| {
+            format!(
+                "({}, {}, {}, {})",
+                b.bind(Uuid::now_v7()),
+                b.bind(campaign_id),
+                b.bind(now),
+                b.bind(*failed)
+            )
+        })
+        .collect();
     let sql = format!(
-        "INSERT INTO campaign_dials (id, campaign_id, at, failed) VALUES ({}, {}, {}, {})",
-        b.bind(Uuid::now_v7()),
-        b.bind(campaign_id),
-        b.bind(now),
-        b.bind(failed)
+        "INSERT INTO campaign_dials (id, campaign_id, at, failed) VALUES {}",
+        rows.join(", ")
     );
     db.execute_raw(b.statement(sql))
         .await
-        .context("recording a dial")?;
+        .context("recording dials")?;
+    let failed = dials.iter().any(|(f, _)| *f);
+    let error = dials
+        .iter()
+        .rev()
+        .find(|(f, _)| *f)
+        .map_or("", |(_, e)| e.as_str());
     let since = now - Duration::seconds(BREAKER_SECONDS);
     let mut b = Binder::new(db.get_database_backend());
     let sql = format!(

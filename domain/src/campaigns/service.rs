@@ -243,30 +243,56 @@ async fn import_rows(
     report: &mut ImportReport,
     dry_run: bool,
 ) -> DomainResult<()> {
-    let mut chunk = Vec::with_capacity(CHUNK);
+    use futures_util::StreamExt;
+    // On PostgreSQL two chunks are written at once (each its own transaction; a file's
+    // rows never share a number, so they cannot conflict), so the database works on one
+    // while this process reads and prepares the next. SQLite has one writer.
+    let parallel = match crate::db::Dialect::of(db) {
+        crate::db::Dialect::Postgres => 2,
+        crate::db::Dialect::Sqlite => 1,
+    };
+    let mut in_flight = futures_util::stream::FuturesOrdered::new();
+    let mut more = true;
     loop {
-        let next = rows.next_row()?;
-        let end = next.is_none();
-        match next {
-            Some(Parsed::Row(r)) => chunk.push(r),
-            Some(Parsed::Rejected(e)) => report.reject(e),
-            None => {}
+        while more && in_flight.len() < parallel {
+            let (chunk, rejected) = read_chunk(rows)?;
+            rejected.into_iter().for_each(|e| report.reject(e));
+            match chunk {
+                Some(chunk) => {
+                    in_flight.push_back(write_chunk(db, scope, campaign, chunk, dry_run))
+                }
+                None => more = false,
+            }
         }
-        if chunk.len() >= CHUNK || (end && !chunk.is_empty()) {
-            write_chunk(
-                db,
-                scope,
-                campaign,
-                std::mem::take(&mut chunk),
-                report,
-                dry_run,
-            )
-            .await?;
-        }
-        if end {
+        let Some(written) = in_flight.next().await else {
             return Ok(());
+        };
+        let written = written?;
+        report.accepted += written.accepted;
+        written.rejected.into_iter().for_each(|e| report.reject(e));
+    }
+}
+
+/// The next `CHUNK` good rows (none at the end of the file), and the rows refused on
+/// the way.
+#[allow(clippy::type_complexity)]
+fn read_chunk(rows: &mut Rows<'_>) -> DomainResult<(Option<Vec<ImportRow>>, Vec<RowError>)> {
+    let mut chunk = Vec::with_capacity(CHUNK);
+    let mut rejected = Vec::new();
+    while chunk.len() < CHUNK {
+        match rows.next_row()? {
+            Some(Parsed::Row(r)) => chunk.push(r),
+            Some(Parsed::Rejected(e)) => rejected.push(e),
+            None => break,
         }
     }
+    Ok(((!chunk.is_empty()).then_some(chunk), rejected))
+}
+
+/// What writing one chunk accepted and refused.
+struct Written {
+    accepted: u64,
+    rejected: Vec<RowError>,
 }
 
 async fn write_chunk(
@@ -274,10 +300,10 @@ async fn write_chunk(
     scope: &TenantScope,
     campaign: &campaign::Model,
     chunk: Vec<ImportRow>,
-    report: &mut ImportReport,
     dry_run: bool,
-) -> DomainResult<()> {
+) -> DomainResult<Written> {
     let tenant_id = scope.tenant_id();
+    let mut rejected = Vec::new();
     let txn = crate::db::begin_write(db).await?;
     let phones: Vec<&str> = chunk.iter().map(|r| r.phone.as_str()).collect();
     let listed = super::repo::listed_numbers(&txn, tenant_id, &phones).await?;
@@ -295,7 +321,7 @@ async fn write_chunk(
             None
         };
         match problem {
-            Some(problem) => report.reject(RowError {
+            Some(problem) => rejected.push(RowError {
                 line: row.line,
                 phone_number: row.raw.clone(),
                 problem,
@@ -303,9 +329,12 @@ async fn write_chunk(
             None => accepted.push(row),
         }
     }
-    report.accepted += accepted.len() as u64;
+    let written = Written {
+        accepted: accepted.len() as u64,
+        rejected,
+    };
     if dry_run || accepted.is_empty() {
-        return Ok(());
+        return Ok(written);
     }
     let now = Utc::now();
     let mut ids: HashMap<String, Uuid> = existing.into_iter().map(|(k, v)| (k, v.0)).collect();
@@ -316,7 +345,7 @@ async fn write_chunk(
     ids.extend(super::repo::insert_customers(&txn, tenant_id, &new, now).await?);
     super::repo::insert_items(&txn, campaign, &accepted, &ids, now).await?;
     txn.commit().await?;
-    Ok(())
+    Ok(written)
 }
 
 pub async fn get(
@@ -380,6 +409,7 @@ pub async fn items(
 /// How many items are in each state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
+    pub campaign_id: Uuid,
     pub total: i64,
     pub pending: i64,
     pub dispatching: i64,
@@ -403,7 +433,10 @@ pub async fn stats<C: ConnectionTrait>(conn: &C, campaign_id: Uuid) -> DomainRes
         "SELECT status, COUNT(*) AS n FROM campaign_items WHERE campaign_id = {} GROUP BY status",
         b.bind(campaign_id)
     );
-    let mut s = Stats::default();
+    let mut s = Stats {
+        campaign_id,
+        ..Stats::default()
+    };
     for row in conn.query_all_raw(b.statement(sql)).await? {
         let n: i64 = row.try_get("", "n")?;
         let status: QueueItemStatus = row.try_get("", "status")?;
@@ -419,6 +452,26 @@ pub async fn stats<C: ConnectionTrait>(conn: &C, campaign_id: Uuid) -> DomainRes
         }
     }
     Ok(s)
+}
+
+/// How many of a campaign's recipients each outcome ended with: the current analysis of
+/// each item's latest call (items not analysed yet are not counted).
+pub async fn outcome_counts<C: ConnectionTrait>(
+    conn: &C,
+    campaign_id: Uuid,
+) -> DomainResult<Vec<(crate::types::CallOutcome, i64)>> {
+    let mut b = Binder::new(conn.get_database_backend());
+    let sql = format!(
+        "SELECT a.outcome AS outcome, COUNT(*) AS n FROM campaign_items i \
+         JOIN call_analyses a ON a.call_id = i.call_id AND a.current AND a.status = 'DONE' \
+         WHERE i.campaign_id = {} AND a.outcome IS NOT NULL GROUP BY a.outcome ORDER BY a.outcome",
+        b.bind(campaign_id)
+    );
+    let mut out = Vec::new();
+    for row in conn.query_all_raw(b.statement(sql)).await? {
+        out.push((row.try_get("", "outcome")?, row.try_get("", "n")?));
+    }
+    Ok(out)
 }
 
 /// Publishes a campaign's progress for dashboards (after the commit that changed it).

@@ -171,6 +171,7 @@ pub async fn create(
         tags: Set(serde_json::json!(tags)),
         lead_score: Set(score(input.lead_score)?),
         segment: Set(text("segment", input.segment, 100)?),
+        score_explanation: Set(None),
         notes: Set(text("notes", input.notes, 10_000)?),
         source: Set(text("source", input.source, 100)?.or(Some("API".to_owned()))),
         last_contacted_at: Set(None),

@@ -51,6 +51,33 @@ impl Dialect {
         self == Dialect::Postgres
     }
 
+    /// Makes the transaction's statements planned for the values bound each time (heavy
+    /// reports whose best plan depends on the range asked), not with a cached generic plan.
+    pub fn custom_plans(self) -> Option<&'static str> {
+        match self {
+            Dialect::Postgres => Some("SET LOCAL plan_cache_mode = force_custom_plan"),
+            Dialect::Sqlite => None,
+        }
+    }
+
+    /// A bound timestamp where its type cannot be inferred (a `VALUES` list): PostgreSQL
+    /// needs the cast; SQLite compares the stored text as it is (a cast there would turn
+    /// it into a number).
+    pub fn cast_timestamp(self, param: &str) -> String {
+        match self {
+            Dialect::Postgres => format!("CAST({param} AS timestamptz)"),
+            Dialect::Sqlite => param.to_owned(),
+        }
+    }
+
+    /// A bound text where its type cannot be inferred.
+    pub fn cast_text(self, param: &str) -> String {
+        match self {
+            Dialect::Postgres => format!("CAST({param} AS text)"),
+            Dialect::Sqlite => param.to_owned(),
+        }
+    }
+
     /// The local date (`YYYY-MM-DD`) starting the `unit` ("day", "week" from Monday,
     /// "month") that contains the timestamp expression `ts`: in the IANA time zone bound
     /// at `tz` on PostgreSQL, in UTC shifted by the offset bound at `offset_seconds` on

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use super::Registry;
-use crate::analysis::jobs::AnalyzeCall;
-use crate::calls::jobs::{FollowCall, PlaceCall, StaleCalls, StuckCalls};
+use crate::analysis::jobs::{AnalyzeCall, ReanalyzeCalls, RescoreCustomers};
+use crate::calls::jobs::{FollowCall, PlaceCall, PlaceCalls, StaleCalls, StuckCalls};
 use crate::campaigns::jobs::{DispatchCampaign, FinishItem};
 use crate::ingest::jobs::IngestReport;
 use crate::providers::simulator::playback::SimulatorReport;
@@ -19,11 +19,14 @@ pub fn product(providers: &ProviderSettings) -> Registry<Services> {
         .register::<IngestReport>()
         .register::<SimulatorReport>()
         .register::<PlaceCall>()
+        .register::<PlaceCalls>()
         .register::<FollowCall>()
         .register::<SyncRun>()
         .register::<DispatchCampaign>()
         .register::<FinishItem>()
         .register::<AnalyzeCall>()
+        .register::<RescoreCustomers>()
+        .register::<ReanalyzeCalls>()
         .every::<StaleCalls>(Duration::from_secs(
             providers.stale_call_seconds.clamp(10, 300),
         ))
