@@ -16,6 +16,7 @@ pub mod error;
 pub mod events;
 pub mod health;
 pub mod http;
+mod inflight;
 pub mod ingest;
 pub mod jobs;
 pub mod net;

@@ -476,6 +476,28 @@ async fn campaign_dials_everyone_under_its_cap_and_completes(app: TestApp) {
         )
         .await;
     assert_eq!(code(&bad), "BAD_USER_INPUT");
+    // Outcome counts: one per recipient whose latest call was analysed (every completed
+    // simulated call has a transcript).
+    let completed = s["completed"].as_i64().unwrap();
+    let outcomes = eventually(30, || async {
+        let d = app
+            .ok(
+                &key,
+                "query($id: ID!) { campaign(id: $id) { stats { outcomes { outcome count } } } }",
+                json!({ "id": id }),
+            )
+            .await;
+        let o = d["campaign"]["stats"]["outcomes"].clone();
+        let sum: i64 = o
+            .as_array()?
+            .iter()
+            .map(|x| x["count"].as_i64().unwrap())
+            .sum();
+        (sum == completed).then_some(o)
+    })
+    .await;
+    assert!(completed >= 1, "{done}");
+    assert!(!outcomes.as_array().unwrap().is_empty());
 }
 on_both!(
     campaign_dials_everyone_under_its_cap_and_completes,

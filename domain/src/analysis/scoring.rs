@@ -150,6 +150,9 @@ impl ScoringRules {
             if r.field.is_empty() || r.field.len() > 64 {
                 return Err(bad("fieldRules.field", "1 to 64 characters"));
             }
+            if r.value.as_ref().is_some_and(|v| v.len() > 100) {
+                return Err(bad("fieldRules.value", "at most 100 characters"));
+            }
             match (r.op, r.value.as_deref()) {
                 (FieldOp::Present, _) => {}
                 (FieldOp::Equals, Some(v)) if !v.is_empty() && v.len() <= 100 => {}

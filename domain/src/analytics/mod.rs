@@ -68,12 +68,18 @@ pub const CONNECTED: [CallStatus; 3] = [
     CallStatus::Completed,
 ];
 
+/// Analytics queries of one tenant running at once in a process (a dashboard's few; a
+/// flood is refused rather than queued on the database).
+static RUNNING: crate::inflight::PerTenant =
+    crate::inflight::PerTenant::new(4, "analytics queries");
+
 /// The tenant's analytics for `filter` (any role).
 pub async fn analytics(
     db: &DatabaseConnection,
     scope: &TenantScope,
     filter: AnalyticsFilter,
 ) -> DomainResult<Analytics> {
+    let _running = RUNNING.take(scope.tenant_id())?;
     let now = Utc::now();
     let until = match filter.until {
         Some(t) => crate::time::check_instant("until", t)?,

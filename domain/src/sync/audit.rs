@@ -1,8 +1,6 @@
 //! Audit and repair: compare what the provider holds with the store, and fix what can
 //! be fixed (missing executions ingested, stale calls re-fetched).
 
-use std::collections::HashSet;
-
 use chrono::{DateTime, Duration, Utc};
 use entity::{call, customer, provider_credential};
 use sea_orm::sea_query::Expr;
@@ -40,35 +38,8 @@ pub struct Audit {
     pub orphaned_count: i64,
 }
 
-/// Tenants with an audit running in this process (one at a time per tenant).
-static RUNNING: std::sync::LazyLock<std::sync::Mutex<HashSet<uuid::Uuid>>> =
-    std::sync::LazyLock::new(Default::default);
-
-struct RunningGuard(uuid::Uuid);
-
-impl RunningGuard {
-    fn take(tenant_id: uuid::Uuid) -> DomainResult<Self> {
-        let mut running = RUNNING
-            .lock()
-            .map_err(|_| DomainError::Internal("audit registry poisoned".into()))?;
-        if !running.insert(tenant_id) {
-            return Err(DomainError::Conflict {
-                field: None,
-                message: "an audit of this tenant is already running; try again when it ends"
-                    .into(),
-            });
-        }
-        Ok(RunningGuard(tenant_id))
-    }
-}
-
-impl Drop for RunningGuard {
-    fn drop(&mut self) {
-        if let Ok(mut running) = RUNNING.lock() {
-            running.remove(&self.0);
-        }
-    }
-}
+/// One audit per tenant at a time in this process.
+static RUNNING: crate::inflight::PerTenant = crate::inflight::PerTenant::new(1, "an audit");
 
 /// Compares the provider's executions since `since` (those sync would store: a registered
 /// agent and a customer number) with the store. MEMBER or above; at most
@@ -92,7 +63,7 @@ pub async fn audit(
             format!("an audit covers at most the last {MAX_AUDIT_DAYS} days"),
         ));
     }
-    let _running = RunningGuard::take(scope.tenant_id())?;
+    let _running = RUNNING.take(scope.tenant_id())?;
     Ok(find(services, scope.tenant_id(), provider, since, None)
         .await?
         .audit)
@@ -325,14 +296,14 @@ mod tests {
     #[test]
     fn one_audit_per_tenant_at_a_time() {
         let tenant = uuid::Uuid::now_v7();
-        let first = RunningGuard::take(tenant).unwrap();
+        let first = RUNNING.take(tenant).unwrap();
         assert!(matches!(
-            RunningGuard::take(tenant),
+            RUNNING.take(tenant),
             Err(DomainError::Conflict { .. })
         ));
-        let other = RunningGuard::take(uuid::Uuid::now_v7());
+        let other = RUNNING.take(uuid::Uuid::now_v7());
         assert!(other.is_ok());
         drop(first);
-        assert!(RunningGuard::take(tenant).is_ok());
+        assert!(RUNNING.take(tenant).is_ok());
     }
 }

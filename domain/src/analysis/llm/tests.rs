@@ -364,3 +364,34 @@ fn the_config_never_prints_its_key() {
     };
     assert!(!format!("{config:?}").contains(KEY));
 }
+
+#[tokio::test]
+async fn a_slow_server_times_out_and_may_be_retried() {
+    let server = MockServer::start().await;
+    on_endpoint()
+        .respond_with(ok(GOOD).set_delay(Duration::from_secs(3)))
+        .mount(&server)
+        .await;
+    let config = LlmConfig {
+        base_url: server.uri(),
+        api_key: Some(KEY.into()),
+        model: "test-model".into(),
+        concurrency: 1,
+        requests_per_minute: 0,
+        timeout: Duration::from_millis(300),
+        max_tokens: 500,
+    };
+    let (budget, slots) = config.limits(None);
+    let started = std::time::Instant::now();
+    let err = LlmAnalyzer::new(config, budget, slots)
+        .unwrap()
+        .analyze(TRANSCRIPT, &fields())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LlmError::Timeout), "{err:?}");
+    assert!(err.is_retryable());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the timeout held"
+    );
+}
