@@ -48,6 +48,20 @@ pub fn install_tls_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// A Redis connection for unit tests that fails fast (no retries, short timeouts).
+#[cfg(test)]
+pub(crate) fn testing_redis_manager(url: &str) -> redis::aio::ConnectionManager {
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(std::time::Duration::from_millis(300)))
+        .set_response_timeout(Some(std::time::Duration::from_millis(300)))
+        .set_number_of_retries(0);
+    redis::aio::ConnectionManager::new_lazy_with_config(
+        redis::Client::open(url).expect("a Redis URL"),
+        config,
+    )
+    .expect("a lazy Redis connection")
+}
+
 /// Redis for unit tests (`TEST_REDIS_URL`); tests that need it return early without it.
 #[cfg(test)]
 pub(crate) fn testing_redis_url() -> Option<String> {

@@ -199,17 +199,7 @@ fn rand_u8() -> u8 {
 mod tests {
     use super::*;
 
-    fn manager(url: &str) -> redis::aio::ConnectionManager {
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_millis(300)))
-            .set_response_timeout(Some(Duration::from_millis(300)))
-            .set_number_of_retries(0);
-        redis::aio::ConnectionManager::new_lazy_with_config(
-            redis::Client::open(url).unwrap(),
-            config,
-        )
-        .unwrap()
-    }
+    use crate::testing_redis_manager as manager;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn processes_share_the_windows() {
