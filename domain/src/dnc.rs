@@ -28,9 +28,21 @@ pub async fn add(
     let reason = reason
         .map(|r| r.trim().chars().take(500).collect::<String>())
         .filter(|r| !r.is_empty());
+    list_number(db, scope.tenant_id(), phone.as_str(), reason).await?;
+    Ok(true)
+}
+
+/// Puts an E.164 number on the tenant's list inside the caller's transaction; a number
+/// already listed keeps its first reason.
+pub(crate) async fn list_number<C: ConnectionTrait>(
+    conn: &C,
+    tenant_id: uuid::Uuid,
+    e164: &str,
+    reason: Option<String>,
+) -> DomainResult<()> {
     do_not_call::Entity::insert(do_not_call::ActiveModel {
-        tenant_id: Set(scope.tenant_id()),
-        phone_number: Set(phone.into_string()),
+        tenant_id: Set(tenant_id),
+        phone_number: Set(e164.to_owned()),
         reason: Set(reason),
         created_at: Set(Utc::now()),
     })
@@ -42,9 +54,9 @@ pub async fn add(
         .do_nothing()
         .to_owned(),
     )
-    .exec_without_returning(db)
+    .exec_without_returning(conn)
     .await?;
-    Ok(true)
+    Ok(())
 }
 
 /// Removes a number; `false` when it was not on the list.

@@ -549,3 +549,80 @@ on_both!(
     analytics_match_hand_computed_figures,
     analytics_match_hand_computed_figures
 );
+
+/// What a lower role, another tenant or malformed input gets from the new fields.
+async fn hostile_inputs_to_analysis_and_analytics_are_refused(app: TestApp) {
+    let t = app.create_tenant("Acme", "IN").await;
+    let other = app.create_tenant("Other", "IN").await;
+    let other_agent = app.create_agent(&other.key, "Theirs").await;
+    let viewer = app
+        .ok(
+            &t.key,
+            "mutation { createApiKey(input: {name: \"v\", role: VIEWER}) { apiKey } }",
+            json!({}),
+        )
+        .await["createApiKey"]["apiKey"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // A viewer may read analytics but not start a re-analysis.
+    let refused = app
+        .gql(
+            Some(&viewer),
+            "mutation { reanalyzeCalls { id } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(code(&refused), "FORBIDDEN", "{refused}");
+    assert!(
+        app.gql(Some(&viewer), "{ analytics { totalCalls } }", json!({}))
+            .await["data"]["analytics"]
+            .is_object()
+    );
+    // Malformed ids.
+    for q in [
+        "{ analytics(filter: {agentId: \"nope\"}) { totalCalls } }",
+        "{ job(id: \"nope\") { id } }",
+    ] {
+        let refused = app.gql(Some(&t.key), q, json!({})).await;
+        assert_eq!(code(&refused), "BAD_USER_INPUT", "{q}: {refused}");
+    }
+    // Another tenant's agent filters to nothing here.
+    let data = app
+        .ok(
+            &t.key,
+            "query($a: ID) { analytics(filter: {agentId: $a}) { totalCalls daily { calls } } }",
+            json!({ "a": other_agent }),
+        )
+        .await;
+    assert_eq!(data["analytics"]["totalCalls"], 0, "{data}");
+    // A re-analysis window that ends before it starts.
+    let refused = app
+        .gql(
+            Some(&t.key),
+            "mutation { reanalyzeCalls(filter: {since: \"2026-02-01T00:00:00Z\", until: \"2026-01-01T00:00:00Z\"}) { id } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(code(&refused), "BAD_USER_INPUT", "{refused}");
+    // Oversized scoring rules.
+    let many: Vec<Value> = (0..31)
+        .map(|i| json!({ "field": format!("f{i}"), "op": "PRESENT", "points": 1 }))
+        .collect();
+    let long = "x".repeat(101);
+    for input in [
+        json!({ "fieldRules": many }),
+        json!({ "fieldRules": [{ "field": "plan", "op": "EQUALS", "value": long, "points": 1 }] }),
+        json!({ "halfLifeDays": 0 }),
+        json!({ "base": 1e9 }),
+    ] {
+        let refused = app
+            .gql(Some(&t.key), SET_RULES, json!({ "i": input }))
+            .await;
+        assert_eq!(code(&refused), "BAD_USER_INPUT", "{input}: {refused}");
+    }
+}
+on_both!(
+    hostile_inputs_to_analysis_and_analytics_are_refused,
+    hostile_inputs_to_analysis_and_analytics_are_refused
+);

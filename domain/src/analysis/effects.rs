@@ -16,7 +16,7 @@ use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder
 use crate::db::Binder;
 use crate::error::DomainResult;
 use crate::ingest::lead::{funnel_rank, intent_of};
-use crate::types::{AnalysisStatus, CallOutcome, LeadStatus};
+use crate::types::{AnalysisStatus, CallDirection, CallOutcome, LeadStatus};
 
 /// Newer calls of a customer looked at for evidence (a lead rarely has more).
 const NEWER_CALLS: u64 = 50;
@@ -50,30 +50,32 @@ pub fn next_status(current: LeadStatus, target: LeadStatus, newest: bool) -> Lea
 }
 
 /// Applies `outcome` of `call`'s analysis to its customer, inside the caller's transaction.
-/// Returns whether the customer changed.
 pub(crate) async fn apply<C: ConnectionTrait>(
     conn: &C,
     call: &call::Model,
     outcome: CallOutcome,
-) -> DomainResult<bool> {
+) -> DomainResult<()> {
     let Some(target) = lead_status_of(outcome) else {
-        return Ok(false);
+        return Ok(());
     };
-    let mut changed = false;
+    // The customer's end of the call.
+    let phone = match call.direction {
+        CallDirection::Outbound => call.to_number.as_deref(),
+        CallDirection::Inbound => call.from_number.as_deref(),
+    };
     if target == LeadStatus::DoNotCall
-        && let Some(phone) = call.to_number.as_deref().or(call.from_number.as_deref())
+        && let Some(phone) = phone
     {
         do_not_call(conn, call, phone).await?;
-        changed = true;
     }
     let Some(customer_id) = call.customer_id else {
-        return Ok(changed);
+        return Ok(());
     };
     let Some(customer) = entity::customer::Entity::find_by_id(customer_id)
         .one(conn)
         .await?
     else {
-        return Ok(changed);
+        return Ok(());
     };
     let newest = !newer_evidence(conn, call).await?;
     let next = next_status(customer.status, target, newest);
@@ -86,9 +88,8 @@ pub(crate) async fn apply<C: ConnectionTrait>(
             b.bind(customer_id)
         );
         conn.execute_raw(b.statement(sql)).await?;
-        changed = true;
     }
-    Ok(changed)
+    Ok(())
 }
 
 /// Whether a call of the same customer made after `call` already says where the lead
@@ -97,18 +98,23 @@ async fn newer_evidence<C: ConnectionTrait>(conn: &C, call: &call::Model) -> Dom
     let Some(customer_id) = call.customer_id else {
         return Ok(false);
     };
-    let newer = call::Entity::find()
+    // Only the id and the provider's extraction: not the calls' transcripts.
+    let newer: Vec<(uuid::Uuid, Option<serde_json::Value>)> = call::Entity::find()
+        .select_only()
+        .column(call::Column::Id)
+        .column(call::Column::ExtractedData)
         .filter(call::Column::TenantId.eq(call.tenant_id))
         .filter(call::Column::CustomerId.eq(customer_id))
         .filter(call::Column::CreatedAt.gt(call.created_at))
         .filter(call::Column::Id.ne(call.id))
         .order_by_desc(call::Column::CreatedAt)
         .limit(NEWER_CALLS)
+        .into_tuple()
         .all(conn)
         .await?;
     if newer
         .iter()
-        .any(|c| c.extracted_data.as_ref().and_then(intent_of).is_some())
+        .any(|(_, extracted)| extracted.as_ref().and_then(intent_of).is_some())
     {
         return Ok(true);
     }
@@ -116,7 +122,7 @@ async fn newer_evidence<C: ConnectionTrait>(conn: &C, call: &call::Model) -> Dom
         return Ok(false);
     }
     let analysed = call_analysis::Entity::find()
-        .filter(call_analysis::Column::CallId.is_in(newer.iter().map(|c| c.id)))
+        .filter(call_analysis::Column::CallId.is_in(newer.iter().map(|c| c.0)))
         .filter(call_analysis::Column::Current.eq(true))
         .filter(call_analysis::Column::Status.eq(AnalysisStatus::Done))
         .all(conn)
@@ -134,16 +140,8 @@ async fn do_not_call<C: ConnectionTrait>(
     phone: &str,
 ) -> DomainResult<()> {
     let now = Utc::now();
-    let mut b = Binder::new(conn.get_database_backend());
-    let sql = format!(
-        "INSERT INTO do_not_call (tenant_id, phone_number, reason, created_at) VALUES ({}, {}, {}, {}) \
-         ON CONFLICT (tenant_id, phone_number) DO NOTHING",
-        b.bind(call.tenant_id),
-        b.bind(phone),
-        b.bind(format!("asked not to be called during call {}", call.id)),
-        b.bind(now)
-    );
-    conn.execute_raw(b.statement(sql)).await?;
+    let reason = format!("asked not to be called during call {}", call.id);
+    crate::dnc::list_number(conn, call.tenant_id, phone, Some(reason)).await?;
     let mut b = Binder::new(conn.get_database_backend());
     let sql = format!(
         "UPDATE campaign_items SET status = 'CANCELED', last_error = {}, updated_at = {} \

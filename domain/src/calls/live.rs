@@ -226,13 +226,7 @@ async fn claim_step_by_step<C: ConnectionTrait>(
 /// Gives a call's slot back when its provider refused it before taking it (rate limited,
 /// unavailable): the call waits again, queued.
 pub(crate) async fn release_unplaced(db: &DatabaseConnection, call_id: Uuid) -> DomainResult<()> {
-    let mut b = Binder::new(db.get_database_backend());
-    let sql = format!(
-        "UPDATE calls SET placing_since = NULL WHERE id = {} AND provider_execution_id IS NULL",
-        b.bind(call_id)
-    );
-    db.execute_raw(b.statement(sql)).await?;
-    Ok(())
+    release_unplaced_many(db, &[call_id]).await
 }
 
 /// What a batch claim took: the calls that hold a slot now (in the order asked), and
