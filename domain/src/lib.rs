@@ -20,6 +20,7 @@ mod inflight;
 pub mod ingest;
 pub mod jobs;
 pub mod net;
+pub mod outbound;
 pub mod pagination;
 pub mod phone;
 pub mod providers;

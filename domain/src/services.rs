@@ -22,6 +22,8 @@ pub struct Services {
     providers: Registry,
     /// The LLM analyzer when one is configured (else analyses use the heuristic one).
     analyzer: Option<Arc<crate::analysis::llm::LlmAnalyzer>>,
+    /// Outbound webhook delivery: the guarded client, secrets and settings.
+    outbound: crate::outbound::Outbound,
 }
 
 impl Services {
@@ -38,11 +40,14 @@ impl Services {
         events: Arc<dyn EventBus>,
         retry: RetryPolicy,
     ) -> DomainResult<Self> {
-        let cipher = Cipher::from_settings(settings)
-            .map_err(|e| DomainError::Internal(format!("secrets key: {e}")))?;
+        let cipher = Arc::new(
+            Cipher::from_settings(settings)
+                .map_err(|e| DomainError::Internal(format!("secrets key: {e}")))?,
+        );
+        let outbound = crate::outbound::Outbound::new(&settings.webhooks, cipher.clone())?;
         let mut providers = Registry::with_retry(
             db.clone(),
-            Arc::new(cipher),
+            cipher,
             settings.providers.clone(),
             retry,
         )?;
@@ -52,6 +57,7 @@ impl Services {
         let analyzer = llm_analyzer(settings)?;
         Ok(Services {
             analyzer,
+            outbound,
             ingestor: Ingestor::new(
                 db.clone(),
                 events.clone(),
@@ -88,6 +94,9 @@ impl Services {
     }
     pub fn analyzer(&self) -> Option<&Arc<crate::analysis::llm::LlmAnalyzer>> {
         self.analyzer.as_ref()
+    }
+    pub fn outbound(&self) -> &crate::outbound::Outbound {
+        &self.outbound
     }
 }
 

@@ -46,6 +46,8 @@ pub struct WorkerSettings {
     pub campaigns: usize,
     pub analysis: usize,
     pub maintenance: usize,
+    /// Outbound webhook pumps (each sends many deliveries at once).
+    pub webhooks: usize,
     /// How long a claimed job is held without a heartbeat before another worker may take
     /// it over (`WORKER_LEASE_SECONDS`): how long a killed worker's jobs wait.
     pub lease_seconds: u64,
@@ -61,6 +63,7 @@ impl Default for WorkerSettings {
             campaigns: 4,
             analysis: 4,
             maintenance: 2,
+            webhooks: 2,
             lease_seconds: 60,
         }
     }
@@ -77,6 +80,7 @@ impl WorkerSettings {
             campaigns: parse_num(get, "WORKER_CONCURRENCY_CAMPAIGNS", d.campaigns, 1, 256)?,
             analysis: parse_num(get, "WORKER_CONCURRENCY_ANALYSIS", d.analysis, 1, 256)?,
             maintenance: parse_num(get, "WORKER_CONCURRENCY_MAINTENANCE", d.maintenance, 1, 64)?,
+            webhooks: parse_num(get, "WORKER_CONCURRENCY_WEBHOOKS", d.webhooks, 1, 64)?,
             lease_seconds: parse_num(get, "WORKER_LEASE_SECONDS", d.lease_seconds, 3, 3600)?,
         })
     }
@@ -168,6 +172,99 @@ pub struct Settings {
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// The OpenAI-compatible analyzer (`LLM_BASE_URL`, `LLM_MODEL`); unset: the heuristic one.
     pub llm: Option<LlmSettings>,
+    /// Outbound webhooks: timeouts, the retry schedule, retention, private hosts allowed.
+    pub webhooks: WebhookSettings,
+}
+
+/// How outbound webhooks are delivered (`WEBHOOK_*`).
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    /// A delivery succeeds with a 2xx within this time (`WEBHOOK_TIMEOUT_MS`).
+    pub timeout_ms: u64,
+    /// Waits after the 1st, 2nd, ... failed attempt; after the last the delivery fails
+    /// (`WEBHOOK_RETRY_SCHEDULE`, seconds, comma-separated).
+    pub retry_schedule: Vec<std::time::Duration>,
+    /// An endpoint failing without a success for this long is disabled
+    /// (`WEBHOOK_DISABLE_AFTER_SECONDS`).
+    pub disable_after_seconds: u64,
+    /// Finished deliveries and their attempts are kept this long (`WEBHOOK_RETENTION_DAYS`).
+    pub retention_days: u64,
+    /// Hosts endpoints may name although they are private or loopback
+    /// (`WEBHOOK_URL_ALLOWLIST`, comma-separated).
+    pub allowlist: Vec<String>,
+    /// Requests one pump has in flight at once, and to one endpoint at once.
+    pub in_flight: usize,
+    pub per_endpoint: usize,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        WebhookSettings {
+            timeout_ms: 15_000,
+            retry_schedule: [5, 300, 1800, 7200, 18_000, 36_000, 36_000]
+                .into_iter()
+                .map(std::time::Duration::from_secs)
+                .collect(),
+            disable_after_seconds: 5 * 86_400,
+            retention_days: 30,
+            allowlist: Vec::new(),
+            in_flight: 64,
+            per_endpoint: 16,
+        }
+    }
+}
+
+impl WebhookSettings {
+    fn read(get: &impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let d = WebhookSettings::default();
+        let retry_schedule = match get("WEBHOOK_RETRY_SCHEDULE") {
+            None => d.retry_schedule,
+            Some(raw) => {
+                let parsed: Option<Vec<std::time::Duration>> = raw
+                    .split(',')
+                    .map(|s| {
+                        s.trim()
+                            .parse::<f64>()
+                            .ok()
+                            .filter(|v| v.is_finite() && *v >= 0.0 && *v <= 7.0 * 86_400.0)
+                            .map(std::time::Duration::from_secs_f64)
+                    })
+                    .collect();
+                match parsed {
+                    Some(v) if !v.is_empty() && v.len() <= 20 => v,
+                    _ => {
+                        return Err(SettingsError::Invalid {
+                            name: "WEBHOOK_RETRY_SCHEDULE",
+                            value: raw,
+                            message: "must be 1 to 20 comma-separated waits in seconds (each up to 7 days)".into(),
+                        });
+                    }
+                }
+            }
+        };
+        Ok(WebhookSettings {
+            timeout_ms: parse_num(get, "WEBHOOK_TIMEOUT_MS", d.timeout_ms, 100, 60_000)?,
+            retry_schedule,
+            disable_after_seconds: parse_num(
+                get,
+                "WEBHOOK_DISABLE_AFTER_SECONDS",
+                d.disable_after_seconds,
+                1,
+                365 * 86_400,
+            )?,
+            retention_days: parse_num(get, "WEBHOOK_RETENTION_DAYS", d.retention_days, 1, 3650)?,
+            allowlist: get("WEBHOOK_URL_ALLOWLIST")
+                .map(|v| {
+                    v.split(',')
+                        .map(|h| h.trim().to_ascii_lowercase())
+                        .filter(|h| !h.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            in_flight: parse_num(get, "WEBHOOK_IN_FLIGHT", d.in_flight, 1, 1024)?,
+            per_endpoint: parse_num(get, "WEBHOOK_PER_ENDPOINT", d.per_endpoint, 1, 256)?,
+        })
+    }
 }
 
 /// Where post-call analysis goes when an LLM is configured, and how hard it may be used.
@@ -279,6 +376,7 @@ impl Settings {
             metrics_token: read_token(&get, "METRICS_TOKEN", true)?,
             trusted_proxies: read_trusted_proxies(&get)?,
             llm: LlmSettings::read(&get)?,
+            webhooks: WebhookSettings::read(&get)?,
             auth_failures_per_minute: parse_num(
                 &get,
                 "AUTH_FAILURES_PER_MINUTE",

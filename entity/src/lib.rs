@@ -21,6 +21,9 @@ pub mod sync_run;
 pub mod task;
 pub mod tenant;
 pub mod values;
+pub mod webhook_attempt;
+pub mod webhook_delivery;
+pub mod webhook_endpoint;
 
 pub mod prelude {
     pub use super::agent::Entity as Agent;

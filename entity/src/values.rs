@@ -254,6 +254,16 @@ string_enum!(
     JobStatus { Pending => "pending", Running => "running", Done => "done", Failed => "failed" }
 );
 
+string_enum!(
+    /// Where one outbound webhook delivery (an event to an endpoint) stands.
+    DeliveryStatus { Pending => "PENDING", Succeeded => "SUCCEEDED", Failed => "FAILED" }
+);
+
+string_enum!(
+    /// Why a delivery exists: an event, a user's redelivery, or a test message.
+    DeliveryTrigger { Event => "EVENT", Manual => "MANUAL", Test => "TEST" }
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,6 +18,7 @@ mod m20261203_000011_batch_slot_claim;
 mod m20261203_000012_lead_scores;
 mod m20261203_000013_analytics_index;
 mod m20261203_000014_tasks;
+mod m20261206_000015_webhooks;
 
 pub struct Migrator;
 
@@ -39,6 +40,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000012_lead_scores::Migration),
             Box::new(m20261203_000013_analytics_index::Migration),
             Box::new(m20261203_000014_tasks::Migration),
+            Box::new(m20261206_000015_webhooks::Migration),
         ]
     }
 }

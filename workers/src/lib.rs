@@ -24,6 +24,7 @@ pub fn runner(services: Services, settings: &domain::settings::Settings) -> Runn
         (Lane::Campaigns, w.campaigns),
         (Lane::Analysis, w.analysis),
         (Lane::Maintenance, w.maintenance),
+        (Lane::Webhooks, w.webhooks),
     ]);
     let registry = kinds::product(&settings.providers);
     Runner::new(

@@ -116,11 +116,16 @@ pub(crate) async fn record<C: ConnectionTrait>(
         }
     }
     bookkeep_checks(conn, &changed).await?;
-    let lanes = new_jobs
+    let mut lanes: BTreeSet<Lane> = new_jobs
         .iter()
         .filter(|j| j.run_at <= Utc::now())
         .map(|j| j.lane)
         .collect();
+    if crate::outbound::record_events(conn, crate::outbound::payloads::call_transitions(&changed))
+        .await?
+    {
+        lanes.insert(Lane::Webhooks);
+    }
     jobs::queue::insert_many(conn, new_jobs).await?;
     Ok((recorded, AfterCommit { changed, lanes }))
 }

@@ -217,6 +217,77 @@ impl HttpClient {
     }
 }
 
+/// What an endpoint answered to a one-shot POST: its status, `Retry-After`, and the start
+/// of its body (at most the bytes asked for; the rest is never read).
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub retry_after: Option<Duration>,
+    pub excerpt: String,
+}
+
+impl HttpClient {
+    /// POSTs `body` once with `headers` (no retries: the caller keeps its own schedule).
+    /// `Err` is a transport failure (refused address, timeout, connection), as text.
+    pub async fn post_once(
+        &self,
+        url: &str,
+        headers: &[(&'static str, String)],
+        body: String,
+        excerpt_bytes: usize,
+    ) -> Result<Answer, String> {
+        let mut req = self
+            .client
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json");
+        for (name, value) in headers {
+            req = req.header(*name, value);
+        }
+        let mut response = req.body(body).send().await.map_err(describe)?;
+        let status = response.status().as_u16();
+        let retry_after = retry_after(response.headers());
+        let mut excerpt = Vec::with_capacity(excerpt_bytes.min(4096));
+        while excerpt.len() < excerpt_bytes {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    let room = excerpt_bytes - excerpt.len();
+                    excerpt.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                }
+                // The status decided the outcome; a body cut short only shortens the excerpt.
+                Ok(None) | Err(_) => break,
+            }
+        }
+        Ok(Answer {
+            status,
+            retry_after,
+            excerpt: String::from_utf8_lossy(&excerpt).into_owned(),
+        })
+    }
+}
+
+/// A transport error as one line, with its cause (reqwest's own text omits it).
+fn describe(e: reqwest::Error) -> String {
+    use std::error::Error;
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else {
+        "request failed"
+    };
+    let mut cause = String::new();
+    let mut source = e.source();
+    while let Some(s) = source {
+        cause = s.to_string();
+        source = s.source();
+    }
+    if cause.is_empty() {
+        kind.to_owned()
+    } else {
+        format!("{kind}: {cause}")
+    }
+}
+
 /// Largest response body read from a provider (a page of executions with transcripts is a
 /// few MiB); a larger one is refused rather than buffered.
 pub const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;

@@ -9,7 +9,7 @@ mod client;
 use std::time::Duration;
 
 pub use budget::Budget;
-pub use client::{Auth, HttpClient, MAX_RESPONSE_BYTES, RetryPolicy, path_segment};
+pub use client::{Answer, Auth, HttpClient, MAX_RESPONSE_BYTES, RetryPolicy, path_segment};
 
 /// What went wrong with a request, in terms callers map to their own errors.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

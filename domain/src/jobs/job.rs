@@ -24,16 +24,19 @@ pub enum Lane {
     Analysis,
     /// Periodic sweeps and schedules, and kinds this build does not know.
     Maintenance,
+    /// Outbound webhook deliveries (an integrator's slow endpoint holds up nothing else).
+    Webhooks,
 }
 
 impl Lane {
-    pub const ALL: [Lane; 6] = [
+    pub const ALL: [Lane; 7] = [
         Lane::Calls,
         Lane::Ingest,
         Lane::Sync,
         Lane::Campaigns,
         Lane::Analysis,
         Lane::Maintenance,
+        Lane::Webhooks,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -44,6 +47,7 @@ impl Lane {
             Lane::Campaigns => "campaigns",
             Lane::Analysis => "analysis",
             Lane::Maintenance => "maintenance",
+            Lane::Webhooks => "webhooks",
         }
     }
 

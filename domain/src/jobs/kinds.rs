@@ -8,6 +8,7 @@ use crate::analysis::jobs::{AnalyzeCall, ReanalyzeCalls, RescoreCustomers};
 use crate::calls::jobs::{FollowCall, PlaceCall, PlaceCalls, StaleCalls, StuckCalls};
 use crate::campaigns::jobs::{DispatchCampaign, FinishItem};
 use crate::ingest::jobs::IngestReport;
+use crate::outbound::jobs::{DeliverWebhooks, PruneWebhooks};
 use crate::providers::simulator::playback::SimulatorReport;
 use crate::services::Services;
 use crate::settings::ProviderSettings;
@@ -31,6 +32,9 @@ pub fn product(providers: &ProviderSettings) -> Registry<Services> {
             providers.stale_call_seconds.clamp(10, 300),
         ))
         .every::<StuckCalls>(Duration::from_secs(60))
+        // Retries come due on their own; this finds them within a few seconds.
+        .every::<DeliverWebhooks>(Duration::from_secs(2))
+        .every::<PruneWebhooks>(Duration::from_secs(3600))
         .every::<ScheduleSyncs>(Duration::from_secs(providers.sync_interval_seconds))
         .every::<Reconcile>(Duration::from_secs(providers.reconcile_interval_seconds))
 }

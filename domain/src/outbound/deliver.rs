@@ -1,0 +1,489 @@
+//! The webhooks lane's pump: finds endpoints with due deliveries, claims a batch per
+//! endpoint (each subject's oldest pending delivery only, so one customer's or call's
+//! events arrive in order), signs and sends them, and records every attempt.
+//!
+//! Each endpoint is drained by its own task, a few batches at a time, so a slow or failing
+//! endpoint holds its own task and nothing else; requests in flight are capped per pump.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use entity::webhook_endpoint;
+use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait, TransactionTrait};
+use tokio::sync::Semaphore;
+use uuid::Uuid;
+
+use super::Outbound;
+use super::endpoints::signing_secrets;
+use super::payloads::tenant_event;
+use super::record::{Subscriptions, record};
+use super::types::EventType;
+use crate::db::{Binder, Dialect};
+use crate::error::DomainResult;
+use crate::services::Services;
+
+/// Bytes of an endpoint's answer kept in the log.
+pub const EXCERPT_BYTES: usize = 1024;
+/// Endpoints one pump drains at once.
+const ACTIVE_ENDPOINTS: usize = 64;
+/// Batches an endpoint's task sends before it yields its place to other endpoints.
+const BATCHES_PER_TURN: usize = 4;
+/// A `Retry-After` longer than this is not waited for beyond the schedule's own waits.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PumpStats {
+    pub attempts: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+}
+
+impl PumpStats {
+    fn add(&mut self, o: PumpStats) {
+        self.attempts += o.attempts;
+        self.succeeded += o.succeeded;
+        self.failed += o.failed;
+    }
+}
+
+/// Sends due deliveries until none is left or `deadline` passes.
+pub async fn pump(services: &Services, deadline: Instant) -> DomainResult<PumpStats> {
+    let outbound = services.outbound().clone();
+    let db = services.db().clone();
+    let permits = Arc::new(Semaphore::new(outbound.settings().in_flight));
+    let mut stats = PumpStats::default();
+    let mut active: HashSet<Uuid> = HashSet::new();
+    // Endpoints whose turn claimed nothing (their due deliveries wait behind an earlier one
+    // another worker holds): not retried by this pump, so it never spins.
+    let mut idle: HashSet<Uuid> = HashSet::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        if Instant::now() < deadline && active.len() < ACTIVE_ENDPOINTS {
+            for endpoint in due_endpoints(&db, Utc::now()).await? {
+                if active.len() >= ACTIVE_ENDPOINTS {
+                    break;
+                }
+                if active.contains(&endpoint) || idle.contains(&endpoint) {
+                    continue;
+                }
+                active.insert(endpoint);
+                let (db, outbound, permits) = (db.clone(), outbound.clone(), permits.clone());
+                tasks.spawn(async move {
+                    let r = drain(&db, &outbound, &permits, endpoint, deadline).await;
+                    (endpoint, r)
+                });
+            }
+        }
+        let Some(joined) = tasks.join_next().await else {
+            break;
+        };
+        match joined {
+            Ok((endpoint, result)) => {
+                active.remove(&endpoint);
+                match result {
+                    Ok(s) if s.attempts == 0 => {
+                        idle.insert(endpoint);
+                    }
+                    Ok(s) => stats.add(s),
+                    Err(e) => {
+                        idle.insert(endpoint);
+                        tracing::warn!(%endpoint, error = %e, "webhook delivery batch failed");
+                    }
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "webhook delivery task panicked"),
+        }
+    }
+    Ok(stats)
+}
+
+/// Enabled endpoints with a delivery due now and not leased.
+async fn due_endpoints(db: &DatabaseConnection, now: DateTime<Utc>) -> DomainResult<Vec<Uuid>> {
+    let mut b = Binder::new(db.get_database_backend());
+    let (n1, n2, yes) = (b.bind(now), b.bind(now), b.bind(true));
+    let sql = format!(
+        "SELECT DISTINCT d.endpoint_id FROM webhook_deliveries d \
+         JOIN webhook_endpoints e ON e.id = d.endpoint_id AND e.enabled = {yes} \
+         WHERE d.status = 'PENDING' AND d.next_attempt_at <= {n1} \
+         AND (d.lease_until IS NULL OR d.lease_until < {n2}) LIMIT 256"
+    );
+    let rows = db.query_all_raw(b.statement(sql)).await?;
+    rows.iter()
+        .map(|r| r.try_get("", "endpoint_id").map_err(Into::into))
+        .collect()
+}
+
+struct Claimed {
+    id: Uuid,
+    event_id: String,
+    attempts: i32,
+    body: String,
+}
+
+/// Takes up to `n` due deliveries of one endpoint: per subject only the oldest pending
+/// one, so a later event waits while an earlier one is retrying.
+async fn claim(
+    db: &DatabaseConnection,
+    endpoint: Uuid,
+    n: usize,
+    lease: Duration,
+) -> DomainResult<Vec<Claimed>> {
+    let now = Utc::now();
+    let dialect = Dialect::of(db);
+    let mut b = Binder::new(db.get_database_backend());
+    let lease_until = b.bind(now + chrono::Duration::from_std(lease).unwrap_or_default());
+    let e = b.bind(endpoint);
+    let (n1, n2, n3) = (b.bind(now), b.bind(now), b.bind(now));
+    let limit = b.bind(n as i64);
+    let sql = format!(
+        "UPDATE webhook_deliveries SET lease_until = {lease_until} WHERE id IN (\
+           SELECT d.id FROM webhook_deliveries d \
+           WHERE d.endpoint_id = {e} AND d.status = 'PENDING' AND d.next_attempt_at <= {n1} \
+           AND (d.lease_until IS NULL OR d.lease_until < {n2}) \
+           AND (d.subject IS NULL OR NOT EXISTS (SELECT 1 FROM webhook_deliveries p \
+             WHERE p.endpoint_id = d.endpoint_id AND p.subject = d.subject \
+             AND p.status = 'PENDING' AND p.id < d.id)) \
+           ORDER BY d.id LIMIT {limit}{skip}) \
+         AND (lease_until IS NULL OR lease_until < {n3}) \
+         RETURNING id, event_id, attempts",
+        skip = dialect.skip_locked(),
+    );
+    let rows = db.query_all_raw(b.statement(sql)).await?;
+    let mut claimed: Vec<(Uuid, String, i32)> = Vec::with_capacity(rows.len());
+    for r in rows {
+        claimed.push((
+            r.try_get("", "id")?,
+            r.try_get("", "event_id")?,
+            r.try_get("", "attempts")?,
+        ));
+    }
+    if claimed.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut b = Binder::new(db.get_database_backend());
+    let ids: HashSet<&str> = claimed.iter().map(|c| c.1.as_str()).collect();
+    let list = b.list(ids.into_iter().map(|s| s.to_owned().into()));
+    let sql = format!("SELECT id, body FROM webhook_events WHERE id IN ({list})");
+    let mut bodies: HashMap<String, String> = HashMap::new();
+    for r in db.query_all_raw(b.statement(sql)).await? {
+        bodies.insert(r.try_get("", "id")?, r.try_get("", "body")?);
+    }
+    claimed.sort_by_key(|c| c.0);
+    Ok(claimed
+        .into_iter()
+        .filter_map(|(id, event_id, attempts)| {
+            let body = bodies.remove(&event_id).or_else(|| None)?;
+            Some(Claimed {
+                id,
+                event_id,
+                attempts,
+                body,
+            })
+        })
+        .collect())
+}
+
+/// What one attempt came to.
+struct Attempt {
+    delivery: Uuid,
+    prior_attempts: i32,
+    at: DateTime<Utc>,
+    status: Option<u16>,
+    latency_ms: i64,
+    excerpt: Option<String>,
+    error: Option<String>,
+    retry_after: Option<Duration>,
+}
+
+impl Attempt {
+    fn succeeded(&self) -> bool {
+        self.status.is_some_and(|s| (200..300).contains(&s))
+    }
+    fn gone(&self) -> bool {
+        self.status == Some(410)
+    }
+}
+
+/// Up to [`BATCHES_PER_TURN`] batches of one endpoint's deliveries.
+async fn drain(
+    db: &DatabaseConnection,
+    outbound: &Outbound,
+    permits: &Arc<Semaphore>,
+    endpoint_id: Uuid,
+    deadline: Instant,
+) -> DomainResult<PumpStats> {
+    let mut stats = PumpStats::default();
+    let Some(endpoint) = webhook_endpoint::Entity::find_by_id(endpoint_id).one(db).await? else {
+        return Ok(stats);
+    };
+    if !endpoint.enabled {
+        return Ok(stats);
+    }
+    let secrets = signing_secrets(outbound, &endpoint)?;
+    let timeout = Duration::from_millis(outbound.settings().timeout_ms);
+    let lease = timeout + Duration::from_secs(60);
+    for _ in 0..BATCHES_PER_TURN {
+        if Instant::now() >= deadline {
+            break;
+        }
+        let batch = claim(db, endpoint_id, outbound.settings().per_endpoint, lease).await?;
+        if batch.is_empty() {
+            break;
+        }
+        let sends = batch
+            .iter()
+            .map(|c| send(outbound, permits, &endpoint.url, &secrets, c));
+        let attempts = futures_util::future::join_all(sends).await;
+        let disabled = settle(db, outbound, &endpoint, &attempts).await?;
+        for a in &attempts {
+            stats.attempts += 1;
+            if a.succeeded() {
+                stats.succeeded += 1;
+            } else {
+                stats.failed += 1;
+            }
+        }
+        if disabled {
+            break;
+        }
+    }
+    Ok(stats)
+}
+
+async fn send(
+    outbound: &Outbound,
+    permits: &Semaphore,
+    url: &str,
+    secrets: &[String],
+    c: &Claimed,
+) -> Attempt {
+    let _permit = permits.acquire().await;
+    let at = Utc::now();
+    let mut attempt = Attempt {
+        delivery: c.id,
+        prior_attempts: c.attempts,
+        at,
+        status: None,
+        latency_ms: 0,
+        excerpt: None,
+        error: None,
+        retry_after: None,
+    };
+    // IP literals never reach the resolver: check them here (names are checked as they
+    // resolve, so a name that moves to a private address is refused too).
+    if let Err(e) = outbound.policy().check_literal(url) {
+        attempt.error = Some(format!("refused: {e}"));
+        return attempt;
+    }
+    let ts = at.timestamp();
+    let keys: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    let headers = [
+        ("webhook-id", c.event_id.clone()),
+        ("webhook-timestamp", ts.to_string()),
+        (
+            "webhook-signature",
+            super::signing::signature_header(&keys, &c.event_id, ts, c.body.as_bytes()),
+        ),
+    ];
+    let started = Instant::now();
+    let result = outbound
+        .client()
+        .post_once(url, &headers, c.body.clone(), EXCERPT_BYTES)
+        .await;
+    attempt.latency_ms = started.elapsed().as_millis() as i64;
+    metrics::histogram!("webhook_delivery_seconds").record(started.elapsed().as_secs_f64());
+    match result {
+        Ok(answer) => {
+            attempt.status = Some(answer.status);
+            attempt.retry_after = answer.retry_after;
+            attempt.excerpt = Some(answer.excerpt).filter(|e| !e.is_empty());
+            if !(200..300).contains(&answer.status) {
+                attempt.error = Some(format!("HTTP {}", answer.status));
+            }
+        }
+        Err(e) => attempt.error = Some(e),
+    }
+    let outcome = match (attempt.succeeded(), attempt.status) {
+        (true, _) => "succeeded",
+        (false, Some(_)) => "http_error",
+        (false, None) => "no_answer",
+    };
+    metrics::counter!("webhook_attempts_total", "outcome" => outcome).increment(1);
+    attempt
+}
+
+/// The wait before attempt `n + 1` after `n` failed ones, with ±10 % jitter; `None` once
+/// the schedule is spent.
+pub fn retry_wait(schedule: &[Duration], failed: usize) -> Option<Duration> {
+    let base = *schedule.get(failed.checked_sub(1)?)?;
+    let mut b = [0u8; 2];
+    let r = match getrandom::fill(&mut b) {
+        Ok(()) => u16::from_le_bytes(b) as f64 / u16::MAX as f64,
+        Err(_) => 0.5,
+    };
+    Some(base.mul_f64(0.9 + 0.2 * r))
+}
+
+/// Records a batch's attempts and moves each delivery on, in one transaction; updates the
+/// endpoint's health and disables it after a 410 or after failing for too long. Returns
+/// whether the endpoint was disabled.
+async fn settle(
+    db: &DatabaseConnection,
+    outbound: &Outbound,
+    endpoint: &webhook_endpoint::Model,
+    attempts: &[Attempt],
+) -> DomainResult<bool> {
+    let settings = outbound.settings();
+    let now = Utc::now();
+    let txn = db.begin().await?;
+    let backend = txn.get_database_backend();
+
+    let mut b = Binder::new(backend);
+    let rows: Vec<String> = attempts
+        .iter()
+        .map(|a| {
+            b.row([
+                Uuid::now_v7().into(),
+                a.delivery.into(),
+                endpoint.tenant_id.into(),
+                endpoint.id.into(),
+                a.at.into(),
+                a.status.map(i32::from).into(),
+                a.latency_ms.into(),
+                a.excerpt.clone().into(),
+                a.error.clone().into(),
+            ])
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO webhook_attempts (id, delivery_id, tenant_id, endpoint_id, attempted_at, status_code, latency_ms, response_excerpt, error) VALUES {}",
+        rows.join(", ")
+    );
+    txn.execute_raw(b.statement(sql)).await?;
+
+    for a in attempts {
+        let tries = a.prior_attempts + 1;
+        let (status, next, finished) = if a.succeeded() {
+            ("SUCCEEDED", now, Some(now))
+        } else if a.gone() {
+            // Waits for the endpoint to be enabled again.
+            ("PENDING", now, None)
+        } else {
+            match retry_wait(&settings.retry_schedule, tries as usize) {
+                Some(wait) => {
+                    let wait = match a.retry_after {
+                        Some(ra) => wait.max(ra.min(MAX_RETRY_AFTER)),
+                        None => wait,
+                    };
+                    let next = now + chrono::Duration::from_std(wait).unwrap_or_default();
+                    ("PENDING", next, None)
+                }
+                None => ("FAILED", now, Some(now)),
+            }
+        };
+        let mut b = Binder::new(backend);
+        let sql = format!(
+            "UPDATE webhook_deliveries SET status = {}, attempts = {}, next_attempt_at = {}, lease_until = NULL, \
+             last_status_code = {}, last_error = {}, updated_at = {}, finished_at = {} WHERE id = {}",
+            b.bind(status),
+            b.bind(tries),
+            b.bind(next),
+            b.bind(a.status.map(i32::from)),
+            b.bind(a.error.clone()),
+            b.bind(now),
+            b.bind(finished),
+            b.bind(a.delivery),
+        );
+        txn.execute_raw(b.statement(sql)).await?;
+        if status == "FAILED" {
+            metrics::counter!("webhook_deliveries_failed_total").increment(1);
+        } else if status == "SUCCEEDED" {
+            metrics::counter!("webhook_deliveries_succeeded_total").increment(1);
+        }
+    }
+
+    let any_success = attempts.iter().any(Attempt::succeeded);
+    let gone = attempts.iter().any(Attempt::gone);
+    let mut b = Binder::new(backend);
+    let id = b.bind(endpoint.id);
+    let sql = format!("SELECT enabled, failing_since FROM webhook_endpoints WHERE id = {id}{}", Dialect::of(&txn).for_update());
+    let Some(row) = txn.query_one_raw(b.statement(sql)).await? else {
+        txn.commit().await?;
+        return Ok(true);
+    };
+    let enabled: bool = row.try_get("", "enabled")?;
+    let failing_since: Option<DateTime<Utc>> = row.try_get("", "failing_since")?;
+    let failing_since = if any_success {
+        None
+    } else {
+        Some(failing_since.unwrap_or(now))
+    };
+    let too_long = failing_since.is_some_and(|since| {
+        now - since >= chrono::Duration::seconds(settings.disable_after_seconds as i64)
+    });
+    let disable_reason = if !enabled {
+        None
+    } else if gone {
+        Some("the endpoint answered 410 Gone".to_owned())
+    } else if too_long {
+        Some(format!(
+            "every delivery failed since {}",
+            failing_since.map(|s| s.to_rfc3339()).unwrap_or_default()
+        ))
+    } else {
+        None
+    };
+    let mut b = Binder::new(backend);
+    let sql = format!(
+        "UPDATE webhook_endpoints SET failing_since = {}, enabled = {}, disabled_reason = COALESCE({}, disabled_reason), updated_at = {} WHERE id = {}",
+        b.bind(failing_since),
+        b.bind(enabled && disable_reason.is_none()),
+        b.bind(disable_reason.clone()),
+        b.bind(now),
+        b.bind(endpoint.id),
+    );
+    txn.execute_raw(b.statement(sql)).await?;
+    if let Some(reason) = &disable_reason {
+        tracing::warn!(endpoint = %endpoint.id, reason, "webhook endpoint disabled");
+        metrics::counter!("webhook_endpoints_disabled_total").increment(1);
+        // The tenant's other endpoints hear of it (this one is disabled by now).
+        let subs = Subscriptions::load(&txn, [endpoint.tenant_id]).await?;
+        record(
+            &txn,
+            &subs,
+            vec![tenant_event(
+                endpoint.tenant_id,
+                EventType::EndpointDisabled,
+                serde_json::json!({
+                    "endpoint": {"id": endpoint.id, "url": endpoint.url},
+                    "reason": reason,
+                    "failingSince": failing_since,
+                }),
+            )],
+        )
+        .await?;
+    }
+    txn.commit().await?;
+    Ok(!enabled || disable_reason.is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schedule_is_followed_with_jitter_then_spent() {
+        let schedule: Vec<Duration> = [5, 300, 1800]
+            .into_iter()
+            .map(Duration::from_secs)
+            .collect();
+        assert_eq!(retry_wait(&schedule, 0), None);
+        for (failed, base) in [(1, 5.0), (2, 300.0), (3, 1800.0)] {
+            let w = retry_wait(&schedule, failed).expect("a wait").as_secs_f64();
+            assert!(w >= base * 0.9 - 1e-9 && w <= base * 1.1 + 1e-9, "{failed}: {w}");
+        }
+        assert_eq!(retry_wait(&schedule, 4), None);
+    }
+}

@@ -1,0 +1,216 @@
+//! The delivery log (ADMIN): an endpoint's deliveries newest first with every attempt,
+//! redelivery of one, and a test message.
+
+use chrono::Utc;
+use entity::{webhook_attempt, webhook_delivery};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait,
+};
+use uuid::Uuid;
+
+use super::record::{body, event_id, schedule_pump};
+use super::types::EventType;
+use crate::db::Binder;
+use crate::error::{DomainError, DomainResult};
+use crate::pagination::{Page, PageRequest, fetch};
+use crate::tenancy::TenantScope;
+use crate::types::{DeliveryStatus, DeliveryTrigger, Role};
+
+/// Attempts listed per delivery (the newest); older ones stay counted in `attempts`.
+pub const MAX_ATTEMPTS_LISTED: u64 = 50;
+
+pub async fn deliveries(
+    db: &DatabaseConnection,
+    scope: &TenantScope,
+    endpoint_id: Uuid,
+    status: Option<DeliveryStatus>,
+    page: PageRequest,
+) -> DomainResult<Page<webhook_delivery::Model>> {
+    // Also checks the endpoint is the tenant's.
+    super::endpoints::get(db, scope, endpoint_id).await?;
+    let mut q = webhook_delivery::Entity::find()
+        .filter(webhook_delivery::Column::TenantId.eq(scope.tenant_id()))
+        .filter(webhook_delivery::Column::EndpointId.eq(endpoint_id));
+    if let Some(s) = status {
+        q = q.filter(webhook_delivery::Column::Status.eq(s));
+    }
+    fetch(db, q, webhook_delivery::Column::Id, page).await
+}
+
+/// The attempts of some deliveries (the tenant's), newest first per delivery.
+pub async fn attempts_of(
+    db: &DatabaseConnection,
+    tenant_id: Uuid,
+    delivery_ids: &[Uuid],
+) -> DomainResult<Vec<webhook_attempt::Model>> {
+    if delivery_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(webhook_attempt::Entity::find()
+        .filter(webhook_attempt::Column::TenantId.eq(tenant_id))
+        .filter(webhook_attempt::Column::DeliveryId.is_in(delivery_ids.iter().copied()))
+        .order_by_desc(webhook_attempt::Column::AttemptedAt)
+        .limit(MAX_ATTEMPTS_LISTED * delivery_ids.len() as u64)
+        .all(db)
+        .await?)
+}
+
+/// The body a delivery sends (the event as signed).
+pub async fn event_body(
+    db: &DatabaseConnection,
+    tenant_id: Uuid,
+    event_id: &str,
+) -> DomainResult<Option<String>> {
+    let mut b = Binder::new(db.get_database_backend());
+    let sql = format!(
+        "SELECT body FROM webhook_events WHERE id = {} AND tenant_id = {}",
+        b.bind(event_id),
+        b.bind(tenant_id)
+    );
+    Ok(match db.query_one_raw(b.statement(sql)).await? {
+        Some(r) => Some(r.try_get("", "body")?),
+        None => None,
+    })
+}
+
+async fn insert_delivery<C: sea_orm::ConnectionTrait>(
+    conn: &C,
+    tenant_id: Uuid,
+    endpoint_id: Uuid,
+    event_id: &str,
+    event_type: &str,
+    subject: Option<Uuid>,
+    trigger: DeliveryTrigger,
+) -> DomainResult<Uuid> {
+    let now = Utc::now();
+    let id = Uuid::now_v7();
+    let mut b = Binder::new(conn.get_database_backend());
+    let row = b.row([
+        id.into(),
+        tenant_id.into(),
+        endpoint_id.into(),
+        event_id.to_owned().into(),
+        event_type.to_owned().into(),
+        subject.into(),
+        "PENDING".into(),
+        trigger.as_str().into(),
+        0i32.into(),
+        now.into(),
+        now.into(),
+        now.into(),
+    ]);
+    let sql = format!(
+        "INSERT INTO webhook_deliveries (id, tenant_id, endpoint_id, event_id, event_type, subject, status, \"trigger\", attempts, next_attempt_at, created_at, updated_at) VALUES {row}"
+    );
+    conn.execute_raw(b.statement(sql)).await?;
+    schedule_pump(conn, now).await?;
+    Ok(id)
+}
+
+/// Sends a delivery's event again to its endpoint, as a new delivery (same event id, so
+/// the receiver can tell it is the same event).
+pub async fn redeliver(
+    db: &DatabaseConnection,
+    scope: &TenantScope,
+    delivery_id: Uuid,
+) -> DomainResult<webhook_delivery::Model> {
+    scope.require(Role::Admin)?;
+    let d = webhook_delivery::Entity::find_by_id(delivery_id)
+        .filter(webhook_delivery::Column::TenantId.eq(scope.tenant_id()))
+        .one(db)
+        .await?
+        .ok_or_else(|| DomainError::not_found("webhook delivery"))?;
+    let txn = db.begin().await?;
+    let id = insert_delivery(
+        &txn,
+        d.tenant_id,
+        d.endpoint_id,
+        &d.event_id,
+        &d.event_type,
+        d.subject,
+        DeliveryTrigger::Manual,
+    )
+    .await?;
+    txn.commit().await?;
+    crate::jobs::wake(crate::jobs::Lane::Webhooks);
+    webhook_delivery::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .ok_or_else(|| DomainError::Internal("a new delivery vanished".into()))
+}
+
+/// Queues a `webhook.test` event to one endpoint.
+pub async fn send_test(
+    db: &DatabaseConnection,
+    scope: &TenantScope,
+    endpoint_id: Uuid,
+) -> DomainResult<webhook_delivery::Model> {
+    let endpoint = super::endpoints::get(db, scope, endpoint_id).await?;
+    if !endpoint.enabled {
+        return Err(DomainError::invalid(
+            "endpointId",
+            "the endpoint is disabled; enable it first",
+        ));
+    }
+    let now = Utc::now();
+    let id = event_id();
+    let data = serde_json::json!({
+        "endpointId": endpoint.id,
+        "message": "A test event from Switchboard.",
+    });
+    let txn = db.begin().await?;
+    let mut b = Binder::new(txn.get_database_backend());
+    let row = b.row([
+        id.clone().into(),
+        scope.tenant_id().into(),
+        EventType::Test.as_str().into(),
+        Option::<Uuid>::None.into(),
+        body(EventType::Test, now, &data).into(),
+        now.into(),
+    ]);
+    let sql = format!(
+        "INSERT INTO webhook_events (id, tenant_id, type, subject, body, created_at) VALUES {row}"
+    );
+    txn.execute_raw(b.statement(sql)).await?;
+    let delivery = insert_delivery(
+        &txn,
+        scope.tenant_id(),
+        endpoint.id,
+        &id,
+        EventType::Test.as_str(),
+        None,
+        DeliveryTrigger::Test,
+    )
+    .await?;
+    txn.commit().await?;
+    crate::jobs::wake(crate::jobs::Lane::Webhooks);
+    webhook_delivery::Entity::find_by_id(delivery)
+        .one(db)
+        .await?
+        .ok_or_else(|| DomainError::Internal("a new delivery vanished".into()))
+}
+
+/// Deletes finished deliveries (with their attempts) and events older than the retention
+/// period, a slice at a time. Returns the rows deleted.
+pub async fn prune(db: &DatabaseConnection, retention_days: u64) -> DomainResult<u64> {
+    let cut = Utc::now() - chrono::Duration::days(retention_days as i64);
+    let mut total = 0;
+    for sql in [
+        "DELETE FROM webhook_attempts WHERE id IN (SELECT id FROM webhook_attempts WHERE attempted_at < {cut} LIMIT 5000)",
+        "DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM webhook_deliveries WHERE status <> 'PENDING' AND finished_at < {cut} LIMIT 5000)",
+        "DELETE FROM webhook_events WHERE id IN (SELECT e.id FROM webhook_events e WHERE e.created_at < {cut} \
+         AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = e.id) LIMIT 5000)",
+    ] {
+        loop {
+            let mut b = Binder::new(db.get_database_backend());
+            let stmt = sql.replace("{cut}", &b.bind(cut));
+            let n = db.execute_raw(b.statement(stmt)).await?.rows_affected();
+            total += n;
+            if n < 5000 {
+                break;
+            }
+        }
+    }
+    Ok(total)
+}

@@ -1,0 +1,233 @@
+//! Events are recorded in the transaction of the change they describe: one event row and
+//! one delivery row per enabled endpoint whose filter matches, and a pump job for the
+//! webhooks lane. Nothing is written when no endpoint of the tenant wants the event, so a
+//! tenant without webhooks pays one indexed read per transaction.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use sea_orm::ConnectionTrait;
+use uuid::Uuid;
+
+use super::types::{EventType, Filter};
+use crate::db::Binder;
+use crate::error::DomainResult;
+use crate::jobs::{Job, Lane, queue};
+
+/// An event about to be recorded.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub tenant_id: Uuid,
+    pub kind: EventType,
+    /// The call, customer or campaign it is about: one endpoint receives one subject's
+    /// events in the order they were recorded.
+    pub subject: Option<Uuid>,
+    pub data: serde_json::Value,
+    pub at: DateTime<Utc>,
+}
+
+impl NewEvent {
+    pub fn new(
+        tenant_id: Uuid,
+        kind: EventType,
+        subject: Option<Uuid>,
+        data: serde_json::Value,
+    ) -> Self {
+        NewEvent {
+            tenant_id,
+            kind,
+            subject,
+            data,
+            at: Utc::now(),
+        }
+    }
+}
+
+/// The enabled endpoints of some tenants and what they subscribe to.
+#[derive(Debug, Default)]
+pub struct Subscriptions {
+    endpoints: Vec<(Uuid, Uuid, Filter)>,
+}
+
+impl Subscriptions {
+    pub async fn load<C: ConnectionTrait>(
+        conn: &C,
+        tenants: impl IntoIterator<Item = Uuid>,
+    ) -> DomainResult<Self> {
+        let tenants: HashSet<Uuid> = tenants.into_iter().collect();
+        if tenants.is_empty() {
+            return Ok(Subscriptions::default());
+        }
+        let mut b = Binder::new(conn.get_database_backend());
+        let list = b.list(tenants.into_iter().map(Into::into));
+        let yes = b.bind(true);
+        let sql = format!(
+            "SELECT id, tenant_id, events FROM webhook_endpoints WHERE tenant_id IN ({list}) AND enabled = {yes}"
+        );
+        let mut endpoints = Vec::new();
+        for row in conn.query_all_raw(b.statement(sql)).await? {
+            let events: serde_json::Value = row.try_get("", "events")?;
+            endpoints.push((
+                row.try_get("", "id")?,
+                row.try_get("", "tenant_id")?,
+                Filter::from_json(&events),
+            ));
+        }
+        Ok(Subscriptions { endpoints })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.endpoints.is_empty()
+    }
+
+    /// Whether some endpoint of `tenant` wants `kind` (to skip building unwanted payloads).
+    pub fn wants(&self, tenant: Uuid, kind: EventType) -> bool {
+        self.endpoints
+            .iter()
+            .any(|(_, t, f)| *t == tenant && f.matches(kind.as_str()))
+    }
+
+    fn endpoints_for(&self, tenant: Uuid, kind: EventType) -> impl Iterator<Item = Uuid> + '_ {
+        self.endpoints
+            .iter()
+            .filter(move |(_, t, f)| *t == tenant && f.matches(kind.as_str()))
+            .map(|(id, _, _)| *id)
+    }
+}
+
+/// A new event id: `evt_` and a time-ordered UUID.
+pub(crate) fn event_id() -> String {
+    format!("evt_{}", Uuid::now_v7().simple())
+}
+
+/// The body every endpoint receives for an event: `type`, `timestamp`, `data`.
+pub(crate) fn body(kind: EventType, at: DateTime<Utc>, data: &serde_json::Value) -> String {
+    serde_json::json!({
+        "type": kind.as_str(),
+        "timestamp": at.to_rfc3339_opts(SecondsFormat::Millis, true),
+        "data": data,
+    })
+    .to_string()
+}
+
+// Rows per multi-row insert: well under both databases' bound-parameter limits.
+const CHUNK: usize = 500;
+
+/// Records `events` for the endpoints in `subs`, in the caller's transaction. Returns
+/// whether any delivery was written (the caller wakes the webhooks lane after commit).
+pub async fn record<C: ConnectionTrait>(
+    conn: &C,
+    subs: &Subscriptions,
+    events: Vec<NewEvent>,
+) -> DomainResult<bool> {
+    if subs.is_empty() || events.is_empty() {
+        return Ok(false);
+    }
+    let backend = conn.get_database_backend();
+    let now = Utc::now();
+    let mut event_rows: Vec<(String, NewEvent)> = Vec::new();
+    let mut deliveries: Vec<(Uuid, String, EventType, Option<Uuid>, Uuid)> = Vec::new();
+    for e in events {
+        let targets: Vec<Uuid> = subs.endpoints_for(e.tenant_id, e.kind).collect();
+        if targets.is_empty() {
+            continue;
+        }
+        let id = event_id();
+        for endpoint in targets {
+            deliveries.push((endpoint, id.clone(), e.kind, e.subject, e.tenant_id));
+        }
+        event_rows.push((id, e));
+    }
+    if deliveries.is_empty() {
+        return Ok(false);
+    }
+    for chunk in event_rows.chunks(CHUNK) {
+        let mut b = Binder::new(backend);
+        let rows: Vec<String> = chunk
+            .iter()
+            .map(|(id, e)| {
+                b.row([
+                    id.clone().into(),
+                    e.tenant_id.into(),
+                    e.kind.as_str().into(),
+                    e.subject.into(),
+                    body(e.kind, e.at, &e.data).into(),
+                    e.at.into(),
+                ])
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO webhook_events (id, tenant_id, type, subject, body, created_at) VALUES {}",
+            rows.join(", ")
+        );
+        conn.execute_raw(b.statement(sql)).await?;
+    }
+    for chunk in deliveries.chunks(CHUNK) {
+        let mut b = Binder::new(backend);
+        let rows: Vec<String> = chunk
+            .iter()
+            .map(|(endpoint, event, kind, subject, tenant)| {
+                b.row([
+                    Uuid::now_v7().into(),
+                    (*tenant).into(),
+                    (*endpoint).into(),
+                    event.clone().into(),
+                    kind.as_str().into(),
+                    (*subject).into(),
+                    "PENDING".into(),
+                    "EVENT".into(),
+                    0i32.into(),
+                    now.into(),
+                    now.into(),
+                    now.into(),
+                ])
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO webhook_deliveries (id, tenant_id, endpoint_id, event_id, event_type, subject, status, \"trigger\", attempts, next_attempt_at, created_at, updated_at) VALUES {}",
+            rows.join(", ")
+        );
+        conn.execute_raw(b.statement(sql)).await?;
+    }
+    metrics::counter!("webhook_events_recorded_total").increment(event_rows.len() as u64);
+    schedule_pump(conn, now).await?;
+    Ok(true)
+}
+
+/// Loads the tenants' subscriptions and records `events` for them.
+pub async fn record_events<C: ConnectionTrait>(
+    conn: &C,
+    events: Vec<NewEvent>,
+) -> DomainResult<bool> {
+    if events.is_empty() {
+        return Ok(false);
+    }
+    let subs = Subscriptions::load(conn, events.iter().map(|e| e.tenant_id)).await?;
+    record(conn, &subs, events).await
+}
+
+/// Makes sure a pump runs now: one job per 50 ms window however many transactions ask.
+/// The job runs until a little after its window ends, so a transaction that joined the
+/// window but committed after the pump's first pass is still sent by it.
+pub(crate) async fn schedule_pump<C: ConnectionTrait>(
+    conn: &C,
+    at: DateTime<Utc>,
+) -> DomainResult<()> {
+    use super::jobs::DeliverWebhooks;
+    const WINDOW_MS: i64 = 50;
+    const GRACE_MS: i64 = 250;
+    let window = at.timestamp_millis() / WINDOW_MS;
+    let job = DeliverWebhooks {
+        until: Some((window + 1) * WINDOW_MS + GRACE_MS),
+    };
+    queue::enqueue_once(
+        conn,
+        DeliverWebhooks::KIND,
+        Lane::Webhooks,
+        window,
+        serde_json::to_value(&job).map_err(|e| crate::error::DomainError::Internal(e.to_string()))?,
+        at,
+    )
+    .await?;
+    Ok(())
+}
