@@ -45,12 +45,8 @@ impl Services {
                 .map_err(|e| DomainError::Internal(format!("secrets key: {e}")))?,
         );
         let outbound = crate::outbound::Outbound::new(&settings.webhooks, cipher.clone())?;
-        let mut providers = Registry::with_retry(
-            db.clone(),
-            cipher,
-            settings.providers.clone(),
-            retry,
-        )?;
+        let mut providers =
+            Registry::with_retry(db.clone(), cipher, settings.providers.clone(), retry)?;
         if let Some(url) = &settings.redis_url {
             providers = providers.with_shared_budgets(url.expose())?;
         }

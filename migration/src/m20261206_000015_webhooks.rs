@@ -95,7 +95,9 @@ impl MigrationTrait for Migration {
                     ))
                     .col(boolean(WebhookEndpoints::Enabled))
                     .col(text_null(WebhookEndpoints::DisabledReason))
-                    .col(timestamp_with_time_zone_null(WebhookEndpoints::FailingSince))
+                    .col(timestamp_with_time_zone_null(
+                        WebhookEndpoints::FailingSince,
+                    ))
                     .col(timestamp_with_time_zone(WebhookEndpoints::CreatedAt))
                     .col(timestamp_with_time_zone(WebhookEndpoints::UpdatedAt))
                     .foreign_key(

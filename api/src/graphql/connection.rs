@@ -68,6 +68,10 @@ impl<L: Listing> Connection<L> {
 #[graphql(concrete(name = "SyncRunEdge", params(super::sync::SyncRun)))]
 #[graphql(concrete(name = "CampaignEdge", params(super::campaigns::Campaign)))]
 #[graphql(concrete(name = "QueueItemEdge", params(super::campaigns::QueueItem)))]
+#[graphql(concrete(
+    name = "WebhookDeliveryEdge",
+    params(super::webhook_endpoints::WebhookDelivery)
+))]
 pub struct Edge<N: OutputType> {
     /// Position of this row, for `after`.
     pub cursor: String,

@@ -22,6 +22,7 @@ pub mod subscription;
 pub mod sync;
 pub mod tenancy;
 pub mod types;
+pub mod webhook_endpoints;
 pub mod ws;
 
 use async_graphql::Schema;

@@ -12,6 +12,7 @@ use super::customers::{CustomersMutation, CustomersQuery};
 use super::scoring::{ScoringMutation, ScoringQuery};
 use super::sync::{SyncMutation, SyncQuery};
 use super::tenancy::{TenancyMutation, TenancyQuery};
+use super::webhook_endpoints::{WebhookEndpointsMutation, WebhookEndpointsQuery};
 
 /// Reads. Resolvers parse arguments and call `domain`; nothing else.
 #[derive(MergedObject, Default)]
@@ -25,6 +26,7 @@ pub struct Query(
     AnalysisQuery,
     ScoringQuery,
     AnalyticsQuery,
+    WebhookEndpointsQuery,
 );
 
 /// Writes. Roles and tenancy are checked in `domain`, not here.
@@ -38,4 +40,5 @@ pub struct Mutation(
     SyncMutation,
     AnalysisMutation,
     ScoringMutation,
+    WebhookEndpointsMutation,
 );

@@ -17,6 +17,7 @@ mod intelligence;
 mod live;
 mod llm;
 mod operations;
+mod outbound;
 mod pagination;
 mod phones;
 mod schema;

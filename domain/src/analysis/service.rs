@@ -362,6 +362,14 @@ pub async fn analyse(
         Err(e) if crate::db::is_unique_violation(&e) => return Ok(Ran::AlreadyDone),
         Err(e) => return Err(AnalyseError::Domain(e.into())),
     }
+    use crate::outbound::{EventType, NewEvent, Subscriptions, payloads};
+    let subs = Subscriptions::load(&txn, [tenant_id]).await?;
+    let before = match call.customer_id {
+        Some(id) if subs.wants(tenant_id, EventType::CustomerUpdated) => {
+            entity::customer::Entity::find_by_id(id).one(&txn).await?
+        }
+        _ => None,
+    };
     if let Some(outcome) = row.outcome {
         super::effects::apply(&txn, &call, outcome).await?;
     }
@@ -369,7 +377,26 @@ pub async fn analyse(
         let rules = super::scores::rules_of(&txn, tenant_id).await?;
         super::scores::rescore(&txn, tenant_id, customer_id, &rules).await?;
     }
+    let mut events = vec![NewEvent::new(
+        tenant_id,
+        EventType::CallAnalyzed,
+        Some(call.id),
+        serde_json::json!({ "analysis": payloads::analysis(&row), "customerId": call.customer_id }),
+    )];
+    if let Some(before) = before
+        && let Some(after) = entity::customer::Entity::find_by_id(before.id)
+            .one(&txn)
+            .await?
+        && (after.status, after.lead_score, &after.segment)
+            != (before.status, before.lead_score, &before.segment)
+    {
+        events.push(payloads::customer_event(EventType::CustomerUpdated, &after));
+    }
+    let webhooks = crate::outbound::record(&txn, &subs, events).await?;
     txn.commit().await?;
+    if webhooks {
+        crate::jobs::wake(crate::jobs::Lane::Webhooks);
+    }
     // Dashboards see the analysis through the call's update (its status unchanged).
     let status = call.status;
     if let Err(e) = services

@@ -122,7 +122,7 @@ pub async fn start_call(
         Some(c) => c.id,
         None => {
             let name = variables.as_ref().and_then(recipient_name);
-            upsert_customer(
+            let (id, created) = upsert_customer(
                 &txn,
                 scope.tenant_id(),
                 &phone,
@@ -130,8 +130,12 @@ pub async fn start_call(
                 EventSource::Api,
                 None,
             )
-            .await?
-            .0
+            .await?;
+            if created {
+                crate::outbound::record::customer_changes(&txn, scope.tenant_id(), &[id], &[])
+                    .await?;
+            }
+            id
         }
     };
     let id = Uuid::now_v7();

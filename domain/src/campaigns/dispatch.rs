@@ -19,7 +19,8 @@ use crate::calls::jobs::PlaceCalls;
 use crate::calls::live;
 use crate::calls::transition::{self, AfterCommit};
 use crate::db::{Binder, Dialect};
-use crate::jobs::{self, Job, Outcome};
+use crate::jobs::{self, Job, Lane, Outcome};
+use crate::outbound::{EventType, payloads};
 use crate::services::Services;
 use crate::types::{CallDirection, CallStatus, CampaignStatus, EventSource, LeadStatus};
 
@@ -341,7 +342,8 @@ async fn queue_calls<C: ConnectionTrait>(
 /// Marks a running campaign with no active item COMPLETED.
 pub(crate) async fn complete(services: &Services, c: &campaign::Model) -> anyhow::Result<()> {
     let now = Utc::now();
-    let mut b = Binder::new(services.db().get_database_backend());
+    let txn = crate::db::begin_write(services.db()).await?;
+    let mut b = Binder::new(txn.get_database_backend());
     let sql = format!(
         "UPDATE campaigns SET status = 'COMPLETED', finished_at = {}, updated_at = {} WHERE id = {} AND status = 'RUNNING' \
          AND NOT EXISTS (SELECT 1 FROM campaign_items WHERE campaign_id = {} AND status IN ('PENDING', 'DISPATCHING', 'IN_PROGRESS'))",
@@ -350,14 +352,27 @@ pub(crate) async fn complete(services: &Services, c: &campaign::Model) -> anyhow
         b.bind(c.id),
         b.bind(c.id)
     );
-    let moved = services
-        .db()
-        .execute_raw(b.statement(sql))
-        .await?
-        .rows_affected();
+    let moved = txn.execute_raw(b.statement(sql)).await?.rows_affected();
     if moved > 0 {
+        record_campaign_event(&txn, EventType::CampaignCompleted, c.id).await?;
+    }
+    txn.commit().await?;
+    if moved > 0 {
+        jobs::wake(Lane::Webhooks);
         tracing::info!(campaign.id = %c.id, "campaign completed");
         service::publish_progress(services, c.tenant_id, c.id).await;
+    }
+    Ok(())
+}
+
+/// Records a campaign event with the campaign as it now is, in the caller's transaction.
+pub(crate) async fn record_campaign_event<C: ConnectionTrait>(
+    conn: &C,
+    kind: EventType,
+    id: Uuid,
+) -> anyhow::Result<()> {
+    if let Some(model) = campaign::Entity::find_by_id(id).one(conn).await? {
+        crate::outbound::record_events(conn, vec![payloads::campaign_event(kind, &model)]).await?;
     }
     Ok(())
 }
@@ -369,20 +384,21 @@ pub(crate) async fn pause_for(
     reason: &str,
 ) -> anyhow::Result<bool> {
     let now = Utc::now();
-    let mut b = Binder::new(services.db().get_database_backend());
+    let txn = crate::db::begin_write(services.db()).await?;
+    let mut b = Binder::new(txn.get_database_backend());
     let sql = format!(
         "UPDATE campaigns SET status = 'PAUSED', paused_reason = {}, updated_at = {} WHERE id = {} AND status = 'RUNNING'",
         b.bind(reason),
         b.bind(now),
         b.bind(c.id)
     );
-    let moved = services
-        .db()
-        .execute_raw(b.statement(sql))
-        .await?
-        .rows_affected()
-        > 0;
+    let moved = txn.execute_raw(b.statement(sql)).await?.rows_affected() > 0;
     if moved {
+        record_campaign_event(&txn, EventType::CampaignPaused, c.id).await?;
+    }
+    txn.commit().await?;
+    if moved {
+        jobs::wake(Lane::Webhooks);
         tracing::warn!(campaign.id = %c.id, reason, "campaign paused itself");
         service::publish_progress(services, c.tenant_id, c.id).await;
     }

@@ -119,6 +119,7 @@ pub(crate) async fn finish(
             (QueueItemStatus::Failed, Some(error), None, false)
         }
     };
+    let error_kept = error.clone();
     let mut b = Binder::new(txn.get_database_backend());
     let sql = format!(
         "UPDATE campaign_items SET status = {}, last_error = COALESCE({}, last_error), \
@@ -131,11 +132,34 @@ pub(crate) async fn finish(
         b.bind(item.id)
     );
     txn.execute_raw(b.statement(sql)).await?;
+    if status.is_finished() {
+        let finished = campaign_item::Model {
+            status,
+            attempts: item.attempts - i32::from(refund),
+            last_error: error_kept.or(item.last_error.clone()),
+            updated_at: now,
+            ..item.clone()
+        };
+        crate::outbound::record_events(
+            &txn,
+            vec![crate::outbound::NewEvent::new(
+                c.tenant_id,
+                crate::outbound::EventType::CampaignItemFinished,
+                Some(c.id),
+                serde_json::json!({
+                    "item": crate::outbound::payloads::campaign_item(&finished),
+                    "callStatus": call.status.as_str(),
+                }),
+            )],
+        )
+        .await?;
+    }
     if c.status == CampaignStatus::Running {
         hurry(&txn, &c).await?;
     }
     txn.commit().await?;
     jobs::wake(DispatchCampaign::LANE);
+    jobs::wake(crate::jobs::Lane::Webhooks);
     if c.status == CampaignStatus::Running {
         dispatch::complete(services, &c).await?;
     }

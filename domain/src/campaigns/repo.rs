@@ -126,6 +126,8 @@ pub(crate) async fn insert_customers<C: ConnectionTrait>(
     for row in conn.query_all_raw(b.statement(sql)).await? {
         out.insert(row.try_get("", "phone_number")?, row.try_get("", "id")?);
     }
+    let created: Vec<Uuid> = out.values().copied().collect();
+    crate::outbound::record::customer_changes(conn, tenant_id, &created, &[]).await?;
     let raced: Vec<&str> = rows
         .iter()
         .map(|r| r.phone.as_str())

@@ -18,7 +18,8 @@ use super::window::{CallingWindow, Window, parse_zone};
 use crate::db::Binder;
 use crate::error::{DomainError, DomainResult};
 use crate::events::Event;
-use crate::jobs::{self, Job};
+use crate::jobs::{self, Job, Lane};
+use crate::outbound::{EventType, payloads};
 use crate::pagination::{self, Page, PageRequest};
 use crate::services::Services;
 use crate::tenancy::TenantScope;
@@ -531,6 +532,16 @@ async fn move_status<C: ConnectionTrait>(
             format!("a {} campaign cannot be {verb}", model.status),
         ));
     }
+    let kind = match to {
+        CampaignStatus::Running if from.contains(&CampaignStatus::Draft) => {
+            EventType::CampaignStarted
+        }
+        CampaignStatus::Running => EventType::CampaignResumed,
+        CampaignStatus::Paused => EventType::CampaignPaused,
+        CampaignStatus::Completed => EventType::CampaignCompleted,
+        _ => EventType::CampaignCanceled,
+    };
+    crate::outbound::record_events(conn, vec![payloads::campaign_event(kind, &model)]).await?;
     Ok(model)
 }
 
@@ -568,6 +579,7 @@ pub async fn start(
     dispatch_now(&txn, &c).await?;
     txn.commit().await?;
     jobs::wake(DispatchCampaign::LANE);
+    jobs::wake(Lane::Webhooks);
     publish_progress(services, c.tenant_id, c.id).await;
     Ok(c)
 }
@@ -579,8 +591,9 @@ pub async fn pause(
     id: Uuid,
 ) -> DomainResult<campaign::Model> {
     scope.require(Role::Member)?;
+    let txn = crate::db::begin_write(services.db()).await?;
     let c = move_status(
-        services.db(),
+        &txn,
         scope,
         id,
         &[CampaignStatus::Running],
@@ -589,6 +602,8 @@ pub async fn pause(
         "paused",
     )
     .await?;
+    txn.commit().await?;
+    jobs::wake(Lane::Webhooks);
     publish_progress(services, c.tenant_id, c.id).await;
     Ok(c)
 }
@@ -614,6 +629,7 @@ pub async fn resume(
     dispatch_now(&txn, &c).await?;
     txn.commit().await?;
     jobs::wake(DispatchCampaign::LANE);
+    jobs::wake(Lane::Webhooks);
     publish_progress(services, c.tenant_id, c.id).await;
     Ok(c)
 }
@@ -648,6 +664,7 @@ pub async fn cancel(
     );
     txn.execute_raw(b.statement(sql)).await?;
     txn.commit().await?;
+    jobs::wake(Lane::Webhooks);
     publish_progress(services, c.tenant_id, c.id).await;
     Ok(c)
 }

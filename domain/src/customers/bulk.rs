@@ -78,7 +78,7 @@ pub(crate) async fn write_customers<C: ConnectionTrait>(
         .keys()
         .filter_map(|p| existing.get(p).map(|id| (p.as_str(), *id)))
         .collect();
-    update_customers(conn, customers, &changes, &here, now).await?;
+    let mut updated = update_customers(conn, customers, &changes, &here, now).await?;
     for (phone, id) in here {
         ids.insert(phone.to_owned(), (id, false));
     }
@@ -122,7 +122,7 @@ pub(crate) async fn write_customers<C: ConnectionTrait>(
         if !raced.is_empty() {
             let raced = customers_by_phone(conn, tenant_id, &raced).await?;
             let pairs: Vec<(&str, Uuid)> = raced.iter().map(|(p, id)| (p.as_str(), *id)).collect();
-            update_customers(conn, customers, &changes, &pairs, now).await?;
+            updated.extend(update_customers(conn, customers, &changes, &pairs, now).await?);
             for (phone, id) in pairs {
                 ids.insert(phone.to_owned(), (id, false));
             }
@@ -150,21 +150,23 @@ pub(crate) async fn write_customers<C: ConnectionTrait>(
         );
         conn.execute_raw(b.statement(sql)).await?;
     }
+    let created: Vec<Uuid> = ids.values().filter(|v| v.1).map(|v| v.0).collect();
+    crate::outbound::record::customer_changes(conn, tenant_id, &created, &updated).await?;
     Ok(ids)
 }
 
 /// Updates the customers `targets` (number, id): last contact, a missing name, the lead
 /// status. A row is rewritten only when one of those changes, so a repeated report costs
-/// no new row version.
+/// no new row version. Returns the ids of the rows rewritten.
 async fn update_customers<C: ConnectionTrait>(
     conn: &C,
     customers: &BTreeMap<String, CustomerPlan>,
     changes: &BTreeMap<&str, LeadChange>,
     targets: &[(&str, Uuid)],
     now: DateTime<Utc>,
-) -> DomainResult<()> {
+) -> DomainResult<Vec<Uuid>> {
     if targets.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let mut b = Binder::new(conn.get_database_backend());
     let rows: Vec<String> = targets
@@ -202,11 +204,20 @@ async fn update_customers<C: ConnectionTrait>(
          updated_at = CASE WHEN ({status}) <> customers.status THEN {now_slot} ELSE customers.updated_at END, \
          status = {status} \
          FROM v WHERE customers.id = v.id \
-         AND ({later} OR (customers.name IS NULL AND v.name IS NOT NULL) OR ({status}) <> customers.status)",
+         AND ({later} OR (customers.name IS NULL AND v.name IS NOT NULL) OR ({status}) <> customers.status) \
+         RETURNING {returning}",
         rows = rows.join(", "),
+        // SQLite's RETURNING names only the updated table's columns, unqualified.
+        returning = match crate::db::Dialect::of(conn) {
+            crate::db::Dialect::Postgres => "customers.id",
+            crate::db::Dialect::Sqlite => "id",
+        },
     );
-    conn.execute_raw(b.statement(sql)).await?;
-    Ok(())
+    let mut updated = Vec::new();
+    for row in conn.query_all_raw(b.statement(sql)).await? {
+        updated.push(row.try_get("", "id")?);
+    }
+    Ok(updated)
 }
 
 /// Finds or creates the tenant's customer for `phone`, moving `last_contacted_at` forward

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::repo;
 use crate::error::{DomainError, DomainResult, OnConflict};
+use crate::outbound::{self, EventType, payloads};
 use crate::phone::PhoneNumber;
 use crate::tenancy::TenantScope;
 use crate::types::{LeadStatus, Role};
@@ -184,7 +185,16 @@ pub async fn create(
         .await
         .on_conflict("phoneNumber", DUPLICATE_PHONE)?;
     repo::replace_tags(&txn, scope, created.id, &tags).await?;
+    let webhooks = outbound::record_events(
+        &txn,
+        vec![payloads::customer_event(
+            EventType::CustomerCreated,
+            &created,
+        )],
+    )
+    .await?;
     txn.commit().await?;
+    outbound::wake_if(webhooks);
     Ok(created)
 }
 
@@ -231,7 +241,16 @@ pub async fn update(
     if let Some(t) = &new_tags {
         repo::replace_tags(&txn, scope, id, t).await?;
     }
+    let webhooks = outbound::record_events(
+        &txn,
+        vec![payloads::customer_event(
+            EventType::CustomerUpdated,
+            &updated,
+        )],
+    )
+    .await?;
     txn.commit().await?;
+    outbound::wake_if(webhooks);
     Ok(updated)
 }
 
@@ -322,7 +341,16 @@ pub async fn merge(
     active.updated_at = Set(Utc::now());
     let merged = active.update(&txn).await?;
     repo::replace_tags(&txn, scope, merged.id, &merged_tags).await?;
+    let webhooks = outbound::record_events(
+        &txn,
+        vec![payloads::customer_event(
+            EventType::CustomerUpdated,
+            &merged,
+        )],
+    )
+    .await?;
     txn.commit().await?;
+    outbound::wake_if(webhooks);
     Ok(merged)
 }
 

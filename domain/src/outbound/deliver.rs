@@ -30,6 +30,10 @@ pub const EXCERPT_BYTES: usize = 1024;
 const ACTIVE_ENDPOINTS: usize = 64;
 /// Batches an endpoint's task sends before it yields its place to other endpoints.
 const BATCHES_PER_TURN: usize = 4;
+/// How often a pump with batches out looks for other endpoints' due deliveries.
+const LOOK_AGAIN: Duration = Duration::from_millis(200);
+/// How long an endpoint whose turn found nothing to claim is left alone.
+const REST: Duration = Duration::from_millis(500);
 /// A `Retry-After` longer than this is not waited for beyond the schedule's own waits.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
 
@@ -56,16 +60,19 @@ pub async fn pump(services: &Services, deadline: Instant) -> DomainResult<PumpSt
     let mut stats = PumpStats::default();
     let mut active: HashSet<Uuid> = HashSet::new();
     // Endpoints whose turn claimed nothing (their due deliveries wait behind an earlier one
-    // another worker holds): not retried by this pump, so it never spins.
-    let mut idle: HashSet<Uuid> = HashSet::new();
+    // another worker holds) rest a moment before this pump looks at them again.
+    let mut resting: HashMap<Uuid, Instant> = HashMap::new();
     let mut tasks = tokio::task::JoinSet::new();
     loop {
-        if Instant::now() < deadline && active.len() < ACTIVE_ENDPOINTS {
+        let now = Instant::now();
+        let open = now < deadline && active.len() < ACTIVE_ENDPOINTS;
+        if open {
+            resting.retain(|_, until| *until > now);
             for endpoint in due_endpoints(&db, Utc::now()).await? {
                 if active.len() >= ACTIVE_ENDPOINTS {
                     break;
                 }
-                if active.contains(&endpoint) || idle.contains(&endpoint) {
+                if active.contains(&endpoint) || resting.contains_key(&endpoint) {
                     continue;
                 }
                 active.insert(endpoint);
@@ -76,7 +83,16 @@ pub async fn pump(services: &Services, deadline: Instant) -> DomainResult<PumpSt
                 });
             }
         }
-        let Some(joined) = tasks.join_next().await else {
+        // While a slow endpoint's batch is out, keep looking for other endpoints' work.
+        let joined = if open {
+            tokio::select! {
+                j = tasks.join_next() => j,
+                _ = tokio::time::sleep(LOOK_AGAIN) => continue,
+            }
+        } else {
+            tasks.join_next().await
+        };
+        let Some(joined) = joined else {
             break;
         };
         match joined {
@@ -84,16 +100,19 @@ pub async fn pump(services: &Services, deadline: Instant) -> DomainResult<PumpSt
                 active.remove(&endpoint);
                 match result {
                     Ok(s) if s.attempts == 0 => {
-                        idle.insert(endpoint);
+                        resting.insert(endpoint, Instant::now() + REST);
                     }
                     Ok(s) => stats.add(s),
                     Err(e) => {
-                        idle.insert(endpoint);
+                        resting.insert(endpoint, Instant::now() + REST);
                         tracing::warn!(%endpoint, error = %e, "webhook delivery batch failed");
                     }
                 }
             }
             Err(e) => tracing::error!(error = %e, "webhook delivery task panicked"),
+        }
+        if tasks.is_empty() && resting.is_empty() && Instant::now() >= deadline {
+            break;
         }
     }
     Ok(stats)
@@ -174,7 +193,8 @@ async fn claim(
     Ok(claimed
         .into_iter()
         .filter_map(|(id, event_id, attempts)| {
-            let body = bodies.remove(&event_id).or_else(|| None)?;
+            // A redelivery and its original may share one event.
+            let body = bodies.get(&event_id).cloned()?;
             Some(Claimed {
                 id,
                 event_id,
@@ -215,7 +235,10 @@ async fn drain(
     deadline: Instant,
 ) -> DomainResult<PumpStats> {
     let mut stats = PumpStats::default();
-    let Some(endpoint) = webhook_endpoint::Entity::find_by_id(endpoint_id).one(db).await? else {
+    let Some(endpoint) = webhook_endpoint::Entity::find_by_id(endpoint_id)
+        .one(db)
+        .await?
+    else {
         return Ok(stats);
     };
     if !endpoint.enabled {
@@ -363,6 +386,7 @@ async fn settle(
     );
     txn.execute_raw(b.statement(sql)).await?;
 
+    let mut soonest_retry: Option<DateTime<Utc>> = None;
     for a in attempts {
         let tries = a.prior_attempts + 1;
         let (status, next, finished) = if a.succeeded() {
@@ -378,6 +402,7 @@ async fn settle(
                         None => wait,
                     };
                     let next = now + chrono::Duration::from_std(wait).unwrap_or_default();
+                    soonest_retry = Some(soonest_retry.map_or(next, |s| s.min(next)));
                     ("PENDING", next, None)
                 }
                 None => ("FAILED", now, Some(now)),
@@ -404,11 +429,19 @@ async fn settle(
         }
     }
 
+    // Retries due sooner than the periodic pump get a pump of their own at that time.
+    if let Some(at) = soonest_retry.filter(|at| *at - now < chrono::Duration::seconds(2)) {
+        super::record::schedule_pump(&txn, at).await?;
+    }
+
     let any_success = attempts.iter().any(Attempt::succeeded);
     let gone = attempts.iter().any(Attempt::gone);
     let mut b = Binder::new(backend);
     let id = b.bind(endpoint.id);
-    let sql = format!("SELECT enabled, failing_since FROM webhook_endpoints WHERE id = {id}{}", Dialect::of(&txn).for_update());
+    let sql = format!(
+        "SELECT enabled, failing_since FROM webhook_endpoints WHERE id = {id}{}",
+        Dialect::of(&txn).for_update()
+    );
     let Some(row) = txn.query_one_raw(b.statement(sql)).await? else {
         txn.commit().await?;
         return Ok(true);
@@ -482,7 +515,10 @@ mod tests {
         assert_eq!(retry_wait(&schedule, 0), None);
         for (failed, base) in [(1, 5.0), (2, 300.0), (3, 1800.0)] {
             let w = retry_wait(&schedule, failed).expect("a wait").as_secs_f64();
-            assert!(w >= base * 0.9 - 1e-9 && w <= base * 1.1 + 1e-9, "{failed}: {w}");
+            assert!(
+                w >= base * 0.9 - 1e-9 && w <= base * 1.1 + 1e-9,
+                "{failed}: {w}"
+            );
         }
         assert_eq!(retry_wait(&schedule, 4), None);
     }

@@ -4,8 +4,8 @@
 use chrono::{Duration as ChronoDuration, Utc};
 use entity::webhook_endpoint;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, IntoActiveModel, PaginatorTrait,
-    QueryFilter, QueryOrder, Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, IntoActiveModel,
+    PaginatorTrait, QueryFilter, QueryOrder, Set, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -204,7 +204,12 @@ pub async fn disable(
     row.enabled = Set(false);
     row.disabled_reason = Set(Some(
         reason
-            .map(|r| r.trim().chars().take(MAX_DESCRIPTION_CHARS).collect::<String>())
+            .map(|r| {
+                r.trim()
+                    .chars()
+                    .take(MAX_DESCRIPTION_CHARS)
+                    .collect::<String>()
+            })
             .filter(|r| !r.is_empty())
             .unwrap_or_else(|| "disabled by a user".to_owned()),
     ));

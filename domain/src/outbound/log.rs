@@ -4,8 +4,8 @@
 use chrono::Utc;
 use entity::{webhook_attempt, webhook_delivery};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -38,6 +38,46 @@ pub async fn deliveries(
     fetch(db, q, webhook_delivery::Column::Id, page).await
 }
 
+/// Deliveries of an endpoint over all pages (with `status`, of that status only).
+pub async fn count(
+    db: &DatabaseConnection,
+    scope: &TenantScope,
+    endpoint_id: Uuid,
+    status: Option<DeliveryStatus>,
+) -> DomainResult<u64> {
+    use sea_orm::PaginatorTrait;
+    scope.require(Role::Admin)?;
+    let mut q = webhook_delivery::Entity::find()
+        .filter(webhook_delivery::Column::TenantId.eq(scope.tenant_id()))
+        .filter(webhook_delivery::Column::EndpointId.eq(endpoint_id));
+    if let Some(s) = status {
+        q = q.filter(webhook_delivery::Column::Status.eq(s));
+    }
+    Ok(q.count(db).await?)
+}
+
+/// The bodies of some events (the tenant's), by event id.
+pub async fn bodies(
+    db: &DatabaseConnection,
+    tenant_id: Uuid,
+    event_ids: &[&str],
+) -> DomainResult<std::collections::HashMap<String, String>> {
+    let mut out = std::collections::HashMap::new();
+    if event_ids.is_empty() {
+        return Ok(out);
+    }
+    let mut b = Binder::new(db.get_database_backend());
+    let list = b.list(event_ids.iter().map(|s| (*s).to_owned().into()));
+    let sql = format!(
+        "SELECT id, body FROM webhook_events WHERE tenant_id = {} AND id IN ({list})",
+        b.bind(tenant_id)
+    );
+    for r in db.query_all_raw(b.statement(sql)).await? {
+        out.insert(r.try_get("", "id")?, r.try_get("", "body")?);
+    }
+    Ok(out)
+}
+
 /// The attempts of some deliveries (the tenant's), newest first per delivery.
 pub async fn attempts_of(
     db: &DatabaseConnection,
@@ -54,24 +94,6 @@ pub async fn attempts_of(
         .limit(MAX_ATTEMPTS_LISTED * delivery_ids.len() as u64)
         .all(db)
         .await?)
-}
-
-/// The body a delivery sends (the event as signed).
-pub async fn event_body(
-    db: &DatabaseConnection,
-    tenant_id: Uuid,
-    event_id: &str,
-) -> DomainResult<Option<String>> {
-    let mut b = Binder::new(db.get_database_backend());
-    let sql = format!(
-        "SELECT body FROM webhook_events WHERE id = {} AND tenant_id = {}",
-        b.bind(event_id),
-        b.bind(tenant_id)
-    );
-    Ok(match db.query_one_raw(b.statement(sql)).await? {
-        Some(r) => Some(r.try_get("", "body")?),
-        None => None,
-    })
 }
 
 async fn insert_delivery<C: sea_orm::ConnectionTrait>(

@@ -32,6 +32,13 @@ use crate::settings::WebhookSettings;
 pub use record::{NewEvent, Subscriptions, record, record_events};
 pub use types::EventType;
 
+/// Wakes this process's webhooks lane after a commit that recorded deliveries.
+pub fn wake_if(recorded: bool) {
+    if recorded {
+        crate::jobs::wake(crate::jobs::Lane::Webhooks);
+    }
+}
+
 /// What delivering needs at run time: the guarded HTTP client, the address policy, the
 /// secrets cipher and the settings. Cheap to clone.
 #[derive(Clone)]

@@ -149,12 +149,22 @@ pub(crate) fn call_transitions(changed: &[Transition]) -> Vec<NewEvent> {
 
 /// A customer event (`created` or `updated`), ordered with the customer's other events.
 pub(crate) fn customer_event(kind: EventType, c: &customer::Model) -> NewEvent {
-    NewEvent::new(c.tenant_id, kind, Some(c.id), json!({ "customer": customer(c) }))
+    NewEvent::new(
+        c.tenant_id,
+        kind,
+        Some(c.id),
+        json!({ "customer": customer(c) }),
+    )
 }
 
 /// A campaign event, ordered with the campaign's other events.
 pub(crate) fn campaign_event(kind: EventType, c: &campaign::Model) -> NewEvent {
-    NewEvent::new(c.tenant_id, kind, Some(c.id), json!({ "campaign": campaign(c) }))
+    NewEvent::new(
+        c.tenant_id,
+        kind,
+        Some(c.id),
+        json!({ "campaign": campaign(c) }),
+    )
 }
 
 pub(crate) fn tenant_event(tenant_id: Uuid, kind: EventType, data: Value) -> NewEvent {

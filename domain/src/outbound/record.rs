@@ -194,6 +194,49 @@ pub async fn record<C: ConnectionTrait>(
     Ok(true)
 }
 
+/// Records `customer.created` for `created` and `customer.updated` for `updated` (ids of
+/// one tenant), reading the customers only when some endpoint wants the events.
+pub(crate) async fn customer_changes<C: ConnectionTrait>(
+    conn: &C,
+    tenant_id: Uuid,
+    created: &[Uuid],
+    updated: &[Uuid],
+) -> DomainResult<bool> {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    if created.is_empty() && updated.is_empty() {
+        return Ok(false);
+    }
+    let subs = Subscriptions::load(conn, [tenant_id]).await?;
+    let mut wanted: Vec<(Uuid, EventType)> = Vec::new();
+    if subs.wants(tenant_id, EventType::CustomerCreated) {
+        wanted.extend(created.iter().map(|id| (*id, EventType::CustomerCreated)));
+    }
+    if subs.wants(tenant_id, EventType::CustomerUpdated) {
+        wanted.extend(updated.iter().map(|id| (*id, EventType::CustomerUpdated)));
+    }
+    if wanted.is_empty() {
+        return Ok(false);
+    }
+    let mut events = Vec::with_capacity(wanted.len());
+    for chunk in wanted.chunks(CHUNK) {
+        let models: std::collections::HashMap<Uuid, entity::customer::Model> =
+            entity::customer::Entity::find()
+                .filter(entity::customer::Column::TenantId.eq(tenant_id))
+                .filter(entity::customer::Column::Id.is_in(chunk.iter().map(|c| c.0)))
+                .all(conn)
+                .await?
+                .into_iter()
+                .map(|m| (m.id, m))
+                .collect();
+        for (id, kind) in chunk {
+            if let Some(m) = models.get(id) {
+                events.push(super::payloads::customer_event(*kind, m));
+            }
+        }
+    }
+    record(conn, &subs, events).await
+}
+
 /// Loads the tenants' subscriptions and records `events` for them.
 pub async fn record_events<C: ConnectionTrait>(
     conn: &C,
@@ -225,7 +268,8 @@ pub(crate) async fn schedule_pump<C: ConnectionTrait>(
         DeliverWebhooks::KIND,
         Lane::Webhooks,
         window,
-        serde_json::to_value(&job).map_err(|e| crate::error::DomainError::Internal(e.to_string()))?,
+        serde_json::to_value(&job)
+            .map_err(|e| crate::error::DomainError::Internal(e.to_string()))?,
         at,
     )
     .await?;

@@ -134,9 +134,8 @@ impl Filter {
             || self.0.iter().any(|f| {
                 f == "*"
                     || f == event
-                    || f.strip_suffix('*').is_some_and(|prefix| {
-                        prefix.ends_with('.') && event.starts_with(prefix)
-                    })
+                    || f.strip_suffix('*')
+                        .is_some_and(|prefix| prefix.ends_with('.') && event.starts_with(prefix))
             })
     }
 }
