@@ -116,3 +116,11 @@ fn the_analytics_benchmark_runs() {
         ],
     );
 }
+
+#[test]
+fn the_webhooks_benchmark_runs() {
+    run(
+        env!("CARGO_BIN_EXE_webhooks"),
+        &[("BENCH_DELIVERIES", "300"), ("BENCH_RATE", "20")],
+    );
+}

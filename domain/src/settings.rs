@@ -209,7 +209,7 @@ impl Default for WebhookSettings {
             retention_days: 30,
             allowlist: Vec::new(),
             in_flight: 64,
-            per_endpoint: 16,
+            per_endpoint: 32,
         }
     }
 }

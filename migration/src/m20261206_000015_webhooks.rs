@@ -207,6 +207,12 @@ impl MigrationTrait for Migration {
              WHERE status = 'PENDING'",
         )
         .await?;
+        // An endpoint's claim takes its oldest pending deliveries without walking its log.
+        db.execute_unprepared(
+            "CREATE INDEX idx_webhook_deliveries_pending ON webhook_deliveries (endpoint_id, id) \
+             WHERE status = 'PENDING'",
+        )
+        .await?;
         manager
             .create_index(
                 Index::create()

@@ -93,6 +93,12 @@ pub async fn pump(services: &Services, deadline: Instant) -> DomainResult<PumpSt
             tasks.join_next().await
         };
         let Some(joined) = joined else {
+            // Nothing out. Endpoints resting may have work again soon (another worker's
+            // claim was in the way): look again after the rest, until the deadline.
+            if !resting.is_empty() && Instant::now() < deadline {
+                tokio::time::sleep(REST).await;
+                continue;
+            }
             break;
         };
         match joined {
@@ -110,9 +116,6 @@ pub async fn pump(services: &Services, deadline: Instant) -> DomainResult<PumpSt
                 }
             }
             Err(e) => tracing::error!(error = %e, "webhook delivery task panicked"),
-        }
-        if tasks.is_empty() && resting.is_empty() && Instant::now() >= deadline {
-            break;
         }
     }
     Ok(stats)
@@ -169,6 +172,30 @@ async fn claim(
          RETURNING id, event_id, attempts",
         skip = dialect.skip_locked(),
     );
+    if dialect == Dialect::Postgres {
+        // The bodies come with the claim: one round trip.
+        let sql = format!(
+            "WITH c AS ({sql}) SELECT c.id, c.event_id, c.attempts, e.body FROM c \
+             JOIN webhook_events e ON e.id = c.event_id ORDER BY c.id"
+        );
+        // A lease lost to a crash only means the delivery is claimed (and sent) again, which
+        // at-least-once delivery allows: the claim does not wait for its WAL flush.
+        let txn = db.begin().await?;
+        txn.execute_unprepared("SET LOCAL synchronous_commit = off")
+            .await?;
+        let rows = txn.query_all_raw(b.statement(sql)).await?;
+        txn.commit().await?;
+        let mut out = Vec::new();
+        for r in rows {
+            out.push(Claimed {
+                id: r.try_get("", "id")?,
+                event_id: r.try_get("", "event_id")?,
+                attempts: r.try_get("", "attempts")?,
+                body: r.try_get("", "body")?,
+            });
+        }
+        return Ok(out);
+    }
     let rows = db.query_all_raw(b.statement(sql)).await?;
     let mut claimed: Vec<(Uuid, String, i32)> = Vec::with_capacity(rows.len());
     for r in rows {
@@ -247,20 +274,8 @@ async fn drain(
     let secrets = signing_secrets(outbound, &endpoint)?;
     let timeout = Duration::from_millis(outbound.settings().timeout_ms);
     let lease = timeout + Duration::from_secs(60);
-    for _ in 0..BATCHES_PER_TURN {
-        if Instant::now() >= deadline {
-            break;
-        }
-        let batch = claim(db, endpoint_id, outbound.settings().per_endpoint, lease).await?;
-        if batch.is_empty() {
-            break;
-        }
-        let sends = batch
-            .iter()
-            .map(|c| send(outbound, permits, &endpoint.url, &secrets, c));
-        let attempts = futures_util::future::join_all(sends).await;
-        let disabled = settle(db, outbound, &endpoint, &attempts).await?;
-        for a in &attempts {
+    let count = |stats: &mut PumpStats, attempts: &[Attempt]| {
+        for a in attempts {
             stats.attempts += 1;
             if a.succeeded() {
                 stats.succeeded += 1;
@@ -268,8 +283,48 @@ async fn drain(
                 stats.failed += 1;
             }
         }
-        if disabled {
-            break;
+    };
+    // A batch is recorded while the next one is claimed and sent. The next claim cannot
+    // overtake a subject: the batch being recorded is still pending (and leased) until
+    // its record commits.
+    let mut prev: Option<Vec<Attempt>> = None;
+    let mut turns = 0;
+    loop {
+        let more = turns < BATCHES_PER_TURN && Instant::now() < deadline;
+        let next = async {
+            if !more {
+                return Ok::<_, crate::error::DomainError>(None);
+            }
+            let batch = claim(db, endpoint_id, outbound.settings().per_endpoint, lease).await?;
+            if batch.is_empty() {
+                return Ok(None);
+            }
+            let sends = batch
+                .iter()
+                .map(|c| send(outbound, permits, &endpoint.url, &secrets, c));
+            Ok(Some(futures_util::future::join_all(sends).await))
+        };
+        let settled = async {
+            match prev.as_deref() {
+                Some(a) => settle(db, outbound, &endpoint, a).await.map(Some),
+                None => Ok(None),
+            }
+        };
+        let (next, settled) = tokio::join!(next, settled);
+        if let Some(a) = prev.take() {
+            count(&mut stats, &a);
+        }
+        let disabled = settled?.unwrap_or(false);
+        turns += 1;
+        match next? {
+            Some(attempts) if !disabled => prev = Some(attempts),
+            Some(attempts) => {
+                // Sent before the endpoint was disabled: still recorded.
+                settle(db, outbound, &endpoint, &attempts).await?;
+                count(&mut stats, &attempts);
+                break;
+            }
+            None => break,
         }
     }
     Ok(stats)
@@ -387,6 +442,8 @@ async fn settle(
     txn.execute_raw(b.statement(sql)).await?;
 
     let mut soonest_retry: Option<DateTime<Utc>> = None;
+    let mut b = Binder::new(backend);
+    let mut rows = Vec::with_capacity(attempts.len());
     for a in attempts {
         let tries = a.prior_attempts + 1;
         let (status, next, finished) = if a.succeeded() {
@@ -408,26 +465,31 @@ async fn settle(
                 None => ("FAILED", now, Some(now)),
             }
         };
-        let mut b = Binder::new(backend);
-        let sql = format!(
-            "UPDATE webhook_deliveries SET status = {}, attempts = {}, next_attempt_at = {}, lease_until = NULL, \
-             last_status_code = {}, last_error = {}, updated_at = {}, finished_at = {} WHERE id = {}",
-            b.bind(status),
-            b.bind(tries),
-            b.bind(next),
-            b.bind(a.status.map(i32::from)),
-            b.bind(a.error.clone()),
-            b.bind(now),
-            b.bind(finished),
-            b.bind(a.delivery),
-        );
-        txn.execute_raw(b.statement(sql)).await?;
-        if status == "FAILED" {
-            metrics::counter!("webhook_deliveries_failed_total").increment(1);
-        } else if status == "SUCCEEDED" {
-            metrics::counter!("webhook_deliveries_succeeded_total").increment(1);
+        match status {
+            "FAILED" => metrics::counter!("webhook_deliveries_failed_total").increment(1),
+            "SUCCEEDED" => metrics::counter!("webhook_deliveries_succeeded_total").increment(1),
+            _ => {}
         }
+        rows.push(b.row([
+            a.delivery.into(),
+            status.into(),
+            tries.into(),
+            next.into(),
+            a.status.map(i32::from).into(),
+            a.error.clone().into(),
+            finished.into(),
+        ]));
     }
+    // One statement for the batch; every SET reads the row as it was.
+    let sql = format!(
+        "WITH v (id, status, attempts, next_at, code, err, finished) AS (VALUES {}) \
+         UPDATE webhook_deliveries SET status = v.status, attempts = v.attempts, next_attempt_at = v.next_at, \
+         lease_until = NULL, last_status_code = v.code, last_error = v.err, updated_at = {}, finished_at = v.finished \
+         FROM v WHERE webhook_deliveries.id = v.id",
+        rows.join(", "),
+        b.bind(now),
+    );
+    txn.execute_raw(b.statement(sql)).await?;
 
     // Retries due sooner than the periodic pump get a pump of their own at that time.
     if let Some(at) = soonest_retry.filter(|at| *at - now < chrono::Duration::seconds(2)) {
@@ -436,6 +498,17 @@ async fn settle(
 
     let any_success = attempts.iter().any(Attempt::succeeded);
     let gone = attempts.iter().any(Attempt::gone);
+    if attempts.iter().all(Attempt::succeeded) {
+        // The common case: no lock, and no write unless the endpoint was failing.
+        let mut b = Binder::new(backend);
+        let sql = format!(
+            "UPDATE webhook_endpoints SET failing_since = NULL WHERE id = {} AND failing_since IS NOT NULL",
+            b.bind(endpoint.id)
+        );
+        txn.execute_raw(b.statement(sql)).await?;
+        txn.commit().await?;
+        return Ok(false);
+    }
     let mut b = Binder::new(backend);
     let id = b.bind(endpoint.id);
     let sql = format!(
