@@ -28,8 +28,14 @@ use crate::services::Services;
 pub const EXCERPT_BYTES: usize = 1024;
 /// Endpoints one pump drains at once.
 const ACTIVE_ENDPOINTS: usize = 64;
-/// Batches an endpoint's task sends before it yields its place to other endpoints.
+/// Batches each pipeline of an endpoint's task sends before it yields its place to other
+/// endpoints.
 const BATCHES_PER_TURN: usize = 4;
+/// Batches of one endpoint in flight at once (their records' commits overlap).
+const PIPELINES: usize = 2;
+/// A pipeline claims this many times `WEBHOOK_PER_ENDPOINT` deliveries at once (sent
+/// within the endpoint's permits): fewer, larger statements per delivery.
+const CLAIM_FACTOR: usize = 4;
 /// How often a pump with batches out looks for other endpoints' due deliveries.
 const LOOK_AGAIN: Duration = Duration::from_millis(200);
 /// How long an endpoint whose turn found nothing to claim is left alone.
@@ -253,7 +259,12 @@ impl Attempt {
     }
 }
 
-/// Up to [`BATCHES_PER_TURN`] batches of one endpoint's deliveries.
+/// One endpoint's turn: a few pipelines, each claiming a batch, sending it and recording
+/// it, [`BATCHES_PER_TURN`] times. While one pipeline waits for its record to commit the
+/// others send, so commits overlap; requests in flight to the endpoint stay within
+/// `WEBHOOK_PER_ENDPOINT` (its own permits) and the pump's total within its permits.
+/// Order per subject holds: a delivery being sent or recorded is still pending (and
+/// leased), so no pipeline can claim a later one of its subject until it has committed.
 async fn drain(
     db: &DatabaseConnection,
     outbound: &Outbound,
@@ -261,71 +272,56 @@ async fn drain(
     endpoint_id: Uuid,
     deadline: Instant,
 ) -> DomainResult<PumpStats> {
-    let mut stats = PumpStats::default();
     let Some(endpoint) = webhook_endpoint::Entity::find_by_id(endpoint_id)
         .one(db)
         .await?
     else {
-        return Ok(stats);
+        return Ok(PumpStats::default());
     };
     if !endpoint.enabled {
-        return Ok(stats);
+        return Ok(PumpStats::default());
     }
     let secrets = signing_secrets(outbound, &endpoint)?;
     let timeout = Duration::from_millis(outbound.settings().timeout_ms);
-    let lease = timeout + Duration::from_secs(60);
-    let count = |stats: &mut PumpStats, attempts: &[Attempt]| {
-        for a in attempts {
-            stats.attempts += 1;
-            if a.succeeded() {
-                stats.succeeded += 1;
-            } else {
-                stats.failed += 1;
-            }
-        }
-    };
-    // A batch is recorded while the next one is claimed and sent. The next claim cannot
-    // overtake a subject: the batch being recorded is still pending (and leased) until
-    // its record commits.
-    let mut prev: Option<Vec<Attempt>> = None;
-    let mut turns = 0;
-    loop {
-        let more = turns < BATCHES_PER_TURN && Instant::now() < deadline;
-        let next = async {
-            if !more {
-                return Ok::<_, crate::error::DomainError>(None);
-            }
-            let batch = claim(db, endpoint_id, outbound.settings().per_endpoint, lease).await?;
-            if batch.is_empty() {
-                return Ok(None);
-            }
-            let sends = batch
-                .iter()
-                .map(|c| send(outbound, permits, &endpoint.url, &secrets, c));
-            Ok(Some(futures_util::future::join_all(sends).await))
-        };
-        let settled = async {
-            match prev.as_deref() {
-                Some(a) => settle(db, outbound, &endpoint, a).await.map(Some),
-                None => Ok(None),
-            }
-        };
-        let (next, settled) = tokio::join!(next, settled);
-        if let Some(a) = prev.take() {
-            count(&mut stats, &a);
-        }
-        let disabled = settled?.unwrap_or(false);
-        turns += 1;
-        match next? {
-            Some(attempts) if !disabled => prev = Some(attempts),
-            Some(attempts) => {
-                // Sent before the endpoint was disabled: still recorded.
-                settle(db, outbound, &endpoint, &attempts).await?;
-                count(&mut stats, &attempts);
+    // Long enough for a whole batch at the endpoint's concurrency, each request timing out.
+    let lease = timeout * CLAIM_FACTOR as u32 + Duration::from_secs(60);
+    let per_endpoint = outbound.settings().per_endpoint;
+    let batch = per_endpoint * CLAIM_FACTOR;
+    let endpoint_permits = Semaphore::new(per_endpoint);
+    let disabled = std::sync::atomic::AtomicBool::new(false);
+    let pipeline = || async {
+        let mut stats = PumpStats::default();
+        for _ in 0..BATCHES_PER_TURN {
+            if Instant::now() >= deadline || disabled.load(std::sync::atomic::Ordering::Relaxed) {
                 break;
             }
-            None => break,
+            let claimed = claim(db, endpoint_id, batch, lease).await?;
+            if claimed.is_empty() {
+                break;
+            }
+            let sends = claimed.iter().map(|c| async {
+                let _mine = endpoint_permits.acquire().await;
+                send(outbound, permits, &endpoint.url, &secrets, c).await
+            });
+            let attempts = futures_util::future::join_all(sends).await;
+            // Sent before the endpoint was disabled, or not: recorded either way.
+            if settle(db, outbound, &endpoint, &attempts).await? {
+                disabled.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            for a in &attempts {
+                stats.attempts += 1;
+                if a.succeeded() {
+                    stats.succeeded += 1;
+                } else {
+                    stats.failed += 1;
+                }
+            }
         }
+        Ok::<_, crate::error::DomainError>(stats)
+    };
+    let mut stats = PumpStats::default();
+    for r in futures_util::future::join_all((0..PIPELINES).map(|_| pipeline())).await {
+        stats.add(r?);
     }
     Ok(stats)
 }
