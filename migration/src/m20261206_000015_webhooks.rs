@@ -168,10 +168,14 @@ impl MigrationTrait for Migration {
                     .col(timestamp_with_time_zone(WebhookDeliveries::CreatedAt))
                     .col(timestamp_with_time_zone(WebhookDeliveries::UpdatedAt))
                     .col(timestamp_with_time_zone_null(WebhookDeliveries::FinishedAt))
+                    // No foreign key to the endpoint: an endpoint deleted while a business
+                    // transaction records a delivery for it must not fail that transaction.
+                    // Deleting an endpoint deletes its deliveries; a straggler is never
+                    // claimed (claims join enabled endpoints) and is pruned with the rest.
                     .foreign_key(
                         ForeignKey::create()
-                            .from(WebhookDeliveries::Table, WebhookDeliveries::EndpointId)
-                            .to(WebhookEndpoints::Table, WebhookEndpoints::Id)
+                            .from(WebhookDeliveries::Table, WebhookDeliveries::TenantId)
+                            .to(Tenants::Table, Tenants::Id)
                             .on_delete(ForeignKeyAction::Cascade),
                     )
                     .foreign_key(

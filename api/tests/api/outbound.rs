@@ -62,6 +62,8 @@ struct State {
     default: u16,
     retry_after: Option<String>,
     delay: Duration,
+    /// Answer body instead of the default text.
+    body: Option<Vec<u8>>,
     got: Vec<Received>,
 }
 
@@ -108,6 +110,9 @@ impl Receiver {
     pub fn retry_after(&self, v: Option<&str>) {
         self.state.lock().unwrap().retry_after = v.map(str::to_owned);
     }
+    pub fn body(&self, b: &[u8]) {
+        self.state.lock().unwrap().body = Some(b.to_vec());
+    }
     pub fn delay(&self, d: Duration) {
         self.state.lock().unwrap().delay = d;
     }
@@ -126,7 +131,7 @@ async fn receive(
     state: Arc<Mutex<State>>,
     headers: HeaderMap,
     body: Bytes,
-) -> (StatusCode, HeaderMap, String) {
+) -> (StatusCode, HeaderMap, Vec<u8>) {
     let h = |n: &str| {
         headers
             .get(n)
@@ -166,11 +171,11 @@ async fn receive(
         answered,
         valid,
     });
-    (
-        StatusCode::from_u16(answered).unwrap(),
-        out,
-        format!("answered {answered}"),
-    )
+    let text = s
+        .body
+        .clone()
+        .unwrap_or_else(|| format!("answered {answered}").into_bytes());
+    (StatusCode::from_u16(answered).unwrap(), out, text)
 }
 
 const CREATE: &str = "mutation($u: String!, $e: [String!]) { createWebhookEndpoint(input: {url: $u, events: $e, description: \"CRM\"}) { secret endpoint { id url events enabled } } }";
@@ -931,6 +936,38 @@ async fn old_deliveries_are_pruned(app: TestApp) {
 on_both!(
     pruning,
     old_deliveries_are_pruned,
+    [
+        ("RUN_WORKER", "true"),
+        ("WORKER_POLL_MS", "20"),
+        ("WEBHOOK_URL_ALLOWLIST", "127.0.0.1"),
+    ]
+);
+
+/// An endpoint answering with bytes a text column cannot hold (NUL) is still recorded.
+async fn binary_answers_are_recorded(app: TestApp) {
+    let rx = Receiver::start().await;
+    rx.body(b"\0\x01\xffbinary");
+    let t = app.create_tenant("Acme", "IN").await;
+    let (ep, secret) = create_endpoint(&app, &t.key, &rx.url, &["customer.created"]).await;
+    rx.secrets(&[&secret]);
+    app.create_customer(&t.key, "+919812345678", "Priya").await;
+    let log = eventually(20, || async {
+        let log = deliveries(&app, &t.key, &ep).await;
+        log.first()
+            .is_some_and(|d| d["status"] == "SUCCEEDED")
+            .then_some(log)
+    })
+    .await;
+    let excerpt = log[0]["attempts"][0]["responseExcerpt"].as_str().unwrap();
+    assert!(
+        excerpt.contains("binary") && !excerpt.contains('\0'),
+        "{excerpt:?}"
+    );
+    assert_eq!(rx.ok().len(), 1, "sent once");
+}
+on_both!(
+    binary_answers,
+    binary_answers_are_recorded,
     [
         ("RUN_WORKER", "true"),
         ("WORKER_POLL_MS", "20"),

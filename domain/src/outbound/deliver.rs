@@ -26,8 +26,11 @@ use crate::services::Services;
 
 /// Bytes of an endpoint's answer kept in the log.
 pub const EXCERPT_BYTES: usize = 1024;
-/// Endpoints one pump drains at once.
-const ACTIVE_ENDPOINTS: usize = 64;
+/// Endpoints one pump drains at once (with the claims below, it bounds the event bodies a
+/// pump holds).
+const ACTIVE_ENDPOINTS: usize = 32;
+/// Rounds a pump with nothing out waits for resting endpoints before it ends.
+const IDLE_ROUNDS: usize = 4;
 /// Batches each pipeline of an endpoint's task sends before it yields its place to other
 /// endpoints.
 const BATCHES_PER_TURN: usize = 4;
@@ -58,35 +61,47 @@ impl PumpStats {
     }
 }
 
-/// Sends due deliveries until none is left or `deadline` passes.
+/// Sends due deliveries until none is left or `deadline` passes. Batches already out are
+/// always awaited and recorded (an error stops new work, never drops a sent batch).
 pub async fn pump(services: &Services, deadline: Instant) -> DomainResult<PumpStats> {
     let outbound = services.outbound().clone();
     let db = services.db().clone();
     let permits = Arc::new(Semaphore::new(outbound.settings().in_flight));
     let mut stats = PumpStats::default();
     let mut active: HashSet<Uuid> = HashSet::new();
-    // Endpoints whose turn claimed nothing (their due deliveries wait behind an earlier one
-    // another worker holds) rest a moment before this pump looks at them again.
+    // Endpoints whose turn claimed nothing (another worker's claim was in the way) rest a
+    // moment before this pump looks at them again; after a few such rounds it ends.
     let mut resting: HashMap<Uuid, Instant> = HashMap::new();
+    let mut idle_rounds = 0;
+    let mut failed = false;
     let mut tasks = tokio::task::JoinSet::new();
     loop {
         let now = Instant::now();
-        let open = now < deadline && active.len() < ACTIVE_ENDPOINTS;
+        let open = !failed && now < deadline && active.len() < ACTIVE_ENDPOINTS;
         if open {
             resting.retain(|_, until| *until > now);
-            for endpoint in due_endpoints(&db, Utc::now()).await? {
-                if active.len() >= ACTIVE_ENDPOINTS {
-                    break;
+            match due_endpoints(&db, Utc::now()).await {
+                Ok(due) => {
+                    for endpoint in due {
+                        if active.len() >= ACTIVE_ENDPOINTS {
+                            break;
+                        }
+                        if active.contains(&endpoint) || resting.contains_key(&endpoint) {
+                            continue;
+                        }
+                        active.insert(endpoint);
+                        let (db, outbound, permits) =
+                            (db.clone(), outbound.clone(), permits.clone());
+                        tasks.spawn(async move {
+                            let r = drain(&db, &outbound, &permits, endpoint, deadline).await;
+                            (endpoint, r)
+                        });
+                    }
                 }
-                if active.contains(&endpoint) || resting.contains_key(&endpoint) {
-                    continue;
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not look for due webhook deliveries");
+                    failed = true;
                 }
-                active.insert(endpoint);
-                let (db, outbound, permits) = (db.clone(), outbound.clone(), permits.clone());
-                tasks.spawn(async move {
-                    let r = drain(&db, &outbound, &permits, endpoint, deadline).await;
-                    (endpoint, r)
-                });
             }
         }
         // While a slow endpoint's batch is out, keep looking for other endpoints' work.
@@ -99,9 +114,12 @@ pub async fn pump(services: &Services, deadline: Instant) -> DomainResult<PumpSt
             tasks.join_next().await
         };
         let Some(joined) = joined else {
-            // Nothing out. Endpoints resting may have work again soon (another worker's
-            // claim was in the way): look again after the rest, until the deadline.
-            if !resting.is_empty() && Instant::now() < deadline {
+            if !failed
+                && !resting.is_empty()
+                && idle_rounds < IDLE_ROUNDS
+                && Instant::now() < deadline
+            {
+                idle_rounds += 1;
                 tokio::time::sleep(REST).await;
                 continue;
             }
@@ -114,7 +132,10 @@ pub async fn pump(services: &Services, deadline: Instant) -> DomainResult<PumpSt
                     Ok(s) if s.attempts == 0 => {
                         resting.insert(endpoint, Instant::now() + REST);
                     }
-                    Ok(s) => stats.add(s),
+                    Ok(s) => {
+                        idle_rounds = 0;
+                        stats.add(s);
+                    }
                     Err(e) => {
                         resting.insert(endpoint, Instant::now() + REST);
                         tracing::warn!(%endpoint, error = %e, "webhook delivery batch failed");
@@ -132,10 +153,11 @@ async fn due_endpoints(db: &DatabaseConnection, now: DateTime<Utc>) -> DomainRes
     let mut b = Binder::new(db.get_database_backend());
     let (n1, n2, yes) = (b.bind(now), b.bind(now), b.bind(true));
     let sql = format!(
-        "SELECT DISTINCT d.endpoint_id FROM webhook_deliveries d \
+        "SELECT d.endpoint_id FROM webhook_deliveries d \
          JOIN webhook_endpoints e ON e.id = d.endpoint_id AND e.enabled = {yes} \
          WHERE d.status = 'PENDING' AND d.next_attempt_at <= {n1} \
-         AND (d.lease_until IS NULL OR d.lease_until < {n2}) LIMIT 256"
+         AND (d.lease_until IS NULL OR d.lease_until < {n2}) \
+         GROUP BY d.endpoint_id ORDER BY MIN(d.next_attempt_at) LIMIT 256"
     );
     let rows = db.query_all_raw(b.statement(sql)).await?;
     rows.iter()
@@ -146,42 +168,59 @@ async fn due_endpoints(db: &DatabaseConnection, now: DateTime<Utc>) -> DomainRes
 struct Claimed {
     id: Uuid,
     event_id: String,
+    subject: Option<Uuid>,
     attempts: i32,
     body: String,
 }
 
+/// A claim's deliveries and its lease: only the holder of this lease records them.
+struct Claim {
+    lease_until: DateTime<Utc>,
+    items: Vec<Claimed>,
+}
+
 /// Takes up to `n` due deliveries of one endpoint: per subject only the oldest pending
-/// one, so a later event waits while an earlier one is retrying.
+/// one, so a later event waits while an earlier one is retrying. Nothing is taken once the
+/// endpoint is disabled or its URL or secret changed since `endpoint` was read.
 async fn claim(
     db: &DatabaseConnection,
-    endpoint: Uuid,
+    endpoint: &webhook_endpoint::Model,
     n: usize,
     lease: Duration,
-) -> DomainResult<Vec<Claimed>> {
+) -> DomainResult<Claim> {
     let now = Utc::now();
+    let lease_until = now + chrono::Duration::from_std(lease).unwrap_or_default();
     let dialect = Dialect::of(db);
     let mut b = Binder::new(db.get_database_backend());
-    let lease_until = b.bind(now + chrono::Duration::from_std(lease).unwrap_or_default());
-    let e = b.bind(endpoint);
-    let (n1, n2, n3) = (b.bind(now), b.bind(now), b.bind(now));
+    let lease_slot = b.bind(lease_until);
+    let e = b.bind(endpoint.id);
+    let (n1, n2) = (b.bind(now), b.bind(now));
+    let (yes, url, secret) = (
+        b.bind(true),
+        b.bind(endpoint.url.clone()),
+        b.bind(endpoint.secret_enc.clone()),
+    );
     let limit = b.bind(n as i64);
+    let n3 = b.bind(now);
     let sql = format!(
-        "UPDATE webhook_deliveries SET lease_until = {lease_until} WHERE id IN (\
+        "UPDATE webhook_deliveries SET lease_until = {lease_slot} WHERE id IN (\
            SELECT d.id FROM webhook_deliveries d \
            WHERE d.endpoint_id = {e} AND d.status = 'PENDING' AND d.next_attempt_at <= {n1} \
            AND (d.lease_until IS NULL OR d.lease_until < {n2}) \
            AND (d.subject IS NULL OR NOT EXISTS (SELECT 1 FROM webhook_deliveries p \
              WHERE p.endpoint_id = d.endpoint_id AND p.subject = d.subject \
              AND p.status = 'PENDING' AND p.id < d.id)) \
+           AND EXISTS (SELECT 1 FROM webhook_endpoints w WHERE w.id = d.endpoint_id \
+             AND w.enabled = {yes} AND w.url = {url} AND w.secret_enc = {secret}) \
            ORDER BY d.id LIMIT {limit}{skip}) \
          AND (lease_until IS NULL OR lease_until < {n3}) \
-         RETURNING id, event_id, attempts",
+         RETURNING id, event_id, subject, attempts",
         skip = dialect.skip_locked(),
     );
     if dialect == Dialect::Postgres {
         // The bodies come with the claim: one round trip.
         let sql = format!(
-            "WITH c AS ({sql}) SELECT c.id, c.event_id, c.attempts, e.body FROM c \
+            "WITH c AS ({sql}) SELECT c.id, c.event_id, c.subject, c.attempts, e.body FROM c \
              JOIN webhook_events e ON e.id = c.event_id ORDER BY c.id"
         );
         // A lease lost to a crash only means the delivery is claimed (and sent) again, which
@@ -191,28 +230,33 @@ async fn claim(
             .await?;
         let rows = txn.query_all_raw(b.statement(sql)).await?;
         txn.commit().await?;
-        let mut out = Vec::new();
+        let mut items = Vec::new();
         for r in rows {
-            out.push(Claimed {
+            items.push(Claimed {
                 id: r.try_get("", "id")?,
                 event_id: r.try_get("", "event_id")?,
+                subject: r.try_get("", "subject")?,
                 attempts: r.try_get("", "attempts")?,
                 body: r.try_get("", "body")?,
             });
         }
-        return Ok(out);
+        return Ok(Claim { lease_until, items });
     }
     let rows = db.query_all_raw(b.statement(sql)).await?;
-    let mut claimed: Vec<(Uuid, String, i32)> = Vec::with_capacity(rows.len());
+    let mut claimed: Vec<(Uuid, String, Option<Uuid>, i32)> = Vec::with_capacity(rows.len());
     for r in rows {
         claimed.push((
             r.try_get("", "id")?,
             r.try_get("", "event_id")?,
+            r.try_get("", "subject")?,
             r.try_get("", "attempts")?,
         ));
     }
     if claimed.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Claim {
+            lease_until,
+            items: Vec::new(),
+        });
     }
     let mut b = Binder::new(db.get_database_backend());
     let ids: HashSet<&str> = claimed.iter().map(|c| c.1.as_str()).collect();
@@ -223,24 +267,57 @@ async fn claim(
         bodies.insert(r.try_get("", "id")?, r.try_get("", "body")?);
     }
     claimed.sort_by_key(|c| c.0);
-    Ok(claimed
+    let items = claimed
         .into_iter()
-        .filter_map(|(id, event_id, attempts)| {
+        .filter_map(|(id, event_id, subject, attempts)| {
             // A redelivery and its original may share one event.
             let body = bodies.get(&event_id).cloned()?;
             Some(Claimed {
                 id,
                 event_id,
+                subject,
                 attempts,
                 body,
             })
         })
-        .collect())
+        .collect();
+    Ok(Claim { lease_until, items })
+}
+
+/// Deliveries of `endpoint` that are due but wait behind an earlier one of their subject
+/// that is itself waiting for a retry are put off until that retry, so they stop looking
+/// due and no pump keeps finding work it cannot take. Only waits behind a retry are put
+/// off: one behind a delivery in flight would miss its end (the release in `settle` may
+/// already have run), and such a wait is short anyway.
+async fn defer_blocked(db: &DatabaseConnection, endpoint: Uuid) -> DomainResult<u64> {
+    let now = Utc::now();
+    let mut b = Binder::new(db.get_database_backend());
+    let (n1, n2) = (b.bind(now), b.bind(now));
+    let e = b.bind(endpoint);
+    let n3 = b.bind(now);
+    let (n4, n5) = (b.bind(now), b.bind(now));
+    let earlier = |a: &str, c: &str| {
+        format!(
+            "FROM webhook_deliveries p WHERE p.endpoint_id = webhook_deliveries.endpoint_id \
+             AND p.subject = webhook_deliveries.subject AND p.status = 'PENDING' \
+             AND p.id < webhook_deliveries.id AND p.next_attempt_at > {a} \
+             AND (p.lease_until IS NULL OR p.lease_until < {c})"
+        )
+    };
+    let sql = format!(
+        "UPDATE webhook_deliveries SET next_attempt_at = (SELECT MIN(p.next_attempt_at) {}) \
+         WHERE endpoint_id = {e} AND status = 'PENDING' AND attempts = 0 AND subject IS NOT NULL \
+         AND next_attempt_at <= {n3} AND EXISTS (SELECT 1 {})",
+        earlier(&n1, &n2),
+        earlier(&n4, &n5),
+    );
+    Ok(db.execute_raw(b.statement(sql)).await?.rows_affected())
 }
 
 /// What one attempt came to.
 struct Attempt {
     delivery: Uuid,
+    subject: Option<Uuid>,
     prior_attempts: i32,
     at: DateTime<Utc>,
     status: Option<u16>,
@@ -283,29 +360,64 @@ async fn drain(
     }
     let secrets = signing_secrets(outbound, &endpoint)?;
     let timeout = Duration::from_millis(outbound.settings().timeout_ms);
-    // Long enough for a whole batch at the endpoint's concurrency, each request timing out.
-    let lease = timeout * CLAIM_FACTOR as u32 + Duration::from_secs(60);
     let per_endpoint = outbound.settings().per_endpoint;
     let batch = per_endpoint * CLAIM_FACTOR;
+    // Long enough for every pipeline's claim at the endpoint's concurrency, each request
+    // timing out; a request that could not start in time is not sent (see below).
+    let lease = timeout * (CLAIM_FACTOR * PIPELINES) as u32 + Duration::from_secs(60);
     let endpoint_permits = Semaphore::new(per_endpoint);
     let disabled = std::sync::atomic::AtomicBool::new(false);
+    let deferred = std::sync::atomic::AtomicBool::new(false);
     let pipeline = || async {
         let mut stats = PumpStats::default();
         for _ in 0..BATCHES_PER_TURN {
             if Instant::now() >= deadline || disabled.load(std::sync::atomic::Ordering::Relaxed) {
                 break;
             }
-            let claimed = claim(db, endpoint_id, batch, lease).await?;
-            if claimed.is_empty() {
+            let claim = claim(db, &endpoint, batch, lease).await?;
+            if claim.items.is_empty() {
+                if !deferred.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    defer_blocked(db, endpoint_id).await?;
+                }
                 break;
             }
-            let sends = claimed.iter().map(|c| async {
-                let _mine = endpoint_permits.acquire().await;
-                send(outbound, permits, &endpoint.url, &secrets, c).await
+            // The last moment a request may start and still end (timing out) well within
+            // the lease: a delivery waiting longer for a permit is left for a later claim.
+            let send_by = tokio::time::Instant::from_std(
+                Instant::now() + lease.saturating_sub(timeout + Duration::from_secs(10)),
+            );
+            let sends = claim.items.iter().map(|c| async {
+                let held = async {
+                    let mine = endpoint_permits.acquire().await;
+                    let all = permits.acquire().await;
+                    (mine, all)
+                };
+                match tokio::time::timeout_at(send_by, held).await {
+                    Ok(held) => {
+                        let attempt = send(outbound, &endpoint.url, &secrets, c).await;
+                        drop(held);
+                        Ok(attempt)
+                    }
+                    Err(_) => Err(c.id),
+                }
             });
-            let attempts = futures_util::future::join_all(sends).await;
+            let (attempts, unsent): (Vec<_>, Vec<_>) = futures_util::future::join_all(sends)
+                .await
+                .into_iter()
+                .partition(Result::is_ok);
+            let attempts: Vec<Attempt> = attempts.into_iter().filter_map(Result::ok).collect();
+            let unsent: Vec<Uuid> = unsent.into_iter().filter_map(Result::err).collect();
             // Sent before the endpoint was disabled, or not: recorded either way.
-            if settle(db, outbound, &endpoint, &attempts).await? {
+            if settle(
+                db,
+                outbound,
+                &endpoint,
+                claim.lease_until,
+                &attempts,
+                &unsent,
+            )
+            .await?
+            {
                 disabled.store(true, std::sync::atomic::Ordering::Relaxed);
             }
             for a in &attempts {
@@ -326,17 +438,11 @@ async fn drain(
     Ok(stats)
 }
 
-async fn send(
-    outbound: &Outbound,
-    permits: &Semaphore,
-    url: &str,
-    secrets: &[String],
-    c: &Claimed,
-) -> Attempt {
-    let _permit = permits.acquire().await;
+async fn send(outbound: &Outbound, url: &str, secrets: &[String], c: &Claimed) -> Attempt {
     let at = Utc::now();
     let mut attempt = Attempt {
         delivery: c.id,
+        subject: c.subject,
         prior_attempts: c.attempts,
         at,
         status: None,
@@ -372,12 +478,12 @@ async fn send(
         Ok(answer) => {
             attempt.status = Some(answer.status);
             attempt.retry_after = answer.retry_after;
-            attempt.excerpt = Some(answer.excerpt).filter(|e| !e.is_empty());
+            attempt.excerpt = Some(storable(&answer.excerpt)).filter(|e| !e.is_empty());
             if !(200..300).contains(&answer.status) {
                 attempt.error = Some(format!("HTTP {}", answer.status));
             }
         }
-        Err(e) => attempt.error = Some(e),
+        Err(e) => attempt.error = Some(storable(&e)),
     }
     let outcome = match (attempt.succeeded(), attempt.status) {
         (true, _) => "succeeded",
@@ -386,6 +492,11 @@ async fn send(
     };
     metrics::counter!("webhook_attempts_total", "outcome" => outcome).increment(1);
     attempt
+}
+
+/// Text from outside as a column can hold it: PostgreSQL's `text` refuses NUL.
+fn storable(s: &str) -> String {
+    s.replace('\0', "\u{FFFD}")
 }
 
 /// The wait before attempt `n + 1` after `n` failed ones, with ±10 % jitter; `None` once
@@ -407,12 +518,27 @@ async fn settle(
     db: &DatabaseConnection,
     outbound: &Outbound,
     endpoint: &webhook_endpoint::Model,
+    lease_until: DateTime<Utc>,
     attempts: &[Attempt],
+    unsent: &[Uuid],
 ) -> DomainResult<bool> {
     let settings = outbound.settings();
     let now = Utc::now();
     let txn = db.begin().await?;
     let backend = txn.get_database_backend();
+    if !unsent.is_empty() {
+        let mut b = Binder::new(backend);
+        let list = b.list(unsent.iter().map(|id| (*id).into()));
+        let sql = format!(
+            "UPDATE webhook_deliveries SET lease_until = NULL WHERE id IN ({list}) AND lease_until = {}",
+            b.bind(lease_until)
+        );
+        txn.execute_raw(b.statement(sql)).await?;
+    }
+    if attempts.is_empty() {
+        txn.commit().await?;
+        return Ok(false);
+    }
 
     let mut b = Binder::new(backend);
     let rows: Vec<String> = attempts
@@ -438,6 +564,7 @@ async fn settle(
     txn.execute_raw(b.statement(sql)).await?;
 
     let mut soonest_retry: Option<DateTime<Utc>> = None;
+    let mut exhausted: Vec<Uuid> = Vec::new();
     let mut b = Binder::new(backend);
     let mut rows = Vec::with_capacity(attempts.len());
     for a in attempts {
@@ -461,6 +588,11 @@ async fn settle(
                 None => ("FAILED", now, Some(now)),
             }
         };
+        if status == "FAILED"
+            && let Some(subject) = a.subject
+        {
+            exhausted.push(subject);
+        }
         match status {
             "FAILED" => metrics::counter!("webhook_deliveries_failed_total").increment(1),
             "SUCCEEDED" => metrics::counter!("webhook_deliveries_succeeded_total").increment(1),
@@ -476,16 +608,41 @@ async fn settle(
             finished.into(),
         ]));
     }
-    // One statement for the batch; every SET reads the row as it was.
+    // One statement for the batch; every SET reads the row as it was. Only this claim's
+    // lease holder records: a delivery whose lease ran out and was taken again is not
+    // overwritten (its attempt above is still logged).
     let sql = format!(
         "WITH v (id, status, attempts, next_at, code, err, finished) AS (VALUES {}) \
          UPDATE webhook_deliveries SET status = v.status, attempts = v.attempts, next_attempt_at = v.next_at, \
          lease_until = NULL, last_status_code = v.code, last_error = v.err, updated_at = {}, finished_at = v.finished \
-         FROM v WHERE webhook_deliveries.id = v.id",
+         FROM v WHERE webhook_deliveries.id = v.id AND webhook_deliveries.status = 'PENDING' \
+         AND webhook_deliveries.lease_until = {}",
         rows.join(", "),
         b.bind(now),
+        b.bind(lease_until),
     );
     txn.execute_raw(b.statement(sql)).await?;
+
+    // The next events of subjects whose delivery ended may go now (they were put off
+    // while it was pending).
+    let ended: HashSet<Uuid> = attempts
+        .iter()
+        .filter(|a| a.succeeded())
+        .filter_map(|a| a.subject)
+        .chain(exhausted)
+        .collect();
+    if !ended.is_empty() {
+        let mut b = Binder::new(backend);
+        let list = b.list(ended.into_iter().map(Into::into));
+        let sql = format!(
+            "UPDATE webhook_deliveries SET next_attempt_at = {} WHERE endpoint_id = {} AND status = 'PENDING' \
+             AND attempts = 0 AND next_attempt_at > {} AND subject IN ({list})",
+            b.bind(now),
+            b.bind(endpoint.id),
+            b.bind(now),
+        );
+        txn.execute_raw(b.statement(sql)).await?;
+    }
 
     // Retries due sooner than the periodic pump get a pump of their own at that time.
     if let Some(at) = soonest_retry.filter(|at| *at - now < chrono::Duration::seconds(2)) {
@@ -509,7 +666,11 @@ async fn settle(
     let id = b.bind(endpoint.id);
     let sql = format!(
         "SELECT enabled, failing_since FROM webhook_endpoints WHERE id = {id}{}",
-        Dialect::of(&txn).for_update()
+        // Not a key lock: deliveries recorded meanwhile reference this row.
+        match Dialect::of(&txn) {
+            Dialect::Postgres => " FOR NO KEY UPDATE",
+            Dialect::Sqlite => "",
+        }
     );
     let Some(row) = txn.query_one_raw(b.statement(sql)).await? else {
         txn.commit().await?;

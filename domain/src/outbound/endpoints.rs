@@ -240,12 +240,23 @@ pub async fn enable(
 
 /// Deletes the endpoint with its deliveries and their attempts.
 pub async fn delete(db: &DatabaseConnection, scope: &TenantScope, id: Uuid) -> DomainResult<bool> {
+    use entity::webhook_delivery;
     scope.require(Role::Admin)?;
+    let txn = db.begin().await?;
     let res = webhook_endpoint::Entity::delete_many()
         .filter(webhook_endpoint::Column::Id.eq(id))
         .filter(webhook_endpoint::Column::TenantId.eq(scope.tenant_id()))
-        .exec(db)
+        .exec(&txn)
         .await?;
+    if res.rows_affected > 0 {
+        // Attempts go with their deliveries (cascade).
+        webhook_delivery::Entity::delete_many()
+            .filter(webhook_delivery::Column::EndpointId.eq(id))
+            .filter(webhook_delivery::Column::TenantId.eq(scope.tenant_id()))
+            .exec(&txn)
+            .await?;
+    }
+    txn.commit().await?;
     Ok(res.rows_affected > 0)
 }
 

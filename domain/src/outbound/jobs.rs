@@ -25,7 +25,9 @@ impl Job for DeliverWebhooks {
     const KIND: &'static str = "webhooks_deliver";
     const LANE: Lane = Lane::Webhooks;
     const MAX_ATTEMPTS: i32 = 1;
-    const TIMEOUT: Duration = Duration::from_secs(120);
+    /// Past its budget a pump only waits for batches already out, each bounded by its
+    /// lease (at most eight request timeouts and a minute): never cut off mid-batch.
+    const TIMEOUT: Duration = Duration::from_secs(900);
 
     async fn run(self, services: &Services, _run: &JobRun) -> anyhow::Result<Outcome> {
         let deadline = Instant::now() + PUMP_BUDGET;

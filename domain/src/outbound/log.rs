@@ -221,6 +221,9 @@ pub async fn prune(db: &DatabaseConnection, retention_days: u64) -> DomainResult
     for sql in [
         "DELETE FROM webhook_attempts WHERE id IN (SELECT id FROM webhook_attempts WHERE attempted_at < {cut} LIMIT 5000)",
         "DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM webhook_deliveries WHERE status <> 'PENDING' AND finished_at < {cut} LIMIT 5000)",
+        // Recorded for an endpoint deleted at that moment: never sent, kept as long as the rest.
+        "DELETE FROM webhook_deliveries WHERE id IN (SELECT d.id FROM webhook_deliveries d WHERE d.created_at < {cut} \
+         AND NOT EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.id = d.endpoint_id) LIMIT 5000)",
         "DELETE FROM webhook_events WHERE id IN (SELECT e.id FROM webhook_events e WHERE e.created_at < {cut} \
          AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = e.id) LIMIT 5000)",
     ] {

@@ -249,6 +249,9 @@ pub async fn record_events<C: ConnectionTrait>(
     record(conn, &subs, events).await
 }
 
+/// Keeps the pump's advisory locks apart from any other use of advisory locks.
+const PUMP_LOCK_SPACE: i64 = 0x5742_4850_0000_0000;
+
 /// Makes sure a pump runs now: one job per 50 ms window however many transactions ask.
 /// The job runs until a little after its window ends, so a transaction that joined the
 /// window but committed after the pump's first pass is still sent by it.
@@ -260,6 +263,22 @@ pub(crate) async fn schedule_pump<C: ConnectionTrait>(
     const WINDOW_MS: i64 = 50;
     const GRACE_MS: i64 = 250;
     let window = at.timestamp_millis() / WINDOW_MS;
+    // Transactions recording in the same window would otherwise queue behind the first
+    // one's uncommitted job row (PostgreSQL waits on a conflicting insert): whoever holds
+    // the window's lock writes it, the others go on. If that one rolls back, the periodic
+    // pump sends the rest within seconds.
+    if crate::db::Dialect::of(conn) == crate::db::Dialect::Postgres {
+        let mut b = crate::db::Binder::new(conn.get_database_backend());
+        let key = b.bind(PUMP_LOCK_SPACE ^ window);
+        let sql = format!("SELECT pg_try_advisory_xact_lock({key}) AS got");
+        let got: bool = match conn.query_one_raw(b.statement(sql)).await? {
+            Some(row) => row.try_get("", "got")?,
+            None => false,
+        };
+        if !got {
+            return Ok(());
+        }
+    }
     let job = DeliverWebhooks {
         until: Some((window + 1) * WINDOW_MS + GRACE_MS),
     };
