@@ -163,7 +163,7 @@ pub struct WebhookDelivery {
     pub trigger: WebhookDeliveryTrigger,
     /// Attempts made so far.
     pub attempt_count: i32,
-    /// When the next attempt is due (while PENDING).
+    /// When the next attempt is due (while PENDING; null while the endpoint is disabled).
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub last_status_code: Option<i32>,
     pub last_error: Option<String>,
@@ -190,7 +190,10 @@ fn delivery(
         status: d.status.into(),
         trigger: d.trigger.into(),
         attempt_count: d.attempts,
-        next_attempt_at: (d.status == DeliveryStatus::Pending).then_some(d.next_attempt_at),
+        // Parked (year 9999) while the endpoint is disabled: no attempt is due.
+        next_attempt_at: (d.status == DeliveryStatus::Pending
+            && chrono::Datelike::year(&d.next_attempt_at) < 9999)
+            .then_some(d.next_attempt_at),
         last_status_code: d.last_status_code,
         last_error: d.last_error.clone(),
         created_at: d.created_at,

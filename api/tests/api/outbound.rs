@@ -189,7 +189,7 @@ async fn create_endpoint(app: &TestApp, key: &str, url: &str, events: &[&str]) -
     )
 }
 
-const DELIVERIES: &str = "query($e: ID!, $s: WebhookDeliveryStatus) { webhookDeliveries(endpointId: $e, first: 100, status: $s) { totalCount edges { node { id eventId eventType subjectId status trigger attemptCount lastStatusCode payload attempts { attemptedAt statusCode latencyMs responseExcerpt error } } } } }";
+const DELIVERIES: &str = "query($e: ID!, $s: WebhookDeliveryStatus) { webhookDeliveries(endpointId: $e, first: 100, status: $s) { totalCount edges { node { id eventId eventType subjectId status trigger attemptCount nextAttemptAt lastStatusCode payload attempts { attemptedAt statusCode latencyMs responseExcerpt error } } } } }";
 
 async fn deliveries(app: &TestApp, key: &str, endpoint: &str) -> Vec<Value> {
     let d = app.ok(key, DELIVERIES, json!({ "e": endpoint })).await;
@@ -308,6 +308,10 @@ async fn delivers_signed_events_with_retries_in_order(app: TestApp) {
         .unwrap()
         .clone();
     assert_eq!(gone["status"], "PENDING");
+    assert!(
+        gone["nextAttemptAt"].is_null(),
+        "nothing is due while disabled: {gone}"
+    );
     let body = app
         .gql(
             Some(&t.key),

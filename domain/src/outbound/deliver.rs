@@ -708,6 +708,9 @@ async fn settle(
         b.bind(endpoint.id),
     );
     txn.execute_raw(b.statement(sql)).await?;
+    if disable_reason.is_some() {
+        super::endpoints::park(&txn, endpoint.id).await?;
+    }
     if let Some(reason) = &disable_reason {
         tracing::warn!(endpoint = %endpoint.id, reason, "webhook endpoint disabled");
         metrics::counter!("webhook_endpoints_disabled_total").increment(1);

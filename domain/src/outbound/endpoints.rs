@@ -4,8 +4,8 @@
 use chrono::{Duration as ChronoDuration, Utc};
 use entity::webhook_endpoint;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, IntoActiveModel,
-    PaginatorTrait, QueryFilter, QueryOrder, Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
+    IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder, Set, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -83,9 +83,20 @@ pub async fn create(
     let url = check_url(outbound, &input.url).await?;
     let filter = Filter::parse(&input.events)?;
     let description = check_description(input.description)?;
+    // Counting and inserting under the tenant's row lock: concurrent creations cannot
+    // pass the cap together (SQLite writes one at a time anyway).
+    let txn = crate::db::begin_write(db).await?;
+    if crate::db::Dialect::of(&txn) == crate::db::Dialect::Postgres {
+        let mut b = crate::db::Binder::new(txn.get_database_backend());
+        let sql = format!(
+            "SELECT id FROM tenants WHERE id = {} FOR NO KEY UPDATE",
+            b.bind(scope.tenant_id())
+        );
+        txn.query_one_raw(b.statement(sql)).await?;
+    }
     let count = webhook_endpoint::Entity::find()
         .filter(webhook_endpoint::Column::TenantId.eq(scope.tenant_id()))
-        .count(db)
+        .count(&txn)
         .await?;
     if count >= MAX_ENDPOINTS {
         return Err(DomainError::invalid(
@@ -115,8 +126,9 @@ pub async fn create(
         created_at: Set(now),
         updated_at: Set(now),
     }
-    .insert(db)
+    .insert(&txn)
     .await?;
+    txn.commit().await?;
     Ok(WithSecret { endpoint, secret })
 }
 
@@ -214,7 +226,42 @@ pub async fn disable(
             .unwrap_or_else(|| "disabled by a user".to_owned()),
     ));
     row.updated_at = Set(Utc::now());
-    Ok(row.update(db).await?)
+    let txn = db.begin().await?;
+    let endpoint = row.update(&txn).await?;
+    park(&txn, id).await?;
+    txn.commit().await?;
+    Ok(endpoint)
+}
+
+/// A disabled endpoint's pending deliveries wait out of the way of the pumps' search for
+/// due work, however many there are; `unpark` makes them due again.
+pub(crate) async fn park<C: ConnectionTrait>(conn: &C, endpoint: Uuid) -> DomainResult<()> {
+    let mut b = crate::db::Binder::new(conn.get_database_backend());
+    let sql = format!(
+        "UPDATE webhook_deliveries SET next_attempt_at = {} WHERE endpoint_id = {} AND status = 'PENDING'",
+        b.bind(parked_until()),
+        b.bind(endpoint)
+    );
+    conn.execute_raw(b.statement(sql)).await?;
+    Ok(())
+}
+
+async fn unpark<C: ConnectionTrait>(conn: &C, endpoint: Uuid) -> DomainResult<()> {
+    let now = Utc::now();
+    let mut b = crate::db::Binder::new(conn.get_database_backend());
+    let sql = format!(
+        "UPDATE webhook_deliveries SET next_attempt_at = {} WHERE endpoint_id = {} AND status = 'PENDING' AND next_attempt_at > {}",
+        b.bind(now),
+        b.bind(endpoint),
+        b.bind(now)
+    );
+    conn.execute_raw(b.statement(sql)).await?;
+    Ok(())
+}
+
+/// When a parked delivery is due: never, in practice (9999-01-01).
+fn parked_until() -> chrono::DateTime<Utc> {
+    chrono::DateTime::from_timestamp(253_370_764_800, 0).unwrap_or_else(Utc::now)
 }
 
 /// Enables the endpoint again; its pending deliveries resume.
@@ -232,6 +279,7 @@ pub async fn enable(
     let now = Utc::now();
     row.updated_at = Set(now);
     let endpoint = row.update(&txn).await?;
+    unpark(&txn, id).await?;
     schedule_pump(&txn, now).await?;
     txn.commit().await?;
     crate::jobs::wake(crate::jobs::Lane::Webhooks);
