@@ -9,7 +9,9 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::record::{body, event_id, schedule_pump};
+use super::record::{
+    NewDelivery, NewEvent, event_id, insert_deliveries, insert_events, schedule_pump,
+};
 use super::types::EventType;
 use crate::db::Binder;
 use crate::error::{DomainError, DomainResult};
@@ -96,36 +98,14 @@ pub async fn attempts_of(
         .await?)
 }
 
-async fn insert_delivery<C: sea_orm::ConnectionTrait>(
+/// Writes one delivery of an existing event and makes sure a pump runs.
+async fn insert_delivery<C: ConnectionTrait>(
     conn: &C,
-    tenant_id: Uuid,
-    endpoint_id: Uuid,
-    event_id: &str,
-    event_type: &str,
-    subject: Option<Uuid>,
-    trigger: DeliveryTrigger,
+    delivery: NewDelivery,
 ) -> DomainResult<Uuid> {
     let now = Utc::now();
-    let id = Uuid::now_v7();
-    let mut b = Binder::new(conn.get_database_backend());
-    let row = b.row([
-        id.into(),
-        tenant_id.into(),
-        endpoint_id.into(),
-        event_id.to_owned().into(),
-        event_type.to_owned().into(),
-        subject.into(),
-        "PENDING".into(),
-        trigger.as_str().into(),
-        0i32.into(),
-        now.into(),
-        now.into(),
-        now.into(),
-    ]);
-    let sql = format!(
-        "INSERT INTO webhook_deliveries (id, tenant_id, endpoint_id, event_id, event_type, subject, status, \"trigger\", attempts, next_attempt_at, created_at, updated_at) VALUES {row}"
-    );
-    conn.execute_raw(b.statement(sql)).await?;
+    let id = delivery.id;
+    insert_deliveries(conn, &[delivery], now).await?;
     schedule_pump(conn, now).await?;
     Ok(id)
 }
@@ -146,12 +126,15 @@ pub async fn redeliver(
     let txn = db.begin().await?;
     let id = insert_delivery(
         &txn,
-        d.tenant_id,
-        d.endpoint_id,
-        &d.event_id,
-        &d.event_type,
-        d.subject,
-        DeliveryTrigger::Manual,
+        NewDelivery {
+            id: Uuid::now_v7(),
+            tenant_id: d.tenant_id,
+            endpoint_id: d.endpoint_id,
+            event_id: d.event_id,
+            event_type: d.event_type,
+            subject: d.subject,
+            trigger: DeliveryTrigger::Manual,
+        },
     )
     .await?;
     txn.commit().await?;
@@ -175,34 +158,29 @@ pub async fn send_test(
             "the endpoint is disabled; enable it first",
         ));
     }
-    let now = Utc::now();
     let id = event_id();
-    let data = serde_json::json!({
-        "endpointId": endpoint.id,
-        "message": "A test event from Switchboard.",
-    });
-    let txn = db.begin().await?;
-    let mut b = Binder::new(txn.get_database_backend());
-    let row = b.row([
-        id.clone().into(),
-        scope.tenant_id().into(),
-        EventType::Test.as_str().into(),
-        Option::<Uuid>::None.into(),
-        body(EventType::Test, now, &data).into(),
-        now.into(),
-    ]);
-    let sql = format!(
-        "INSERT INTO webhook_events (id, tenant_id, type, subject, body, created_at) VALUES {row}"
+    let event = NewEvent::new(
+        scope.tenant_id(),
+        EventType::Test,
+        None,
+        serde_json::json!({
+            "endpointId": endpoint.id,
+            "message": "A test event from Switchboard.",
+        }),
     );
-    txn.execute_raw(b.statement(sql)).await?;
+    let txn = db.begin().await?;
+    insert_events(&txn, &[(id.clone(), event)]).await?;
     let delivery = insert_delivery(
         &txn,
-        scope.tenant_id(),
-        endpoint.id,
-        &id,
-        EventType::Test.as_str(),
-        None,
-        DeliveryTrigger::Test,
+        NewDelivery {
+            id: Uuid::now_v7(),
+            tenant_id: scope.tenant_id(),
+            endpoint_id: endpoint.id,
+            event_id: id,
+            event_type: EventType::Test.as_str().to_owned(),
+            subject: None,
+            trigger: DeliveryTrigger::Test,
+        },
     )
     .await?;
     txn.commit().await?;

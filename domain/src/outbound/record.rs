@@ -13,6 +13,7 @@ use super::types::{EventType, Filter};
 use crate::db::Binder;
 use crate::error::DomainResult;
 use crate::jobs::{Job, Lane, queue};
+use crate::types::DeliveryTrigger;
 
 /// An event about to be recorded.
 #[derive(Debug, Clone)]
@@ -123,26 +124,56 @@ pub async fn record<C: ConnectionTrait>(
     if subs.is_empty() || events.is_empty() {
         return Ok(false);
     }
-    let backend = conn.get_database_backend();
     let now = Utc::now();
     let mut event_rows: Vec<(String, NewEvent)> = Vec::new();
-    let mut deliveries: Vec<(Uuid, String, EventType, Option<Uuid>, Uuid)> = Vec::new();
+    let mut deliveries: Vec<NewDelivery> = Vec::new();
     for e in events {
         let targets: Vec<Uuid> = subs.endpoints_for(e.tenant_id, e.kind).collect();
         if targets.is_empty() {
             continue;
         }
         let id = event_id();
-        for endpoint in targets {
-            deliveries.push((endpoint, id.clone(), e.kind, e.subject, e.tenant_id));
+        for endpoint_id in targets {
+            deliveries.push(NewDelivery {
+                id: Uuid::now_v7(),
+                tenant_id: e.tenant_id,
+                endpoint_id,
+                event_id: id.clone(),
+                event_type: e.kind.as_str().to_owned(),
+                subject: e.subject,
+                trigger: DeliveryTrigger::Event,
+            });
         }
         event_rows.push((id, e));
     }
     if deliveries.is_empty() {
         return Ok(false);
     }
-    for chunk in event_rows.chunks(CHUNK) {
-        let mut b = Binder::new(backend);
+    insert_events(conn, &event_rows).await?;
+    insert_deliveries(conn, &deliveries, now).await?;
+    metrics::counter!("webhook_events_recorded_total").increment(event_rows.len() as u64);
+    schedule_pump(conn, now).await?;
+    Ok(true)
+}
+
+/// A delivery about to be written: an event to an endpoint.
+pub(crate) struct NewDelivery {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub endpoint_id: Uuid,
+    pub event_id: String,
+    pub event_type: String,
+    pub subject: Option<Uuid>,
+    pub trigger: DeliveryTrigger,
+}
+
+/// Writes events (with their ids) as their bodies will be signed.
+pub(crate) async fn insert_events<C: ConnectionTrait>(
+    conn: &C,
+    events: &[(String, NewEvent)],
+) -> DomainResult<()> {
+    for chunk in events.chunks(CHUNK) {
+        let mut b = Binder::new(conn.get_database_backend());
         let rows: Vec<String> = chunk
             .iter()
             .map(|(id, e)| {
@@ -162,20 +193,29 @@ pub async fn record<C: ConnectionTrait>(
         );
         conn.execute_raw(b.statement(sql)).await?;
     }
+    Ok(())
+}
+
+/// Writes deliveries, due at `now`.
+pub(crate) async fn insert_deliveries<C: ConnectionTrait>(
+    conn: &C,
+    deliveries: &[NewDelivery],
+    now: DateTime<Utc>,
+) -> DomainResult<()> {
     for chunk in deliveries.chunks(CHUNK) {
-        let mut b = Binder::new(backend);
+        let mut b = Binder::new(conn.get_database_backend());
         let rows: Vec<String> = chunk
             .iter()
-            .map(|(endpoint, event, kind, subject, tenant)| {
+            .map(|d| {
                 b.row([
-                    Uuid::now_v7().into(),
-                    (*tenant).into(),
-                    (*endpoint).into(),
-                    event.clone().into(),
-                    kind.as_str().into(),
-                    (*subject).into(),
+                    d.id.into(),
+                    d.tenant_id.into(),
+                    d.endpoint_id.into(),
+                    d.event_id.clone().into(),
+                    d.event_type.clone().into(),
+                    d.subject.into(),
                     "PENDING".into(),
-                    "EVENT".into(),
+                    d.trigger.as_str().into(),
                     0i32.into(),
                     now.into(),
                     now.into(),
@@ -189,9 +229,7 @@ pub async fn record<C: ConnectionTrait>(
         );
         conn.execute_raw(b.statement(sql)).await?;
     }
-    metrics::counter!("webhook_events_recorded_total").increment(event_rows.len() as u64);
-    schedule_pump(conn, now).await?;
-    Ok(true)
+    Ok(())
 }
 
 /// Records `customer.created` for `created` and `customer.updated` for `updated` (ids of
