@@ -113,6 +113,10 @@ pub fn router(state: AppState) -> Router {
             axum::routing::post(crate::webhooks::teli),
         )
         .route(
+            "/webhooks/twenty/{token}",
+            axum::routing::post(crate::crm_webhooks::twenty),
+        )
+        .route(
             "/campaigns/import",
             axum::routing::post(crate::campaign_import::import)
                 .layer(DefaultBodyLimit::max(domain::campaigns::MAX_FILE_BYTES)),

@@ -188,6 +188,34 @@ fn keeps_digits(e164: &str, country_code: &str, input: &str) -> bool {
     national_in.strip_prefix('0') == Some(national_out)
 }
 
+/// An E.164 number in the parts CRMs store it as: the calling code (`+91`), the national
+/// number without it (`9812345678`) and the country (`IN`, when the code names one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parts {
+    pub calling_code: String,
+    pub national: String,
+    pub country: Option<String>,
+}
+
+impl PhoneNumber {
+    pub fn parts(&self) -> Option<Parts> {
+        let digits = self.0.strip_prefix('+')?;
+        let (code, country) = catch_unwind(AssertUnwindSafe(|| {
+            let n = phonenumber::parse(None, &self.0).ok()?;
+            let country = n.country().id().map(|id| id.as_ref().to_owned());
+            Some((n.code().value().to_string(), country))
+        }))
+        .ok()
+        .flatten()?;
+        let national = digits.strip_prefix(&code)?;
+        Some(Parts {
+            calling_code: format!("+{code}"),
+            national: national.to_owned(),
+            country,
+        })
+    }
+}
+
 impl fmt::Debug for PhoneNumber {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "PhoneNumber({})", mask(&self.0))
@@ -213,6 +241,17 @@ pub fn mask(number: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn parts_split_a_number_the_way_crms_store_it() {
+        let n = super::PhoneNumber::from_e164_unchecked("+919812345678".into());
+        let p = n.parts().unwrap();
+        assert_eq!(p.calling_code, "+91");
+        assert_eq!(p.national, "9812345678");
+        assert_eq!(p.country.as_deref(), Some("IN"));
+        let us = super::PhoneNumber::from_e164_unchecked("+14155550123".into());
+        assert_eq!(us.parts().unwrap().calling_code, "+1");
+    }
+
     use super::*;
 
     fn india() -> Region {

@@ -24,6 +24,8 @@ pub struct Services {
     analyzer: Option<Arc<crate::analysis::llm::LlmAnalyzer>>,
     /// Outbound webhook delivery: the guarded client, secrets and settings.
     outbound: crate::outbound::Outbound,
+    /// The CRM sync: its guarded client, request budgets and settings.
+    crm: crate::crm::Crm,
 }
 
 impl Services {
@@ -45,6 +47,7 @@ impl Services {
                 .map_err(|e| DomainError::Internal(format!("secrets key: {e}")))?,
         );
         let outbound = crate::outbound::Outbound::new(&settings.webhooks, cipher.clone())?;
+        let crm = crate::crm::Crm::new(settings, cipher.clone())?;
         let mut providers =
             Registry::with_retry(db.clone(), cipher, settings.providers.clone(), retry)?;
         if let Some(url) = &settings.redis_url {
@@ -54,6 +57,7 @@ impl Services {
         Ok(Services {
             analyzer,
             outbound,
+            crm,
             ingestor: Ingestor::new(
                 db.clone(),
                 events.clone(),
@@ -93,6 +97,9 @@ impl Services {
     }
     pub fn outbound(&self) -> &crate::outbound::Outbound {
         &self.outbound
+    }
+    pub fn crm(&self) -> &crate::crm::Crm {
+        &self.crm
     }
 }
 

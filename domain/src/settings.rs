@@ -174,6 +174,67 @@ pub struct Settings {
     pub llm: Option<LlmSettings>,
     /// Outbound webhooks: timeouts, the retry schedule, retention, private hosts allowed.
     pub webhooks: WebhookSettings,
+    /// The CRM sync: its period, request budget and failure threshold (`CRM_*`).
+    pub crm: CrmSettings,
+    /// The address integrators reach this deployment on (`PUBLIC_URL`), for the webhook
+    /// URLs it hands out; unset, they name `BIND_ADDR`.
+    pub public_url: Option<String>,
+}
+
+/// How the two-way CRM sync runs (`CRM_*`).
+#[derive(Debug, Clone)]
+pub struct CrmSettings {
+    /// A pull and push of every connection this often (`CRM_SYNC_INTERVAL_SECONDS`).
+    pub sync_interval_seconds: u64,
+    /// Requests a minute to one CRM workspace, shared by every process through Redis
+    /// when there is one (`CRM_REQUESTS_PER_MINUTE`; Twenty allows about 100).
+    pub requests_per_minute: u32,
+    /// A CRM failing every request this long fires `crm.sync_failing`
+    /// (`CRM_FAILING_AFTER_SECONDS`).
+    pub failing_after_seconds: u64,
+    /// One request's time limit (`CRM_TIMEOUT_MS`).
+    pub timeout_ms: u64,
+}
+
+impl Default for CrmSettings {
+    fn default() -> Self {
+        CrmSettings {
+            sync_interval_seconds: 300,
+            requests_per_minute: 100,
+            failing_after_seconds: 900,
+            timeout_ms: 10_000,
+        }
+    }
+}
+
+impl CrmSettings {
+    fn read(get: &impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let d = CrmSettings::default();
+        Ok(CrmSettings {
+            sync_interval_seconds: parse_num(
+                get,
+                "CRM_SYNC_INTERVAL_SECONDS",
+                d.sync_interval_seconds,
+                5,
+                86_400,
+            )?,
+            requests_per_minute: parse_num(
+                get,
+                "CRM_REQUESTS_PER_MINUTE",
+                d.requests_per_minute,
+                1,
+                10_000_000,
+            )?,
+            failing_after_seconds: parse_num(
+                get,
+                "CRM_FAILING_AFTER_SECONDS",
+                d.failing_after_seconds,
+                1,
+                30 * 86_400,
+            )?,
+            timeout_ms: parse_num(get, "CRM_TIMEOUT_MS", d.timeout_ms, 100, 120_000)?,
+        })
+    }
 }
 
 /// How outbound webhooks are delivered (`WEBHOOK_*`).
@@ -377,6 +438,8 @@ impl Settings {
             trusted_proxies: read_trusted_proxies(&get)?,
             llm: LlmSettings::read(&get)?,
             webhooks: WebhookSettings::read(&get)?,
+            crm: CrmSettings::read(&get)?,
+            public_url: read_public_url(&get)?,
             auth_failures_per_minute: parse_num(
                 &get,
                 "AUTH_FAILURES_PER_MINUTE",
@@ -728,5 +791,22 @@ mod tests {
         .unwrap();
         assert!(!s.seed_demo);
         assert_eq!(format!("{:?}", s.database.url), "Secret(***)");
+    }
+}
+
+fn read_public_url(get: &impl Fn(&str) -> Option<String>) -> Result<Option<String>, SettingsError> {
+    let Some(raw) = get("PUBLIC_URL").map(|v| v.trim().trim_end_matches('/').to_owned()) else {
+        return Ok(None);
+    };
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    match url::Url::parse(&raw) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(Some(raw)),
+        _ => Err(SettingsError::Invalid {
+            name: "PUBLIC_URL",
+            value: raw,
+            message: "must be an http(s) URL such as https://crm.example.com".into(),
+        }),
     }
 }

@@ -1,15 +1,19 @@
-use crate::values::{Provider, SyncStatus, SyncTrigger};
+use crate::values::{CrmDirection, SyncSource, SyncStatus, SyncTrigger};
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
 
-/// One pull of a provider's calls into the CRM, with its counts (see `domain::sync`).
+/// One pull of a provider's calls into the CRM (see `domain::sync`), or one exchange of
+/// people with the tenant's CRM (see `domain::crm`), with its counts.
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel, Serialize, Deserialize)]
 #[sea_orm(table_name = "sync_runs")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: Uuid,
     pub tenant_id: Uuid,
-    pub provider: Provider,
+    /// The call provider, or the CRM (`TWENTY`).
+    pub provider: SyncSource,
+    /// CRM runs only.
+    pub direction: Option<CrmDirection>,
     pub trigger: SyncTrigger,
     pub dry_run: bool,
     pub since: DateTimeUtc,
@@ -22,6 +26,11 @@ pub struct Model {
     pub duplicate_calls: i32,
     pub skipped_unknown_agent: i32,
     pub skipped_no_phone: i32,
+    /// CRM runs: records created, updated, skipped and conflicts resolved.
+    pub created: i32,
+    pub updated: i32,
+    pub skipped: i32,
+    pub conflicts: i32,
     /// JSON array of strings.
     #[sea_orm(column_type = "JsonBinary")]
     pub errors: Json,

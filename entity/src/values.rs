@@ -77,6 +77,43 @@ string_enum!(
 );
 
 string_enum!(
+    /// What a sync run reads from or writes to: a voice-AI provider's calls, or a CRM.
+    SyncSource { Bolna => "BOLNA", Teli => "TELI", Simulator => "SIMULATOR", Twenty => "TWENTY" }
+);
+
+impl SyncSource {
+    /// The call provider a calls sync reads; `None` for a CRM.
+    pub fn call_provider(self) -> Option<Provider> {
+        match self {
+            SyncSource::Bolna => Some(Provider::Bolna),
+            SyncSource::Teli => Some(Provider::Teli),
+            SyncSource::Simulator => Some(Provider::Simulator),
+            SyncSource::Twenty => None,
+        }
+    }
+}
+
+impl From<Provider> for SyncSource {
+    fn from(p: Provider) -> Self {
+        match p {
+            Provider::Bolna => SyncSource::Bolna,
+            Provider::Teli => SyncSource::Teli,
+            Provider::Simulator => SyncSource::Simulator,
+        }
+    }
+}
+
+string_enum!(
+    /// Which way a CRM sync run moves people.
+    CrmDirection { Pull => "PULL", Push => "PUSH", Both => "BOTH" }
+);
+
+string_enum!(
+    /// A CRM Switchboard syncs customers with.
+    CrmProvider { Twenty => "TWENTY" }
+);
+
+string_enum!(
     /// What an API key may do inside its tenant.
     Role { Admin => "ADMIN", Member => "MEMBER", Viewer => "VIEWER" }
 );

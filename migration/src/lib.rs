@@ -19,6 +19,7 @@ mod m20261203_000012_lead_scores;
 mod m20261203_000013_analytics_index;
 mod m20261203_000014_tasks;
 mod m20261206_000015_webhooks;
+mod m20261206_000016_crm;
 
 pub struct Migrator;
 
@@ -41,6 +42,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000013_analytics_index::Migration),
             Box::new(m20261203_000014_tasks::Migration),
             Box::new(m20261206_000015_webhooks::Migration),
+            Box::new(m20261206_000016_crm::Migration),
         ]
     }
 }

@@ -26,7 +26,7 @@ pub fn runner(services: Services, settings: &domain::settings::Settings) -> Runn
         (Lane::Maintenance, w.maintenance),
         (Lane::Webhooks, w.webhooks),
     ]);
-    let registry = kinds::product(&settings.providers);
+    let registry = kinds::product(&settings.providers, &settings.crm);
     Runner::new(
         services.db().clone(),
         services,

@@ -84,3 +84,11 @@ mirror!(
     /// Where a background job stands: RUNNING, then SUCCEEDED or FAILED.
     JobStatus = TaskStatus { Running, Succeeded, Failed }
 );
+mirror!(
+    /// Which way a CRM sync moves people: PULL (CRM to Switchboard), PUSH, or BOTH.
+    CrmSyncDirection = CrmDirection { Pull, Push, Both }
+);
+mirror!(
+    /// A CRM Switchboard syncs customers with.
+    CrmProvider = CrmProvider { Twenty }
+);

@@ -8,6 +8,7 @@ use super::analysis::{AnalysisMutation, AnalysisQuery};
 use super::analytics::AnalyticsQuery;
 use super::calls::{CallsMutation, CallsQuery};
 use super::campaigns::{CampaignsMutation, CampaignsQuery};
+use super::crm::{CrmMutation, CrmQuery};
 use super::customers::{CustomersMutation, CustomersQuery};
 use super::scoring::{ScoringMutation, ScoringQuery};
 use super::sync::{SyncMutation, SyncQuery};
@@ -27,6 +28,7 @@ pub struct Query(
     ScoringQuery,
     AnalyticsQuery,
     WebhookEndpointsQuery,
+    CrmQuery,
 );
 
 /// Writes. Roles and tenancy are checked in `domain`, not here.
@@ -41,4 +43,5 @@ pub struct Mutation(
     AnalysisMutation,
     ScoringMutation,
     WebhookEndpointsMutation,
+    CrmMutation,
 );

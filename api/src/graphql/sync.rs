@@ -8,7 +8,7 @@ use entity::sync_run;
 
 use super::connection::{Connection, Listing, connection_object};
 use super::context::{db, scope};
-use super::enums::{Provider, SyncStatus, SyncTrigger};
+use super::enums::{CrmProvider, CrmSyncDirection, Provider, SyncStatus, SyncTrigger};
 use super::error::{GqlResultExt, parse_id};
 use super::types::{Call, Customer};
 
@@ -46,9 +46,34 @@ impl SyncRun {
     async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
-    /// The provider synced.
-    async fn provider(&self) -> Provider {
-        self.0.provider.into()
+    /// The provider whose calls were synced; null for a CRM run (see `crm`).
+    async fn provider(&self) -> Option<Provider> {
+        self.0.provider.call_provider().map(Into::into)
+    }
+    /// The CRM a CRM run exchanged people with; null for a calls sync.
+    async fn crm(&self) -> Option<CrmProvider> {
+        (self.0.provider == entity::values::SyncSource::Twenty).then_some(CrmProvider::Twenty)
+    }
+    /// A CRM run's direction; null for a calls sync.
+    async fn direction(&self) -> Option<CrmSyncDirection> {
+        self.0.direction.map(Into::into)
+    }
+    /// CRM runs: customers created here (pull) plus people created in the CRM (push).
+    async fn created(&self) -> i32 {
+        self.0.created
+    }
+    /// CRM runs: customers updated here plus people updated (or deleted) in the CRM.
+    async fn updated(&self) -> i32 {
+        self.0.updated
+    }
+    /// CRM runs: records with nothing to change, older than what was applied, or unusable
+    /// (see `skippedNoPhone` and `errors`).
+    async fn skipped(&self) -> i32 {
+        self.0.skipped
+    }
+    /// CRM runs: fields both sides had changed, settled by an override or the later change.
+    async fn conflicts(&self) -> i32 {
+        self.0.conflicts
     }
     /// MANUAL (triggerSync) or SCHEDULED.
     async fn trigger(&self) -> SyncTrigger {

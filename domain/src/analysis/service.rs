@@ -376,6 +376,8 @@ pub async fn analyse(
     if let Some(customer_id) = call.customer_id {
         let rules = super::scores::rules_of(&txn, tenant_id).await?;
         super::scores::rescore(&txn, tenant_id, customer_id, &rules).await?;
+        // Status, score, segment and the last call's summary may have moved.
+        crate::crm::outbox::mark(&txn, tenant_id, &[customer_id]).await?;
     }
     let mut events = vec![NewEvent::new(
         tenant_id,

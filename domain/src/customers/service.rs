@@ -185,6 +185,7 @@ pub async fn create(
         .await
         .on_conflict("phoneNumber", DUPLICATE_PHONE)?;
     repo::replace_tags(&txn, scope, created.id, &tags).await?;
+    crate::crm::outbox::mark(&txn, scope.tenant_id(), &[created.id]).await?;
     let webhooks = outbound::record_events(
         &txn,
         vec![payloads::customer_event(
@@ -241,6 +242,7 @@ pub async fn update(
     if let Some(t) = &new_tags {
         repo::replace_tags(&txn, scope, id, t).await?;
     }
+    crate::crm::outbox::mark(&txn, scope.tenant_id(), &[id]).await?;
     let webhooks = outbound::record_events(
         &txn,
         vec![payloads::customer_event(
@@ -257,14 +259,18 @@ pub async fn update(
 /// Deletes the customer; their calls stay, detached.
 pub async fn delete(db: &DatabaseConnection, scope: &TenantScope, id: Uuid) -> DomainResult<bool> {
     scope.require(Role::Member)?;
+    let txn = db.begin().await?;
+    // The CRM's copy goes at the next push.
+    crate::crm::outbox::mark_deleted(&txn, scope.tenant_id(), id).await?;
     let res = customer::Entity::delete_many()
         .filter(customer::Column::TenantId.eq(scope.tenant_id()))
         .filter(customer::Column::Id.eq(id))
-        .exec(db)
+        .exec(&txn)
         .await?;
     if res.rows_affected == 0 {
         return Err(DomainError::not_found("customer"));
     }
+    txn.commit().await?;
     Ok(true)
 }
 
@@ -341,6 +347,9 @@ pub async fn merge(
     active.updated_at = Set(Utc::now());
     let merged = active.update(&txn).await?;
     repo::replace_tags(&txn, scope, merged.id, &merged_tags).await?;
+    // The duplicate's CRM record (if linked) stays there, unlinked: merging is a choice
+    // made here, not a deletion of the CRM's person.
+    crate::crm::outbox::mark(&txn, scope.tenant_id(), &[merged.id]).await?;
     let webhooks = outbound::record_events(
         &txn,
         vec![payloads::customer_event(

@@ -117,13 +117,31 @@ impl HttpClient {
         query: &[(&str, String)],
         auth: &Auth,
     ) -> HttpResult<T> {
+        let body = self.idempotent(Method::GET, url, query, auth).await?;
+        decode(&body)
+    }
+
+    /// DELETE with the retries of a read (deleting twice deletes once).
+    pub async fn delete(&self, url: &str, auth: &Auth) -> HttpResult<()> {
+        self.idempotent(Method::DELETE, url, &[], auth)
+            .await
+            .map(|_| ())
+    }
+
+    async fn idempotent(
+        &self,
+        method: Method,
+        url: &str,
+        query: &[(&str, String)],
+        auth: &Auth,
+    ) -> HttpResult<bytes::Bytes> {
         let mut attempt = 0;
         loop {
             let result = self
-                .send(self.request(Method::GET, url, auth).query(query))
+                .send(self.request(method.clone(), url, auth).query(query))
                 .await;
             match result {
-                Ok(body) => return decode(&body),
+                Ok(body) => return Ok(body),
                 Err(err) if err.is_retryable() && attempt + 1 < self.retry.max_tries => {
                     let wait = match &err {
                         HttpError::RateLimited {

@@ -7,15 +7,16 @@ use super::Registry;
 use crate::analysis::jobs::{AnalyzeCall, ReanalyzeCalls, RescoreCustomers};
 use crate::calls::jobs::{FollowCall, PlaceCall, PlaceCalls, StaleCalls, StuckCalls};
 use crate::campaigns::jobs::{DispatchCampaign, FinishItem};
+use crate::crm::jobs::{CrmSync, PushCrmChanges, ScheduleCrmSyncs};
 use crate::ingest::jobs::IngestReport;
 use crate::outbound::jobs::{DeliverWebhooks, PruneWebhooks};
 use crate::providers::simulator::playback::SimulatorReport;
 use crate::services::Services;
-use crate::settings::ProviderSettings;
+use crate::settings::{CrmSettings, ProviderSettings};
 use crate::sync::jobs::{Reconcile, ScheduleSyncs, SyncRun};
 
 /// The product's job kinds, and how often the periodic ones run.
-pub fn product(providers: &ProviderSettings) -> Registry<Services> {
+pub fn product(providers: &ProviderSettings, crm: &CrmSettings) -> Registry<Services> {
     Registry::new()
         .register::<IngestReport>()
         .register::<SimulatorReport>()
@@ -28,6 +29,7 @@ pub fn product(providers: &ProviderSettings) -> Registry<Services> {
         .register::<AnalyzeCall>()
         .register::<RescoreCustomers>()
         .register::<ReanalyzeCalls>()
+        .register::<CrmSync>()
         .every::<StaleCalls>(Duration::from_secs(
             providers.stale_call_seconds.clamp(10, 300),
         ))
@@ -37,4 +39,7 @@ pub fn product(providers: &ProviderSettings) -> Registry<Services> {
         .every::<PruneWebhooks>(Duration::from_secs(3600))
         .every::<ScheduleSyncs>(Duration::from_secs(providers.sync_interval_seconds))
         .every::<Reconcile>(Duration::from_secs(providers.reconcile_interval_seconds))
+        .every::<ScheduleCrmSyncs>(Duration::from_secs(crm.sync_interval_seconds))
+        // Changes made here reach the CRM within seconds, not at the next scheduled sync.
+        .every::<PushCrmChanges>(Duration::from_secs(3))
 }

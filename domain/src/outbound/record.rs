@@ -233,8 +233,21 @@ pub(crate) async fn insert_deliveries<C: ConnectionTrait>(
 }
 
 /// Records `customer.created` for `created` and `customer.updated` for `updated` (ids of
-/// one tenant), reading the customers only when some endpoint wants the events.
+/// one tenant), and notes them for the tenant's CRM (if it has one).
 pub(crate) async fn customer_changes<C: ConnectionTrait>(
+    conn: &C,
+    tenant_id: Uuid,
+    created: &[Uuid],
+    updated: &[Uuid],
+) -> DomainResult<bool> {
+    crate::crm::outbox::mark(conn, tenant_id, created).await?;
+    crate::crm::outbox::mark(conn, tenant_id, updated).await?;
+    customer_events(conn, tenant_id, created, updated).await
+}
+
+/// Records `customer.created` and `customer.updated` only, reading the customers only
+/// when some endpoint wants the events (changes that came from the CRM itself).
+pub(crate) async fn customer_events<C: ConnectionTrait>(
     conn: &C,
     tenant_id: Uuid,
     created: &[Uuid],

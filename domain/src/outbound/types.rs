@@ -18,12 +18,13 @@ pub enum EventType {
     CampaignCanceled,
     CampaignItemFinished,
     SyncRunFinished,
+    CrmSyncFailing,
     EndpointDisabled,
     Test,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 14] = [
+    pub const ALL: [EventType; 15] = [
         EventType::CallStatusChanged,
         EventType::CallCompleted,
         EventType::CallAnalyzed,
@@ -36,6 +37,7 @@ impl EventType {
         EventType::CampaignCanceled,
         EventType::CampaignItemFinished,
         EventType::SyncRunFinished,
+        EventType::CrmSyncFailing,
         EventType::EndpointDisabled,
         EventType::Test,
     ];
@@ -54,6 +56,7 @@ impl EventType {
             EventType::CampaignCanceled => "campaign.canceled",
             EventType::CampaignItemFinished => "campaign.item_finished",
             EventType::SyncRunFinished => "sync_run.finished",
+            EventType::CrmSyncFailing => "crm.sync_failing",
             EventType::EndpointDisabled => "webhook_endpoint.disabled",
             EventType::Test => "webhook.test",
         }

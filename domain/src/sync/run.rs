@@ -161,7 +161,10 @@ pub(crate) async fn run_sync(services: &Services, id: Uuid) -> anyhow::Result<()
 /// A task walks the provider a few pages ahead while this one writes: pages that arrived
 /// meanwhile are routed and ingested together, in one transaction of set-based statements.
 async fn execute(services: &Services, run: &sync_run::Model) -> Result<Counts, String> {
-    let provider = run.provider;
+    let provider = run
+        .provider
+        .call_provider()
+        .ok_or_else(|| "not a calls sync run".to_owned())?;
     let account = Arc::new(walk::open(services, run.tenant_id, provider).await?);
     let (pages_tx, mut pages) = tokio::sync::mpsc::channel::<Vec<CallReport>>(FETCH_AHEAD);
     let walking = tokio::spawn({
@@ -492,9 +495,12 @@ async fn advance_cursor(
     let until = newest.map_or(run.until, |n| n.min(run.until)) - OVERLAP;
     // Never ahead of now: a cursor in the future would make every later run empty.
     let until = until.max(run.since).min(Utc::now());
+    let Some(provider) = run.provider.call_provider() else {
+        return Ok(());
+    };
     sync_cursor::Entity::insert(sync_cursor::ActiveModel {
         tenant_id: Set(run.tenant_id),
-        provider: Set(run.provider),
+        provider: Set(provider),
         synced_until: Set(until),
         updated_at: Set(Utc::now()),
     })

@@ -94,7 +94,8 @@ pub async fn trigger(
     let inserted = sync_run::ActiveModel {
         id: Set(Uuid::now_v7()),
         tenant_id: Set(scope.tenant_id()),
-        provider: Set(input.provider),
+        provider: Set(input.provider.into()),
+        direction: Set(None),
         trigger: Set(how),
         dry_run: Set(input.dry_run),
         since: Set(since),
@@ -107,6 +108,10 @@ pub async fn trigger(
         duplicate_calls: Set(0),
         skipped_unknown_agent: Set(0),
         skipped_no_phone: Set(0),
+        created: Set(0),
+        updated: Set(0),
+        skipped: Set(0),
+        conflicts: Set(0),
         errors: Set(json!([])),
         calls_by_agent: Set(json!([])),
         started_at: Set(now),
@@ -143,7 +148,7 @@ pub(crate) async fn running<C: ConnectionTrait>(
 ) -> DomainResult<Option<sync_run::Model>> {
     Ok(sync_run::Entity::find()
         .filter(sync_run::Column::TenantId.eq(tenant_id))
-        .filter(sync_run::Column::Provider.eq(provider))
+        .filter(sync_run::Column::Provider.eq(entity::values::SyncSource::from(provider)))
         .filter(sync_run::Column::Status.eq(SyncStatus::Running))
         .one(db)
         .await?)
