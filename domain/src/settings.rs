@@ -727,6 +727,23 @@ fn redact_url(url: &str) -> String {
     }
 }
 
+fn read_public_url(get: &impl Fn(&str) -> Option<String>) -> Result<Option<String>, SettingsError> {
+    let Some(raw) = get("PUBLIC_URL").map(|v| v.trim().trim_end_matches('/').to_owned()) else {
+        return Ok(None);
+    };
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    match url::Url::parse(&raw) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(Some(raw)),
+        _ => Err(SettingsError::Invalid {
+            name: "PUBLIC_URL",
+            value: raw,
+            message: "must be an http(s) URL such as https://crm.example.com".into(),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -791,22 +808,5 @@ mod tests {
         .unwrap();
         assert!(!s.seed_demo);
         assert_eq!(format!("{:?}", s.database.url), "Secret(***)");
-    }
-}
-
-fn read_public_url(get: &impl Fn(&str) -> Option<String>) -> Result<Option<String>, SettingsError> {
-    let Some(raw) = get("PUBLIC_URL").map(|v| v.trim().trim_end_matches('/').to_owned()) else {
-        return Ok(None);
-    };
-    if raw.is_empty() {
-        return Ok(None);
-    }
-    match url::Url::parse(&raw) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(Some(raw)),
-        _ => Err(SettingsError::Invalid {
-            name: "PUBLIC_URL",
-            value: raw,
-            message: "must be an http(s) URL such as https://crm.example.com".into(),
-        }),
     }
 }

@@ -281,10 +281,11 @@ fn read_phone(
     }
     if let Some(cc) = calling_code {
         let digits: String = cc.chars().filter(char::is_ascii_digit).collect();
-        if !digits.is_empty() && digits.len() <= 4 {
-            if let Ok(n) = PhoneNumber::parse(&format!("+{digits} {number}"), region) {
-                return Some(n);
-            }
+        if !digits.is_empty()
+            && digits.len() <= 4
+            && let Ok(n) = PhoneNumber::parse(&format!("+{digits} {number}"), region)
+        {
+            return Some(n);
         }
     }
     if let Some(r) = country.and_then(|c| Region::parse(c).ok())
