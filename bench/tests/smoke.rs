@@ -88,7 +88,10 @@ fn the_live_benchmark_runs() {
 
 #[test]
 fn the_sync_benchmark_runs() {
-    run(env!("CARGO_BIN_EXE_sync"), &[("BENCH_EXECUTIONS", "500")]);
+    run(
+        env!("CARGO_BIN_EXE_sync"),
+        &[("BENCH_EXECUTIONS", "500"), ("BENCH_PEOPLE", "200")],
+    );
 }
 
 #[test]

@@ -6,9 +6,13 @@
 //! reference, without a goal, is pgbench writing the same calls and events into the real
 //! schema (see `schema_reference`).
 //!
+//! Then, in the same API process, a first pull of BENCH_PEOPLE (10,000) people from a fake
+//! Twenty with no rate limit (pages of 60, ordered by `updatedAt`), as a ratio to the first
+//! sync's executions/s.
+//!
 //! Usage: `cargo build --release -p api -p bench && target/release/sync`
 //! Environment: BENCH_PG, BENCH_SECONDS (10, the pgbench duration), BENCH_EXECUTIONS
-//! (100000), BENCH_API_BIN.
+//! (100000), BENCH_PEOPLE (10000), BENCH_API_BIN.
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -100,6 +104,62 @@ async fn executions(
     )
 }
 
+/// A Twenty workspace of `total` people, person `i` changed at `start + i` seconds.
+struct People {
+    people: Vec<Value>,
+}
+
+impl People {
+    fn new(total: usize) -> People {
+        let people = (0..total)
+            .map(|i| {
+                let at = (start() + chrono::Duration::seconds(i as i64))
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+                json!({ "id": format!("person-{i:07}"), "createdAt": at, "updatedAt": at, "deletedAt": null,
+                        "name": { "firstName": format!("First{i}"), "lastName": "Bench" },
+                        "emails": { "primaryEmail": format!("p{i}@bench.example"), "additionalEmails": [] },
+                        "phones": { "primaryPhoneNumber": format!("97{:08}", i), "primaryPhoneCallingCode": "+91",
+                                    "primaryPhoneCountryCode": "IN", "additionalPhones": [] } })
+            })
+            .collect();
+        People { people }
+    }
+}
+
+async fn people(
+    State(p): State<Arc<People>>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> axum::Json<Value> {
+    let limit: usize = q
+        .get("limit")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60)
+        .min(60);
+    let since = q
+        .get("filter")
+        .and_then(|f| f.strip_prefix("updatedAt[gte]:"))
+        .map(|v| v.trim_matches('"').to_owned());
+    let mut from = match since {
+        Some(s) => p
+            .people
+            .partition_point(|x| x["updatedAt"].as_str().unwrap_or("") < s.as_str()),
+        None => 0,
+    };
+    if let Some(after) = q.get("starting_after") {
+        from = after
+            .strip_prefix("person-")
+            .and_then(|n| n.parse::<usize>().ok())
+            .map_or(p.people.len(), |n| n + 1);
+    }
+    let page: Vec<Value> = p.people.iter().skip(from).take(limit).cloned().collect();
+    let has_next = from + page.len() < p.people.len();
+    let end = page.last().map(|x| x["id"].clone());
+    axum::Json(
+        json!({ "data": { "people": page }, "totalCount": p.people.len(),
+                       "pageInfo": { "hasNextPage": has_next, "endCursor": end } }),
+    )
+}
+
 struct Sync {
     seconds: f64,
     run: Value,
@@ -167,6 +227,7 @@ async fn run() -> anyhow::Result<()> {
         std::env::var("BENCH_API_BIN").unwrap_or_else(|_| format!("{root}/target/release/api"));
     let seconds: u64 = env_or("BENCH_SECONDS", 10);
     let total: usize = env_or("BENCH_EXECUTIONS", 100_000);
+    let people_total: usize = env_or("BENCH_PEOPLE", 10_000);
     if !std::path::Path::new(&api_bin).exists() {
         bail!("{api_bin} not found: run `cargo build --release -p api -p bench` first");
     }
@@ -213,6 +274,14 @@ async fn run() -> anyhow::Result<()> {
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
+    let twenty_port = free_port()?;
+    let twenty = axum::Router::new()
+        .route("/rest/people", axum::routing::get(people))
+        .with_state(Arc::new(People::new(people_total)));
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", twenty_port)).await?;
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, twenty).await;
+    });
 
     fresh_database(&admin, DB).await?;
     let url = db_url(&pg_admin, DB);
@@ -235,6 +304,9 @@ async fn run() -> anyhow::Result<()> {
             // The fake is local: Bolna's request budget would cap the run at 450 pages a minute.
             .env("BOLNA_REQUESTS_PER_MINUTE", "0")
             .env("RECONCILE_INTERVAL_SECONDS", "604800")
+            // The fake Twenty is local and unlimited: no request budget in the way.
+            .env("CRM_REQUESTS_PER_MINUTE", "10000000")
+            .env("CRM_SYNC_INTERVAL_SECONDS", "86400")
             .env(
                 "RUST_LOG",
                 std::env::var("BENCH_LOG").unwrap_or_else(|_| "warn".into()),
@@ -275,6 +347,43 @@ async fn run() -> anyhow::Result<()> {
         second.seconds, second.peak_rss_mb, second.run
     ));
 
+    // A first CRM pull, in the same process: connecting starts it.
+    let started = Instant::now();
+    gql(
+        &client,
+        &base,
+        &key,
+        "mutation($u: String!) { connectTwenty(input: {baseUrl: $u, apiKey: \"tw\", webhookSecret: \"s\"}) { baseUrl } }",
+        json!({ "u": format!("http://127.0.0.1:{twenty_port}") }),
+    )
+    .await?;
+    let crm_run = loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let d = gql(
+            &client,
+            &base,
+            &key,
+            "{ syncRuns(first: 5) { edges { node { crm status newCustomers updatedCustomers skipped errors } } } }",
+            json!({}),
+        )
+        .await?;
+        let run = d["syncRuns"]["edges"].as_array().and_then(|e| {
+            e.iter()
+                .map(|e| e["node"].clone())
+                .find(|n| n["crm"] == "TWENTY")
+        });
+        if let Some(run) = run
+            && run["status"] != "RUNNING"
+        {
+            break run;
+        }
+    };
+    let crm_seconds = started.elapsed().as_secs_f64();
+    let crm_rate = people_total as f64 / crm_seconds;
+    out(format!(
+        "CRM pull:    {crm_seconds:.1} s, {crm_rate:.0} people/s: {crm_run}"
+    ));
+
     drop(api);
     let schema = schema_reference(&url, total, seconds)?;
     out(format!(
@@ -301,6 +410,16 @@ async fn run() -> anyhow::Result<()> {
     out(format!(
         "first sync / schema reference (no goal)        {:>8.3}x",
         rate1 / schema
+    ));
+    out(format!(
+        "CRM first pull people/s / first sync executions/s (no goal) {:>6.3}x",
+        crm_rate / rate1
+    ));
+    let crm_ok = crm_run["status"] == "SUCCEEDED"
+        && crm_run["newCustomers"].as_u64() == Some(people_total as u64);
+    out(format!(
+        "every person became a customer                 {crm_ok:>8}              {}",
+        verdict(crm_ok)
     ));
     let ok = first.run["syncedCalls"] == total && second.run["duplicateCalls"] == total;
     out(format!(
