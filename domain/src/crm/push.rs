@@ -117,15 +117,20 @@ async fn batch(
         .map(|c| PhoneNumber::from_e164_unchecked(c.phone_number.clone()))
         .collect();
     if !unlinked.is_empty() {
-        let refs: Vec<&PhoneNumber> = unlinked.iter().collect();
-        let found: Vec<Person> = account
-            .people_with_phones(&refs)
-            .await
-            .map_err(PushError::Crm)?
-            .iter()
-            .filter_map(|r| read_person(r, &ctx.mapping, ctx.region))
-            .filter(|p| !p.deleted)
-            .collect();
+        let mut found: Vec<Person> = Vec::new();
+        // Each number is looked for in two forms: a page's worth of forms per request.
+        for chunk in unlinked.chunks(PAGE / 2) {
+            let refs: Vec<&PhoneNumber> = chunk.iter().collect();
+            found.extend(
+                account
+                    .people_with_phones(&refs)
+                    .await
+                    .map_err(PushError::Crm)?
+                    .iter()
+                    .filter_map(|r| read_person(r, &ctx.mapping, ctx.region))
+                    .filter(|p| !p.deleted),
+            );
+        }
         if !found.is_empty() {
             let c = apply(db, ctx, found).await?;
             counts.conflicts += c.conflicts;

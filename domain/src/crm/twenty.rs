@@ -109,7 +109,7 @@ impl Account {
     }
 
     /// People whose primary phone is one of `numbers` (written either way Twenty may hold
-    /// it: national digits or full E.164).
+    /// it: national digits or full E.164). At most [`PAGE`] / 2 numbers a call.
     pub async fn people_with_phones(&self, numbers: &[&PhoneNumber]) -> HttpResult<Vec<Value>> {
         let mut forms: Vec<String> = Vec::new();
         for n in numbers {
@@ -128,7 +128,7 @@ impl Account {
             .join(",");
         let query = vec![
             ("filter", format!("phones.primaryPhoneNumber[in]:[{list}]")),
-            ("limit", (forms.len().max(PAGE)).to_string()),
+            ("limit", PAGE.to_string()),
         ];
         let body: ListBody = self
             .client()

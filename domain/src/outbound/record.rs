@@ -240,8 +240,8 @@ pub(crate) async fn customer_changes<C: ConnectionTrait>(
     created: &[Uuid],
     updated: &[Uuid],
 ) -> DomainResult<bool> {
-    crate::crm::outbox::mark(conn, tenant_id, created).await?;
-    crate::crm::outbox::mark(conn, tenant_id, updated).await?;
+    let changed: Vec<Uuid> = created.iter().chain(updated).copied().collect();
+    crate::crm::outbox::mark(conn, tenant_id, &changed).await?;
     customer_events(conn, tenant_id, created, updated).await
 }
 
