@@ -653,3 +653,78 @@ on_both!(
         ("WEBHOOK_URL_ALLOWLIST", "127.0.0.1"),
     ]
 );
+
+/// Customers here before connecting are pushed (matched by phone, not duplicated); two
+/// people sharing a number do not fail the page; merging deletes the duplicate's person.
+async fn existing_customers_duplicates_and_merges(app: TestApp) {
+    let fake = FakeTwenty::start().await;
+    let t = app.create_tenant("Acme", "US").await;
+    let matched = app
+        .create_customer(&t.key, "+1 415 555 0111", "Here First")
+        .await;
+    app.create_customer(&t.key, "+1 415 555 0133", "Only Here")
+        .await;
+    fake.add(person("There", "Too", json!({"primaryPhoneNumber": "4155550111", "primaryPhoneCallingCode": "+1", "primaryPhoneCountryCode": "US"})));
+    fake.add(person(
+        "Twin",
+        "One",
+        json!({"primaryPhoneNumber": "+14155550122"}),
+    ));
+    fake.add(person(
+        "Twin",
+        "Two",
+        json!({"primaryPhoneNumber": "+14155550122"}),
+    ));
+    let runs = {
+        connect(&app, &t.key, &fake, json!([])).await;
+        wait_idle(&app, &t.key).await
+    };
+    let first = runs.last().unwrap();
+    assert_eq!(first["status"], "PARTIAL", "{first}");
+    assert!(
+        first["errors"].to_string().contains("another person"),
+        "{first}"
+    );
+    assert!(customer(&app, &t.key, "+14155550122").await.is_object());
+    // Matched by phone, not created a second time; the one only here is created there.
+    let count = |national: &'static str| {
+        fake.people()
+            .iter()
+            .filter(|p| {
+                let n = p["phones"]["primaryPhoneNumber"].as_str().unwrap_or("");
+                n == national || n.ends_with(national)
+            })
+            .count()
+    };
+    assert_eq!(count("4155550111"), 1);
+    assert_eq!(count("4155550133"), 1);
+    // Both sides had a name when first matched: Twenty's changed later and wins.
+    assert_eq!(
+        customer(&app, &t.key, "+14155550111").await["name"],
+        "There Too"
+    );
+    // Merging: the duplicate's person is deleted in Twenty.
+    let dup = customer(&app, &t.key, "+14155550133").await;
+    app.ok(
+        &t.key,
+        "mutation($a: ID!, $b: ID!) { mergeCustomers(primaryId: $a, duplicateId: $b) { id } }",
+        json!({"a": matched, "b": dup["id"]}),
+    )
+    .await;
+    eventually(30, || async {
+        fake.people()
+            .iter()
+            .any(|p| p["name"]["firstName"] == "Only" && !p["deletedAt"].is_null())
+            .then_some(())
+    })
+    .await;
+}
+on_both!(
+    existing,
+    existing_customers_duplicates_and_merges,
+    [
+        ("RUN_WORKER", "true"),
+        ("WORKER_POLL_MS", "20"),
+        ("CRM_SYNC_INTERVAL_SECONDS", "3600"),
+    ]
+);

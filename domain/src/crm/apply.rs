@@ -38,7 +38,12 @@ impl Context {
             .one(db)
             .await?
             .and_then(|t| Region::parse(&t.default_region).ok())
-            .unwrap_or_else(|| Region::parse("US").expect("US is a region"));
+            .or_else(|| Region::parse("US").ok());
+        let Some(region) = region else {
+            return Err(crate::error::DomainError::Internal(
+                "no region to read phone numbers in".into(),
+            ));
+        };
         Ok(Context {
             tenant: conn.tenant_id,
             mapping: FieldMapping::from_json(&conn.field_mapping),
@@ -159,6 +164,27 @@ pub(crate) async fn apply(
         }
     }
 
+    // People whose customer was deleted here and whose deletion is not pushed yet: not
+    // brought back.
+    let mut deleted_here: HashSet<String> = HashSet::new();
+    for chunk in remote_ids.chunks(super::CHUNK) {
+        for r in entity::crm_outbox::Entity::find()
+            .filter(entity::crm_outbox::Column::TenantId.eq(tenant))
+            .filter(entity::crm_outbox::Column::Deleted.eq(true))
+            .filter(entity::crm_outbox::Column::RemoteId.is_in(chunk.iter().cloned()))
+            .all(&txn)
+            .await?
+        {
+            if let Some(id) = r.remote_id {
+                deleted_here.insert(id);
+            }
+        }
+    }
+    // Customers this page already matched: a second person with the same number is not
+    // linked to the same customer.
+    let mut matched: HashSet<Uuid> = HashSet::new();
+    let push_only = ctx.mapping.fields().iter().any(|f| !f.two_way());
+
     let mut new_customers: Vec<customer::ActiveModel> = Vec::new();
     let mut changed: Vec<customer::ActiveModel> = Vec::new();
     let mut new_links: Vec<crm_link::ActiveModel> = Vec::new();
@@ -170,6 +196,18 @@ pub(crate) async fn apply(
 
     for p in people {
         let link = links.get(&p.id);
+        if deleted_here.contains(&p.id) {
+            counts.skipped += 1;
+            continue;
+        }
+        if let Some(l) = link
+            && let (Some(seen), Some(at)) = (l.remote_updated_at, p.updated_at)
+            && at < seen
+        {
+            // An older copy than one already applied (webhooks arrive out of order).
+            counts.skipped += 1;
+            continue;
+        }
         if p.deleted {
             match link {
                 Some(l) if l.remote_deleted_at.is_none() => {
@@ -184,14 +222,6 @@ pub(crate) async fn apply(
             }
             continue;
         }
-        if let Some(l) = link
-            && let (Some(seen), Some(at)) = (l.remote_updated_at, p.updated_at)
-            && at < seen
-        {
-            // An older copy than one already applied (webhooks arrive out of order).
-            counts.skipped += 1;
-            continue;
-        }
         let customer = match link {
             Some(l) => customers.get(&l.customer_id),
             None => p
@@ -200,6 +230,17 @@ pub(crate) async fn apply(
                 .and_then(|ph| by_phone.get(ph))
                 .and_then(|id| customers.get(id)),
         };
+        if let Some(c) = customer
+            && !matched.insert(c.id)
+        {
+            counts.skipped += 1;
+            counts.error(format!(
+                "Twenty person {} has the phone {} of a customer another person here matched",
+                p.id,
+                mask(&c.phone_number)
+            ));
+            continue;
+        }
         if link.is_none()
             && let Some(c) = customer
             && linked_elsewhere.contains(&c.id)
@@ -227,7 +268,7 @@ pub(crate) async fn apply(
                     }
                     continue;
                 };
-                if !claimed.insert(phone.clone()) {
+                if !claimed.insert(phone.clone()) || by_phone.contains_key(&phone) {
                     counts.skipped += 1;
                     counts.error(format!(
                         "Twenty person {} shares the phone {} with another person in the same page",
@@ -359,7 +400,8 @@ pub(crate) async fn apply(
                 } else {
                     counts.skipped += 1;
                 }
-                if !m.push.is_empty() {
+                // A first match also sends what only this side computes.
+                if !m.push.is_empty() || (link.is_none() && push_only) {
                     to_push.push(c.id);
                 }
                 new_links.push(link_row(tenant, c.id, &p, &m.base, now));

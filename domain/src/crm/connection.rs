@@ -138,11 +138,16 @@ pub async fn connect(
     let now = Utc::now();
     let txn = crate::db::begin_write(db).await?;
     let existing = crm_connection::Entity::find_by_id(tenant).one(&txn).await?;
+    let new_connection = existing.is_none();
     let model = match existing {
         Some(old) => {
-            let moved = old.base_url != base_url;
+            // Another workspace (Twenty Cloud's share one URL, so a new key may name one):
+            // its people are not the old links' people.
+            let old_key = cipher.decrypt(&old.api_key_enc, &key_context(tenant)).ok();
+            let moved = old.base_url != base_url || old_key.as_deref() != Some(api_key.as_str());
             if moved {
                 forget_links(&txn, tenant).await?;
+                queue_everyone(&txn, tenant).await?;
             }
             let mut a = old.into_active_model();
             a.base_url = Set(base_url);
@@ -182,6 +187,9 @@ pub async fn connect(
             .await?
         }
     };
+    if new_connection {
+        queue_everyone(&txn, tenant).await?;
+    }
     txn.commit().await?;
     tracing::info!(tenant.id = %tenant, "CRM connected");
     // The first exchange starts now rather than at the next scheduled one.
@@ -207,9 +215,15 @@ pub async fn update(
     else {
         return Err(DomainError::not_found("CRM connection"));
     };
+    let before = FieldMapping::from_json(&old.field_mapping);
     let mut a = old.into_active_model();
     if let Some(m) = input.field_mapping {
-        a.field_mapping = Set(serde_json::to_value(m.validated()?).unwrap_or_default());
+        let m = m.validated()?;
+        // Newly mapped fields are filled for everyone.
+        if m != before {
+            queue_everyone(&txn, scope.tenant_id()).await?;
+        }
+        a.field_mapping = Set(serde_json::to_value(m).unwrap_or_default());
     }
     if let Some(o) = input.overrides {
         a.overrides = Set(o.validated()?.to_json());
@@ -253,6 +267,21 @@ pub async fn disconnect(db: &DatabaseConnection, scope: &TenantScope) -> DomainR
         tracing::info!(tenant.id = %tenant, "CRM disconnected");
     }
     Ok(gone)
+}
+
+/// Puts every customer of the tenant in the outbox (a first push, or new mapped fields).
+async fn queue_everyone<C: ConnectionTrait>(conn: &C, tenant: Uuid) -> DomainResult<()> {
+    let mut b = crate::db::Binder::new(conn.get_database_backend());
+    let t = b.bind(tenant);
+    let at = b.bind(Utc::now());
+    let no = b.bind(false);
+    let sql = format!(
+        "INSERT INTO crm_outbox (customer_id, tenant_id, remote_id, deleted, changed_at) \
+         SELECT id, tenant_id, NULL, {no}, {at} FROM customers WHERE tenant_id = {t} \
+         ON CONFLICT (customer_id) DO NOTHING"
+    );
+    conn.execute_raw(b.statement(sql)).await?;
+    Ok(())
 }
 
 async fn forget_links<C: ConnectionTrait>(conn: &C, tenant: Uuid) -> DomainResult<()> {

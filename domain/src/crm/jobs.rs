@@ -51,6 +51,21 @@ impl Job for CrmSync {
             .context("running a CRM sync")?;
         Ok(Outcome::Done)
     }
+
+    /// A run whose job failed for good ends FAILED (a run left RUNNING would stand in for
+    /// every later one).
+    async fn gave_up(self, services: &Services, error: &str) -> anyhow::Result<()> {
+        if let Some(run) = sync_run::Entity::find_by_id(self.sync_run_id)
+            .one(services.db())
+            .await?
+            && run.status == SyncStatus::Running
+        {
+            let mut counts = Counts::default();
+            counts.error(format!("the run stopped: {error}"));
+            save(services, &run, &counts, Some(SyncStatus::Failed)).await?;
+        }
+        Ok(())
+    }
 }
 
 async fn execute(services: &Services, id: Uuid) -> anyhow::Result<()> {
@@ -195,15 +210,21 @@ impl Job for PushCrmChanges {
             let Some(c) = crm_connection::Entity::find_by_id(tenant).one(db).await? else {
                 continue;
             };
-            // A CRM failing, or refusing records, is not asked again every few seconds.
-            if (c.failing_since.is_some() || c.last_error.is_some())
+            // A failing CRM is not asked again every few seconds.
+            if c.failing_since.is_some()
                 && c.last_push_at.is_some_and(|at| now - at < FAILING_RETRY)
             {
                 continue;
             }
-            if let Err(e) =
-                runs::start(db, tenant, CrmDirection::Push, SyncTrigger::Scheduled).await
-            {
+            // A pull that is due goes with it (pushes alone must not crowd pulls out).
+            let interval =
+                chrono::Duration::seconds(services.crm().settings().sync_interval_seconds as i64);
+            let direction = if c.last_pull_at.is_none_or(|at| now - at >= interval) {
+                CrmDirection::Both
+            } else {
+                CrmDirection::Push
+            };
+            if let Err(e) = runs::start(db, tenant, direction, SyncTrigger::Scheduled).await {
                 tracing::warn!(tenant.id = %tenant, error = %e, "could not start a CRM push");
             }
         }

@@ -14,6 +14,11 @@ use crate::http::HttpError;
 
 /// Pages walked ahead of the one being written.
 const AHEAD: usize = 2;
+/// Pages one run reads at most (300,000 people); the next run goes on from the cursor.
+const MAX_PAGES: usize = 5_000;
+/// The cursor is saved this far behind the newest change seen: a change committed late
+/// with an earlier `updatedAt` is still read (reading one twice changes nothing).
+const OVERLAP: chrono::Duration = chrono::Duration::seconds(60);
 
 pub(crate) enum PullError {
     Crm(HttpError),
@@ -34,7 +39,7 @@ pub(crate) async fn pull(
         let account = account.clone();
         async move {
             let mut after: Option<String> = None;
-            loop {
+            for _ in 0..MAX_PAGES {
                 let page = account.people_since(cursor, after.as_deref()).await;
                 let next = match &page {
                     Ok(p) => p.next.clone(),
@@ -76,7 +81,7 @@ pub(crate) async fn pull(
         {
             newest = Some(at);
             // Never ahead of now: a clock skewed into the future would hide later changes.
-            let saved = at.min(Utc::now());
+            let saved = (at - OVERLAP).min(Utc::now());
             if let Err(e) = crm_connection::Entity::update_many()
                 .col_expr(crm_connection::Column::PullCursor, Expr::value(Some(saved)))
                 .filter(crm_connection::Column::TenantId.eq(ctx.tenant))

@@ -63,7 +63,11 @@ pub(crate) async fn push(
         if rows.is_empty() {
             break;
         }
-        batch(db, ctx, account, rows, counts).await?;
+        // A batch that settled nothing (Twenty confirmed none of it) is tried again by the
+        // next run, not at once.
+        if batch(db, ctx, account, rows, counts).await? == 0 {
+            break;
+        }
         progress.tick(counts).await;
     }
     Ok(())
@@ -83,13 +87,19 @@ async fn batch(
     account: &Account,
     rows: Vec<crm_outbox::Model>,
     counts: &mut Counts,
-) -> Result<(), PushError> {
+) -> Result<usize, PushError> {
     let mut done: Vec<(Uuid, DateTime<Utc>)> = Vec::new();
     // Deleted here: delete there.
     for r in rows.iter().filter(|r| r.deleted) {
         if let Some(remote) = &r.remote_id {
-            account.delete(remote).await.map_err(PushError::Crm)?;
-            counts.updated += 1;
+            match account.delete(remote).await {
+                Ok(()) => counts.updated += 1,
+                // Refused for this record: reported, not retried for ever.
+                Err(HttpError::Rejected { status, message }) => counts.error(format!(
+                    "Twenty refused to delete person {remote} (HTTP {status}): {message}"
+                )),
+                Err(e) => return Err(PushError::Crm(e)),
+            }
         }
         done.push((r.customer_id, r.changed_at));
     }
@@ -216,12 +226,42 @@ async fn batch(
     let mut new_links = Vec::new();
     if !records.is_empty() {
         let answers = send(account, ctx, records, &outgoing).await?;
+        let returned: Vec<String> = answers
+            .iter()
+            .filter_map(|a| match a {
+                Answer::Done(p) => Some(p.id.clone()),
+                _ => None,
+            })
+            .collect();
+        let taken: HashMap<String, Uuid> = crm_link::Entity::find()
+            .filter(crm_link::Column::TenantId.eq(ctx.tenant))
+            .filter(crm_link::Column::RemoteId.is_in(returned))
+            .all(db)
+            .await?
+            .into_iter()
+            .map(|l| (l.remote_id, l.customer_id))
+            .collect();
         let now = Utc::now();
         for (o, answer) in outgoing.iter().zip(answers) {
             let at = rows
                 .iter()
                 .find(|r| r.customer_id == o.customer)
                 .map(|r| r.changed_at);
+            let answer = match answer {
+                // A create Twenty merged into a person another customer is linked to (or
+                // answered with someone else's number) is not linked here.
+                Answer::Done(p)
+                    if o.remote_id.is_none()
+                        && (p.values.get(Field::Phone) != Some(o.phone.as_str())
+                            || taken.get(&p.id).is_some_and(|c| *c != o.customer)) =>
+                {
+                    Answer::Refused(format!(
+                        "Twenty answered with person {}, which is another customer's",
+                        p.id
+                    ))
+                }
+                a => a,
+            };
             match answer {
                 Answer::Done(p) => {
                     if o.remote_id.is_some() {
@@ -234,10 +274,17 @@ async fn batch(
                         done.push((o.customer, at));
                     }
                 }
-                Answer::Unconfirmed => counts.error(format!(
-                    "Twenty did not confirm the person of customer {}; it is sent again next time",
-                    o.customer
-                )),
+                Answer::Unconfirmed => {
+                    // Not resent at once (it would come back the same way): its next change
+                    // looks the person up by phone and links it.
+                    counts.error(format!(
+                        "Twenty did not confirm the person of customer {}",
+                        o.customer
+                    ));
+                    if let Some(at) = at {
+                        done.push((o.customer, at));
+                    }
+                }
                 Answer::Refused(why) => {
                     // Sent again it would be refused again and hold up the queue: the change
                     // stays unsent (its fields differ from the link's) until the next one.
@@ -273,12 +320,12 @@ async fn batch(
     upsert_links(&txn, new_links).await?;
     finish_rows(&txn, &done).await?;
     txn.commit().await?;
-    Ok(())
+    Ok(done.len())
 }
 
 enum Answer {
     Done(Person),
-    /// Twenty answered without this record: try again later.
+    /// Twenty answered without this record.
     Unconfirmed,
     /// Twenty refused this record (HTTP 4xx).
     Refused(String),
@@ -381,10 +428,11 @@ async fn last_summaries(
     }
     let mut b = Binder::new(db.get_database_backend());
     let t = b.bind(tenant);
+    let yes = b.bind(true);
     let list = b.list(super::uuid_list(ids));
     let sql = format!(
         "SELECT c.customer_id, COALESCE(a.summary, c.summary) AS summary FROM calls c \
-         LEFT JOIN call_analyses a ON a.call_id = c.id \
+         LEFT JOIN call_analyses a ON a.call_id = c.id AND a.current = {yes} \
          WHERE c.tenant_id = {t} AND c.customer_id IN ({list}) \
          AND COALESCE(a.summary, c.summary) IS NOT NULL \
          ORDER BY c.customer_id, c.created_at DESC"

@@ -363,7 +363,7 @@ pub fn verify(secret: &str, timestamp: &str, signature: &str, body: &[u8], now_m
     let Ok(ts) = timestamp.trim().parse::<i64>() else {
         return false;
     };
-    if (now_ms - ts).abs() > TOLERANCE_MS {
+    if now_ms.abs_diff(ts) > TOLERANCE_MS.unsigned_abs() {
         return false;
     }
     let Ok(given) = hex::decode(signature.trim()) else {

@@ -329,6 +329,8 @@ pub async fn merge(
         (a, b) => a.clone().or(b.clone()),
     };
 
+    // The duplicate's CRM person goes too (as a deletion here would take it).
+    crate::crm::outbox::mark_deleted(&txn, scope.tenant_id(), duplicate.id).await?;
     // Delete first: the duplicate's tag rows go with it (cascade), freeing the unique keys.
     customer::Entity::delete_by_id(duplicate.id)
         .exec(&txn)
@@ -347,8 +349,6 @@ pub async fn merge(
     active.updated_at = Set(Utc::now());
     let merged = active.update(&txn).await?;
     repo::replace_tags(&txn, scope, merged.id, &merged_tags).await?;
-    // The duplicate's CRM record (if linked) stays there, unlinked: merging is a choice
-    // made here, not a deletion of the CRM's person.
     crate::crm::outbox::mark(&txn, scope.tenant_id(), &[merged.id]).await?;
     let webhooks = outbound::record_events(
         &txn,
