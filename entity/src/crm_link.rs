@@ -17,6 +17,10 @@ pub struct Model {
     /// Set when the record was deleted in the CRM: the customer stays here, unlinked in
     /// effect, and is not pushed (so not re-created there) until the record comes back.
     pub remote_deleted_at: Option<DateTimeUtc>,
+    /// The values of a push on its way (`domain::crm::Values`): the CRM echoing them back
+    /// before the push is recorded is not a change made there.
+    #[sea_orm(column_type = "JsonBinary", nullable)]
+    pub pending: Option<Json>,
     pub synced_at: DateTimeUtc,
 }
 

@@ -20,6 +20,7 @@ mod m20261203_000013_analytics_index;
 mod m20261203_000014_tasks;
 mod m20261206_000015_webhooks;
 mod m20261206_000016_crm;
+mod m20261206_000017_crm_pending;
 
 pub struct Migrator;
 
@@ -43,6 +44,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000014_tasks::Migration),
             Box::new(m20261206_000015_webhooks::Migration),
             Box::new(m20261206_000016_crm::Migration),
+            Box::new(m20261206_000017_crm_pending::Migration),
         ]
     }
 }

@@ -728,3 +728,55 @@ on_both!(
         ("CRM_SYNC_INTERVAL_SECONDS", "3600"),
     ]
 );
+
+/// Our push echoed back by Twenty's webhook before the push is recorded, while the
+/// customer changed again here: the newer value here stands, and reaches Twenty.
+async fn an_early_echo_does_not_undo_a_newer_change(app: TestApp) {
+    let fake = FakeTwenty::start().await;
+    let t = app.create_tenant("Acme", "US").await;
+    let hook = connect(&app, &t.key, &fake, json!([])).await;
+    let id = app
+        .create_customer(&t.key, "+1 415 555 0177", "Echo Case")
+        .await;
+    let made = eventually(30, || async { fake.by_phone("4155550177") }).await;
+    let remote = made["id"].as_str().unwrap().to_owned();
+    wait_idle(&app, &t.key).await;
+    let set_email =
+        "mutation($id: ID!, $e: String!) { updateCustomer(id: $id, input: {email: $e}) { id } }";
+    fake.write_delay(std::time::Duration::from_secs(3));
+    let before = fake.writes_started();
+    app.ok(&t.key, set_email, json!({"id": id, "e": "one@x.example"}))
+        .await;
+    // The push of "one@" is in Twenty's hands; meanwhile the customer changes again here.
+    eventually(30, || async {
+        (fake.writes_started() > before).then_some(())
+    })
+    .await;
+    app.ok(&t.key, set_email, json!({"id": id, "e": "two@x.example"}))
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let mut echo = fake.person(&remote).unwrap();
+    echo["emails"]["primaryEmail"] = json!("one@x.example");
+    echo["updatedAt"] =
+        json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+    let (status, _) = send_webhook(&app, &hook, &event("person.updated", &echo), SECRET).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        customer(&app, &t.key, "+14155550177").await["email"],
+        "two@x.example"
+    );
+    fake.write_delay(std::time::Duration::ZERO);
+    eventually(30, || async {
+        (fake.person(&remote)?["emails"]["primaryEmail"] == "two@x.example").then_some(())
+    })
+    .await;
+}
+on_both!(
+    early_echo,
+    an_early_echo_does_not_undo_a_newer_change,
+    [
+        ("RUN_WORKER", "true"),
+        ("WORKER_POLL_MS", "20"),
+        ("CRM_SYNC_INTERVAL_SECONDS", "3600"),
+    ]
+);

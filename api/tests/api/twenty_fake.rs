@@ -30,6 +30,10 @@ struct Store {
     writes_down: bool,
     requests: Vec<String>,
     batches: Vec<Value>,
+    /// How long a batch write waits before it is applied and answered.
+    write_delay: std::time::Duration,
+    /// Batch writes received (counted before their delay).
+    writes_started: usize,
 }
 
 impl Store {
@@ -171,6 +175,14 @@ async fn batch(
     Query(q): Query<Vec<(String, String)>>,
     Json(body): Json<Value>,
 ) -> Response {
+    let delay = {
+        let mut s = store.lock().unwrap();
+        s.writes_started += 1;
+        s.write_delay
+    };
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     let mut s = store.lock().unwrap();
     if let Some(r) = gate(&mut s, &headers, "POST /rest/batch/people".into()) {
         return r;
@@ -332,6 +344,14 @@ impl FakeTwenty {
 
     pub fn writes_down(&self, down: bool) {
         self.store.lock().unwrap().writes_down = down;
+    }
+
+    pub fn write_delay(&self, d: std::time::Duration) {
+        self.store.lock().unwrap().write_delay = d;
+    }
+
+    pub fn writes_started(&self) -> usize {
+        self.store.lock().unwrap().writes_started
     }
 
     pub fn requests(&self) -> Vec<String> {

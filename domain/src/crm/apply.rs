@@ -336,7 +336,18 @@ pub(crate) async fn apply(
                 if p.unreadable_phone.is_some() {
                     remote.set(Field::Phone, local.get(Field::Phone).map(str::to_owned));
                 }
-                let base = link.map(|l| Values::from_json(&l.base));
+                let mut base = link.map(|l| Values::from_json(&l.base));
+                // Our own push echoed back before it was recorded: not a change there.
+                if let (Some(b), Some(pending)) = (
+                    base.as_mut(),
+                    link.and_then(|l| l.pending.as_ref()).map(Values::from_json),
+                ) {
+                    for &f in &fields {
+                        if remote.get(f).is_some() && remote.get(f) == pending.get(f) {
+                            b.set(f, pending.get(f).map(str::to_owned));
+                        }
+                    }
+                }
                 let mut m = merge(
                     &fields,
                     &local,
@@ -444,6 +455,7 @@ pub(crate) fn link_row(
         base: Set(base.to_json()),
         remote_updated_at: Set(p.updated_at),
         remote_deleted_at: Set(None),
+        pending: Set(None),
         synced_at: Set(now),
     }
 }
@@ -462,6 +474,7 @@ pub(crate) async fn upsert_links<C: ConnectionTrait>(
                         crm_link::Column::Base,
                         crm_link::Column::RemoteUpdatedAt,
                         crm_link::Column::RemoteDeletedAt,
+                        crm_link::Column::Pending,
                         crm_link::Column::SyncedAt,
                     ])
                     .to_owned(),

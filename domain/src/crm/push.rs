@@ -225,6 +225,7 @@ async fn batch(
     }
     let mut new_links = Vec::new();
     if !records.is_empty() {
+        mark_pending(db, &outgoing).await?;
         let answers = send(account, ctx, records, &outgoing).await?;
         let returned: Vec<String> = answers
             .iter()
@@ -387,6 +388,22 @@ fn match_answer(ctx: &Context, answer: &[Value], outgoing: &[Outgoing]) -> Vec<A
             }
         })
         .collect()
+}
+
+/// Notes on each linked record what is being sent, before it is sent.
+async fn mark_pending(db: &DatabaseConnection, outgoing: &[Outgoing]) -> DomainResult<()> {
+    use sea_orm::sea_query::Expr;
+    for o in outgoing.iter().filter(|o| o.remote_id.is_some()) {
+        crm_link::Entity::update_many()
+            .col_expr(
+                crm_link::Column::Pending,
+                Expr::value(Some(o.base.to_json())),
+            )
+            .filter(crm_link::Column::CustomerId.eq(o.customer))
+            .exec(db)
+            .await?;
+    }
+    Ok(())
 }
 
 async fn links_of(
