@@ -7,14 +7,13 @@ use entity::sync_run;
 use entity::values::{CrmDirection, SyncSource, SyncStatus, SyncTrigger};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
-    IntoActiveModel, QueryFilter, Set, TransactionTrait,
+    IntoActiveModel, QueryFilter, Set,
 };
 use serde_json::json;
 use uuid::Uuid;
 
 use super::jobs::CrmSync;
 use crate::error::{DomainError, DomainResult};
-use crate::events::Event;
 use crate::jobs::{self, Job};
 use crate::services::Services;
 use crate::tenancy::TenantScope;
@@ -107,33 +106,15 @@ pub(crate) async fn start(
     }
     let now = Utc::now();
     let txn = crate::db::begin_write(db).await?;
-    let inserted = sync_run::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        tenant_id: Set(tenant),
-        provider: Set(SyncSource::Twenty),
-        direction: Set(Some(direction)),
-        trigger: Set(how),
-        dry_run: Set(false),
-        since: Set(now),
-        until: Set(now),
-        status: Set(SyncStatus::Running),
-        total_calls: Set(0),
-        synced_calls: Set(0),
-        new_customers: Set(0),
-        updated_customers: Set(0),
-        duplicate_calls: Set(0),
-        skipped_unknown_agent: Set(0),
-        skipped_no_phone: Set(0),
-        created: Set(0),
-        updated: Set(0),
-        skipped: Set(0),
-        conflicts: Set(0),
-        errors: Set(json!([])),
-        calls_by_agent: Set(json!([])),
-        started_at: Set(now),
-        finished_at: Set(None),
-        updated_at: Set(now),
-    }
+    let inserted = crate::sync::new_run(
+        tenant,
+        SyncSource::Twenty,
+        Some(direction),
+        how,
+        false,
+        (now, now),
+        now,
+    )
     .insert(&txn)
     .await;
     let run = match inserted {
@@ -173,7 +154,6 @@ pub(crate) async fn save(
     counts: &Counts,
     status: Option<SyncStatus>,
 ) -> DomainResult<sync_run::Model> {
-    let db = services.db();
     let now = Utc::now();
     let mut a = run.clone().into_active_model();
     a.total_calls = Set(0);
@@ -187,39 +167,10 @@ pub(crate) async fn save(
     a.errors = Set(json!(counts.stored_errors()));
     a.until = Set(now);
     a.updated_at = Set(now);
-    let saved = match status {
-        Some(s) => {
-            a.status = Set(s);
-            a.finished_at = Set(Some(now));
-            let txn = db.begin().await?;
-            let saved = a.update(&txn).await?;
-            crate::outbound::record_events(
-                &txn,
-                vec![crate::outbound::NewEvent::new(
-                    saved.tenant_id,
-                    crate::outbound::EventType::SyncRunFinished,
-                    Some(saved.id),
-                    json!({ "syncRun": crate::outbound::payloads::sync_run(&saved) }),
-                )],
-            )
-            .await?;
-            txn.commit().await?;
-            crate::jobs::wake(crate::jobs::Lane::Webhooks);
-            metrics::counter!("crm_sync_runs_total", "status" => s.as_str()).increment(1);
-            saved
-        }
-        None => a.update(db).await?,
-    };
-    let event = Event::SyncRunUpdated {
-        tenant_id: saved.tenant_id,
-        sync_run_id: saved.id,
-        at: now,
-        run: Some(Box::new(saved.clone())),
-    };
-    if let Err(e) = services.events().publish(event).await {
-        tracing::warn!(error = %e, "could not publish CRM sync progress");
+    if let Some(s) = status {
+        metrics::counter!("crm_sync_runs_total", "status" => s.as_str()).increment(1);
     }
-    Ok(saved)
+    crate::sync::store(services, a, status, now).await
 }
 
 /// Saves a running run's counts now and then (subscribers watch them move).

@@ -16,3 +16,4 @@ pub use crate::types::{SyncStatus, SyncTrigger};
 pub use audit::{Audit, Reconciled, audit, reconcile, reconcile_one};
 pub use run::schedule_syncs;
 pub use service::{AgentCount, TriggerSync, count, get, list, trigger};
+pub(crate) use service::{new_run, store};

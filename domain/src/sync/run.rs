@@ -10,16 +10,13 @@ use futures_util::StreamExt;
 use chrono::{Duration, Utc};
 use entity::{agent, sync_cursor, sync_run, tenant};
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, Set, TransactionTrait,
-};
+use sea_orm::{ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, Set};
 use serde_json::json;
 use uuid::Uuid;
 
 use super::service::{AgentCount, TriggerSync, running};
 use super::walk::{self, Account, Step, Walker};
 use crate::error::{DomainError, DomainResult};
-use crate::events::Event;
 use crate::ingest::{self, Known};
 use crate::phone::PhoneNumber;
 use crate::providers::CallReport;
@@ -451,39 +448,7 @@ async fn save(
     active.errors = Set(json!(counts.stored_errors()));
     active.calls_by_agent = Set(json!(by_agent));
     active.updated_at = Set(now);
-    let saved = match status {
-        Some(s) => {
-            active.status = Set(s);
-            active.finished_at = Set(Some(now));
-            // The outcome and its event commit together.
-            let txn = db.begin().await?;
-            let saved = active.update(&txn).await?;
-            crate::outbound::record_events(
-                &txn,
-                vec![crate::outbound::NewEvent::new(
-                    saved.tenant_id,
-                    crate::outbound::EventType::SyncRunFinished,
-                    Some(saved.id),
-                    json!({ "syncRun": crate::outbound::payloads::sync_run(&saved) }),
-                )],
-            )
-            .await?;
-            txn.commit().await?;
-            crate::jobs::wake(crate::jobs::Lane::Webhooks);
-            saved
-        }
-        None => active.update(db).await?,
-    };
-    let event = Event::SyncRunUpdated {
-        tenant_id: saved.tenant_id,
-        sync_run_id: saved.id,
-        at: now,
-        run: Some(Box::new(saved.clone())),
-    };
-    if let Err(e) = services.events().publish(event).await {
-        tracing::warn!(error = %e, "could not publish sync progress");
-    }
-    Ok(saved)
+    super::service::store(services, active, status, now).await
 }
 
 /// Scheduled runs start where the last successful one ended, minus the overlap.

@@ -91,33 +91,15 @@ pub async fn trigger(
         return Ok(running);
     }
     let txn = crate::db::begin_write(db).await?;
-    let inserted = sync_run::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        tenant_id: Set(scope.tenant_id()),
-        provider: Set(input.provider.into()),
-        direction: Set(None),
-        trigger: Set(how),
-        dry_run: Set(input.dry_run),
-        since: Set(since),
-        until: Set(until),
-        status: Set(SyncStatus::Running),
-        total_calls: Set(0),
-        synced_calls: Set(0),
-        new_customers: Set(0),
-        updated_customers: Set(0),
-        duplicate_calls: Set(0),
-        skipped_unknown_agent: Set(0),
-        skipped_no_phone: Set(0),
-        created: Set(0),
-        updated: Set(0),
-        skipped: Set(0),
-        conflicts: Set(0),
-        errors: Set(json!([])),
-        calls_by_agent: Set(json!([])),
-        started_at: Set(now),
-        finished_at: Set(None),
-        updated_at: Set(now),
-    }
+    let inserted = new_run(
+        scope.tenant_id(),
+        input.provider.into(),
+        None,
+        how,
+        input.dry_run,
+        (since, until),
+        now,
+    )
     .insert(&txn)
     .await;
     let run = match inserted {
@@ -180,4 +162,89 @@ pub async fn get(
         .filter(sync_run::Column::TenantId.eq(scope.tenant_id()))
         .one(db)
         .await?)
+}
+
+/// Saves a run's counts; with `status`, ends it and records `sync_run.finished` in the same
+/// transaction. Subscribers to `syncRunUpdated` hear of it either way. Calls syncs and
+/// CRM runs both save through here.
+pub(crate) async fn store(
+    services: &crate::services::Services,
+    mut active: sync_run::ActiveModel,
+    status: Option<SyncStatus>,
+    now: DateTime<Utc>,
+) -> DomainResult<sync_run::Model> {
+    use sea_orm::TransactionTrait;
+    let db = services.db();
+    let saved = match status {
+        Some(s) => {
+            active.status = Set(s);
+            active.finished_at = Set(Some(now));
+            // The outcome and its event commit together.
+            let txn = db.begin().await?;
+            let saved = active.update(&txn).await?;
+            crate::outbound::record_events(
+                &txn,
+                vec![crate::outbound::NewEvent::new(
+                    saved.tenant_id,
+                    crate::outbound::EventType::SyncRunFinished,
+                    Some(saved.id),
+                    json!({ "syncRun": crate::outbound::payloads::sync_run(&saved) }),
+                )],
+            )
+            .await?;
+            txn.commit().await?;
+            crate::jobs::wake(crate::jobs::Lane::Webhooks);
+            saved
+        }
+        None => active.update(db).await?,
+    };
+    let event = crate::events::Event::SyncRunUpdated {
+        tenant_id: saved.tenant_id,
+        sync_run_id: saved.id,
+        at: now,
+        run: Some(Box::new(saved.clone())),
+    };
+    if let Err(e) = services.events().publish(event).await {
+        tracing::warn!(error = %e, "could not publish sync progress");
+    }
+    Ok(saved)
+}
+
+/// A RUNNING run with nothing counted yet (a calls sync has no direction; a CRM run does).
+pub(crate) fn new_run(
+    tenant_id: Uuid,
+    provider: entity::values::SyncSource,
+    direction: Option<entity::values::CrmDirection>,
+    how: SyncTrigger,
+    dry_run: bool,
+    (since, until): (DateTime<Utc>, DateTime<Utc>),
+    now: DateTime<Utc>,
+) -> sync_run::ActiveModel {
+    sync_run::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        tenant_id: Set(tenant_id),
+        provider: Set(provider),
+        direction: Set(direction),
+        trigger: Set(how),
+        dry_run: Set(dry_run),
+        since: Set(since),
+        until: Set(until),
+        status: Set(SyncStatus::Running),
+        total_calls: Set(0),
+        synced_calls: Set(0),
+        new_customers: Set(0),
+        updated_customers: Set(0),
+        duplicate_calls: Set(0),
+        skipped_unknown_agent: Set(0),
+        skipped_no_phone: Set(0),
+        created: Set(0),
+        updated: Set(0),
+        skipped: Set(0),
+        conflicts: Set(0),
+        errors: Set(json!([])),
+        calls_by_agent: Set(json!([])),
+        started_at: Set(now),
+        finished_at: Set(None),
+        updated_at: Set(now),
+    }
 }
