@@ -11,6 +11,7 @@ use domain::crm::{InboundError, receive};
 use serde_json::json;
 
 use crate::app::AppState;
+use crate::webhooks::reject;
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
@@ -29,11 +30,7 @@ pub async fn twenty(
         Ok(b) => b,
         Err(rejection) => {
             count("rejected");
-            return (
-                rejection.status(),
-                Json(json!({ "error": rejection.body_text() })),
-            )
-                .into_response();
+            return reject(rejection.status(), rejection.body_text());
         }
     };
     let outcome = receive(
@@ -69,6 +66,8 @@ pub async fn twenty(
         }
     };
     count(label);
-    let message = outcome.err().map(|e| e.to_string()).unwrap_or_default();
-    (status, Json(json!({ "error": message }))).into_response()
+    reject(
+        status,
+        outcome.err().map(|e| e.to_string()).unwrap_or_default(),
+    )
 }

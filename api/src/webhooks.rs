@@ -51,7 +51,7 @@ impl WebhookState {
     }
 }
 
-fn reject(status: StatusCode, message: impl Into<String>) -> Response {
+pub(crate) fn reject(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 

@@ -546,6 +546,11 @@ async fn hostile_webhooks_are_refused(app: TestApp) {
         .await
         .unwrap();
     assert_eq!(res.status().as_u16(), 400);
+    // More records than one event may carry.
+    let mut flood = event("person.updated", &rec);
+    flood["items"] = json!(vec![json!({"record": rec}); 1001]);
+    let (status, b) = send_webhook(&app, &hook, &flood, SECRET).await;
+    assert_eq!(status, 400, "{b}");
     let (status, b) = send_webhook(
         &app,
         &hook,
