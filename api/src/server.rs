@@ -18,20 +18,29 @@ pub async fn prepare(settings: Settings) -> anyhow::Result<AppState> {
     domain::db::migrate(&db)
         .await
         .context("running migrations")?;
-    if settings.seed_demo
-        && let Some(key) = domain::seed::demo_tenant_if_empty(&db)
+    let demo = if settings.seed_demo {
+        domain::seed::demo_tenant_if_empty(&db)
             .await
             .context("creating the demo tenant")?
-    {
+    } else {
+        None
+    };
+    let state = AppState::new(db, settings)?;
+    if let Some(demo) = demo {
         // Shown once, on the terminal (stderr), never in the log stream (stdout).
         let mut out = std::io::stderr().lock();
         let _ = writeln!(
             out,
-            "\nCreated demo tenant \"Demo\" with a simulator agent.\nIts ADMIN API key (shown only now):\n\n    {}\n",
-            key.key
+            "\nCreated demo tenant \"Demo\" with a simulator agent, its recent calls and a running campaign.\nIts ADMIN API key (shown only now):\n\n    {}\n",
+            demo.key.key
         );
+        drop(out);
+        // The tenant and its key stand either way; the demo's activity is a nicety.
+        if let Err(e) = domain::seed::demo_activity(&state.services, &demo).await {
+            tracing::warn!(error = %e, "could not start the demo's sync and campaign");
+        }
     }
-    AppState::new(db, settings)
+    Ok(state)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -127,3 +127,15 @@ fn the_webhooks_benchmark_runs() {
         &[("BENCH_DELIVERIES", "300"), ("BENCH_RATE", "20")],
     );
 }
+
+#[test]
+fn the_deletes_benchmark_runs() {
+    run(
+        env!("CARGO_BIN_EXE_deletes"),
+        &[
+            ("BENCH_CALLS", "2000"),
+            ("BENCH_CUSTOMERS", "400"),
+            ("BENCH_OPS", "10"),
+        ],
+    );
+}

@@ -21,6 +21,7 @@ mod m20261203_000014_tasks;
 mod m20261206_000015_webhooks;
 mod m20261206_000016_crm;
 mod m20261206_000017_crm_pending;
+mod m20261206_000018_parent_indexes;
 
 pub struct Migrator;
 
@@ -45,6 +46,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000015_webhooks::Migration),
             Box::new(m20261206_000016_crm::Migration),
             Box::new(m20261206_000017_crm_pending::Migration),
+            Box::new(m20261206_000018_parent_indexes::Migration),
         ]
     }
 }

@@ -420,7 +420,7 @@ impl Listing for CampaignListing {
         row.id
     }
 
-    fn node(row: &Self::Row) -> Campaign {
+    fn node(&self, row: &Self::Row) -> Campaign {
         Campaign(row.clone())
     }
 
@@ -452,7 +452,7 @@ impl Listing for QueueItemListing {
         row.id
     }
 
-    fn node(row: &Self::Row) -> QueueItem {
+    fn node(&self, row: &Self::Row) -> QueueItem {
         QueueItem(row.clone())
     }
 

@@ -16,7 +16,7 @@ pub trait Listing: Send + Sync + 'static {
     type Node: OutputType;
 
     fn id(row: &Self::Row) -> Uuid;
-    fn node(row: &Self::Row) -> Self::Node;
+    fn node(&self, row: &Self::Row) -> Self::Node;
 
     /// Loads, in one go, what the page's nodes will ask for (so nested lists cost one
     /// statement per relation, not one per row).
@@ -51,7 +51,7 @@ impl<L: Listing> Connection<L> {
             .iter()
             .map(|row| Edge {
                 cursor: encode_cursor(L::id(row)),
-                node: L::node(row),
+                node: self.listing.node(row),
             })
             .collect())
     }

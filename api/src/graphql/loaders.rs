@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_graphql::dataloader::Loader;
 use domain::DomainError;
-use domain::calls::{self, CallParent};
+use domain::calls::{self, CallColumns, CallParent};
 use domain::tenancy::TenantScope;
 use entity::{agent, call, call_analysis, call_event, campaign, customer};
 use sea_orm::DatabaseConnection;
@@ -44,6 +44,7 @@ pub struct RecentCalls {
     pub parent: CallParent,
     pub id: Uuid,
     pub limit: u64,
+    pub columns: CallColumns,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -140,23 +141,31 @@ impl Loader<RecentCalls> for Loaders {
 
     async fn load(&self, keys: &[RecentCalls]) -> LoadResult<RecentCalls, Vec<Arc<call::Model>>> {
         let mut out = HashMap::with_capacity(keys.len());
-        // One statement per parent kind; keys asking for fewer rows are trimmed.
+        // One statement per parent kind and column choice; keys asking for fewer rows are
+        // trimmed.
         for parent in [CallParent::Customer, CallParent::Agent] {
-            let wanted: Vec<&RecentCalls> = keys.iter().filter(|k| k.parent == parent).collect();
-            let Some(limit) = wanted.iter().map(|k| k.limit).max() else {
-                continue;
-            };
-            let ids: Vec<Uuid> = wanted.iter().map(|k| k.id).collect();
-            let found = calls::recent_by_parent(&self.db, &self.scope, parent, &ids, limit).await?;
-            let found: HashMap<Uuid, Vec<Arc<call::Model>>> = found
-                .into_iter()
-                .map(|(id, rows)| (id, rows.into_iter().map(Arc::new).collect()))
-                .collect();
-            for k in wanted {
-                let rows = found
-                    .get(&k.id)
-                    .map(|r| r.iter().take(k.limit as usize).cloned().collect());
-                out.insert(*k, rows.unwrap_or_default());
+            for columns in [CallColumns::WithoutLongTexts, CallColumns::All] {
+                let wanted: Vec<&RecentCalls> = keys
+                    .iter()
+                    .filter(|k| k.parent == parent && k.columns == columns)
+                    .collect();
+                let Some(limit) = wanted.iter().map(|k| k.limit).max() else {
+                    continue;
+                };
+                let ids: Vec<Uuid> = wanted.iter().map(|k| k.id).collect();
+                let found =
+                    calls::recent_by_parent(&self.db, &self.scope, parent, &ids, limit, columns)
+                        .await?;
+                let found: HashMap<Uuid, Vec<Arc<call::Model>>> = found
+                    .into_iter()
+                    .map(|(id, rows)| (id, rows.into_iter().map(Arc::new).collect()))
+                    .collect();
+                for k in wanted {
+                    let rows = found
+                        .get(&k.id)
+                        .map(|r| r.iter().take(k.limit as usize).cloned().collect());
+                    out.insert(*k, rows.unwrap_or_default());
+                }
             }
         }
         Ok(out)

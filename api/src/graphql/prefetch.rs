@@ -4,7 +4,7 @@
 //! not by page size or by how the runtime schedules resolvers.
 
 use async_graphql::{Context, Lookahead, Value};
-use domain::calls::CallParent;
+use domain::calls::{CallColumns, CallParent};
 use domain::pagination::PageRequest;
 use entity::call;
 use uuid::Uuid;
@@ -41,6 +41,19 @@ pub async fn call_nodes(
     Ok(())
 }
 
+/// The call columns a list's `node` selection needs: the long texts only when it shows one
+/// of them (the only fields that read them).
+pub fn columns_for(node: &Lookahead<'_>) -> CallColumns {
+    if ["transcript", "summary", "extractedData"]
+        .iter()
+        .any(|f| node.field(f).exists())
+    {
+        CallColumns::All
+    } else {
+        CallColumns::WithoutLongTexts
+    }
+}
+
 /// A `calls(first, after)` connection below each of `parent_ids`, with its nodes' relations.
 pub async fn calls_below(
     ctx: &Context<'_>,
@@ -70,10 +83,14 @@ pub async fn calls_below(
         let Ok(req) = PageRequest::new(first, None) else {
             continue;
         };
+        let conn: Lookahead<'_> = selection.into();
+        let node = conn.field("edges").field("node");
+        let columns = columns_for(&node);
         let keys = parent_ids.iter().map(|id| RecentCalls {
             parent,
             id: *id,
             limit: req.first + 1,
+            columns,
         });
         let found = l.load_many(keys).await.gql()?;
         let mut rows: Vec<&call::Model> = found
@@ -82,8 +99,7 @@ pub async fn calls_below(
             .collect();
         rows.sort_by_key(|c| c.id);
         rows.dedup_by_key(|c| c.id);
-        let conn: Lookahead<'_> = selection.into();
-        call_nodes(ctx, &conn.field("edges").field("node"), &rows).await?;
+        call_nodes(ctx, &node, &rows).await?;
     }
     if calls_field.field("totalCount").exists() {
         l.load_many(parent_ids.iter().map(|id| CallCount(parent, *id)))

@@ -163,7 +163,7 @@ impl Listing for SyncRunListing {
         row.id
     }
 
-    fn node(row: &Self::Row) -> SyncRun {
+    fn node(&self, row: &Self::Row) -> SyncRun {
         SyncRun(row.clone())
     }
 

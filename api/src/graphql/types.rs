@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use async_graphql::{Context, ID, Object, SimpleObject};
 use chrono::{DateTime, Utc};
-use domain::calls::{self, CallFilter, CallParent};
+use domain::calls::{self, CallColumns, CallFilter, CallParent};
 use domain::customers::{self, CustomerFilter};
 use domain::pagination::{Page, PageRequest, encode_cursor};
 use entity::{agent, call, call_event, customer, tenant};
@@ -500,7 +500,8 @@ impl CallEvent {
 /// How a call connection's `totalCount` is computed, only when asked for.
 pub enum CallListing {
     Filter(CallFilter),
-    Parent(CallParent, Uuid),
+    /// The newest calls of one parent, read with these columns.
+    Parent(CallParent, Uuid, CallColumns),
 }
 
 pub type CallConnection = Connection<CallListing>;
@@ -513,8 +514,15 @@ impl Listing for CallListing {
         row.id
     }
 
-    fn node(row: &Self::Row) -> Call {
-        Call(row.clone(), Detail::Full)
+    fn node(&self, row: &Self::Row) -> Call {
+        match self {
+            // A field that reads a long text left out loads it (never expected: the
+            // columns were chosen from the selection).
+            CallListing::Parent(_, _, CallColumns::WithoutLongTexts) => {
+                Call(row.clone(), Detail::Omitted(Arc::default()))
+            }
+            _ => Call(row.clone(), Detail::Full),
+        }
     }
 
     async fn prefetch(&self, ctx: &Context<'_>, rows: &[Self::Row]) -> async_graphql::Result<()> {
@@ -525,7 +533,7 @@ impl Listing for CallListing {
     async fn total(&self, ctx: &Context<'_>) -> async_graphql::Result<u64> {
         match self {
             CallListing::Filter(f) => calls::count(db(ctx)?, scope(ctx)?, f).await.gql(),
-            CallListing::Parent(p, id) => Ok(loaders(ctx)?
+            CallListing::Parent(p, id, _) => Ok(loaders(ctx)?
                 .load_one(CallCount(*p, *id))
                 .await
                 .gql()?
@@ -563,25 +571,27 @@ impl Connection<CallListing> {
         after: Option<String>,
     ) -> async_graphql::Result<Self> {
         let req = PageRequest::new(first, after.as_deref()).gql()?;
-        let page = if req.after.is_some() {
-            shared(
-                calls::list_for_parent(db(ctx)?, scope(ctx)?, parent, parent_id, req)
-                    .await
-                    .gql()?,
-            )
+        let (page, columns) = if req.after.is_some() {
+            let page = calls::list_for_parent(db(ctx)?, scope(ctx)?, parent, parent_id, req)
+                .await
+                .gql()?;
+            (shared(page), CallColumns::All)
         } else {
-            // Batched across every parent on the page: one statement in all.
+            // Batched across every parent on the page: one statement in all (the key is the
+            // one `prefetch::calls_below` loaded).
+            let columns = prefetch::columns_for(&ctx.look_ahead().field("edges").field("node"));
             let key = RecentCalls {
                 parent,
                 id: parent_id,
                 limit: req.first + 1,
+                columns,
             };
             let rows = loaders(ctx)?.load_one(key).await.gql()?.unwrap_or_default();
-            Page::from_overfetch(rows, req.first)
+            (Page::from_overfetch(rows, req.first), columns)
         };
         Ok(Connection::new(
             page,
-            CallListing::Parent(parent, parent_id),
+            CallListing::Parent(parent, parent_id, columns),
         ))
     }
 }
@@ -599,7 +609,7 @@ impl Listing for CustomerListing {
         row.id
     }
 
-    fn node(row: &Self::Row) -> Customer {
+    fn node(&self, row: &Self::Row) -> Customer {
         Customer(row.clone())
     }
 

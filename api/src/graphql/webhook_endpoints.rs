@@ -248,7 +248,7 @@ impl Listing for WebhookDeliveryListing {
         row.0
     }
 
-    fn node(row: &Self::Row) -> WebhookDelivery {
+    fn node(&self, row: &Self::Row) -> WebhookDelivery {
         row.1.clone()
     }
 

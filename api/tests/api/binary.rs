@@ -138,6 +138,45 @@ async fn embedded_default_starts_seeds_and_stops_gracefully() {
         .unwrap();
     assert_eq!(body["data"]["me"]["name"], "Demo");
     assert_eq!(body["data"]["agents"][0]["provider"], "SIMULATOR");
+    // The demo shows life: synced customers, finished calls with transcripts, summaries and
+    // analyses (the embedded worker's jobs), and a running campaign.
+    let demo = "{ customers { totalCount } calls(first: 100) { edges { node { status transcript summary analysis { outcome } } } } \
+                campaigns { edges { node { name status } } } }";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (alive, last) = loop {
+        let last: Value = client
+            .post(format!("http://127.0.0.1:{port}/graphql"))
+            .bearer_auth(&key)
+            .json(&json!({ "query": demo }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let d = &last["data"];
+        let calls = d["calls"]["edges"].as_array().cloned().unwrap_or_default();
+        let analysed = calls
+            .iter()
+            .filter(|e| {
+                let n = &e["node"];
+                n["status"] == "COMPLETED"
+                    && n["transcript"].is_string()
+                    && n["summary"].is_string()
+                    && n["analysis"]["outcome"].is_string()
+            })
+            .count();
+        let customers = d["customers"]["totalCount"].as_u64().unwrap_or(0);
+        let running = d["campaigns"]["edges"][0]["node"]["status"] == "RUNNING";
+        if customers >= 24 && analysed >= 5 && running {
+            break (true, last);
+        }
+        if Instant::now() > deadline {
+            break (false, last);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert!(alive, "the demo shows no life: {last}");
     let page = client
         .get(format!("http://127.0.0.1:{port}/graphql"))
         .send()

@@ -16,8 +16,8 @@ pub mod transition;
 
 pub use follow::{RefreshError, refresh};
 pub use repo::{
-    CallFilter, CallParent, by_ids, count, count_by_parent, events_by_call_ids, find, get,
-    interactions, list, list_for_parent, recent_by_parent,
+    CallColumns, CallFilter, CallParent, by_ids, count, count_by_parent, events_by_call_ids, find,
+    get, interactions, list, list_for_parent, recent_by_parent,
 };
 pub use start::{StartCall, start_call};
 pub use sweep::{PLACING_TIMEOUT_SECONDS, StaleSweep, StuckSweep, sweep_stale, sweep_stuck};

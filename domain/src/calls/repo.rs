@@ -6,8 +6,9 @@ use chrono::{DateTime, Utc};
 use entity::{call, call_event};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait};
 use sea_orm::{
-    ColumnTrait, Condition, DatabaseConnection, EntityTrait, FromQueryResult, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, Select, Statement, Value,
+    ColumnTrait, Condition, DatabaseBackend, DatabaseConnection, EntityTrait, FromQueryResult,
+    IdenStatic, Iterable, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select, Statement,
+    Value,
 };
 use uuid::Uuid;
 
@@ -225,43 +226,94 @@ pub async fn list_for_parent(
 /// Most parents one statement serves (SQLite allows 500 terms in a compound SELECT).
 const PARENTS_PER_STATEMENT: usize = 100;
 
+/// Which of a call's columns a list read brings back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CallColumns {
+    All,
+    /// Every column but the long ones (transcript, summary, extracted data, raw provider
+    /// body), which come back null: for lists that do not show them, so a page does not
+    /// decode kilobytes of text and JSON per row it never sends.
+    WithoutLongTexts,
+}
+
+/// Columns a [`CallColumns::WithoutLongTexts`] read leaves out, and their SQL types.
+const LONG_COLUMNS: [(call::Column, &str); 4] = [
+    (call::Column::Transcript, "text"),
+    (call::Column::Summary, "text"),
+    (call::Column::ExtractedData, "jsonb"),
+    (call::Column::RawPayload, "jsonb"),
+];
+
+impl CallColumns {
+    /// The select list over table `calls`.
+    fn select_list(self, backend: DatabaseBackend) -> String {
+        if self == CallColumns::All {
+            return "calls.*".to_owned();
+        }
+        call::Column::iter()
+            .map(|c| {
+                let name = c.as_str();
+                match LONG_COLUMNS.iter().find(|(long, _)| long.as_str() == name) {
+                    Some((_, ty)) if backend == DatabaseBackend::Postgres => {
+                        format!("NULL::{ty} AS {name}")
+                    }
+                    Some(_) => format!("NULL AS {name}"),
+                    None => format!("calls.{name}"),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 /// The newest `per_parent` calls of each parent: one statement per 100 parents, so a page
 /// (at most 100) always costs one.
 ///
 /// Two shapes, chosen by how many calls a parent can have. A customer has a handful: one
-/// window function over `IN (...)` reads them all and is the cheapest plan (measured with
-/// `bench`: the UNION form below cost 15% of the customers page's throughput). An agent
-/// can have millions: each agent gets its own `UNION ALL` branch that reads the
-/// `(tenant_id, agent_id, id)` index backwards and stops after `per_parent` rows.
+/// window function over the page's customers reads them all and is the cheapest plan
+/// (measured with `bench`: the UNION form below cost 15% of the customers page's
+/// throughput); on PostgreSQL the ids travel as one array (`= ANY($2)`), so every page size
+/// shares one prepared statement. An agent can have millions: each agent gets its own
+/// `UNION ALL` branch that reads the `(agent_id, id)` index backwards and stops after
+/// `per_parent` rows.
 pub async fn recent_by_parent(
     db: &DatabaseConnection,
     scope: &TenantScope,
     parent: CallParent,
     parent_ids: &[Uuid],
     per_parent: u64,
+    columns: CallColumns,
 ) -> DomainResult<HashMap<Uuid, Vec<call::Model>>> {
     let mut out: HashMap<Uuid, Vec<call::Model>> = HashMap::new();
     let backend = db.get_database_backend();
     let col = parent.sql_name();
+    let select = columns.select_list(backend);
     for chunk in parent_ids.chunks(PARENTS_PER_STATEMENT) {
         // The limit is our own integer, not user text, so it is inlined.
         let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 2);
         let sql = match parent {
             CallParent::Customer => {
                 values.push(scope.tenant_id().into());
-                let ids: Vec<String> = chunk
-                    .iter()
-                    .enumerate()
-                    .map(|(i, id)| {
-                        values.push((*id).into());
-                        param(backend, i + 2)
-                    })
-                    .collect();
+                let ids = if backend == DatabaseBackend::Postgres {
+                    // A uuid[] literal: ids print as hex and dashes only.
+                    let list: Vec<String> = chunk.iter().map(Uuid::to_string).collect();
+                    values.push(format!("{{{}}}", list.join(",")).into());
+                    "= ANY($2::uuid[])".to_owned()
+                } else {
+                    let ids: Vec<String> = chunk
+                        .iter()
+                        .enumerate()
+                        .map(|(i, id)| {
+                            values.push((*id).into());
+                            param(backend, i + 2)
+                        })
+                        .collect();
+                    format!("IN ({})", ids.join(", "))
+                };
                 format!(
-                    "SELECT * FROM (SELECT calls.*, ROW_NUMBER() OVER (PARTITION BY {col} ORDER BY id DESC) AS sb_rank \
-                     FROM calls WHERE tenant_id = {t} AND {col} IN ({ids})) ranked WHERE sb_rank <= {per_parent}",
+                    "SELECT * FROM (SELECT {select}, ROW_NUMBER() OVER (PARTITION BY {col} ORDER BY id DESC) AS sb_rank \
+                     FROM calls WHERE tenant_id = {t} AND {col} {ids}) ranked WHERE sb_rank <= {per_parent}",
                     t = param(backend, 1),
-                    ids = ids.join(", "),
                 )
             }
             CallParent::Agent => chunk
@@ -271,7 +323,7 @@ pub async fn recent_by_parent(
                     values.push(scope.tenant_id().into());
                     values.push((*id).into());
                     format!(
-                        "SELECT * FROM (SELECT * FROM calls WHERE tenant_id = {t} AND {col} = {p} \
+                        "SELECT * FROM (SELECT {select} FROM calls WHERE tenant_id = {t} AND {col} = {p} \
                          ORDER BY id DESC LIMIT {per_parent}) AS b{i}",
                         t = param(backend, 2 * i + 1),
                         p = param(backend, 2 * i + 2),
