@@ -246,6 +246,31 @@ pub async fn gql(
     Ok(body["data"].clone())
 }
 
+/// Creates a tenant through the operator's `createTenant` (`admin_token`) with `name`, a
+/// default region and a time zone; returns its ADMIN key and its id.
+pub async fn create_tenant(
+    client: &reqwest::Client,
+    base: &str,
+    admin_token: &str,
+    name: &str,
+    region: &str,
+    timezone: &str,
+) -> anyhow::Result<(String, String)> {
+    let data = gql(
+        client,
+        base,
+        admin_token,
+        "mutation($n: String!, $r: String!, $z: String!) { createTenant(input: {name: $n, defaultRegion: $r, timezone: $z}) { apiKey tenant { id } } }",
+        serde_json::json!({ "n": name, "r": region, "z": timezone }),
+    )
+    .await?;
+    let field = |v: &serde_json::Value| v.as_str().map(str::to_owned);
+    Ok((
+        field(&data["createTenant"]["apiKey"]).context("no apiKey in createTenant")?,
+        field(&data["createTenant"]["tenant"]["id"]).context("no tenant id in createTenant")?,
+    ))
+}
+
 /// A fresh database `name` holding the calls-like table the pgbench ceilings write to;
 /// returns its URL.
 pub async fn calls_like_database(

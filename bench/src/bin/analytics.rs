@@ -281,22 +281,15 @@ async fn run() -> anyhow::Result<()> {
     let mut first = None;
     let seeded = Instant::now();
     for i in 0..tenants {
-        let data = gql(
+        let (key, id) = bench::create_tenant(
             &client,
             &base,
             ADMIN_TOKEN,
-            "mutation($n: String!) { createTenant(input: {name: $n, defaultRegion: \"US\", timezone: \"UTC\"}) { apiKey tenant { id } } }",
-            json!({ "n": format!("Tenant {i}") }),
+            &format!("Tenant {i}"),
+            "US",
+            "UTC",
         )
         .await?;
-        let key = data["createTenant"]["apiKey"]
-            .as_str()
-            .context("key")?
-            .to_owned();
-        let id = data["createTenant"]["tenant"]["id"]
-            .as_str()
-            .context("id")?
-            .to_owned();
         let n = if i == 0 { calls } else { (calls / 50).max(1) };
         seed(&db, &id, n).await?;
         if i == 0 {

@@ -130,22 +130,8 @@ async fn run() -> anyhow::Result<()> {
         &[("RUN_WORKER", "false".into())],
     )
     .await?;
-    let data = gql(
-        &client,
-        &base,
-        ADMIN_TOKEN,
-        "mutation { createTenant(input: {name: \"Big\", defaultRegion: \"US\", timezone: \"UTC\"}) { apiKey tenant { id } } }",
-        json!({}),
-    )
-    .await?;
-    let key = data["createTenant"]["apiKey"]
-        .as_str()
-        .context("key")?
-        .to_owned();
-    let tenant = data["createTenant"]["tenant"]["id"]
-        .as_str()
-        .context("id")?
-        .to_owned();
+    let (key, tenant) =
+        bench::create_tenant(&client, &base, ADMIN_TOKEN, "Big", "US", "UTC").await?;
     let db = Database::connect(&url).await?;
     let t0 = Instant::now();
     seed(&db, &tenant, calls, customers, ops).await?;

@@ -162,22 +162,8 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     let client = reqwest::Client::new();
-    let t = gql(
-        &client,
-        &base,
-        ADMIN_TOKEN,
-        "mutation { createTenant(input: {name: \"Bench\", defaultRegion: \"IN\"}) { apiKey tenant { id } } }",
-        json!({}),
-    )
-    .await?;
-    let key = t["createTenant"]["apiKey"]
-        .as_str()
-        .context("api key")?
-        .to_owned();
-    let tenant = t["createTenant"]["tenant"]["id"]
-        .as_str()
-        .context("tenant")?
-        .to_owned();
+    let (key, tenant) =
+        bench::create_tenant(&client, &base, ADMIN_TOKEN, "Bench", "IN", "UTC").await?;
     let e = gql(
         &client,
         &base,
