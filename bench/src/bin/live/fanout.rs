@@ -306,8 +306,9 @@ async fn fan_out(
     })
 }
 
-/// Runs (c) at the configured rate and (d) at twice it, as asked for.
-pub(crate) async fn run(b: &Bench) -> anyhow::Result<Vec<String>> {
+/// Runs (c) at `rate` reports/s (`basis` says where it came from) and (d) at twice it, as
+/// asked for.
+pub(crate) async fn run(b: &Bench, rate: u64, basis: &str) -> anyhow::Result<Vec<String>> {
     let Bench {
         cfg,
         client,
@@ -319,7 +320,7 @@ pub(crate) async fn run(b: &Bench) -> anyhow::Result<Vec<String>> {
     } = b;
     let mut summary = Vec::new();
     let fan = |name: &'static str, rate: u64| (name, rate);
-    for (part, rate) in [fan("c", cfg.rate), fan("d", cfg.rate * 2)] {
+    for (part, rate) in [fan("c", rate), fan("d", rate * 2)] {
         if !cfg.wants(part) {
             continue;
         }
@@ -367,6 +368,9 @@ pub(crate) async fn run(b: &Bench) -> anyhow::Result<Vec<String>> {
             .sum();
         let reordered: u64 = runs.iter().map(|f| f.reordered).sum();
         if part == "c" {
+            summary.push(format!(
+                "(c) report rate                               {rate:>8}/s ({basis})"
+            ));
             summary.push(format!(
                 "(c) POST to receipt p50                       {p50:>7.1}ms"
             ));

@@ -135,8 +135,9 @@ async fn ingest_open(
     Ok((quantile(&lat, 0.5), quantile(&lat, 0.99), e5, other))
 }
 
-/// Runs (a) and returns its summary lines.
-pub(crate) async fn run(b: &Bench) -> anyhow::Result<Vec<String>> {
+/// Runs (a) and returns its summary lines and the median of its runs' best acknowledged
+/// reports/s.
+pub(crate) async fn run(b: &Bench) -> anyhow::Result<(Vec<String>, f64)> {
     let Bench {
         client,
         apis,
@@ -191,6 +192,7 @@ pub(crate) async fn run(b: &Bench) -> anyhow::Result<Vec<String>> {
         best_runs.push(best);
     }
     let acked = median(ratios.iter().map(|r| r.0).collect());
+    let acked_per_s = median(best_runs.iter().map(|r| r.acked_per_s).collect());
     let applied = median(ratios.iter().map(|r| r.1).collect());
     summary.push(format!(
         "(a) ingestion acked / pgbench upsert tps      {acked:>8.2}x   >= 0.60x   {}",
@@ -226,5 +228,5 @@ pub(crate) async fn run(b: &Bench) -> anyhow::Result<Vec<String>> {
         "(a) 5xx at 200 reports/s                      {fives:>8}    0          {}",
         verdict(fives == 0)
     ));
-    Ok(summary)
+    Ok((summary, acked_per_s))
 }

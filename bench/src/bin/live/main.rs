@@ -5,7 +5,9 @@
 //! Usage: `cargo build --release -p api -p bench && target/release/live`
 //! Environment: BENCH_PG (admin URL, default postgres://postgres@127.0.0.1:5432/test),
 //! BENCH_REDIS (redis://127.0.0.1:6379), BENCH_SECONDS (5), BENCH_RUNS (3),
-//! BENCH_TENANTS (100), BENCH_SUBSCRIBERS_PER_TENANT (10), BENCH_RATE (500),
+//! BENCH_TENANTS (100), BENCH_SUBSCRIBERS_PER_TENANT (10), BENCH_RATE (fan-out's report
+//! rate: by default 80 % of the ingestion rate (a) measured in the same run, so the figure
+//! means the same on a slow and a fast machine; 500 when (a) does not run),
 //! BENCH_IDLE_SUBSCRIBERS (5000), BENCH_API_BIN (target/release/api), BENCH_ONLY (a,b,c,d,e).
 
 mod fanout;
@@ -27,7 +29,8 @@ pub(crate) struct Config {
     pub(crate) runs: usize,
     pub(crate) tenants: usize,
     pub(crate) per_tenant: usize,
-    pub(crate) rate: u64,
+    /// BENCH_RATE, when set.
+    pub(crate) rate: Option<u64>,
     pub(crate) idle: usize,
     pub(crate) api_bin: String,
     pub(crate) only: Option<String>,
@@ -76,8 +79,8 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         );
     }
     out(format!(
-        "Switchboard live-calls benchmark: {} s x {} runs (median), {} tenants x {} subscribers, {} reports/s",
-        cfg.seconds, cfg.runs, cfg.tenants, cfg.per_tenant, cfg.rate
+        "Switchboard live-calls benchmark: {} s x {} runs (median), {} tenants x {} subscribers",
+        cfg.seconds, cfg.runs, cfg.tenants, cfg.per_tenant
     ));
     let admin = Database::connect(&cfg.pg_admin)
         .await
@@ -118,13 +121,24 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         script_path,
     };
     let mut summary: Vec<String> = Vec::new();
+    let mut ingestion_rate = None;
     if b.cfg.wants("a") {
-        summary.extend(ingestion::run(&b).await?);
+        let (lines, acked_per_s) = ingestion::run(&b).await?;
+        summary.extend(lines);
+        ingestion_rate = Some(acked_per_s);
     }
     if b.cfg.wants("b") {
         summary.extend(replay::run(&b).await?);
     }
-    summary.extend(fanout::run(&b).await?);
+    let (rate, basis) = match (b.cfg.rate, ingestion_rate) {
+        (Some(r), _) => (r, "BENCH_RATE".to_owned()),
+        (None, Some(acked)) => (
+            ((acked * 0.8).round() as u64).max(1),
+            format!("80 % of (a)'s {acked:.0} reports/s"),
+        ),
+        (None, None) => (500, "default".to_owned()),
+    };
+    summary.extend(fanout::run(&b, rate, &basis).await?);
     if b.cfg.wants("e") {
         summary.extend(idle::run(&b).await?);
     }
@@ -157,7 +171,9 @@ fn main() -> anyhow::Result<()> {
         runs: env_or("BENCH_RUNS", 3),
         tenants: env_or("BENCH_TENANTS", 100),
         per_tenant: env_or("BENCH_SUBSCRIBERS_PER_TENANT", 10),
-        rate: env_or("BENCH_RATE", 500),
+        rate: std::env::var("BENCH_RATE")
+            .ok()
+            .and_then(|v| v.parse().ok()),
         idle: env_or("BENCH_IDLE_SUBSCRIBERS", 5000),
         api_bin: std::env::var("BENCH_API_BIN")
             .unwrap_or_else(|_| format!("{root}/target/release/api")),
