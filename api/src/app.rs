@@ -54,6 +54,7 @@ impl AppState {
         let hub = Hub::start(&events);
         let webhooks = Arc::new(crate::webhooks::WebhookState::new(
             settings.webhook_inline_limit,
+            services.ingestor().clone(),
         ));
         let data = graphql::SchemaData {
             db: db.clone(),

@@ -15,7 +15,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use domain::ingest;
+use domain::ingest::{self, GroupCommit, Ingestor};
 use domain::providers::{CallReport, ProviderError, bolna, teli};
 use domain::types::{EventSource, Provider};
 use entity::tenant;
@@ -30,14 +30,18 @@ const TOKEN_TTL: Duration = Duration::from_secs(5);
 pub struct WebhookState {
     tenants: Mutex<HashMap<String, (Arc<tenant::Model>, Instant)>>,
     inline: Arc<Semaphore>,
+    /// Reports applied in the request are written by group commit.
+    group: GroupCommit,
 }
 
 impl WebhookState {
-    /// `inline`: reports applied at once (`WEBHOOK_INLINE_LIMIT`); beyond, they are queued.
-    pub fn new(inline: usize) -> Self {
+    /// `inline`: reports applied in the request (`WEBHOOK_INLINE_LIMIT`), by group commit;
+    /// beyond, they are queued.
+    pub fn new(inline: usize, ingestor: Ingestor) -> Self {
         WebhookState {
             tenants: Mutex::default(),
             inline: Arc::new(Semaphore::new(inline)),
+            group: GroupCommit::start(ingestor, inline),
         }
     }
 }
@@ -134,9 +138,9 @@ async fn receive(
     match state.webhooks.inline.clone().try_acquire_owned() {
         Ok(_permit) => {
             match state
-                .services
-                .ingestor()
-                .ingest(&tenant, &report, EventSource::Webhook)
+                .webhooks
+                .group
+                .ingest(tenant.clone(), report, EventSource::Webhook)
                 .await
             {
                 Ok(_) => {

@@ -610,3 +610,75 @@ on_both!(
     hostile_reports_are_cleaned_not_refused,
     hostile_reports_are_cleaned_not_refused
 );
+
+/// Reports arriving together are committed in groups (group commit): every one is still
+/// acknowledged only once stored, tenants never mix, and each call's statuses land in the
+/// order they were sent.
+async fn concurrent_reports_commit_together_in_order(app: TestApp) {
+    let a = app.create_tenant("Acme", "IN").await;
+    let b = app.create_tenant("Beta", "IN").await;
+    app.create_agent_for(&a.key, "BOLNA", AGENT).await;
+    app.create_agent_for(&b.key, "BOLNA", AGENT).await;
+    // 24 calls per tenant, all at once; each call's five stages one after the other.
+    let senders = (0..48).map(|i| {
+        let (token, tenant) = if i % 2 == 0 {
+            (&a.webhook_token, "a")
+        } else {
+            (&b.webhook_token, "b")
+        };
+        let app = &app;
+        async move {
+            for status in STATUSES {
+                let body = bolna_report(&format!("exec-{tenant}-{i}"), AGENT, status).to_string();
+                let (code, body) = app.webhook("bolna", token, body).await;
+                assert_eq!(code, 200, "{body}");
+                assert_eq!(body["status"], "accepted");
+            }
+        }
+    });
+    futures_util::future::join_all(senders).await;
+    for t in [&a, &b] {
+        let data = app
+            .ok(
+                &t.key,
+                "{ calls(first: 50) { totalCount edges { node { status providerExecutionId events { status } } } } }",
+                json!({}),
+            )
+            .await;
+        // Acknowledged means committed: no waiting for a worker.
+        assert_eq!(data["calls"]["totalCount"], 24, "{data}");
+        let prefix = if t.key == a.key { "exec-a-" } else { "exec-b-" };
+        for edge in data["calls"]["edges"].as_array().unwrap() {
+            let call = &edge["node"];
+            assert!(
+                call["providerExecutionId"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(prefix),
+                "another tenant's call: {call}"
+            );
+            assert_eq!(call["status"], "COMPLETED");
+            let events: Vec<&str> = call["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["status"].as_str().unwrap())
+                .collect();
+            assert_eq!(
+                events,
+                [
+                    "INITIATED",
+                    "RINGING",
+                    "IN_PROGRESS",
+                    "CALL_DISCONNECTED",
+                    "COMPLETED"
+                ],
+                "{call}"
+            );
+        }
+    }
+}
+on_both!(
+    concurrent_reports_commit_together_in_order,
+    concurrent_reports_commit_together_in_order
+);

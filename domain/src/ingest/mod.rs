@@ -27,11 +27,13 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 mod batch;
+mod group;
 pub mod jobs;
 pub(crate) mod lead;
 mod locks;
 
 pub(crate) use batch::lookup;
+pub use group::GroupCommit;
 pub use lead::intent_of;
 pub(crate) use lead::recipient_name;
 use locks::CallLocks;
