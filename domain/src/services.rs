@@ -54,6 +54,7 @@ impl Services {
             providers = providers.with_shared_budgets(url.expose())?;
         }
         let analyzer = llm_analyzer(settings)?;
+        let llm = analyzer.is_some();
         Ok(Services {
             analyzer,
             outbound,
@@ -63,7 +64,7 @@ impl Services {
                 events.clone(),
                 FollowUps::default()
                     .with(Arc::new(crate::campaigns::jobs::CampaignFollowUp))
-                    .with(Arc::new(crate::analysis::jobs::AnalysisFollowUp)),
+                    .with(Arc::new(crate::analysis::jobs::AnalysisFollowUp::new(llm))),
             ),
             db,
             events,
@@ -75,7 +76,9 @@ impl Services {
     pub fn with_follow_ups(mut self, follow_ups: FollowUps) -> Self {
         let follow_ups = follow_ups
             .with(Arc::new(crate::campaigns::jobs::CampaignFollowUp))
-            .with(Arc::new(crate::analysis::jobs::AnalysisFollowUp));
+            .with(Arc::new(crate::analysis::jobs::AnalysisFollowUp::new(
+                self.analyzer.is_some(),
+            )));
         self.ingestor = Ingestor::new(self.db.clone(), self.events.clone(), follow_ups);
         self
     }

@@ -93,7 +93,7 @@ async fn one_analysis_whatever_the_duplicates(app: TestApp) {
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert_eq!(analyses_of(&app, "exec-an").await.len(), 1);
     let jobs = entity::job::Entity::find()
-        .filter(entity::job::Column::Kind.eq("analyze_call"))
+        .filter(entity::job::Column::Kind.is_in(["analyze_call", "analyze_calls"]))
         .count(&app.db)
         .await
         .unwrap();

@@ -10,16 +10,14 @@
 //! counts, however old.
 
 use chrono::Utc;
-use entity::{call, call_analysis};
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use entity::call;
+use sea_orm::ConnectionTrait;
 
+use super::scores::HistoryCall;
 use crate::db::Binder;
 use crate::error::DomainResult;
-use crate::ingest::lead::{funnel_rank, intent_of};
-use crate::types::{AnalysisStatus, CallDirection, CallOutcome, LeadStatus};
-
-/// Newer calls of a customer looked at for evidence (a lead rarely has more).
-const NEWER_CALLS: u64 = 50;
+use crate::ingest::lead::funnel_rank;
+use crate::types::{CallDirection, CallOutcome, LeadStatus};
 
 /// The lead status an outcome implies, if it implies one.
 pub fn lead_status_of(outcome: CallOutcome) -> Option<LeadStatus> {
@@ -49,92 +47,26 @@ pub fn next_status(current: LeadStatus, target: LeadStatus, newest: bool) -> Lea
     }
 }
 
-/// Applies `outcome` of `call`'s analysis to its customer, inside the caller's transaction.
-pub(crate) async fn apply<C: ConnectionTrait>(
-    conn: &C,
-    call: &call::Model,
-    outcome: CallOutcome,
-) -> DomainResult<()> {
-    let Some(target) = lead_status_of(outcome) else {
-        return Ok(());
-    };
-    // The customer's end of the call.
-    let phone = match call.direction {
+/// The customer's end of `call`.
+pub(crate) fn customer_phone(call: &call::Model) -> Option<&str> {
+    match call.direction {
         CallDirection::Outbound => call.to_number.as_deref(),
         CallDirection::Inbound => call.from_number.as_deref(),
-    };
-    if target == LeadStatus::DoNotCall
-        && let Some(phone) = phone
-    {
-        do_not_call(conn, call, phone).await?;
     }
-    let Some(customer_id) = call.customer_id else {
-        return Ok(());
-    };
-    let Some(customer) = entity::customer::Entity::find_by_id(customer_id)
-        .one(conn)
-        .await?
-    else {
-        return Ok(());
-    };
-    let newest = !newer_evidence(conn, call).await?;
-    let next = next_status(customer.status, target, newest);
-    if next != customer.status {
-        let mut b = Binder::new(conn.get_database_backend());
-        let sql = format!(
-            "UPDATE customers SET status = {}, updated_at = {} WHERE id = {} AND status <> 'DO_NOT_CALL'",
-            b.bind(next.as_str()),
-            b.bind(Utc::now()),
-            b.bind(customer_id)
-        );
-        conn.execute_raw(b.statement(sql)).await?;
-    }
-    Ok(())
 }
 
 /// Whether a call of the same customer made after `call` already says where the lead
-/// stands.
-async fn newer_evidence<C: ConnectionTrait>(conn: &C, call: &call::Model) -> DomainResult<bool> {
-    let Some(customer_id) = call.customer_id else {
-        return Ok(false);
-    };
-    // Only the id and the provider's extraction: not the calls' transcripts.
-    let newer: Vec<(uuid::Uuid, Option<serde_json::Value>)> = call::Entity::find()
-        .select_only()
-        .column(call::Column::Id)
-        .column(call::Column::ExtractedData)
-        .filter(call::Column::TenantId.eq(call.tenant_id))
-        .filter(call::Column::CustomerId.eq(customer_id))
-        .filter(call::Column::CreatedAt.gt(call.created_at))
-        .filter(call::Column::Id.ne(call.id))
-        .order_by_desc(call::Column::CreatedAt)
-        .limit(NEWER_CALLS)
-        .into_tuple()
-        .all(conn)
-        .await?;
-    if newer
+/// stands (`history`: the customer's newest calls, this batch's analyses included).
+pub(crate) fn newer_evidence(history: &[HistoryCall], call: &call::Model) -> bool {
+    history
         .iter()
-        .any(|(_, extracted)| extracted.as_ref().and_then(intent_of).is_some())
-    {
-        return Ok(true);
-    }
-    if newer.is_empty() {
-        return Ok(false);
-    }
-    let analysed = call_analysis::Entity::find()
-        .filter(call_analysis::Column::CallId.is_in(newer.iter().map(|c| c.0)))
-        .filter(call_analysis::Column::Current.eq(true))
-        .filter(call_analysis::Column::Status.eq(AnalysisStatus::Done))
-        .all(conn)
-        .await?;
-    Ok(analysed
-        .iter()
-        .any(|a| a.outcome.and_then(lead_status_of).is_some()))
+        .filter(|h| h.created_at > call.created_at && h.id != call.id)
+        .any(|h| h.provider_intent || h.scored.outcome.and_then(lead_status_of).is_some())
 }
 
 /// Puts the number on the tenant's do-not-call list and cancels its pending campaign
 /// items (calls in flight finish).
-async fn do_not_call<C: ConnectionTrait>(
+pub(crate) async fn do_not_call<C: ConnectionTrait>(
     conn: &C,
     call: &call::Model,
     phone: &str,

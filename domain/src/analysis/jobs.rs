@@ -1,7 +1,8 @@
-//! The analysis lane's job, and the call-transition hook that enqueues it: a call reaching
-//! its first terminal status with a transcript gets exactly one analysis job, in the same
-//! transaction as the change, however many duplicate or out-of-order reports follow (a
-//! later terminal status is a move from terminal to terminal, which enqueues nothing).
+//! The analysis lane's jobs, and the call-transition hook that enqueues them: a call
+//! reaching its first terminal status with a transcript is in exactly one analysis job
+//! (a batch of its transaction's calls), enqueued in the same transaction as the change,
+//! however many duplicate or out-of-order reports follow (a later terminal status is a
+//! move from terminal to terminal, which enqueues nothing).
 
 use std::time::Duration;
 
@@ -77,30 +78,131 @@ impl Job for AnalyzeCall {
     }
 }
 
-/// The call-transition hook of analysis.
-pub struct AnalysisFollowUp;
+/// The analysis of calls of one tenant that ended in one transaction, in one run (see
+/// `batch`): a sync or a burst of reports costs a few statements per batch, not a dozen
+/// per call.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AnalyzeCalls {
+    pub tenant_id: Uuid,
+    pub call_ids: Vec<Uuid>,
+}
+
+impl Job for AnalyzeCalls {
+    type Context = Services;
+    const KIND: &'static str = "analyze_calls";
+    const LANE: Lane = Lane::Analysis;
+    const MAX_ATTEMPTS: i32 = 3;
+    const TIMEOUT: Duration = Duration::from_secs(600);
+
+    fn retry_in(attempt: i32) -> Duration {
+        jobs::backoff(attempt, Duration::from_secs(2), Duration::from_secs(60))
+    }
+
+    fn tenant(&self) -> Option<Uuid> {
+        Some(self.tenant_id)
+    }
+
+    async fn run(self, services: &Services, _run: &JobRun) -> anyhow::Result<Outcome> {
+        let batch = super::batch::analyse_many(services, self.tenant_id, &self.call_ids, false)
+            .await
+            .context("analysing the calls")?;
+        // A call whose analyzer asked to wait (or timed out) goes on alone, so the
+        // others' analyses stand.
+        let later = super::batch::settle_failures(services, self.tenant_id, batch.failed)
+            .await
+            .context("recording failed analyses")?;
+        let now = chrono::Utc::now();
+        for (call_id, after, reason) in later {
+            tracing::info!(call.id = %call_id, %reason, "analysis to be tried again");
+            let at = now + chrono::Duration::from_std(after).unwrap_or_default();
+            jobs::enqueue(
+                services.db(),
+                &AnalyzeCall {
+                    tenant_id: self.tenant_id,
+                    call_id,
+                    again: false,
+                },
+                at,
+            )
+            .await
+            .context("enqueueing a call's analysis")?;
+        }
+        Ok(Outcome::Done)
+    }
+
+    async fn gave_up(self, services: &Services, error: &str) -> anyhow::Result<()> {
+        for call_id in self.call_ids {
+            service::fail(services.db(), self.tenant_id, call_id, error)
+                .await
+                .context("recording the failed analysis")?;
+        }
+        Ok(())
+    }
+}
+
+/// The call-transition hook of analysis: the calls of a transaction that reached their
+/// first terminal status with a transcript get analysis jobs, a batch per tenant.
+pub struct AnalysisFollowUp {
+    /// Calls per job: many with the embedded analyzer, fewer with an LLM so a batch ends
+    /// well within its timeout.
+    batch: usize,
+}
+
+impl AnalysisFollowUp {
+    /// Calls per job with the embedded analyzer.
+    pub const HEURISTIC_BATCH: usize = 100;
+    /// Calls per job with an LLM.
+    pub const LLM_BATCH: usize = 8;
+
+    pub fn new(llm: bool) -> Self {
+        AnalysisFollowUp {
+            batch: if llm {
+                Self::LLM_BATCH
+            } else {
+                Self::HEURISTIC_BATCH
+            },
+        }
+    }
+
+    fn wants(t: &Transition) -> bool {
+        if !t.status.is_terminal() || t.previous.is_some_and(|p| p.is_terminal()) {
+            return false;
+        }
+        // Busy, unanswered and failed calls have nothing to analyse.
+        t.call
+            .transcript
+            .as_deref()
+            .is_some_and(|s| !s.trim().is_empty())
+    }
+}
 
 impl FollowUp for AnalysisFollowUp {
     fn jobs(&self, t: &Transition) -> DomainResult<Vec<NewJob>> {
-        if !t.status.is_terminal() || t.previous.is_some_and(|p| p.is_terminal()) {
-            return Ok(Vec::new());
+        self.jobs_for(std::slice::from_ref(t))
+    }
+
+    fn jobs_for(&self, changed: &[Transition]) -> DomainResult<Vec<NewJob>> {
+        let mut by_tenant: std::collections::BTreeMap<Uuid, Vec<Uuid>> = Default::default();
+        for t in changed.iter().filter(|t| Self::wants(t)) {
+            by_tenant
+                .entry(t.call.tenant_id)
+                .or_default()
+                .push(t.call.id);
         }
-        // Busy, unanswered and failed calls have nothing to analyse.
-        if t.call
-            .transcript
-            .as_deref()
-            .is_none_or(|s| s.trim().is_empty())
-        {
-            return Ok(Vec::new());
+        let now = chrono::Utc::now();
+        let mut out = Vec::new();
+        for (tenant_id, ids) in by_tenant {
+            for chunk in ids.chunks(self.batch.max(1)) {
+                out.push(jobs::new_job(
+                    &AnalyzeCalls {
+                        tenant_id,
+                        call_ids: chunk.to_vec(),
+                    },
+                    now,
+                )?);
+            }
         }
-        Ok(vec![jobs::new_job(
-            &AnalyzeCall {
-                tenant_id: t.call.tenant_id,
-                call_id: t.call.id,
-                again: false,
-            },
-            chrono::Utc::now(),
-        )?])
+        Ok(out)
     }
 }
 
@@ -161,8 +263,6 @@ impl ReanalyzeCalls {
     pub const TASK: &'static str = "reanalyze_calls";
     /// Calls one run takes.
     const CHUNK: u64 = 50;
-    /// Analyses one run makes at once (an LLM's own caps still apply).
-    const PARALLEL: usize = 4;
 }
 
 impl Job for ReanalyzeCalls {
@@ -177,7 +277,6 @@ impl Job for ReanalyzeCalls {
     }
 
     async fn run(self, services: &Services, _run: &JobRun) -> anyhow::Result<Outcome> {
-        use futures_util::StreamExt;
         let db = services.db();
         let ids = crate::calls::repo::analysable_ids(
             db,
@@ -188,21 +287,14 @@ impl Job for ReanalyzeCalls {
         )
         .await
         .context("listing the calls to re-analyse")?;
-        let results: Vec<bool> = futures_util::stream::iter(ids.iter().copied())
-            .map(|id| async move {
-                match service::analyse(services, self.tenant_id, id, true).await {
-                    Ok(_) => true,
-                    Err(e) => {
-                        tracing::warn!(call.id = %id, error = %e, "re-analysis of a call failed");
-                        false
-                    }
-                }
-            })
-            .buffer_unordered(Self::PARALLEL)
-            .collect()
-            .await;
-        let done = results.iter().filter(|ok| **ok).count() as i64;
-        let failed = results.len() as i64 - done;
+        let batch = super::batch::analyse_many(services, self.tenant_id, &ids, true)
+            .await
+            .context("re-analysing the calls")?;
+        for (id, e) in &batch.failed {
+            tracing::warn!(call.id = %id, error = %e, "re-analysis of a call failed");
+        }
+        let failed = batch.failed.len() as i64;
+        let done = ids.len() as i64 - failed;
         crate::tasks::advance(db, self.task_id, done, failed)
             .await
             .context("recording progress")?;

@@ -1,9 +1,11 @@
 //! Post-call analysis: what a call's transcript says (outcome, sentiment, a summary and the
 //! tenant's custom fields). `transcript` splits a transcript into turns; `heuristic` is the
 //! embedded analyzer used when no LLM is configured; `extract` fills custom fields from
-//! text; `fields` holds the tenant's field definitions and their validation; `service`
-//! runs and stores an analysis; `jobs` is the analysis lane's job and its transition hook.
+//! text; `fields` holds the tenant's field definitions and their validation; `batch` runs
+//! and stores the analyses of many calls of a tenant at once, `service` the rest of the
+//! API; `jobs` holds the analysis lane's jobs and their transition hook.
 
+pub mod batch;
 pub mod effects;
 pub mod extract;
 pub mod fields;

@@ -2,7 +2,9 @@
 //! rescored in the background), and one customer's score recomputed from its calls and
 //! their current analyses (after each analysis, in its transaction).
 
-use chrono::Utc;
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
 use entity::analysis_setting;
 use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait, Set};
 use serde_json::Value;
@@ -12,7 +14,7 @@ use super::scoring::{self, ScoredCall, ScoringRules};
 use crate::db::Binder;
 use crate::error::{DomainError, DomainResult};
 use crate::tenancy::TenantScope;
-use crate::types::{CallOutcome, CallStatus, Role};
+use crate::types::{CallOutcome, CallStatus, LeadStatus, Role};
 
 /// Calls of one customer a score reads at most (the newest).
 const CALLS_READ: i64 = 500;
@@ -80,69 +82,218 @@ pub async fn set_rules(
     Ok(rules)
 }
 
-/// Recomputes one customer's score, segment and explanation under `rules`.
-pub(crate) async fn rescore<C: ConnectionTrait>(
-    conn: &C,
-    tenant_id: Uuid,
-    customer_id: Uuid,
-    rules: &ScoringRules,
-) -> DomainResult<()> {
-    let Some(customer) = entity::customer::Entity::find_by_id(customer_id)
-        .one(conn)
-        .await?
-    else {
-        return Ok(());
-    };
-    if customer.tenant_id != tenant_id {
-        return Ok(());
-    }
-    let calls = scored_calls(conn, tenant_id, customer_id).await?;
-    let s = scoring::score(rules, customer.status, &calls, Utc::now());
-    let explanation =
-        serde_json::to_value(&s.explanation).map_err(|e| DomainError::Internal(e.to_string()))?;
-    let mut b = Binder::new(conn.get_database_backend());
-    let sql = format!(
-        "UPDATE customers SET lead_score = {}, segment = {}, score_explanation = {} WHERE id = {}",
-        b.bind(s.score),
-        b.bind(s.segment),
-        b.bind(explanation),
-        b.bind(customer_id)
-    );
-    conn.execute_raw(b.statement(sql)).await?;
-    Ok(())
+/// One of a customer's newest calls, as its score and the status precedence read it.
+#[derive(Debug, Clone)]
+pub(crate) struct HistoryCall {
+    pub id: Uuid,
+    pub created_at: DateTime<Utc>,
+    /// The provider's own extraction says where the lead stands.
+    pub provider_intent: bool,
+    pub scored: ScoredCall,
 }
 
-/// The customer's newest calls with what their current analyses concluded, narrow
-/// columns only (no transcripts).
-async fn scored_calls<C: ConnectionTrait>(
+/// Customers one history read covers (its statement binds one value per customer).
+const HISTORY_CHUNK: usize = 200;
+
+/// The newest calls of each of `customers` (at most `CALLS_READ` each) with what their
+/// current analyses concluded: narrow columns only (no transcripts), one statement per
+/// chunk of customers. The provider's extraction is read only for calls made after
+/// `evidence_after` (the status precedence looks at nothing older; `None`: not at all),
+/// and the analyses' extracted fields only when `rules` score fields.
+pub(crate) async fn histories<C: ConnectionTrait>(
     conn: &C,
     tenant_id: Uuid,
-    customer_id: Uuid,
-) -> DomainResult<Vec<ScoredCall>> {
-    let mut b = Binder::new(conn.get_database_backend());
-    let sql = format!(
-        "SELECT c.status, c.duration_seconds, COALESCE(c.started_at, c.created_at) AS at, \
-         a.outcome, a.sentiment_score, a.extracted_data \
-         FROM calls c LEFT JOIN call_analyses a ON a.call_id = c.id AND a.current = {} AND a.status = 'DONE' \
-         WHERE c.tenant_id = {} AND c.customer_id = {} ORDER BY c.created_at DESC LIMIT {CALLS_READ}",
-        b.bind(true),
-        b.bind(tenant_id),
-        b.bind(customer_id),
-    );
-    let rows = conn.query_all_raw(b.statement(sql)).await?;
-    let mut calls = Vec::with_capacity(rows.len());
-    for r in rows {
-        let outcome: Option<CallOutcome> = r.try_get("", "outcome")?;
-        calls.push(ScoredCall {
-            at: r.try_get("", "at")?,
-            status: r.try_get::<CallStatus>("", "status")?,
-            duration_seconds: r.try_get("", "duration_seconds")?,
-            outcome,
-            sentiment_score: r.try_get("", "sentiment_score")?,
-            extracted: r.try_get::<Option<Value>>("", "extracted_data")?,
-        });
+    customers: &[Uuid],
+    evidence_after: Option<DateTime<Utc>>,
+    rules: &ScoringRules,
+) -> DomainResult<HashMap<Uuid, Vec<HistoryCall>>> {
+    let mut out: HashMap<Uuid, Vec<HistoryCall>> = HashMap::new();
+    for chunk in customers.chunks(HISTORY_CHUNK) {
+        let mut b = Binder::new(conn.get_database_backend());
+        let call_extracted = match evidence_after {
+            Some(at) => format!(
+                "CASE WHEN c.created_at > {} THEN c.extracted_data END",
+                b.bind(at)
+            ),
+            None => "NULL".to_owned(),
+        };
+        let fields = if rules.field_rules.is_empty() {
+            "NULL"
+        } else {
+            "a.extracted_data"
+        };
+        let tenant = b.bind(tenant_id);
+        let sql = if crate::db::Dialect::of(conn).probes_laterally() {
+            // One index probe per customer (by primary key, its tenant checked), then its
+            // newest calls and their current analyses: a join over an `IN` list could be
+            // planned as a walk of every customer or analysis of the tenant while the
+            // table statistics lag behind a growing table.
+            let keys: Vec<String> = chunk
+                .iter()
+                .map(|id| format!("({})", b.bind(*id)))
+                .collect();
+            format!(
+                "SELECT c.customer_id, c.id, c.created_at, c.status, c.duration_seconds, c.at, \
+                 c.call_extracted, a.outcome, a.sentiment_score, a.extracted_data \
+                 FROM (VALUES {}) AS keys (k) \
+                 CROSS JOIN LATERAL (SELECT id FROM customers \
+                   WHERE id = keys.k AND tenant_id = {tenant} LIMIT 1) k \
+                 CROSS JOIN LATERAL (SELECT c.customer_id, c.id, c.created_at, c.status, \
+                   c.duration_seconds, COALESCE(c.started_at, c.created_at) AS at, \
+                   {call_extracted} AS call_extracted FROM calls c WHERE c.customer_id = k.id \
+                   ORDER BY c.created_at DESC LIMIT {CALLS_READ}) c \
+                 LEFT JOIN LATERAL (SELECT a.outcome, a.sentiment_score, {fields} AS extracted_data \
+                   FROM call_analyses a WHERE a.call_id = c.id AND a.current AND a.status = 'DONE' \
+                   LIMIT 1) a ON TRUE",
+                keys.join(", ")
+            )
+        } else {
+            let list = b.list(chunk.iter().map(|id| (*id).into()));
+            format!(
+                "SELECT customer_id, id, created_at, status, duration_seconds, at, call_extracted, \
+                 outcome, sentiment_score, extracted_data FROM (\
+                 SELECT c.customer_id, c.id, c.created_at, c.status, c.duration_seconds, \
+                 COALESCE(c.started_at, c.created_at) AS at, {call_extracted} AS call_extracted, \
+                 a.outcome, a.sentiment_score, {fields} AS extracted_data, \
+                 ROW_NUMBER() OVER (PARTITION BY c.customer_id ORDER BY c.created_at DESC) AS rn \
+                 FROM customers k JOIN calls c ON c.customer_id = k.id \
+                 LEFT JOIN call_analyses a ON a.call_id = c.id AND a.current AND a.status = 'DONE' \
+                 WHERE k.tenant_id = {tenant} AND k.id IN ({list})) h \
+                 WHERE rn <= {CALLS_READ}"
+            )
+        };
+        for r in conn.query_all_raw(b.statement(sql)).await? {
+            let customer: Uuid = r.try_get("", "customer_id")?;
+            let call_extracted: Option<Value> = r.try_get("", "call_extracted")?;
+            out.entry(customer).or_default().push(HistoryCall {
+                id: r.try_get("", "id")?,
+                created_at: r.try_get("", "created_at")?,
+                provider_intent: call_extracted
+                    .as_ref()
+                    .and_then(crate::ingest::lead::intent_of)
+                    .is_some(),
+                scored: ScoredCall {
+                    at: r.try_get("", "at")?,
+                    status: r.try_get::<CallStatus>("", "status")?,
+                    duration_seconds: r.try_get("", "duration_seconds")?,
+                    outcome: r.try_get::<Option<CallOutcome>>("", "outcome")?,
+                    sentiment_score: r.try_get("", "sentiment_score")?,
+                    extracted: r.try_get::<Option<Value>>("", "extracted_data")?,
+                },
+            });
+        }
     }
-    Ok(calls)
+    Ok(out)
+}
+
+/// A customer's recomputed standing, to be written.
+pub(crate) struct Standing {
+    pub customer_id: Uuid,
+    pub status: LeadStatus,
+    /// The status moved (so `updated_at` moves too).
+    pub moved: bool,
+    pub score: scoring::Score,
+}
+
+/// The standing of a customer at `status` with `calls`, under `rules`.
+pub(crate) fn standing(
+    rules: &ScoringRules,
+    customer_id: Uuid,
+    status: LeadStatus,
+    moved: bool,
+    calls: &[HistoryCall],
+    now: DateTime<Utc>,
+) -> Standing {
+    let scored: Vec<ScoredCall> = calls.iter().map(|c| c.scored.clone()).collect();
+    Standing {
+        customer_id,
+        status,
+        moved,
+        score: scoring::score(rules, status, &scored, now),
+    }
+}
+
+/// Rows one standings write covers (seven values each).
+const WRITE_CHUNK: usize = 200;
+
+/// Writes `standings` (status, score, segment, explanation), one statement per chunk;
+/// returns the customers as written. The status is written only where it moved (a
+/// concurrent change is not undone), and never away from DO_NOT_CALL.
+pub(crate) async fn write_standings<C: ConnectionTrait>(
+    conn: &C,
+    standings: &[Standing],
+    now: DateTime<Utc>,
+) -> DomainResult<Vec<entity::customer::Model>> {
+    use sea_orm::{FromQueryResult, Iterable};
+    let columns: Vec<&str> = entity::customer::Column::iter()
+        .map(|c| sea_orm::IdenStatic::as_str(&c))
+        .collect();
+    let returning = columns.join(", ");
+    let mut out = Vec::with_capacity(standings.len());
+    for chunk in standings.chunks(WRITE_CHUNK) {
+        let mut b = Binder::new(conn.get_database_backend());
+        let mut rows = Vec::with_capacity(chunk.len());
+        for s in chunk {
+            let explanation = serde_json::to_value(&s.score.explanation)
+                .map_err(|e| DomainError::Internal(e.to_string()))?;
+            rows.push(b.row([
+                s.customer_id.into(),
+                s.status.as_str().into(),
+                s.moved.into(),
+                now.into(),
+                s.score.score.into(),
+                s.score.segment.into(),
+                explanation.into(),
+            ]));
+        }
+        // VALUES columns are column1..column7 on both databases.
+        let sql = format!(
+            "UPDATE customers SET \
+             status = CASE WHEN v.column3 AND customers.status <> 'DO_NOT_CALL' THEN v.column2 ELSE customers.status END, \
+             updated_at = CASE WHEN v.column3 AND customers.status <> 'DO_NOT_CALL' THEN v.column4 ELSE customers.updated_at END, \
+             lead_score = v.column5, segment = v.column6, score_explanation = v.column7 \
+             FROM (VALUES {}) AS v WHERE customers.id = v.column1 RETURNING {returning}",
+            rows.join(", ")
+        );
+        for row in conn.query_all_raw(b.statement(sql)).await? {
+            out.push(entity::customer::Model::from_query_result(&row, "")?);
+        }
+    }
+    Ok(out)
+}
+
+/// Recomputes the score, segment and explanation of `ids` (customers of `tenant_id`)
+/// under `rules`, their statuses as stored.
+async fn rescore_many<C: ConnectionTrait>(
+    conn: &C,
+    tenant_id: Uuid,
+    ids: &[Uuid],
+    rules: &ScoringRules,
+) -> DomainResult<()> {
+    use sea_orm::{ColumnTrait, QueryFilter, QuerySelect};
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let statuses: Vec<(Uuid, LeadStatus)> = entity::customer::Entity::find()
+        .select_only()
+        .column(entity::customer::Column::Id)
+        .column(entity::customer::Column::Status)
+        .filter(entity::customer::Column::TenantId.eq(tenant_id))
+        .filter(entity::customer::Column::Id.is_in(ids.iter().copied()))
+        .into_tuple()
+        .all(conn)
+        .await?;
+    let histories = histories(conn, tenant_id, ids, None, rules).await?;
+    let now = Utc::now();
+    let standings: Vec<Standing> = statuses
+        .into_iter()
+        .map(|(id, status)| {
+            let calls = histories.get(&id).map(Vec::as_slice).unwrap_or_default();
+            standing(rules, id, status, false, calls, now)
+        })
+        .collect();
+    write_standings(conn, &standings, now).await?;
+    Ok(())
 }
 
 /// Rescores the tenant's customers after `after` (by id), one chunk; returns the last id
@@ -167,9 +318,7 @@ pub(crate) async fn rescore_chunk(
         .into_tuple()
         .all(db)
         .await?;
-    for id in &ids {
-        rescore(db, tenant_id, *id, &rules).await?;
-    }
+    rescore_many(db, tenant_id, &ids, &rules).await?;
     Ok((ids.len() as u64 == RESCORE_CHUNK)
         .then(|| ids.last().copied())
         .flatten())

@@ -2,16 +2,12 @@
 //! the earlier ones as history), with the model, tokens spent and latency; transcripts too
 //! short to analyse are recorded as SKIPPED with no tokens spent.
 
-use std::time::Instant;
-
 use chrono::Utc;
 use entity::{analysis_setting, call, call_analysis};
 use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
 use uuid::Uuid;
 
 use super::fields::AnalysisField;
-use super::heuristic;
-use crate::db::Binder;
 use crate::error::{DomainError, DomainResult};
 use crate::services::Services;
 use crate::tenancy::TenantScope;
@@ -233,186 +229,24 @@ impl From<sea_orm::DbErr> for AnalyseError {
     }
 }
 
-/// What an analyzer returned, with its cost.
-struct Analysed {
-    analysis: Option<super::Analysis>,
-    prompt_tokens: i64,
-    completion_tokens: i64,
-}
-
-/// Runs the configured analyzer (the LLM, else the heuristic one) on a transcript worth
-/// analysing; `None` analysis means too little to analyse (no tokens spent).
-async fn run_analyzer(
-    services: &Services,
-    transcript: Option<&str>,
-    fields: &[AnalysisField],
-) -> Result<Analysed, AnalyseError> {
-    let worth = transcript.filter(|t| super::transcript::worth_analysing(t));
-    let Some(text) = worth else {
-        return Ok(Analysed {
-            analysis: None,
-            prompt_tokens: 0,
-            completion_tokens: 0,
-        });
-    };
-    match services.analyzer() {
-        Some(llm) => {
-            let done = llm.analyze(text, fields).await?;
-            Ok(Analysed {
-                analysis: Some(done.analysis),
-                prompt_tokens: done.prompt_tokens,
-                completion_tokens: done.completion_tokens,
-            })
-        }
-        None => Ok(Analysed {
-            analysis: heuristic::analyze(text, fields),
-            prompt_tokens: 0,
-            completion_tokens: 0,
-        }),
-    }
-}
-
 /// Analyses `call_id` once: a call with a current analysis is left alone unless `again`
 /// (a re-analysis asked for), which analyses with the tenant's current fields and keeps
-/// the earlier analysis as history. In the same transaction the outcome moves the
-/// customer's lead status (see `effects`) and the customer is rescored; dashboards get a
-/// `callUpdated` after the commit.
+/// the earlier analysis as history. See [`super::batch::analyse_many`].
 pub async fn analyse(
     services: &Services,
     tenant_id: Uuid,
     call_id: Uuid,
     again: bool,
 ) -> Result<Ran, AnalyseError> {
-    let db = services.db();
-    let Some(call) = call::Entity::find_by_id(call_id)
-        .filter(call::Column::TenantId.eq(tenant_id))
-        .one(db)
-        .await?
-    else {
-        return Ok(Ran::AlreadyDone);
-    };
-    if !again && current(db, call_id).await?.is_some() {
-        return Ok(Ran::AlreadyDone);
+    let mut batch = super::batch::analyse_many(services, tenant_id, &[call_id], again).await?;
+    if let Some((_, e)) = batch.failed.pop() {
+        return Err(AnalyseError::Llm(e));
     }
-    let fields = fields_of(db, tenant_id).await?;
-    let started = Instant::now();
-    let result = run_analyzer(services, call.transcript.as_deref(), &fields).await?;
-    let latency = started.elapsed().as_millis().min(i32::MAX as u128) as i32;
-    let tokens = |n: i64| Some(n.clamp(0, i64::from(i32::MAX)) as i32);
-    let now = Utc::now();
-    let row = match &result.analysis {
-        Some(a) => call_analysis::Model {
-            id: Uuid::now_v7(),
-            tenant_id,
-            call_id,
-            current: true,
-            status: AnalysisStatus::Done,
-            sentiment: Some(a.sentiment),
-            sentiment_score: Some(a.sentiment_score),
-            outcome: Some(a.outcome),
-            summary: Some(a.summary.clone()),
-            extracted_data: Some(serde_json::Value::Object(a.extracted.clone())),
-            model: Some(a.model.clone()),
-            prompt_tokens: tokens(result.prompt_tokens),
-            completion_tokens: tokens(result.completion_tokens),
-            latency_ms: Some(latency),
-            error: None,
-            created_at: now,
-            analyzed_at: Some(now),
-        },
-        None => call_analysis::Model {
-            id: Uuid::now_v7(),
-            tenant_id,
-            call_id,
-            current: true,
-            status: AnalysisStatus::Skipped,
-            sentiment: None,
-            sentiment_score: None,
-            outcome: None,
-            summary: None,
-            extracted_data: None,
-            model: None,
-            prompt_tokens: Some(0),
-            completion_tokens: Some(0),
-            latency_ms: None,
-            error: Some(format!(
-                "too little to analyse: fewer than {} words, or no customer turn",
-                super::MIN_WORDS
-            )),
-            created_at: now,
-            analyzed_at: Some(now),
-        },
-    };
-    let txn = crate::db::begin_write(db).await?;
-    if again {
-        let mut b = Binder::new(txn.get_database_backend());
-        let sql = format!(
-            "UPDATE call_analyses SET current = {} WHERE call_id = {} AND current",
-            b.bind(false),
-            b.bind(call_id)
-        );
-        txn.execute_raw(b.statement(sql)).await?;
-    }
-    let inserted = call_analysis::Entity::insert(call_analysis::ActiveModel::from(row.clone()))
-        .exec_without_returning(&txn)
-        .await;
-    match inserted {
-        Ok(_) => {}
-        // Another run stored the call's analysis first: that one stands.
-        Err(e) if crate::db::is_unique_violation(&e) => return Ok(Ran::AlreadyDone),
-        Err(e) => return Err(AnalyseError::Domain(e.into())),
-    }
-    use crate::outbound::{EventType, NewEvent, Subscriptions, payloads};
-    let subs = Subscriptions::load(&txn, [tenant_id]).await?;
-    let before = match call.customer_id {
-        Some(id) if subs.wants(tenant_id, EventType::CustomerUpdated) => {
-            entity::customer::Entity::find_by_id(id).one(&txn).await?
-        }
-        _ => None,
-    };
-    if let Some(outcome) = row.outcome {
-        super::effects::apply(&txn, &call, outcome).await?;
-    }
-    if let Some(customer_id) = call.customer_id {
-        let rules = super::scores::rules_of(&txn, tenant_id).await?;
-        super::scores::rescore(&txn, tenant_id, customer_id, &rules).await?;
-        // Status, score, segment and the last call's summary may have moved.
-        crate::crm::outbox::mark(&txn, tenant_id, &[customer_id]).await?;
-    }
-    let mut events = vec![NewEvent::new(
-        tenant_id,
-        EventType::CallAnalyzed,
-        Some(call.id),
-        serde_json::json!({ "analysis": payloads::analysis(&row), "customerId": call.customer_id }),
-    )];
-    if let Some(before) = before
-        && let Some(after) = entity::customer::Entity::find_by_id(before.id)
-            .one(&txn)
-            .await?
-        && (after.status, after.lead_score, &after.segment)
-            != (before.status, before.lead_score, &before.segment)
-    {
-        events.push(payloads::customer_event(EventType::CustomerUpdated, &after));
-    }
-    let webhooks = crate::outbound::record(&txn, &subs, events).await?;
-    txn.commit().await?;
-    if webhooks {
-        crate::jobs::wake(crate::jobs::Lane::Webhooks);
-    }
-    // Dashboards see the analysis through the call's update (its status unchanged).
-    let status = call.status;
-    if let Err(e) = services
-        .events()
-        .publish(crate::events::Event::call_updated(call, Some(status)))
-        .await
-    {
-        tracing::warn!(error = %e, "could not publish a call's analysis");
-    }
-    Ok(if row.status == AnalysisStatus::Done {
-        Ran::Analysed
-    } else {
-        Ran::Skipped
-    })
+    Ok(batch
+        .ran
+        .pop()
+        .map(|(_, ran)| ran)
+        .unwrap_or(Ran::AlreadyDone))
 }
 
 /// Records that the call's analysis failed for good, keeping the error.

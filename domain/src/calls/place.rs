@@ -364,6 +364,7 @@ async fn adopt_execution(
                 previous,
                 status,
                 source: EventSource::Webhook,
+                checks_cleared: false,
             }],
         )
         .await?;

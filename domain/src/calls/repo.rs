@@ -18,6 +18,44 @@ use crate::pagination::{self, Page, PageRequest};
 use crate::tenancy::TenantScope;
 use crate::types::CallStatus;
 
+/// Every column of `calls` but the provider's raw body (returned as NULL), for reads and
+/// writes whose callers never look at it: it would be converted to text and sent back
+/// on every row.
+pub(crate) static WITHOUT_RAW_BODY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    call::Column::iter()
+        .map(|c| match c {
+            call::Column::RawPayload => format!("NULL AS {}", c.as_str()),
+            c => c.as_str().to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+});
+
+/// The calls of `tenant_id` among `ids`, without their raw bodies. Looked up by primary
+/// key alone (a generic plan of the tenant's index would walk every call of the tenant);
+/// another tenant's calls are dropped here.
+pub(crate) async fn of_tenant_by_ids<C: sea_orm::ConnectionTrait>(
+    conn: &C,
+    tenant_id: Uuid,
+    ids: &[Uuid],
+) -> DomainResult<Vec<call::Model>> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        let mut b = crate::db::Binder::new(conn.get_database_backend());
+        let list = b.list(chunk.iter().map(|id| (*id).into()));
+        let sql = format!(
+            "SELECT {} FROM calls WHERE id IN ({list})",
+            *WITHOUT_RAW_BODY
+        );
+        let rows = call::Entity::find()
+            .from_raw_sql(b.statement(sql))
+            .all(conn)
+            .await?;
+        out.extend(rows.into_iter().filter(|c| c.tenant_id == tenant_id));
+    }
+    Ok(out)
+}
+
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct CallFilter {
     pub status: Option<CallStatus>,

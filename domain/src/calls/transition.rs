@@ -30,6 +30,9 @@ pub struct Transition {
     pub previous: Option<CallStatus>,
     pub status: CallStatus,
     pub source: EventSource,
+    /// The write that moved the call also started the stale-call sweep's back-off over
+    /// (the report upsert does), so the transition point need not.
+    pub checks_cleared: bool,
 }
 
 /// A status a report (or our own write) said a call reached, to be kept as its event
@@ -47,6 +50,15 @@ pub struct Reported {
 /// transaction. Campaigns, analysis and outbound webhooks add theirs here.
 pub trait FollowUp: Send + Sync {
     fn jobs(&self, transition: &Transition) -> DomainResult<Vec<NewJob>>;
+
+    /// The jobs of every change of one transaction (a hook may batch them).
+    fn jobs_for(&self, changed: &[Transition]) -> DomainResult<Vec<NewJob>> {
+        let mut out = Vec::new();
+        for t in changed {
+            out.extend(self.jobs(t)?);
+        }
+        Ok(out)
+    }
 }
 
 /// The follow-ups every transition runs.
@@ -110,10 +122,8 @@ pub(crate) async fn record<C: ConnectionTrait>(
 ) -> DomainResult<(HashSet<Uuid>, AfterCommit)> {
     let recorded = write_events(conn, reported).await?;
     let mut new_jobs = Vec::new();
-    for t in &changed {
-        for hook in follow_ups.0.iter() {
-            new_jobs.extend(hook.jobs(t)?);
-        }
+    for hook in follow_ups.0.iter() {
+        new_jobs.extend(hook.jobs_for(&changed)?);
     }
     bookkeep_checks(conn, &changed).await?;
     let mut lanes: BTreeSet<Lane> = new_jobs
@@ -169,7 +179,7 @@ async fn write_events<C: ConnectionTrait>(
 async fn bookkeep_checks<C: ConnectionTrait>(conn: &C, changed: &[Transition]) -> DomainResult<()> {
     let ids: Vec<Uuid> = changed
         .iter()
-        .filter(|t| t.previous.is_some())
+        .filter(|t| t.previous.is_some() && !t.checks_cleared)
         .map(|t| t.call.id)
         .collect();
     if ids.is_empty() {
@@ -219,6 +229,7 @@ pub(crate) async fn created_many<C: ConnectionTrait>(
             previous: None,
             status: call.status,
             source,
+            checks_cleared: false,
         })
         .collect();
     Ok(record(conn, follow_ups, &reported, changed).await?.1)
@@ -279,6 +290,7 @@ pub(crate) async fn end_unplaced<C: ConnectionTrait>(
         call: after,
         status,
         source: EventSource::Api,
+        checks_cleared: false,
     }];
     Ok(Some(record(conn, follow_ups, &reported, changed).await?.1))
 }

@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use entity::{call, tenant};
-use sea_orm::{ConnectionTrait, EntityTrait, IdenStatic, Iterable, Value};
+use sea_orm::{ConnectionTrait, EntityTrait, IdenStatic, Value};
 use uuid::Uuid;
 
 use super::lead::{LeadPlan, name_of};
@@ -250,7 +250,7 @@ pub(crate) async fn apply_batch<C: ConnectionTrait>(
         *CALL_COLUMNS,
         rows.join(", "),
         *CALL_MERGE,
-        *RETURNED,
+        *crate::calls::repo::WITHOUT_RAW_BODY,
     );
     let models = call::Entity::find()
         .from_raw_sql(b.statement(sql))
@@ -361,18 +361,6 @@ static CALL_COLUMNS: LazyLock<String> = LazyLock::new(|| {
         .join(", ")
 });
 
-/// Every column of `calls` but the provider's raw body, which nothing after the upsert
-/// needs and which would otherwise be converted to text and sent back on every report.
-static RETURNED: LazyLock<String> = LazyLock::new(|| {
-    call::Column::iter()
-        .map(|c| match c {
-            call::Column::RawPayload => format!("NULL AS {}", c.as_str()),
-            c => c.as_str().to_owned(),
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-});
-
 /// The `DO UPDATE` of the call upsert, built once.
 static CALL_MERGE: LazyLock<String> = LazyLock::new(call_merge);
 
@@ -436,7 +424,8 @@ fn stored_number(raw: Option<&str>, region: Region) -> Option<String> {
 }
 
 /// The `DO UPDATE` of the call upsert: the status only moves to a higher rank; fields of
-/// a report of higher or equal rank win when not null, a lower one only fills gaps.
+/// a report of higher or equal rank win when not null, a lower one only fills gaps. A call
+/// that moves starts the stale-call sweep's back-off over in the same statement.
 fn call_merge() -> String {
     let merged: Vec<String> = MERGED
     .iter()
@@ -453,6 +442,8 @@ fn call_merge() -> String {
          status_rank = CASE WHEN excluded.status_rank > calls.status_rank THEN excluded.status_rank ELSE calls.status_rank END, \
          agent_id = COALESCE(calls.agent_id, excluded.agent_id), \
          customer_id = COALESCE(calls.customer_id, excluded.customer_id), \
+         check_failures = CASE WHEN excluded.status_rank > calls.status_rank THEN 0 ELSE calls.check_failures END, \
+         next_check_at = CASE WHEN excluded.status_rank > calls.status_rank THEN NULL ELSE calls.next_check_at END, \
          {}, updated_at = excluded.updated_at",
         merged.join(", ")
     )

@@ -293,6 +293,8 @@ impl Ingestor {
                     status: a.outcome.status,
                     source,
                     call: a.model,
+                    // The report upsert clears the back-off of a call it moves.
+                    checks_cleared: true,
                 });
             }
             outcomes.push(Some(a.outcome));

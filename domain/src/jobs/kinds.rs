@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::Registry;
-use crate::analysis::jobs::{AnalyzeCall, ReanalyzeCalls, RescoreCustomers};
+use crate::analysis::jobs::{AnalyzeCall, AnalyzeCalls, ReanalyzeCalls, RescoreCustomers};
 use crate::calls::jobs::{FollowCall, PlaceCall, PlaceCalls, StaleCalls, StuckCalls};
 use crate::campaigns::jobs::{DispatchCampaign, FinishItem};
 use crate::crm::jobs::{CrmSync, PushCrmChanges, ScheduleCrmSyncs};
@@ -27,6 +27,7 @@ pub fn product(providers: &ProviderSettings, crm: &CrmSettings) -> Registry<Serv
         .register::<DispatchCampaign>()
         .register::<FinishItem>()
         .register::<AnalyzeCall>()
+        .register::<AnalyzeCalls>()
         .register::<RescoreCustomers>()
         .register::<ReanalyzeCalls>()
         .register::<CrmSync>()
