@@ -165,7 +165,7 @@ pub async fn analyse_many(
     if calls.is_empty() {
         return Ok(batch);
     }
-    let fields = super::service::fields_of(db, tenant_id).await?;
+    let (fields, rules) = super::service::settings_of(db, tenant_id).await?;
     let results: Vec<(call::Model, Result<Analysed, LlmError>, Duration)> =
         futures_util::stream::iter(calls)
             .map(|c| {
@@ -233,7 +233,7 @@ pub async fn analyse_many(
             effects::do_not_call(&txn, c, phone).await?;
         }
     }
-    events.extend(apply_to_customers(&txn, tenant_id, &rows, &subs).await?);
+    events.extend(apply_to_customers(&txn, tenant_id, &rows, &rules, &subs).await?);
     let webhooks = crate::outbound::record(&txn, &subs, events).await?;
     txn.commit().await?;
     if webhooks {
@@ -343,6 +343,7 @@ async fn apply_to_customers<C: ConnectionTrait>(
     conn: &C,
     tenant_id: Uuid,
     rows: &[(call::Model, call_analysis::Model)],
+    rules: &super::scoring::ScoringRules,
     subs: &Subscriptions,
 ) -> DomainResult<Vec<NewEvent>> {
     let mut by_customer: HashMap<Uuid, Vec<&(call::Model, call_analysis::Model)>> = HashMap::new();
@@ -365,10 +366,9 @@ async fn apply_to_customers<C: ConnectionTrait>(
         .filter(|c| c.tenant_id == tenant_id)
         .map(|c| (c.id, c))
         .collect();
-    let rules = scores::rules_of(conn, tenant_id).await?;
     // The precedence looks only at calls newer than one analysed here.
     let oldest = rows.iter().map(|(c, _)| c.created_at).min();
-    let histories = scores::histories(conn, tenant_id, &ids, oldest, &rules).await?;
+    let histories = scores::histories(conn, tenant_id, &ids, oldest, rules).await?;
     let now = Utc::now();
     let mut standings: Vec<Standing> = Vec::with_capacity(before.len());
     for (id, mut analysed) in by_customer {
@@ -386,7 +386,7 @@ async fn apply_to_customers<C: ConnectionTrait>(
             status = effects::next_status(status, target, newest);
         }
         let moved = status != customer.status;
-        standings.push(scores::standing(&rules, id, status, moved, history, now));
+        standings.push(scores::standing(rules, id, status, moved, history, now));
     }
     let after = scores::write_standings(conn, &standings, now).await?;
     // Status, score, segment and the last call's summary may have moved.

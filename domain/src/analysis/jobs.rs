@@ -107,7 +107,7 @@ impl Job for AnalyzeCalls {
             .await
             .context("analysing the calls")?;
         // A call whose analyzer asked to wait (or timed out) goes on alone, so the
-        // others' analyses stand.
+        // others' analyses stand; this run was its first try.
         let later = super::batch::settle_failures(services, self.tenant_id, batch.failed)
             .await
             .context("recording failed analyses")?;
@@ -115,17 +115,18 @@ impl Job for AnalyzeCalls {
         for (call_id, after, reason) in later {
             tracing::info!(call.id = %call_id, %reason, "analysis to be tried again");
             let at = now + chrono::Duration::from_std(after).unwrap_or_default();
-            jobs::enqueue(
-                services.db(),
+            let mut alone = jobs::new_job(
                 &AnalyzeCall {
                     tenant_id: self.tenant_id,
                     call_id,
                     again: false,
                 },
                 at,
-            )
-            .await
-            .context("enqueueing a call's analysis")?;
+            )?;
+            alone.max_attempts = (AnalyzeCall::MAX_ATTEMPTS - 1).max(1);
+            jobs::queue::insert(services.db(), alone)
+                .await
+                .context("enqueueing a call's analysis")?;
         }
         Ok(Outcome::Done)
     }

@@ -26,7 +26,12 @@ pub async fn rules_of<C: ConnectionTrait>(conn: &C, tenant_id: Uuid) -> DomainRe
     let row = analysis_setting::Entity::find_by_id(tenant_id)
         .one(conn)
         .await?;
-    match row.and_then(|r| r.scoring_rules) {
+    rules_from(row.and_then(|r| r.scoring_rules))
+}
+
+/// The rules a stored settings row holds (the defaults when it holds none).
+pub(crate) fn rules_from(stored: Option<Value>) -> DomainResult<ScoringRules> {
+    match stored {
         Some(v) => serde_json::from_value(v).map_err(|e| {
             DomainError::Internal(format!("stored scoring rules are unreadable: {e}"))
         }),

@@ -28,6 +28,25 @@ pub async fn fields_of<C: ConnectionTrait>(
         .map_err(|e| DomainError::Internal(format!("stored analysis fields are unreadable: {e}")))
 }
 
+/// The tenant's custom fields and scoring rules, in one read (what a batch of analyses
+/// needs).
+pub(crate) async fn settings_of<C: ConnectionTrait>(
+    conn: &C,
+    tenant_id: Uuid,
+) -> DomainResult<(Vec<AnalysisField>, super::scoring::ScoringRules)> {
+    let Some(row) = analysis_setting::Entity::find_by_id(tenant_id)
+        .one(conn)
+        .await?
+    else {
+        return Ok(Default::default());
+    };
+    let fields = serde_json::from_value(row.fields).map_err(|e| {
+        DomainError::Internal(format!("stored analysis fields are unreadable: {e}"))
+    })?;
+    let rules = super::scores::rules_from(row.scoring_rules)?;
+    Ok((fields, rules))
+}
+
 /// The tenant's fields, for any of its keys (definitions, not secrets).
 pub async fn fields(
     db: &DatabaseConnection,
