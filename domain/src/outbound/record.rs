@@ -271,12 +271,14 @@ pub(crate) async fn customer_events<C: ConnectionTrait>(
     let mut events = Vec::with_capacity(wanted.len());
     for chunk in wanted.chunks(CHUNK) {
         let models: std::collections::HashMap<Uuid, entity::customer::Model> =
+            // By primary key alone, the tenant checked on the rows: a generic plan of the
+            // tenant's index could walk every customer of the tenant.
             entity::customer::Entity::find()
-                .filter(entity::customer::Column::TenantId.eq(tenant_id))
                 .filter(entity::customer::Column::Id.is_in(chunk.iter().map(|c| c.0)))
                 .all(conn)
                 .await?
                 .into_iter()
+                .filter(|m| m.tenant_id == tenant_id)
                 .map(|m| (m.id, m))
                 .collect();
         for (id, kind) in chunk {
