@@ -4,15 +4,17 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::sync::Arc;
 
 use chrono::{Duration, Utc};
+use common::settings;
 use domain::analysis::batch::analyse_many;
 use domain::analysis::service::{Ran, analyse};
 use domain::events::InProcessBus;
 use domain::providers::CallReport;
 use domain::services::Services;
-use domain::settings::Settings;
 use domain::testdb::{Backend, TestDb};
 use domain::types::{AnalysisStatus, CallStatus, EventSource, LeadStatus, Provider};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
@@ -22,20 +24,6 @@ const BOOKED: &str = "assistant: Can I schedule a demo for you tomorrow at 4 pm?
 const NOT_INTERESTED: &str = "assistant: Hi, this is Karan from BrightSolar. Are you looking to install rooftop solar?\nuser: No, I'm not interested.\nassistant: No problem, thank you for your time.";
 const DNC: &str = "assistant: Hi, this is Ravi from QuickLoans.\nuser: Please don't call me again. Remove my number from your list.\nassistant: Sorry for the trouble, we will remove it.";
 const SHORT: &str = "user: hello?";
-
-fn settings(url: &str) -> Settings {
-    let vars = [
-        ("DATABASE_URL", url),
-        ("SECRETS_KEY", "11".repeat(32).leak() as &str),
-        ("RUN_WORKER", "false"),
-    ];
-    Settings::from_lookup(|k| {
-        vars.iter()
-            .find(|(n, _)| *n == k)
-            .map(|(_, v)| v.to_string())
-    })
-    .unwrap()
-}
 
 /// Completed calls to `phone` with these transcripts, an hour apart (oldest first), each
 /// ingested in its own transaction; their ids in that order.

@@ -3,16 +3,18 @@
 //! commit (before it published anything) loses none of them.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::process::Command;
 use std::sync::Arc;
 
+use common::settings;
 use domain::calls::transition::{FollowUp, FollowUps, Transition};
 use domain::events::{Event, EventBus, InProcessBus, PublishFuture};
 use domain::jobs::Lane;
 use domain::jobs::queue::NewJob;
 use domain::providers::CallReport;
 use domain::services::Services;
-use domain::settings::Settings;
 use domain::testdb::{Backend, TestDb};
 use domain::types::{CallStatus, EventSource, Provider};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
@@ -54,20 +56,6 @@ impl EventBus for DiesOnPublish {
     fn is_connected(&self) -> bool {
         true
     }
-}
-
-fn settings(url: &str) -> Settings {
-    let vars = [
-        ("DATABASE_URL", url),
-        ("SECRETS_KEY", "11".repeat(32).leak() as &str),
-        ("RUN_WORKER", "false"),
-    ];
-    Settings::from_lookup(|k| {
-        vars.iter()
-            .find(|(n, _)| *n == k)
-            .map(|(_, v)| v.to_string())
-    })
-    .unwrap()
 }
 
 /// The child: applies a completed report through the product's ingestion and dies when

@@ -267,34 +267,25 @@ pub(crate) async fn write_standings<C: ConnectionTrait>(
     Ok(out)
 }
 
-/// Recomputes the score, segment and explanation of `ids` (customers of `tenant_id`)
-/// under `rules`, their statuses as stored.
+/// Recomputes the score, segment and explanation of `customers` (of `tenant_id`, with
+/// their stored statuses) under `rules`.
 async fn rescore_many<C: ConnectionTrait>(
     conn: &C,
     tenant_id: Uuid,
-    ids: &[Uuid],
+    customers: &[(Uuid, LeadStatus)],
     rules: &ScoringRules,
 ) -> DomainResult<()> {
-    use sea_orm::{ColumnTrait, QueryFilter, QuerySelect};
-    if ids.is_empty() {
+    if customers.is_empty() {
         return Ok(());
     }
-    let statuses: Vec<(Uuid, LeadStatus)> = entity::customer::Entity::find()
-        .select_only()
-        .column(entity::customer::Column::Id)
-        .column(entity::customer::Column::Status)
-        .filter(entity::customer::Column::TenantId.eq(tenant_id))
-        .filter(entity::customer::Column::Id.is_in(ids.iter().copied()))
-        .into_tuple()
-        .all(conn)
-        .await?;
-    let histories = histories(conn, tenant_id, ids, None, rules).await?;
+    let ids: Vec<Uuid> = customers.iter().map(|c| c.0).collect();
+    let histories = histories(conn, tenant_id, &ids, None, rules).await?;
     let now = Utc::now();
-    let standings: Vec<Standing> = statuses
-        .into_iter()
+    let standings: Vec<Standing> = customers
+        .iter()
         .map(|(id, status)| {
-            let calls = histories.get(&id).map(Vec::as_slice).unwrap_or_default();
-            standing(rules, id, status, false, calls, now)
+            let calls = histories.get(id).map(Vec::as_slice).unwrap_or_default();
+            standing(rules, *id, *status, false, calls, now)
         })
         .collect();
     write_standings(conn, &standings, now).await?;
@@ -313,18 +304,19 @@ pub(crate) async fn rescore_chunk(
     let mut q = entity::customer::Entity::find()
         .select_only()
         .column(entity::customer::Column::Id)
+        .column(entity::customer::Column::Status)
         .filter(entity::customer::Column::TenantId.eq(tenant_id));
     if let Some(a) = after {
         q = q.filter(entity::customer::Column::Id.gt(a));
     }
-    let ids: Vec<Uuid> = q
+    let customers: Vec<(Uuid, LeadStatus)> = q
         .order_by_asc(entity::customer::Column::Id)
         .limit(RESCORE_CHUNK)
         .into_tuple()
         .all(db)
         .await?;
-    rescore_many(db, tenant_id, &ids, &rules).await?;
-    Ok((ids.len() as u64 == RESCORE_CHUNK)
-        .then(|| ids.last().copied())
+    rescore_many(db, tenant_id, &customers, &rules).await?;
+    Ok((customers.len() as u64 == RESCORE_CHUNK)
+        .then(|| customers.last().map(|c| c.0))
         .flatten())
 }

@@ -24,7 +24,12 @@ pub async fn fields_of<C: ConnectionTrait>(
     else {
         return Ok(Vec::new());
     };
-    serde_json::from_value(row.fields)
+    fields_from(row.fields)
+}
+
+/// The fields a stored settings row holds.
+fn fields_from(stored: serde_json::Value) -> DomainResult<Vec<AnalysisField>> {
+    serde_json::from_value(stored)
         .map_err(|e| DomainError::Internal(format!("stored analysis fields are unreadable: {e}")))
 }
 
@@ -40,9 +45,7 @@ pub(crate) async fn settings_of<C: ConnectionTrait>(
     else {
         return Ok(Default::default());
     };
-    let fields = serde_json::from_value(row.fields).map_err(|e| {
-        DomainError::Internal(format!("stored analysis fields are unreadable: {e}"))
-    })?;
+    let fields = fields_from(row.fields)?;
     let rules = super::scores::rules_from(row.scoring_rules)?;
     Ok((fields, rules))
 }
