@@ -9,6 +9,7 @@ pub mod analytics;
 pub mod calls;
 pub mod campaigns;
 pub mod credentials;
+pub mod credits;
 pub mod crm;
 pub mod customers;
 pub mod db;

@@ -22,6 +22,7 @@ mod m20261206_000015_webhooks;
 mod m20261206_000016_crm;
 mod m20261206_000017_crm_pending;
 mod m20261206_000018_parent_indexes;
+mod m20261206_000019_credits;
 
 pub struct Migrator;
 
@@ -47,6 +48,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000016_crm::Migration),
             Box::new(m20261206_000017_crm_pending::Migration),
             Box::new(m20261206_000018_parent_indexes::Migration),
+            Box::new(m20261206_000019_credits::Migration),
         ]
     }
 }

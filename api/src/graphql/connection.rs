@@ -67,6 +67,7 @@ impl<L: Listing> Connection<L> {
 #[graphql(concrete(name = "CustomerEdge", params(Customer)))]
 #[graphql(concrete(name = "SyncRunEdge", params(super::sync::SyncRun)))]
 #[graphql(concrete(name = "CampaignEdge", params(super::campaigns::Campaign)))]
+#[graphql(concrete(name = "CreditEntryEdge", params(super::credits::CreditEntry)))]
 #[graphql(concrete(name = "QueueItemEdge", params(super::campaigns::QueueItem)))]
 #[graphql(concrete(
     name = "WebhookDeliveryEdge",

@@ -7,6 +7,7 @@ pub mod calls;
 pub mod campaigns;
 pub mod connection;
 pub mod context;
+pub mod credits;
 pub mod crm;
 pub mod customers;
 pub mod document;

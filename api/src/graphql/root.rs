@@ -8,6 +8,7 @@ use super::analysis::{AnalysisMutation, AnalysisQuery};
 use super::analytics::AnalyticsQuery;
 use super::calls::{CallsMutation, CallsQuery};
 use super::campaigns::{CampaignsMutation, CampaignsQuery};
+use super::credits::{CreditsMutation, CreditsQuery};
 use super::crm::{CrmMutation, CrmQuery};
 use super::customers::{CustomersMutation, CustomersQuery};
 use super::scoring::{ScoringMutation, ScoringQuery};
@@ -29,6 +30,7 @@ pub struct Query(
     AnalyticsQuery,
     WebhookEndpointsQuery,
     CrmQuery,
+    CreditsQuery,
 );
 
 /// Writes. Roles and tenancy are checked in `domain`, not here.
@@ -44,4 +46,5 @@ pub struct Mutation(
     ScoringMutation,
     WebhookEndpointsMutation,
     CrmMutation,
+    CreditsMutation,
 );

@@ -60,6 +60,28 @@ impl Tenant {
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
+    /// Credit left, in minor units (cents); never below zero. Calls spend it once the
+    /// operator sets the tenant's pricing.
+    async fn balance(&self, ctx: &Context<'_>) -> async_graphql::Result<i64> {
+        Ok(self.credits(ctx).await?.balance)
+    }
+    /// The tenant's credit: balance, reserves of live calls, pricing, alert threshold.
+    async fn credits(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<super::credits::CreditAccount> {
+        let actor = if super::context::is_operator(ctx) {
+            domain::credits::Actor::Operator
+        } else {
+            domain::credits::Actor::Tenant(scope(ctx)?)
+        };
+        Ok(
+            domain::credits::get_account(db(ctx)?, actor, Some(self.0.id))
+                .await
+                .gql()?
+                .into(),
+        )
+    }
 }
 
 /// A newly created tenant and its first ADMIN key (shown only here).

@@ -15,6 +15,7 @@ use super::follow;
 use super::live::{self, SlotClaim};
 use super::transition::{self, AfterCommit, Reported, Transition};
 use crate::campaigns::finish::{self, AMBIGUOUS_PLACEMENT};
+use crate::credits::{self, BALANCE_REASON};
 use crate::db::Binder;
 use crate::dnc;
 use crate::error::{DomainError, DomainResult};
@@ -95,6 +96,18 @@ pub(crate) async fn place(
         end_unplaced(services, call_id, CallStatus::Canceled, reason).await?;
         return Ok(Outcome::Done);
     }
+    // The tenant's credit: a reserve for the call before it takes a slot.
+    if !credits::reserve(db, tenant_id, &[call_id])
+        .await
+        .context("reserving credit")?
+        .is_empty()
+    {
+        end_unplaced(services, call_id, CallStatus::BalanceLow, BALANCE_REASON).await?;
+        if model.campaign_id.is_some() {
+            crate::campaigns::balance::pause_all(services, tenant_id).await?;
+        }
+        return Ok(Outcome::Done);
+    }
     // Claim a slot under the system, tenant and campaign caps: only one worker gets
     // past this, and only while every cap has room.
     let cap = services.providers().settings().system_concurrent_calls;
@@ -105,6 +118,7 @@ pub(crate) async fn place(
         SlotClaim::Claimed => {}
         SlotClaim::Gone => return Ok(Outcome::Done),
         SlotClaim::Full(_) => {
+            credits::release(db, &[call_id]).await?;
             // Waiting for a slot is not a failure: try again shortly without an attempt.
             let wait = jobs::backoff(3, Duration::from_millis(100), Duration::from_millis(800));
             return Ok(Outcome::Snooze(
@@ -147,6 +161,7 @@ pub(crate) async fn place(
                 // spending an attempt (a campaign's breaker pauses it if this goes on).
                 ProviderError::RateLimited { retry_after } => {
                     live::release_unplaced(db, call_id).await?;
+                    credits::release(db, &[call_id]).await?;
                     let after = retry_after
                         .unwrap_or(Duration::from_secs(5))
                         .clamp(Duration::from_secs(1), Duration::from_secs(300));
@@ -158,6 +173,7 @@ pub(crate) async fn place(
                 }
                 ProviderError::Transient(ref why) => {
                     live::release_unplaced(db, call_id).await?;
+                    credits::release(db, &[call_id]).await?;
                     return Ok(Outcome::Retry {
                         after: if campaign.is_some() {
                             Duration::from_secs(5)

@@ -23,6 +23,7 @@ use super::place::{self, end_unplaced};
 use super::transition::AfterCommit;
 use crate::campaigns::finish::{self, AMBIGUOUS_PLACEMENT};
 use crate::campaigns::repo::listed_numbers;
+use crate::credits::{self, BALANCE_REASON};
 use crate::db::Binder;
 use crate::error::DomainResult;
 use crate::jobs::{self, Outcome};
@@ -219,6 +220,32 @@ async fn place_group(
             return Err(e).context("loading the provider's credentials");
         }
     };
+    // The tenant's credit: a reserve for each call before it takes a slot.
+    let short: HashSet<Uuid> = credits::reserve(
+        db,
+        tenant_id,
+        &models.iter().map(|m| m.id).collect::<Vec<_>>(),
+    )
+    .await
+    .context("reserving credit")?
+    .into_iter()
+    .collect();
+    let models = if short.is_empty() {
+        models
+    } else {
+        let (unpaid, models): (Vec<call::Model>, Vec<call::Model>) =
+            models.into_iter().partition(|m| short.contains(&m.id));
+        for m in &unpaid {
+            end_unplaced(services, m.id, CallStatus::BalanceLow, BALANCE_REASON).await?;
+        }
+        if campaign_id.is_some() {
+            crate::campaigns::balance::pause_all(services, tenant_id).await?;
+        }
+        models
+    };
+    if models.is_empty() {
+        return Ok(());
+    }
     let ids: Vec<Uuid> = models.iter().map(|m| m.id).collect();
     let cap = services.providers().settings().system_concurrent_calls;
     let claim = live::claim_slots(db, &ids, cap)
@@ -235,6 +262,7 @@ async fn place_group(
     let (go, wait): (Vec<call::Model>, Vec<call::Model>) =
         models.into_iter().partition(|m| claimed.contains(&m.id));
     waits.extend(wait.iter().map(|_| Wait::Slot));
+    credits::release(db, &wait.iter().map(|m| m.id).collect::<Vec<_>>()).await?;
     let results: Vec<(call::Model, Result<String, ProviderError>)> = futures_util::stream::iter(go)
         .map(|m| {
             let client = client.clone();
@@ -309,6 +337,7 @@ async fn place_group(
         }
     }
     live::release_unplaced_many(db, &release).await?;
+    credits::release(db, &release).await?;
     Ok(())
 }
 

@@ -116,6 +116,8 @@ pub async fn start_call(
         ));
     }
 
+    crate::credits::check_can_dial(db, scope.tenant_id()).await?;
+
     let now = Utc::now();
     let txn = crate::db::begin_write(db).await?;
     let customer_id = match &customer {

@@ -131,8 +131,15 @@ pub(crate) async fn record<C: ConnectionTrait>(
         .filter(|j| j.run_at <= Utc::now())
         .map(|j| j.lane)
         .collect();
+    let ended: Vec<&call::Model> = changed
+        .iter()
+        .filter(|t| t.status.is_terminal())
+        .map(|t| &t.call)
+        .collect();
+    let alerted = crate::credits::settle(conn, &ended).await?;
     if crate::outbound::record_events(conn, crate::outbound::payloads::call_transitions(&changed))
         .await?
+        || alerted
     {
         lanes.insert(Lane::Webhooks);
     }

@@ -52,7 +52,23 @@ pub(crate) async fn run(services: &Services, campaign_id: Uuid) -> anyhow::Resul
         return Ok(Outcome::Done);
     };
     let now = Utc::now();
-    let room = room(services, &c).await?;
+    // The tenant's credit is a cap too: with nothing left and no live call to give a
+    // reserve back, only a top-up helps, so the tenant's campaigns pause until one.
+    let credit = crate::credits::dial_room(db, c.tenant_id).await?;
+    if let Some(credit) = credit
+        && credit.calls == 0
+    {
+        if credit.live == 0 {
+            super::balance::pause_all(services, c.tenant_id).await?;
+            return Ok(Outcome::Done);
+        }
+        return Ok(Outcome::Snooze(
+            now + chrono::Duration::from_std(FULL_WAIT).unwrap_or_default(),
+        ));
+    }
+    let room = room(services, &c)
+        .await?
+        .min(credit.map_or(i64::MAX, |r| r.calls));
     let mut dialled = 0;
     if room > 0 {
         dialled = dispatch_round(services, &c, &agent, room, now).await?;

@@ -4,6 +4,7 @@
 //! window (`window`); a call's ending finishes or retries its item and feeds the circuit
 //! breaker (`finish`), through the call-transition hook (`jobs`).
 
+pub(crate) mod balance;
 pub mod dispatch;
 pub mod finish;
 pub mod import;

@@ -282,11 +282,22 @@ impl Ingestor {
             .collect();
         let mut outcomes = Vec::with_capacity(applied.len());
         let mut changed = Vec::new();
+        // Reports on calls that had already ended may change what they cost (a late
+        // duration): their charge is looked at again.
+        let mut ended_before = Vec::new();
         for a in applied {
             let Some(a) = a else {
                 outcomes.push(None);
                 continue;
             };
+            if !a.outcome.advanced
+                && a.model.status.is_terminal()
+                && a.model.placing_since.is_some()
+            {
+                ended_before.push(a.model);
+                outcomes.push(Some(a.outcome));
+                continue;
+            }
             if a.outcome.advanced {
                 changed.push(Transition {
                     previous: a.outcome.previous_status,
@@ -299,8 +310,16 @@ impl Ingestor {
             }
             outcomes.push(Some(a.outcome));
         }
-        let (recorded, after) =
+        let late_alert = if ended_before.is_empty() {
+            false
+        } else {
+            crate::credits::settle(txn, &ended_before.iter().collect::<Vec<_>>()).await?
+        };
+        let (recorded, mut after) =
             transition::record(txn, &self.follow_ups, &reported, changed).await?;
+        if late_alert {
+            after.wake(crate::jobs::Lane::Webhooks);
+        }
         for outcome in outcomes.iter_mut().flatten() {
             outcome.event_recorded = recorded.contains(&outcome.call_id);
         }

@@ -19,12 +19,14 @@ pub enum EventType {
     CampaignItemFinished,
     SyncRunFinished,
     CrmSyncFailing,
+    BalanceLow,
+    BalanceDepleted,
     EndpointDisabled,
     Test,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 15] = [
+    pub const ALL: [EventType; 17] = [
         EventType::CallStatusChanged,
         EventType::CallCompleted,
         EventType::CallAnalyzed,
@@ -38,6 +40,8 @@ impl EventType {
         EventType::CampaignItemFinished,
         EventType::SyncRunFinished,
         EventType::CrmSyncFailing,
+        EventType::BalanceLow,
+        EventType::BalanceDepleted,
         EventType::EndpointDisabled,
         EventType::Test,
     ];
@@ -57,6 +61,8 @@ impl EventType {
             EventType::CampaignItemFinished => "campaign.item_finished",
             EventType::SyncRunFinished => "sync_run.finished",
             EventType::CrmSyncFailing => "crm.sync_failing",
+            EventType::BalanceLow => "balance.low",
+            EventType::BalanceDepleted => "balance.depleted",
             EventType::EndpointDisabled => "webhook_endpoint.disabled",
             EventType::Test => "webhook.test",
         }
