@@ -587,7 +587,7 @@ async fn campaign_pauses_for_balance_and_resumes_after_top_up(app: TestApp) {
     let made = crate::campaigns::create(
         &app,
         &key,
-        json!({ "name": "Spend", "agentId": agent, "csv": crate::campaigns::numbers(6, "+1212555"), "concurrencyLimit": 3 }),
+        json!({ "name": "Spend", "agentId": agent, "csv": crate::campaigns::numbers(20, "+1212555"), "concurrencyLimit": 3 }),
     )
     .await;
     let id = made["data"]["createCampaign"]["campaign"]["id"]
@@ -607,7 +607,7 @@ async fn campaign_pauses_for_balance_and_resumes_after_top_up(app: TestApp) {
     })
     .await;
     assert_eq!(c["pausedReason"], "balance", "{c}");
-    assert_eq!(c["stats"]["pending"], 6, "{c}");
+    assert_eq!(c["stats"]["pending"], 20, "{c}");
     assert!(
         c["items"]["edges"]
             .as_array()
@@ -617,7 +617,33 @@ async fn campaign_pauses_for_balance_and_resumes_after_top_up(app: TestApp) {
         "{c}"
     );
 
-    // A top-up runs it again, to the end.
+    // A top-up worth two calls' reserves runs it again until the credit is spent, then
+    // it pauses again; the balance never goes below zero, and items whose call found no
+    // credit went back to the queue without spending an attempt.
+    top_up(&app, &tenant_id, 1_200, None).await;
+    let c = crate::campaigns::campaign(&app, &key, &id).await;
+    assert_eq!(c["status"], "RUNNING", "{c}");
+    let c = eventually(60, || async {
+        let c = crate::campaigns::campaign(&app, &key, &id).await;
+        (c["status"] == "PAUSED").then_some(c)
+    })
+    .await;
+    assert_eq!(c["pausedReason"], "balance", "{c}");
+    assert!(c["stats"]["pending"].as_i64().unwrap() > 0, "{c}");
+    assert!(
+        c["items"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["node"]["attempts"].as_i64().unwrap() <= 1),
+        "{c}"
+    );
+    let a = account(&app, &key).await;
+    assert_ledger_adds_up(&a);
+    assert!(a["me"]["balance"].as_i64().unwrap() < 510, "{a}");
+    assert_eq!(a["me"]["credits"]["reserved"], 0, "{a}");
+
+    // A larger one runs it to the end.
     top_up(&app, &tenant_id, 1_000_000, None).await;
     let c = crate::campaigns::campaign(&app, &key, &id).await;
     assert_eq!(c["status"], "RUNNING", "{c}");
@@ -641,7 +667,15 @@ async fn campaign_pauses_for_balance_and_resumes_after_top_up(app: TestApp) {
         .filter_map(|c| c.duration_seconds.filter(|d| *d > 0.0))
         .map(|d| cost(d.ceil() as i64))
         .sum();
-    assert_eq!(a["me"]["balance"], 1_000_000 - expected, "{a}");
+    assert_eq!(a["me"]["balance"], 1_001_200 - expected, "{a}");
+    assert!(
+        c["items"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["node"]["attempts"] == 1),
+        "every item dialled once: {c}"
+    );
 }
 on_both!(
     campaign_pauses_for_balance,

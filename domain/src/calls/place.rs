@@ -102,10 +102,9 @@ pub(crate) async fn place(
         .context("reserving credit")?
         .is_empty()
     {
+        // A campaign's item goes back to its queue without spending an attempt; its
+        // dispatcher pauses the campaign if no live call is left to give credit back.
         end_unplaced(services, call_id, CallStatus::BalanceLow, BALANCE_REASON).await?;
-        if model.campaign_id.is_some() {
-            crate::campaigns::balance::pause_all(services, tenant_id).await?;
-        }
         return Ok(Outcome::Done);
     }
     // Claim a slot under the system, tenant and campaign caps: only one worker gets

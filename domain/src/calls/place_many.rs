@@ -235,11 +235,10 @@ async fn place_group(
     } else {
         let (unpaid, models): (Vec<call::Model>, Vec<call::Model>) =
             models.into_iter().partition(|m| short.contains(&m.id));
+        // Campaign items go back to their queue without spending an attempt; the
+        // dispatcher pauses the campaign if no live call is left to give credit back.
         for m in &unpaid {
             end_unplaced(services, m.id, CallStatus::BalanceLow, BALANCE_REASON).await?;
-        }
-        if campaign_id.is_some() {
-            crate::campaigns::balance::pause_all(services, tenant_id).await?;
         }
         models
     };
