@@ -309,6 +309,37 @@ impl CreditsQuery {
                 .gql()?;
         Ok(Connection::new(rows, LedgerListing { tenant_id }))
     }
+
+    /// Call charges over `[since, until)` against the provider's cost, for margins: the
+    /// caller's own tenant, or (operator) the one named.
+    async fn credit_usage(
+        &self,
+        ctx: &Context<'_>,
+        since: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
+        tenant_id: Option<ID>,
+    ) -> async_graphql::Result<CreditUsage> {
+        let tenant_id = tenant_arg(tenant_id.as_ref())?;
+        let u = credits::usage(db(ctx)?, actor(ctx)?, tenant_id, since, until)
+            .await
+            .gql()?;
+        Ok(CreditUsage {
+            calls: u.calls,
+            charged: u.charged,
+            provider_cost: u.provider_cost,
+        })
+    }
+}
+
+/// What a tenant's calls cost over a period, beside what its provider charged.
+#[derive(SimpleObject)]
+pub struct CreditUsage {
+    /// Calls charged or re-priced in the period.
+    pub calls: i64,
+    /// Taken from the balance for them, net of refunds (minor units).
+    pub charged: i64,
+    /// The provider's own cost of those calls, as it reported it (its unit).
+    pub provider_cost: f64,
 }
 
 /// Credits' part of the mutation root.

@@ -410,6 +410,23 @@ async fn charges_are_exact_once_and_follow_late_durations(app: TestApp) {
     assert_eq!(a["creditLedger"]["totalCount"], 33);
     assert_ledger_adds_up(&a);
 
+    // Usage for margins: every call once, net of the re-pricing, beside the provider's cost.
+    let u = app
+        .ok(
+            &t.key,
+            "{ creditUsage { calls charged providerCost } }",
+            json!({}),
+        )
+        .await;
+    let net = expected - cost(38) + cost(20);
+    assert_eq!(u["creditUsage"]["calls"], 30, "{u}");
+    assert_eq!(u["creditUsage"]["charged"], net);
+    let provider: f64 = calls.iter().map(|(_, s)| *s as f64 / 100.0).sum::<f64>() - 0.38 + 0.2;
+    assert!(
+        (u["creditUsage"]["providerCost"].as_f64().unwrap() - provider).abs() < 1e-6,
+        "{u}"
+    );
+
     // Unanswered calls cost nothing; calls not dialled here (a provider's report of a
     // call placed elsewhere) are not charged.
     placed_call(&app, tenant.id, "busy-1", "+12125559001").await;

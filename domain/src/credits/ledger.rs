@@ -547,3 +547,48 @@ pub async fn set_low_threshold(
     txn.commit().await?;
     Ok(account)
 }
+
+/// What a tenant's calls cost over a period, against what its provider charged for them.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Usage {
+    /// Calls charged (or re-priced) in the period.
+    pub calls: i64,
+    /// Taken from the balance for them, net of refunds, in minor units.
+    pub charged: i64,
+    /// The provider's own cost of those calls, as it reported it.
+    pub provider_cost: f64,
+}
+
+/// Call charges whose entries fall in `[since, until)`, for margin reports.
+pub async fn usage(
+    db: &DatabaseConnection,
+    actor: Actor<'_>,
+    tenant_id: Option<Uuid>,
+    since: Option<chrono::DateTime<Utc>>,
+    until: Option<chrono::DateTime<Utc>>,
+) -> DomainResult<Usage> {
+    let tenant_id = actor.tenant(db, tenant_id).await?;
+    let mut b = Binder::new(db.get_database_backend());
+    let mut filter = format!("tenant_id = {} AND call_id IS NOT NULL", b.bind(tenant_id));
+    if let Some(s) = since {
+        filter.push_str(&format!(" AND created_at >= {}", b.bind(s)));
+    }
+    if let Some(u) = until {
+        filter.push_str(&format!(" AND created_at < {}", b.bind(u)));
+    }
+    // A call re-priced has several entries: it counts once, at its latest provider cost.
+    let sql = format!(
+        "SELECT COUNT(CASE WHEN rn = 1 THEN 1 END) AS calls, CAST(COALESCE(SUM(-amount), 0) AS BIGINT) AS charged, \
+         CAST(COALESCE(SUM(CASE WHEN rn = 1 THEN provider_cost END), 0) AS DOUBLE PRECISION) AS cost FROM \
+         (SELECT amount, provider_cost, ROW_NUMBER() OVER (PARTITION BY call_id ORDER BY id DESC) AS rn \
+          FROM credit_entries WHERE {filter}) entries"
+    );
+    let Some(row) = db.query_one_raw(b.statement(sql)).await? else {
+        return Ok(Usage::default());
+    };
+    Ok(Usage {
+        calls: row.try_get("", "calls")?,
+        charged: row.try_get("", "charged")?,
+        provider_cost: row.try_get("", "cost")?,
+    })
+}

@@ -21,8 +21,8 @@ pub use account::{Account, BillingUnit, Pricing};
 pub use charge::price;
 pub(crate) use charge::settle;
 pub use ledger::{
-    Actor, Adjust, EntryKind, SetPricing, TopUp, adjust, count_entries, entries, get_account,
-    set_low_threshold, set_pricing, shown_key, top_up,
+    Actor, Adjust, EntryKind, SetPricing, TopUp, Usage, adjust, count_entries, entries,
+    get_account, set_low_threshold, set_pricing, shown_key, top_up, usage,
 };
 pub use reserve::check_can_dial;
 pub(crate) use reserve::{dial_room, release, reserve};
