@@ -62,6 +62,14 @@ async fn move_all<C: ConnectionTrait>(
 /// transaction; tells dashboards and integrators.
 pub(crate) async fn pause_all(services: &Services, tenant_id: Uuid) -> DomainResult<usize> {
     let txn = crate::db::begin_write(services.db()).await?;
+    // Under the account's lock, as a top-up takes it: a top-up that committed since the
+    // dispatcher looked is seen here, and one that commits after this resumes what it paused.
+    let account = crate::credits::lock_account(&txn, tenant_id).await?;
+    let (reserved, live) = crate::credits::held(&txn, tenant_id).await?;
+    if crate::credits::view(tenant_id, Some(&account), reserved, live).can_dial() {
+        txn.commit().await?;
+        return Ok(0);
+    }
     let moved = move_all(
         &txn,
         tenant_id,

@@ -24,6 +24,7 @@ pub use ledger::{
     Actor, Adjust, EntryKind, SetPricing, TopUp, Usage, adjust, count_entries, entries,
     get_account, set_low_threshold, set_pricing, shown_key, top_up, usage,
 };
+pub(crate) use ledger::{held, lock_account, view};
 pub use reserve::check_can_dial;
 pub(crate) use reserve::{dial_room, release, reserve};
 
