@@ -28,6 +28,10 @@ pub struct Model {
     /// For call entries: the provider's own cost of the call, for margins.
     pub provider_cost: Option<f64>,
     pub created_at: DateTimeUtc,
+    /// For call entries: the pricing the call is charged at (its first charge's).
+    pub rate_unit: Option<String>,
+    pub rate_price: Option<i64>,
+    pub rate_fee: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -23,6 +23,7 @@ mod m20261206_000016_crm;
 mod m20261206_000017_crm_pending;
 mod m20261206_000018_parent_indexes;
 mod m20261206_000019_credits;
+mod m20261206_000020_credit_rates;
 
 pub struct Migrator;
 
@@ -49,6 +50,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000017_crm_pending::Migration),
             Box::new(m20261206_000018_parent_indexes::Migration),
             Box::new(m20261206_000019_credits::Migration),
+            Box::new(m20261206_000020_credit_rates::Migration),
         ]
     }
 }

@@ -193,6 +193,14 @@ async fn ledger_and_roles(app: TestApp) {
         body["errors"][0]["extensions"]["field"], "unitPrice",
         "{body}"
     );
+    let body = app
+        .gql(
+            Some(ADMIN_TOKEN),
+            PRICING,
+            json!({ "i": { "tenantId": t.id, "unitPrice": 1_000_000_000_000_000i64, "reserveMinutes": 240 } }),
+        )
+        .await;
+    assert_eq!(code(&body), "BAD_USER_INPUT", "{body}");
     let member = app
         .ok(
             &t.key,
@@ -381,16 +389,12 @@ async fn charges_are_exact_once_and_follow_late_durations(app: TestApp) {
 
     // The same report again charges nothing; a later, longer duration charges the
     // difference; a shorter one gives it back.
-    let ingest = |r: CallReport| {
+    let ingest_from = |r: CallReport, source: EventSource| {
         let ingestor = app.services.ingestor().clone();
         let tenant = tenant.clone();
-        async move {
-            ingestor
-                .ingest(&tenant, &r, EventSource::Webhook)
-                .await
-                .unwrap()
-        }
+        async move { ingestor.ingest(&tenant, &r, source).await.unwrap() }
     };
+    let ingest = |r: CallReport| ingest_from(r, EventSource::Webhook);
     ingest(ended("exec-1", CallStatus::Completed, Some(38.0))).await;
     let before = account(&app, &t.key).await["me"]["balance"]
         .as_i64()
@@ -403,12 +407,27 @@ async fn charges_are_exact_once_and_follow_late_durations(app: TestApp) {
     assert_eq!(newest["kind"], "CALL_CHARGE");
     assert_eq!(newest["callTotal"], cost(125));
     ingest(ended("exec-1", CallStatus::Completed, Some(125.0))).await;
+    // A new price applies to calls charged from now on, not to re-sent reports of old ones.
+    price(&app, &t.id, 300, 50).await;
+    ingest(ended("exec-1", CallStatus::Completed, Some(125.0))).await;
+    // A webhook (unsigned) may not lower a price; the provider's API, polled, may.
     ingest(ended("exec-1", CallStatus::Completed, Some(20.0))).await;
     let a = account(&app, &t.key).await;
+    assert_eq!(a["me"]["balance"], before - (cost(125) - cost(38)), "{a}");
+    assert_eq!(a["creditLedger"]["totalCount"], 32);
+    ingest_from(
+        ended("exec-1", CallStatus::Completed, Some(20.0)),
+        EventSource::Poll,
+    )
+    .await;
+    let a = account(&app, &t.key).await;
     assert_eq!(a["me"]["balance"], before - (cost(20) - cost(38)), "{a}");
-    assert_eq!(a["creditLedger"]["edges"][0]["node"]["kind"], "REFUND");
+    let refund = &a["creditLedger"]["edges"][0]["node"];
+    assert_eq!(refund["kind"], "REFUND");
+    assert_eq!(refund["amount"], cost(125) - cost(20), "at the first charge's rate");
     assert_eq!(a["creditLedger"]["totalCount"], 33);
     assert_ledger_adds_up(&a);
+    price(&app, &t.id, 100, 10).await;
 
     // Usage for margins: every call once, net of the re-pricing, beside the provider's cost.
     let u = app

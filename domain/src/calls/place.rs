@@ -96,17 +96,6 @@ pub(crate) async fn place(
         end_unplaced(services, call_id, CallStatus::Canceled, reason).await?;
         return Ok(Outcome::Done);
     }
-    // The tenant's credit: a reserve for the call before it takes a slot.
-    if !credits::reserve(db, tenant_id, &[call_id])
-        .await
-        .context("reserving credit")?
-        .is_empty()
-    {
-        // A campaign's item goes back to its queue without spending an attempt; its
-        // dispatcher pauses the campaign if no live call is left to give credit back.
-        end_unplaced(services, call_id, CallStatus::BalanceLow, BALANCE_REASON).await?;
-        return Ok(Outcome::Done);
-    }
     // Claim a slot under the system, tenant and campaign caps: only one worker gets
     // past this, and only while every cap has room.
     let cap = services.providers().settings().system_concurrent_calls;
@@ -117,7 +106,6 @@ pub(crate) async fn place(
         SlotClaim::Claimed => {}
         SlotClaim::Gone => return Ok(Outcome::Done),
         SlotClaim::Full(_) => {
-            credits::release(db, &[call_id]).await?;
             // Waiting for a slot is not a failure: try again shortly without an attempt.
             let wait = jobs::backoff(3, Duration::from_millis(100), Duration::from_millis(800));
             return Ok(Outcome::Snooze(
@@ -131,6 +119,18 @@ pub(crate) async fn place(
             end_unplaced(services, call_id, CallStatus::Canceled, &reason).await?;
             return Ok(Outcome::Done);
         }
+    }
+    // The tenant's credit: with the slot held, a reserve for the call. Without one the
+    // slot goes back and the call ends; a campaign's item returns to its queue without
+    // spending an attempt, and its dispatcher pauses the campaign if need be.
+    if !credits::reserve(db, tenant_id, &[call_id])
+        .await
+        .context("reserving credit")?
+        .is_empty()
+    {
+        live::release_unplaced(db, call_id).await?;
+        end_unplaced(services, call_id, CallStatus::BalanceLow, BALANCE_REASON).await?;
+        return Ok(Outcome::Done);
     }
     let placed = client
         .place_call(PlaceCall {
@@ -159,8 +159,8 @@ pub(crate) async fn place(
                 // The provider refused before taking the call: it waits, queued, without
                 // spending an attempt (a campaign's breaker pauses it if this goes on).
                 ProviderError::RateLimited { retry_after } => {
-                    live::release_unplaced(db, call_id).await?;
                     credits::release(db, &[call_id]).await?;
+                    live::release_unplaced(db, call_id).await?;
                     let after = retry_after
                         .unwrap_or(Duration::from_secs(5))
                         .clamp(Duration::from_secs(1), Duration::from_secs(300));
@@ -171,8 +171,8 @@ pub(crate) async fn place(
                     });
                 }
                 ProviderError::Transient(ref why) => {
-                    live::release_unplaced(db, call_id).await?;
                     credits::release(db, &[call_id]).await?;
+                    live::release_unplaced(db, call_id).await?;
                     return Ok(Outcome::Retry {
                         after: if campaign.is_some() {
                             Duration::from_secs(5)

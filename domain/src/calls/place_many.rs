@@ -220,31 +220,6 @@ async fn place_group(
             return Err(e).context("loading the provider's credentials");
         }
     };
-    // The tenant's credit: a reserve for each call before it takes a slot.
-    let short: HashSet<Uuid> = credits::reserve(
-        db,
-        tenant_id,
-        &models.iter().map(|m| m.id).collect::<Vec<_>>(),
-    )
-    .await
-    .context("reserving credit")?
-    .into_iter()
-    .collect();
-    let models = if short.is_empty() {
-        models
-    } else {
-        let (unpaid, models): (Vec<call::Model>, Vec<call::Model>) =
-            models.into_iter().partition(|m| short.contains(&m.id));
-        // Campaign items go back to their queue without spending an attempt; the
-        // dispatcher pauses the campaign if no live call is left to give credit back.
-        for m in &unpaid {
-            end_unplaced(services, m.id, CallStatus::BalanceLow, BALANCE_REASON).await?;
-        }
-        models
-    };
-    if models.is_empty() {
-        return Ok(());
-    }
     let ids: Vec<Uuid> = models.iter().map(|m| m.id).collect();
     let cap = services.providers().settings().system_concurrent_calls;
     let claim = live::claim_slots(db, &ids, cap)
@@ -261,7 +236,30 @@ async fn place_group(
     let (go, wait): (Vec<call::Model>, Vec<call::Model>) =
         models.into_iter().partition(|m| claimed.contains(&m.id));
     waits.extend(wait.iter().map(|_| Wait::Slot));
-    credits::release(db, &wait.iter().map(|m| m.id).collect::<Vec<_>>()).await?;
+    // The tenant's credit: with their slots held, a reserve for each call. Those without
+    // one give their slot back and end; campaign items return to their queue without
+    // spending an attempt, and the dispatcher pauses the campaign if need be.
+    let short: HashSet<Uuid> = credits::reserve(
+        db,
+        tenant_id,
+        &go.iter().map(|m| m.id).collect::<Vec<_>>(),
+    )
+    .await
+    .context("reserving credit")?
+    .into_iter()
+    .collect();
+    let go = if short.is_empty() {
+        go
+    } else {
+        let (unpaid, go): (Vec<call::Model>, Vec<call::Model>) =
+            go.into_iter().partition(|m| short.contains(&m.id));
+        live::release_unplaced_many(db, &unpaid.iter().map(|m| m.id).collect::<Vec<_>>())
+            .await?;
+        for m in &unpaid {
+            end_unplaced(services, m.id, CallStatus::BalanceLow, BALANCE_REASON).await?;
+        }
+        go
+    };
     let results: Vec<(call::Model, Result<String, ProviderError>)> = futures_util::stream::iter(go)
         .map(|m| {
             let client = client.clone();
@@ -335,8 +333,8 @@ async fn place_group(
             }
         }
     }
-    live::release_unplaced_many(db, &release).await?;
     credits::release(db, &release).await?;
+    live::release_unplaced_many(db, &release).await?;
     Ok(())
 }
 

@@ -217,6 +217,12 @@ pub async fn sweep_stuck(services: &Services, limit: u64) -> DomainResult<StuckS
             sweep.unplaced += 1;
         }
     }
+    // Credit reserves of calls that ended or wait unclaimed (a process died between two
+    // steps) go back too.
+    let holds = crate::credits::sweep_holds(db).await?;
+    if holds > 0 {
+        tracing::warn!(holds, "released credit reserves left behind");
+    }
     metrics::counter!("stuck_calls_failed_total", "reason" => "unplaced").increment(sweep.unplaced);
     metrics::counter!("stuck_calls_failed_total", "reason" => "interrupted")
         .increment(sweep.interrupted);

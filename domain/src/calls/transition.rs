@@ -131,12 +131,12 @@ pub(crate) async fn record<C: ConnectionTrait>(
         .filter(|j| j.run_at <= Utc::now())
         .map(|j| j.lane)
         .collect();
-    let ended: Vec<&call::Model> = changed
+    let ended: Vec<crate::credits::Ended<'_>> = changed
         .iter()
         .filter(|t| t.status.is_terminal())
-        .map(|t| &t.call)
+        .map(|t| (&t.call, t.source != EventSource::Webhook))
         .collect();
-    let alerted = crate::credits::settle(conn, &ended).await?;
+    let alerted = crate::credits::settle(conn, &ended).await?.events;
     if crate::outbound::record_events(conn, crate::outbound::payloads::call_transitions(&changed))
         .await?
         || alerted
@@ -253,10 +253,12 @@ pub(crate) async fn end_unplaced<C: ConnectionTrait>(
 ) -> DomainResult<Option<AfterCommit>> {
     let dialect = Dialect::of(conn);
     let mut b = Binder::new(conn.get_database_backend());
+    // Not a key-share conflict: a credit reserve being taken for this call (its foreign
+    // key) must not deadlock with ending it.
     let sql = format!(
         "SELECT * FROM calls WHERE id = {}{}",
         b.bind(call_id),
-        dialect.for_update()
+        dialect.for_no_key_update()
     );
     let Some(before) = call::Entity::find()
         .from_raw_sql(b.statement(sql))

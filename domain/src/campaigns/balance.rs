@@ -59,16 +59,17 @@ async fn move_all<C: ConnectionTrait>(
 }
 
 /// Pauses every running campaign of the tenant for want of credit, in its own
-/// transaction; tells dashboards and integrators.
-pub(crate) async fn pause_all(services: &Services, tenant_id: Uuid) -> DomainResult<usize> {
+/// transaction, if under the account's lock the tenant still cannot dial and has no live
+/// call left to give credit back; tells dashboards and integrators. The campaigns paused.
+pub(crate) async fn pause_all(services: &Services, tenant_id: Uuid) -> DomainResult<Vec<Uuid>> {
     let txn = crate::db::begin_write(services.db()).await?;
-    // Under the account's lock, as a top-up takes it: a top-up that committed since the
-    // dispatcher looked is seen here, and one that commits after this resumes what it paused.
+    // Under the lock a top-up takes: a top-up that committed since the dispatcher looked
+    // is seen here, and one that commits after this resumes what it paused.
     let account = crate::credits::lock_account(&txn, tenant_id).await?;
     let (reserved, live) = crate::credits::held(&txn, tenant_id).await?;
-    if crate::credits::view(tenant_id, Some(&account), reserved, live).can_dial() {
+    if live > 0 || crate::credits::view(tenant_id, Some(&account), reserved, live).can_dial() {
         txn.commit().await?;
-        return Ok(0);
+        return Ok(Vec::new());
     }
     let moved = move_all(
         &txn,
@@ -87,7 +88,7 @@ pub(crate) async fn pause_all(services: &Services, tenant_id: Uuid) -> DomainRes
     for c in &moved {
         publish_progress(services, tenant_id, c.id).await;
     }
-    Ok(moved.len())
+    Ok(moved.iter().map(|c| c.id).collect())
 }
 
 /// Runs again, inside the caller's transaction, the tenant's campaigns paused for want of
@@ -105,17 +106,12 @@ pub(crate) async fn resume_all<C: ConnectionTrait>(
         None,
     )
     .await?;
-    let now = Utc::now();
     for c in &moved {
-        jobs::enqueue(
-            conn,
-            &DispatchCampaign {
-                tenant_id,
-                campaign_id: c.id,
-            },
-            now,
-        )
-        .await?;
+        // Its dispatcher may still be waiting (a paused campaign's ends at its next run):
+        // hurried, or a new one if it has none, never two.
+        super::finish::hurry(conn, c)
+            .await
+            .map_err(|e| crate::error::DomainError::Internal(format!("{e:#}")))?;
     }
     Ok(moved.iter().map(|c| c.id).collect())
 }

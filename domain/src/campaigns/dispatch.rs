@@ -60,8 +60,10 @@ pub(crate) async fn run(services: &Services, campaign_id: Uuid) -> anyhow::Resul
     {
         if credit.live == 0 {
             super::balance::pause_all(services, c.tenant_id).await?;
-            return Ok(Outcome::Done);
         }
+        // Paused, this job ends at its next run; otherwise live calls will give credit
+        // back, or a top-up came in meanwhile (a top-up right after the pause hurries this
+        // job rather than starting a second one, so it must not end here).
         return Ok(Outcome::Snooze(
             now + chrono::Duration::from_std(FULL_WAIT).unwrap_or_default(),
         ));

@@ -1,8 +1,9 @@
 //! A call's charge: written when the call ends, inside the transaction that ends it, and
-//! corrected (charged more, or refunded) when a later report changes its duration. Each
-//! call's entries carry what the call costs in all (`due`), so a repeat of the same report
-//! changes nothing and a call is never charged twice. A charge never takes the balance
-//! below zero: what the balance cannot pay stays recorded as due but uncollected.
+//! re-priced when a later report changes its billed seconds, at the rate of its first
+//! charge. Each call's entries carry its total (`due`) and billed seconds, so a repeat of
+//! the same report changes nothing and a call is never charged twice. A charge never takes
+//! the balance below zero: what the balance cannot pay stays recorded as due, and is not
+//! collected later. Webhooks (unsigned) may raise a price, never lower it.
 //!
 //! Only calls Switchboard dialled (they held a slot) are charged; calls a provider reports
 //! that were placed elsewhere, and history brought in by a sync, are not.
@@ -36,160 +37,241 @@ pub fn price(p: &Pricing, duration: Option<f64>) -> (i64, i64) {
     (
         units
             .saturating_mul(p.unit_price)
-            .saturating_add(p.call_fee),
+            .saturating_add(p.call_fee)
+            .min(super::MAX_AMOUNT),
         seconds,
     )
 }
 
-/// The call's duration: as reported, or from its start and end.
+/// What ended calls are billed on: the duration the provider reported (providers set start
+/// and end times on calls that never connected, so those are not used).
 fn duration_of(c: &call::Model) -> Option<f64> {
     c.duration_seconds
-        .or_else(|| match (c.started_at, c.ended_at) {
-            (Some(s), Some(e)) if e > s => Some((e - s).num_milliseconds() as f64 / 1000.0),
-            _ => None,
-        })
 }
 
-/// Gives back the reserves of the ended calls among `calls` and charges (or corrects the
-/// charge of) those that were dialled here, inside the caller's transaction. True when an
-/// outbound event was recorded.
+/// An ended call to settle, and whether a shorter duration may refund it. Reports that
+/// reach us unsigned (webhooks) may raise a call's price but never lower it: a shorter
+/// duration is believed when we fetched it from the provider (polls, syncs).
+pub(crate) type Ended<'a> = (&'a call::Model, bool);
+
+/// What settling did that the caller must act on after its commit.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Settled {
+    /// Outbound events were recorded (`balance.*`).
+    pub events: bool,
+}
+
+/// Gives back the reserves of the ended calls among `calls` and charges (or re-prices)
+/// those that were dialled here, inside the caller's transaction. Calls we never dialled
+/// cost no statement; a repeat of what is already charged takes no lock.
 pub(crate) async fn settle<C: ConnectionTrait>(
     conn: &C,
-    calls: &[&call::Model],
-) -> DomainResult<bool> {
-    let ended: Vec<&call::Model> = calls
+    calls: &[Ended<'_>],
+) -> DomainResult<Settled> {
+    // A reserve is only ever taken by a call that holds a slot, so calls without one
+    // (synced history, calls placed elsewhere, calls never dialled) have nothing here.
+    let mut ended: Vec<Ended<'_>> = calls
         .iter()
         .copied()
-        .filter(|c| c.status.is_terminal())
+        .filter(|(c, _)| c.status.is_terminal() && c.placing_since.is_some())
         .collect();
     if ended.is_empty() {
-        return Ok(false);
+        return Ok(Settled::default());
     }
-    let mut tenants: Vec<Uuid> = ended.iter().map(|c| c.tenant_id).collect();
+    ended.sort_by_key(|(c, _)| c.id);
+    ended.dedup_by_key(|(c, _)| c.id);
+    let tenants: Vec<Uuid> = sorted_tenants(&ended);
+    let accounts = read_accounts(conn, &tenants, false).await?;
+    if accounts.is_empty() {
+        return Ok(Settled::default());
+    }
+    let ended: Vec<Ended<'_>> = ended
+        .into_iter()
+        .filter(|(c, _)| accounts.contains_key(&c.tenant_id))
+        .collect();
+    let mut b = Binder::new(conn.get_database_backend());
+    let ids = b.list(ended.iter().map(|(c, _)| c.id.into()));
+    conn.execute_raw(b.statement(format!(
+        "DELETE FROM credit_holds WHERE call_id IN ({ids})"
+    )))
+    .await?;
+
+    let billable: Vec<Ended<'_>> = ended
+        .into_iter()
+        .filter(|(c, _)| accounts.get(&c.tenant_id).is_some_and(|a| a.metered))
+        .collect();
+    if billable.is_empty() {
+        return Ok(Settled::default());
+    }
+    // Most reports about ended calls repeat what is charged already: found without a lock.
+    let history = charged(conn, &billable).await?;
+    let balances: HashMap<Uuid, i64> = accounts.iter().map(|(t, a)| (*t, a.balance)).collect();
+    if plan(&billable, &accounts, &history, balances).0.is_empty() {
+        return Ok(Settled::default());
+    }
+    // Something changes: lock the accounts (in one order, so transactions charging the
+    // same tenants cannot deadlock) and decide again on what is committed now.
+    let tenants: Vec<Uuid> = sorted_tenants(&billable);
+    let accounts = read_accounts(conn, &tenants, true).await?;
+    let history = charged(conn, &billable).await?;
+    let balances: HashMap<Uuid, i64> = accounts.iter().map(|(t, a)| (*t, a.balance)).collect();
+    let (entries, balances) = plan(&billable, &accounts, &history, balances);
+    if entries.is_empty() {
+        return Ok(Settled::default());
+    }
+    let now = Utc::now();
+    let mut b = Binder::new(conn.get_database_backend());
+    let rows: Vec<String> = entries
+        .iter()
+        .map(|e| b.row(e.values(now)))
+        .collect();
+    let sql = format!(
+        "INSERT INTO credit_entries (id, tenant_id, kind, amount, balance_after, idempotency_key, reason, \
+         reference, call_id, actor, billed_seconds, due, provider_cost, created_at, rate_unit, rate_price, \
+         rate_fee) VALUES {}",
+        rows.join(", ")
+    );
+    conn.execute_raw(b.statement(sql)).await?;
+    let mut settled = Settled::default();
+    for (tenant_id, after) in balances {
+        let Some(account) = accounts.get(&tenant_id) else {
+            continue;
+        };
+        if after != account.balance {
+            set_balance(conn, tenant_id, after).await?;
+            settled.events |= alert(conn, account, account.balance, after).await?;
+        }
+    }
+    Ok(settled)
+}
+
+fn sorted_tenants(calls: &[Ended<'_>]) -> Vec<Uuid> {
+    let mut tenants: Vec<Uuid> = calls.iter().map(|(c, _)| c.tenant_id).collect();
     tenants.sort();
     tenants.dedup();
-    // Locked in one order, so two transactions charging the same tenants cannot deadlock.
+    tenants
+}
+
+async fn read_accounts<C: ConnectionTrait>(
+    conn: &C,
+    tenants: &[Uuid],
+    lock: bool,
+) -> DomainResult<HashMap<Uuid, credit_account::Model>> {
     let mut b = Binder::new(conn.get_database_backend());
     let list = b.list(tenants.iter().map(|t| (*t).into()));
     let sql = format!(
         "SELECT * FROM credit_accounts WHERE tenant_id IN ({list}) ORDER BY tenant_id{}",
-        Dialect::of(conn).for_update()
+        if lock {
+            Dialect::of(conn).for_update()
+        } else {
+            ""
+        }
     );
-    let accounts: HashMap<Uuid, credit_account::Model> = credit_account::Entity::find()
+    Ok(credit_account::Entity::find()
         .from_raw_sql(b.statement(sql))
         .all(conn)
         .await?
         .into_iter()
         .map(|a| (a.tenant_id, a))
-        .collect();
-    if accounts.is_empty() {
-        return Ok(false);
-    }
-    let ended: Vec<&call::Model> = ended
-        .into_iter()
-        .filter(|c| accounts.contains_key(&c.tenant_id))
-        .collect();
-    let mut b = Binder::new(conn.get_database_backend());
-    let ids = b.list(ended.iter().map(|c| c.id.into()));
-    conn.execute_raw(b.statement(format!("DELETE FROM credit_holds WHERE call_id IN ({ids})")))
-        .await?;
+        .collect())
+}
 
-    let mut billable: Vec<&call::Model> = ended
-        .into_iter()
-        .filter(|c| c.placing_since.is_some() && accounts[&c.tenant_id].metered)
-        .collect();
-    if billable.is_empty() {
-        return Ok(false);
+/// An entry about to be written for a call.
+struct CallEntry<'a> {
+    call: &'a call::Model,
+    kind: EntryKind,
+    amount: i64,
+    balance_after: i64,
+    seq: i64,
+    reason: &'static str,
+    due: i64,
+    seconds: i64,
+    rate: Pricing,
+}
+
+impl CallEntry<'_> {
+    fn values(&self, now: DateTime<Utc>) -> Vec<sea_orm::Value> {
+        let c = self.call;
+        vec![
+            Uuid::now_v7().into(),
+            c.tenant_id.into(),
+            self.kind.as_str().into(),
+            self.amount.into(),
+            self.balance_after.into(),
+            format!("call:{}:{}", c.id, self.seq).into(),
+            self.reason.into(),
+            c.id.to_string().into(),
+            c.id.into(),
+            "system".into(),
+            self.seconds.into(),
+            self.due.into(),
+            c.cost.into(),
+            now.into(),
+            self.rate.unit.as_str().into(),
+            self.rate.unit_price.into(),
+            self.rate.call_fee.into(),
+        ]
     }
-    billable.sort_by_key(|c| c.id);
-    billable.dedup_by_key(|c| c.id);
-    let history = charged(conn, &billable).await?;
-    let now = Utc::now();
-    let mut balances: HashMap<Uuid, i64> = accounts.iter().map(|(t, a)| (*t, a.balance)).collect();
-    let mut b = Binder::new(conn.get_database_backend());
-    let mut rows = Vec::new();
-    for c in &billable {
-        let account = &accounts[&c.tenant_id];
-        let (due, seconds) = price(&Pricing::of(account), duration_of(c));
+}
+
+/// The entries the calls need given what is charged already, and the balances after them.
+/// A call's price follows its billed seconds at the rate of its first charge; what the
+/// balance cannot pay is not collected later, and a refund gives back at most what was
+/// taken.
+fn plan<'a>(
+    calls: &[Ended<'a>],
+    accounts: &HashMap<Uuid, credit_account::Model>,
+    history: &HashMap<Uuid, Charged>,
+    mut balances: HashMap<Uuid, i64>,
+) -> (Vec<CallEntry<'a>>, HashMap<Uuid, i64>) {
+    let mut out = Vec::new();
+    for (c, may_refund) in calls {
+        let Some(account) = accounts.get(&c.tenant_id).filter(|a| a.metered) else {
+            continue;
+        };
         let past = history.get(&c.id);
-        let (collected, last_due, n) = past.map_or((0, 0, 0), |h| (h.collected, h.due, h.entries));
-        if due == last_due && (n > 0 || due == 0) {
+        let rate = past
+            .and_then(|h| h.rate)
+            .unwrap_or_else(|| Pricing::of(account));
+        let (due, seconds) = price(&rate, duration_of(c));
+        let (collected, last_due, last_seconds, n) = past.map_or((0, 0, 0, 0), |h| {
+            (h.collected, h.due, h.seconds, h.entries)
+        });
+        if n > 0 && seconds == last_seconds {
             continue;
         }
         let Some(balance) = balances.get_mut(&c.tenant_id) else {
             continue;
         };
-        // Collect what is due as far as the balance allows; give back what was over.
-        let target = due.min(collected + *balance);
-        let delta = target - collected;
-        *balance -= delta;
-        let (kind, reason) = if delta < 0 {
-            (EntryKind::Refund, "call re-priced: its duration changed")
-        } else if target < due {
-            (
-                EntryKind::CallCharge,
-                "call charge (the balance could not pay all of it)",
-            )
-        } else if n > 0 {
-            (
-                EntryKind::CallCharge,
-                "call re-priced: its duration changed",
-            )
+        let change = due - last_due;
+        let (kind, amount, reason) = if change > 0 {
+            let take = change.min(*balance);
+            let reason = match (n, take < change) {
+                (_, true) => "call charge (the balance could not pay all of it)",
+                (0, false) => "call charge",
+                (_, false) => "call re-priced: its duration changed",
+            };
+            (EntryKind::CallCharge, -take, reason)
+        } else if change < 0 && *may_refund {
+            let give = (-change).min(collected);
+            (EntryKind::Refund, give, "call re-priced: its duration changed")
         } else {
-            (EntryKind::CallCharge, "call charge")
+            continue;
         };
-        rows.push(b.row(entry_values(
-            c, kind, -delta, *balance, n, reason, due, seconds, now,
-        )));
+        *balance += amount;
+        out.push(CallEntry {
+            call: c,
+            kind,
+            amount,
+            balance_after: *balance,
+            seq: n,
+            reason,
+            due,
+            seconds,
+            rate,
+        });
     }
-    if rows.is_empty() {
-        return Ok(false);
-    }
-    let sql = format!(
-        "INSERT INTO credit_entries (id, tenant_id, kind, amount, balance_after, idempotency_key, reason, \
-         reference, call_id, actor, billed_seconds, due, provider_cost, created_at) VALUES {}",
-        rows.join(", ")
-    );
-    conn.execute_raw(b.statement(sql)).await?;
-    let mut alerted = false;
-    for (tenant_id, after) in balances {
-        let account = &accounts[&tenant_id];
-        if after != account.balance {
-            set_balance(conn, tenant_id, after).await?;
-            alerted |= alert(conn, account, account.balance, after).await?;
-        }
-    }
-    Ok(alerted)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn entry_values(
-    c: &call::Model,
-    kind: EntryKind,
-    amount: i64,
-    balance_after: i64,
-    n: i64,
-    reason: &str,
-    due: i64,
-    seconds: i64,
-    now: DateTime<Utc>,
-) -> Vec<sea_orm::Value> {
-    vec![
-        Uuid::now_v7().into(),
-        c.tenant_id.into(),
-        kind.as_str().into(),
-        amount.into(),
-        balance_after.into(),
-        format!("call:{}:{n}", c.id).into(),
-        reason.into(),
-        c.id.to_string().into(),
-        c.id.into(),
-        "system".into(),
-        seconds.into(),
-        due.into(),
-        c.cost.into(),
-        now.into(),
-    ]
+    (out, balances)
 }
 
 /// What a call's entries so far add up to.
@@ -197,29 +279,51 @@ fn entry_values(
 struct Charged {
     /// Taken from the balance, net of refunds.
     collected: i64,
-    /// What the call cost in all as of its latest entry.
+    /// What the call cost in all, and the seconds billed, as of its latest entry.
     due: i64,
+    seconds: i64,
     entries: i64,
+    /// The pricing of its first charge.
+    rate: Option<Pricing>,
 }
 
 async fn charged<C: ConnectionTrait>(
     conn: &C,
-    calls: &[&call::Model],
+    calls: &[Ended<'_>],
 ) -> DomainResult<HashMap<Uuid, Charged>> {
     let mut b = Binder::new(conn.get_database_backend());
-    let ids = b.list(calls.iter().map(|c| c.id.into()));
+    let ids = b.list(calls.iter().map(|(c, _)| c.id.into()));
+    // Entries of one call are written under its tenant's lock, one after another: their
+    // times (then ids) give their order.
     let sql = format!(
-        "SELECT call_id, amount, due FROM credit_entries WHERE call_id IN ({ids}) ORDER BY id"
+        "SELECT call_id, amount, due, billed_seconds, rate_unit, rate_price, rate_fee FROM credit_entries \
+         WHERE call_id IN ({ids}) ORDER BY created_at, id"
     );
     let mut out: HashMap<Uuid, Charged> = HashMap::new();
     for row in conn.query_all_raw(b.statement(sql)).await? {
         let id: Uuid = row.try_get("", "call_id")?;
         let amount: i64 = row.try_get("", "amount")?;
         let due: Option<i64> = row.try_get("", "due")?;
+        let seconds: Option<i64> = row.try_get("", "billed_seconds")?;
+        let unit: Option<String> = row.try_get("", "rate_unit")?;
+        let unit_price: Option<i64> = row.try_get("", "rate_price")?;
+        let call_fee: Option<i64> = row.try_get("", "rate_fee")?;
         let h = out.entry(id).or_default();
         h.collected -= amount;
         h.due = due.unwrap_or(h.due);
+        h.seconds = seconds.unwrap_or(h.seconds);
         h.entries += 1;
+        if h.rate.is_none()
+            && let (Some(unit), Some(unit_price), Some(call_fee)) = (unit, unit_price, call_fee)
+        {
+            h.rate = Some(Pricing {
+                unit: unit.parse().unwrap_or(BillingUnit::Minute),
+                unit_price,
+                call_fee,
+                minimum_balance: 0,
+                reserve_minutes: 0,
+            });
+        }
     }
     Ok(out)
 }
@@ -260,7 +364,7 @@ mod tests {
         assert_eq!(seconds, LONGEST_SECONDS);
         assert_eq!(due, LONGEST_SECONDS / 60 * 100 + 7);
         let huge = pricing(BillingUnit::Second, i64::MAX / 2, i64::MAX / 2);
-        assert_eq!(price(&huge, Some(100.0)).0, i64::MAX);
+        assert_eq!(price(&huge, Some(100.0)).0, crate::credits::MAX_AMOUNT);
     }
 
     #[test]

@@ -337,7 +337,7 @@ pub async fn adjust(
     input: Adjust,
 ) -> DomainResult<(credit_entry::Model, bool)> {
     actor.require_operator("adjust credits")?;
-    if input.amount == 0 || input.amount.abs() > MAX_AMOUNT {
+    if input.amount == 0 || input.amount.unsigned_abs() > MAX_AMOUNT as u64 {
         return Err(DomainError::invalid(
             "amount",
             format!("must be non-zero and at most {MAX_AMOUNT} either way"),
@@ -421,6 +421,9 @@ async fn change(
         due: Set(None),
         provider_cost: Set(None),
         created_at: Set(Utc::now()),
+        rate_unit: Set(None),
+        rate_price: Set(None),
+        rate_fee: Set(None),
     }
     .insert(&txn)
     .await?;
@@ -481,10 +484,21 @@ pub async fn set_pricing(
             "must be between 1 and 240",
         ));
     }
+    if p.needed_to_dial() > MAX_AMOUNT {
+        return Err(DomainError::invalid(
+            "unitPrice",
+            format!(
+                "a call's reserve (reserveMinutes priced, plus callFee) and minimumBalance may not exceed {MAX_AMOUNT} together"
+            ),
+        ));
+    }
     let db = services.db();
     let tenant_id = Actor::Operator.tenant(db, Some(input.tenant_id)).await?;
     let txn = crate::db::begin_write(db).await?;
     let mut account = lock_account(&txn, tenant_id).await?;
+    let needed_before = account
+        .metered
+        .then(|| Pricing::of(&account).needed_to_dial());
     let mut b = Binder::new(txn.get_database_backend());
     let sql = format!(
         "UPDATE credit_accounts SET metered = {}, billing_unit = {}, unit_price = {}, call_fee = {}, \
@@ -512,7 +526,27 @@ pub async fn set_pricing(
     } else {
         Vec::new()
     };
+    // A price the balance can no longer pay for is a depletion too.
+    let covers = |needed: Option<i64>| {
+        needed.is_none_or(|n| account.balance > 0 && account.balance >= n)
+    };
+    let needed_after = input.metered.then(|| p.needed_to_dial());
+    let depleted = covers(needed_before) && !covers(needed_after);
+    if depleted {
+        crate::outbound::record_events(
+            &txn,
+            vec![payloads::tenant_event(
+                tenant_id,
+                EventType::BalanceDepleted,
+                json!({ "tenantId": tenant_id, "balance": account.balance, "neededPerCall": needed_after }),
+            )],
+        )
+        .await?;
+    }
     txn.commit().await?;
+    if depleted {
+        jobs::wake(Lane::Webhooks);
+    }
     crate::campaigns::balance::after_resume(services, tenant_id, &resumed).await;
     Ok(now)
 }

@@ -19,13 +19,13 @@ mod reserve;
 
 pub use account::{Account, BillingUnit, Pricing};
 pub use charge::price;
-pub(crate) use charge::settle;
+pub(crate) use charge::{Ended, settle};
 pub use ledger::{
     Actor, Adjust, EntryKind, SetPricing, TopUp, Usage, adjust, count_entries, entries,
     get_account, set_low_threshold, set_pricing, shown_key, top_up, usage,
 };
 pub(crate) use ledger::{held, lock_account, view};
-pub use reserve::check_can_dial;
+pub use reserve::{check_can_dial, sweep_holds};
 pub(crate) use reserve::{dial_room, release, reserve};
 
 /// Amounts are minor units (cents); no balance, price or top-up may exceed this, so sums

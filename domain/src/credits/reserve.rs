@@ -1,5 +1,5 @@
-//! Credit held for live calls. A call takes its reserve just before it is dialled (after
-//! the checks, before the slot), under the account's row lock, so calls dialled at the
+//! Credit held for live calls. A call takes its reserve just before it is dialled (once
+//! it holds its slot), under the account's row lock, so calls dialled at the
 //! same moment on several workers see each other's reserves and together never commit
 //! more than the balance. The reserve goes when the call ends (`charge::settle`) or when
 //! its provider refuses it before taking it (`release`).
@@ -16,6 +16,7 @@ use super::account::Pricing;
 use super::ledger::{account_of, held, lock_account};
 use crate::db::Binder;
 use crate::error::{DomainError, DomainResult};
+use crate::types::CallStatus;
 
 /// `startCall`'s check: a `BAD_USER_INPUT` on `balance` when the tenant's available credit
 /// cannot cover a call's reserve and the minimum balance.
@@ -120,16 +121,17 @@ pub(crate) async fn reserve(
         }
     }
     if !take.is_empty() {
+        // Only for calls still live: one that ended meanwhile takes no reserve.
         let mut b = Binder::new(txn.get_database_backend());
-        let now = Utc::now();
-        let rows: Vec<String> = take
-            .iter()
-            .map(|id| b.row([(*id).into(), tenant_id.into(), per.into(), now.into()]))
-            .collect();
+        let per = b.bind(per);
+        let now = b.bind(Utc::now());
+        let tenant = b.bind(tenant_id);
+        let ids = b.list(take.iter().map(|id| (*id).into()));
         let sql = format!(
-            "INSERT INTO credit_holds (call_id, tenant_id, amount, created_at) VALUES {} \
-             ON CONFLICT (call_id) DO NOTHING",
-            rows.join(", ")
+            "INSERT INTO credit_holds (call_id, tenant_id, amount, created_at) \
+             SELECT id, tenant_id, {per}, {now} FROM calls WHERE id IN ({ids}) AND tenant_id = {tenant} \
+             AND status_rank < {} ON CONFLICT (call_id) DO NOTHING",
+            CallStatus::TERMINAL_RANK
         );
         txn.execute_raw(b.statement(sql)).await?;
     }
@@ -138,18 +140,29 @@ pub(crate) async fn reserve(
 }
 
 /// Gives back the reserves of calls that wait again (their provider refused them before
-/// taking them, or a cap was full) and are not being placed.
+/// taking them). Only the worker that claimed a call's slot takes its reserve, so this
+/// cannot take another worker's.
 pub(crate) async fn release(db: &DatabaseConnection, call_ids: &[Uuid]) -> DomainResult<()> {
     if call_ids.is_empty() {
         return Ok(());
     }
     let mut b = Binder::new(db.get_database_backend());
     let ids = b.list(call_ids.iter().map(|id| (*id).into()));
-    // A call another worker claimed meanwhile keeps the reserve it shares with this one.
     db.execute_raw(b.statement(format!(
-        "DELETE FROM credit_holds WHERE call_id IN ({ids}) AND NOT EXISTS (SELECT 1 FROM calls c \
-         WHERE c.id = credit_holds.call_id AND (c.placing_since IS NOT NULL OR c.provider_execution_id IS NOT NULL))"
+        "DELETE FROM credit_holds WHERE call_id IN ({ids})"
     )))
     .await?;
     Ok(())
+}
+
+/// Deletes reserves left behind by calls that ended or wait unclaimed (a process that died
+/// between two steps); the stuck-call sweep runs it. The number deleted.
+pub async fn sweep_holds(db: &DatabaseConnection) -> DomainResult<u64> {
+    let sql = format!(
+        "DELETE FROM credit_holds WHERE EXISTS (SELECT 1 FROM calls c WHERE c.id = credit_holds.call_id \
+         AND (c.status_rank >= {} OR (c.placing_since IS NULL AND c.provider_execution_id IS NULL)))",
+        CallStatus::TERMINAL_RANK
+    );
+    let b = Binder::new(db.get_database_backend());
+    Ok(db.execute_raw(b.statement(sql)).await?.rows_affected())
 }

@@ -34,6 +34,15 @@ impl Dialect {
         }
     }
 
+    /// Like [`Dialect::for_update`] for a row whose key the transaction does not change:
+    /// rows referring to it (foreign keys) may still be inserted meanwhile.
+    pub fn for_no_key_update(self) -> &'static str {
+        match self {
+            Dialect::Postgres => " FOR NO KEY UPDATE",
+            Dialect::Sqlite => "",
+        }
+    }
+
     /// The advisory lock (PostgreSQL) every claim of a concurrency slot takes first, so
     /// counting live calls and taking a slot are one atomic step across processes.
     /// SQLite's `BEGIN IMMEDIATE` already admits one writer at a time.

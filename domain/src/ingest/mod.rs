@@ -313,7 +313,10 @@ impl Ingestor {
         let late_alert = if ended_before.is_empty() {
             false
         } else {
-            crate::credits::settle(txn, &ended_before.iter().collect::<Vec<_>>()).await?
+            let refunds = source != EventSource::Webhook;
+            let ended: Vec<crate::credits::Ended<'_>> =
+                ended_before.iter().map(|c| (c, refunds)).collect();
+            crate::credits::settle(txn, &ended).await?.events
         };
         let (recorded, mut after) =
             transition::record(txn, &self.follow_ups, &reported, changed).await?;
