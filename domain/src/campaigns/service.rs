@@ -592,6 +592,25 @@ pub async fn pause(
 ) -> DomainResult<campaign::Model> {
     scope.require(Role::Member)?;
     let txn = crate::db::begin_write(services.db()).await?;
+    // A campaign paused for want of credit stays paused after a top-up once a user pauses it.
+    let mut b = Binder::new(txn.get_database_backend());
+    let sql = format!(
+        "UPDATE campaigns SET paused_reason = {}, updated_at = {} WHERE id = {} AND tenant_id = {} \
+         AND status = 'PAUSED' AND paused_reason = {}",
+        b.bind("paused by request"),
+        b.bind(Utc::now()),
+        b.bind(id),
+        b.bind(scope.tenant_id()),
+        b.bind(crate::credits::PAUSED_FOR_BALANCE),
+    );
+    if txn.execute_raw(b.statement(sql)).await?.rows_affected() > 0 {
+        let c = campaign::Entity::find_by_id(id)
+            .one(&txn)
+            .await?
+            .ok_or(DomainError::not_found("campaign"))?;
+        txn.commit().await?;
+        return Ok(c);
+    }
     let c = move_status(
         &txn,
         scope,
