@@ -424,7 +424,11 @@ async fn charges_are_exact_once_and_follow_late_durations(app: TestApp) {
     assert_eq!(a["me"]["balance"], before - (cost(20) - cost(38)), "{a}");
     let refund = &a["creditLedger"]["edges"][0]["node"];
     assert_eq!(refund["kind"], "REFUND");
-    assert_eq!(refund["amount"], cost(125) - cost(20), "at the first charge's rate");
+    assert_eq!(
+        refund["amount"],
+        cost(125) - cost(20),
+        "at the first charge's rate"
+    );
     assert_eq!(a["creditLedger"]["totalCount"], 33);
     assert_ledger_adds_up(&a);
     price(&app, &t.id, 100, 10).await;
@@ -510,6 +514,21 @@ async fn never_below_zero_and_the_balance_events(app: TestApp) {
     assert!(events.iter().any(|k| k == "balance.low"), "{events:?}");
     assert!(events.iter().any(|k| k == "balance.depleted"), "{events:?}");
     assert_eq!(events.len(), 2, "each crossing once: {events:?}");
+
+    // A new price the balance cannot pay for depletes it too.
+    top_up(&app, &t.id, 2_000, None).await;
+    price(&app, &t.id, 1_000, 10).await;
+    let depleted = eventually(10, || async {
+        let n = entity::webhook_delivery::Entity::find()
+            .filter(entity::webhook_delivery::Column::TenantId.eq(tenant.id))
+            .filter(entity::webhook_delivery::Column::EventType.eq("balance.depleted"))
+            .count(&app.db)
+            .await
+            .unwrap();
+        (n == 2).then_some(n)
+    })
+    .await;
+    assert_eq!(depleted, 2);
 }
 on_both!(
     never_below_zero,

@@ -239,22 +239,18 @@ async fn place_group(
     // The tenant's credit: with their slots held, a reserve for each call. Those without
     // one give their slot back and end; campaign items return to their queue without
     // spending an attempt, and the dispatcher pauses the campaign if need be.
-    let short: HashSet<Uuid> = credits::reserve(
-        db,
-        tenant_id,
-        &go.iter().map(|m| m.id).collect::<Vec<_>>(),
-    )
-    .await
-    .context("reserving credit")?
-    .into_iter()
-    .collect();
+    let short: HashSet<Uuid> =
+        credits::reserve(db, tenant_id, &go.iter().map(|m| m.id).collect::<Vec<_>>())
+            .await
+            .context("reserving credit")?
+            .into_iter()
+            .collect();
     let go = if short.is_empty() {
         go
     } else {
         let (unpaid, go): (Vec<call::Model>, Vec<call::Model>) =
             go.into_iter().partition(|m| short.contains(&m.id));
-        live::release_unplaced_many(db, &unpaid.iter().map(|m| m.id).collect::<Vec<_>>())
-            .await?;
+        live::release_unplaced_many(db, &unpaid.iter().map(|m| m.id).collect::<Vec<_>>()).await?;
         for m in &unpaid {
             end_unplaced(services, m.id, CallStatus::BalanceLow, BALANCE_REASON).await?;
         }

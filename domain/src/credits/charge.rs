@@ -91,10 +91,8 @@ pub(crate) async fn settle<C: ConnectionTrait>(
         .collect();
     let mut b = Binder::new(conn.get_database_backend());
     let ids = b.list(ended.iter().map(|(c, _)| c.id.into()));
-    conn.execute_raw(b.statement(format!(
-        "DELETE FROM credit_holds WHERE call_id IN ({ids})"
-    )))
-    .await?;
+    conn.execute_raw(b.statement(format!("DELETE FROM credit_holds WHERE call_id IN ({ids})")))
+        .await?;
 
     let billable: Vec<Ended<'_>> = ended
         .into_iter()
@@ -121,10 +119,7 @@ pub(crate) async fn settle<C: ConnectionTrait>(
     }
     let now = Utc::now();
     let mut b = Binder::new(conn.get_database_backend());
-    let rows: Vec<String> = entries
-        .iter()
-        .map(|e| b.row(e.values(now)))
-        .collect();
+    let rows: Vec<String> = entries.iter().map(|e| b.row(e.values(now))).collect();
     let sql = format!(
         "INSERT INTO credit_entries (id, tenant_id, kind, amount, balance_after, idempotency_key, reason, \
          reference, call_id, actor, billed_seconds, due, provider_cost, created_at, rate_unit, rate_price, \
@@ -234,9 +229,8 @@ fn plan<'a>(
             .and_then(|h| h.rate)
             .unwrap_or_else(|| Pricing::of(account));
         let (due, seconds) = price(&rate, duration_of(c));
-        let (collected, last_due, last_seconds, n) = past.map_or((0, 0, 0, 0), |h| {
-            (h.collected, h.due, h.seconds, h.entries)
-        });
+        let (collected, last_due, last_seconds, n) =
+            past.map_or((0, 0, 0, 0), |h| (h.collected, h.due, h.seconds, h.entries));
         if n > 0 && seconds == last_seconds {
             continue;
         }
@@ -254,7 +248,11 @@ fn plan<'a>(
             (EntryKind::CallCharge, -take, reason)
         } else if change < 0 && *may_refund {
             let give = (-change).min(collected);
-            (EntryKind::Refund, give, "call re-priced: its duration changed")
+            (
+                EntryKind::Refund,
+                give,
+                "call re-priced: its duration changed",
+            )
         } else {
             continue;
         };

@@ -527,11 +527,11 @@ pub async fn set_pricing(
         Vec::new()
     };
     // A price the balance can no longer pay for is a depletion too.
-    let covers = |needed: Option<i64>| {
-        needed.is_none_or(|n| account.balance > 0 && account.balance >= n)
-    };
+    let covers =
+        |needed: Option<i64>| needed.is_none_or(|n| account.balance > 0 && account.balance >= n);
     let needed_after = input.metered.then(|| p.needed_to_dial());
-    let depleted = covers(needed_before) && !covers(needed_after);
+    // Billing that begins on an empty balance is not a depletion: nothing was spent.
+    let depleted = needed_before.is_some() && covers(needed_before) && !covers(needed_after);
     if depleted {
         crate::outbound::record_events(
             &txn,

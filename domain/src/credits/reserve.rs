@@ -148,10 +148,8 @@ pub(crate) async fn release(db: &DatabaseConnection, call_ids: &[Uuid]) -> Domai
     }
     let mut b = Binder::new(db.get_database_backend());
     let ids = b.list(call_ids.iter().map(|id| (*id).into()));
-    db.execute_raw(b.statement(format!(
-        "DELETE FROM credit_holds WHERE call_id IN ({ids})"
-    )))
-    .await?;
+    db.execute_raw(b.statement(format!("DELETE FROM credit_holds WHERE call_id IN ({ids})")))
+        .await?;
     Ok(())
 }
 
