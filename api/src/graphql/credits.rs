@@ -227,11 +227,15 @@ pub struct SetPricingInput {
     /// False stops billing the tenant (balance and ledger stay).
     #[graphql(default = true)]
     pub metered: bool,
-    /// MINUTE (per started minute) or SECOND.
+    /// MINUTE (per started minute) or SECOND, with `unitPrice`.
     #[graphql(default_with = "BillingUnit::Minute")]
     pub unit: BillingUnit,
-    /// Price of one unit, in minor units.
-    pub unit_price: i64,
+    /// Price of one `unit`, in minor units. Give this, `pricePerMinute` or `pricePerSecond`.
+    pub unit_price: Option<i64>,
+    /// Price of every started minute (the same as `unit: MINUTE, unitPrice`).
+    pub price_per_minute: Option<i64>,
+    /// Price of every started second (the same as `unit: SECOND, unitPrice`).
+    pub price_per_second: Option<i64>,
     /// Added to every call that connected.
     #[graphql(default = 0)]
     pub call_fee: i64,
@@ -402,6 +406,17 @@ impl CreditsMutation {
     ) -> async_graphql::Result<CreditAccount> {
         let actor = actor(ctx)?;
         let tenant_id = parse_id("tenantId", &input.tenant_id)?;
+        let (unit, unit_price) = match (input.unit_price, input.price_per_minute, input.price_per_second) {
+            (Some(p), None, None) => (input.unit.into(), p),
+            (None, Some(p), None) => (credits::BillingUnit::Minute, p),
+            (None, None, Some(p)) => (credits::BillingUnit::Second, p),
+            _ => {
+                return Err(super::error::to_gql(&domain::DomainError::invalid(
+                    "unitPrice",
+                    "give exactly one of unitPrice, pricePerMinute and pricePerSecond",
+                )));
+            }
+        };
         let account = credits::set_pricing(
             services(ctx)?,
             actor,
@@ -409,8 +424,8 @@ impl CreditsMutation {
                 tenant_id,
                 metered: input.metered,
                 pricing: credits::Pricing {
-                    unit: input.unit.into(),
-                    unit_price: input.unit_price,
+                    unit,
+                    unit_price,
                     call_fee: input.call_fee,
                     minimum_balance: input.minimum_balance,
                     reserve_minutes: input.reserve_minutes,

@@ -201,6 +201,25 @@ async fn ledger_and_roles(app: TestApp) {
         )
         .await;
     assert_eq!(code(&body), "BAD_USER_INPUT", "{body}");
+    for ambiguous in [
+        json!({ "tenantId": t.id }),
+        json!({ "tenantId": t.id, "unitPrice": 1, "pricePerSecond": 1 }),
+    ] {
+        let body = app
+            .gql(Some(ADMIN_TOKEN), PRICING, json!({ "i": ambiguous }))
+            .await;
+        assert_eq!(body["errors"][0]["extensions"]["field"], "unitPrice", "{body}");
+    }
+    let body = app
+        .gql(
+            Some(ADMIN_TOKEN),
+            PRICING,
+            json!({ "i": { "tenantId": t.id, "pricePerSecond": 2 } }),
+        )
+        .await;
+    let p = &body["data"]["setPricing"]["pricing"];
+    assert_eq!(p["unit"], "SECOND", "{body}");
+    assert_eq!(p["reservePerCall"], 600);
     let member = app
         .ok(
             &t.key,
