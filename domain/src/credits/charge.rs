@@ -127,6 +127,9 @@ pub(crate) async fn settle<C: ConnectionTrait>(
         rows.join(", ")
     );
     conn.execute_raw(b.statement(sql)).await?;
+    for e in &entries {
+        metrics::counter!("credit_entries_total", "kind" => e.kind.as_str()).increment(1);
+    }
     let mut settled = Settled::default();
     for (tenant_id, after) in balances {
         let Some(account) = accounts.get(&tenant_id) else {

@@ -444,6 +444,7 @@ async fn change(
         jobs::wake(Lane::Webhooks);
     }
     crate::campaigns::balance::after_resume(services, tenant_id, &resumed).await;
+    metrics::counter!("credit_entries_total", "kind" => kind.as_str()).increment(1);
     tracing::info!(tenant.id = %tenant_id, kind = kind.as_str(), amount, balance = after, "credit changed");
     Ok((entry, false))
 }

@@ -136,6 +136,7 @@ pub(crate) async fn reserve(
         txn.execute_raw(b.statement(sql)).await?;
     }
     txn.commit().await?;
+    metrics::counter!("calls_short_of_credit_total").increment(short.len() as u64);
     Ok(short)
 }
 
