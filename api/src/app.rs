@@ -118,6 +118,12 @@ pub fn router(state: AppState) -> Router {
             axum::routing::post(crate::crm_webhooks::twenty),
         )
         .route(
+            "/webhooks/whatsapp/{token}",
+            get(crate::whatsapp_webhooks::handshake)
+                .post(crate::whatsapp_webhooks::events)
+                .layer(DefaultBodyLimit::max(crate::whatsapp_webhooks::MAX_BODY_BYTES)),
+        )
+        .route(
             "/campaigns/import",
             axum::routing::post(crate::campaign_import::import)
                 .layer(DefaultBodyLimit::max(domain::campaigns::MAX_FILE_BYTES)),

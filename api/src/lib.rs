@@ -9,5 +9,6 @@ pub mod limits;
 pub mod metrics;
 pub mod server;
 pub mod webhooks;
+pub mod whatsapp_webhooks;
 
 pub use app::{AppState, router};

@@ -41,6 +41,7 @@ pub mod testdb;
 pub mod testproc;
 pub mod time;
 pub mod types;
+pub mod whatsapp;
 
 pub use error::{DomainError, DomainResult};
 

@@ -26,6 +26,7 @@ pub struct Services {
     outbound: crate::outbound::Outbound,
     /// The CRM sync: its guarded client, request budgets and settings.
     crm: crate::crm::Crm,
+    whatsapp: crate::whatsapp::WhatsApp,
 }
 
 impl Services {
@@ -48,6 +49,7 @@ impl Services {
         );
         let outbound = crate::outbound::Outbound::new(&settings.webhooks, cipher.clone())?;
         let crm = crate::crm::Crm::new(settings, cipher.clone())?;
+        let whatsapp = crate::whatsapp::WhatsApp::new(settings, cipher.clone())?;
         let mut providers =
             Registry::with_retry(db.clone(), cipher, settings.providers.clone(), retry)?;
         if let Some(url) = &settings.redis_url {
@@ -59,6 +61,7 @@ impl Services {
             analyzer,
             outbound,
             crm,
+            whatsapp,
             ingestor: Ingestor::new(
                 db.clone(),
                 events.clone(),
@@ -103,6 +106,9 @@ impl Services {
     }
     pub fn crm(&self) -> &crate::crm::Crm {
         &self.crm
+    }
+    pub fn whatsapp(&self) -> &crate::whatsapp::WhatsApp {
+        &self.whatsapp
     }
 }
 

@@ -384,6 +384,8 @@ pub struct ProviderSettings {
     pub secrets_key: Option<Secret>,
     pub allow_custom_base_url: bool,
     pub bolna_base_url: String,
+    /// Meta's Graph API, version included (`WHATSAPP_BASE_URL`).
+    pub whatsapp_base_url: String,
     pub teli_base_url: String,
     /// How much faster than real time the simulator plays calls.
     pub simulator_speed: f64,
@@ -554,6 +556,7 @@ impl ProviderSettings {
             secrets_key,
             allow_custom_base_url: parse_bool(get, "ALLOW_PROVIDER_BASE_URL", false)?,
             bolna_base_url: base_url("BOLNA_BASE_URL", "https://api.bolna.ai")?,
+            whatsapp_base_url: base_url("WHATSAPP_BASE_URL", "https://graph.facebook.com/v21.0")?,
             teli_base_url: base_url("TELI_BASE_URL", "https://api.teli.ai")?,
             simulator_speed: parse_num(get, "SIMULATOR_SPEED", 1.0, 0.01, 100_000.0)?,
             bolna_requests_per_minute: parse_num(

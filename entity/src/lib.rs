@@ -30,6 +30,9 @@ pub mod values;
 pub mod webhook_attempt;
 pub mod webhook_delivery;
 pub mod webhook_endpoint;
+pub mod whatsapp_connection;
+pub mod whatsapp_message;
+pub mod whatsapp_template;
 
 pub mod prelude {
     pub use super::agent::Entity as Agent;

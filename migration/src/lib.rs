@@ -24,6 +24,7 @@ mod m20261206_000017_crm_pending;
 mod m20261206_000018_parent_indexes;
 mod m20261206_000019_credits;
 mod m20261206_000020_credit_rates;
+mod m20261206_000021_whatsapp;
 
 pub struct Migrator;
 
@@ -51,6 +52,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000018_parent_indexes::Migration),
             Box::new(m20261206_000019_credits::Migration),
             Box::new(m20261206_000020_credit_rates::Migration),
+            Box::new(m20261206_000021_whatsapp::Migration),
         ]
     }
 }

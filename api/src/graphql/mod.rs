@@ -25,6 +25,7 @@ pub mod sync;
 pub mod tenancy;
 pub mod types;
 pub mod webhook_endpoints;
+pub mod whatsapp;
 pub mod ws;
 
 use async_graphql::Schema;

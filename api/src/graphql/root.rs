@@ -15,6 +15,7 @@ use super::scoring::{ScoringMutation, ScoringQuery};
 use super::sync::{SyncMutation, SyncQuery};
 use super::tenancy::{TenancyMutation, TenancyQuery};
 use super::webhook_endpoints::{WebhookEndpointsMutation, WebhookEndpointsQuery};
+use super::whatsapp::{WhatsAppMutation, WhatsAppQuery};
 
 /// Reads. Resolvers parse arguments and call `domain`; nothing else.
 #[derive(MergedObject, Default)]
@@ -31,6 +32,7 @@ pub struct Query(
     WebhookEndpointsQuery,
     CrmQuery,
     CreditsQuery,
+    WhatsAppQuery,
 );
 
 /// Writes. Roles and tenancy are checked in `domain`, not here.
@@ -47,4 +49,5 @@ pub struct Mutation(
     WebhookEndpointsMutation,
     CrmMutation,
     CreditsMutation,
+    WhatsAppMutation,
 );

@@ -109,6 +109,35 @@ impl Subscription {
         ))
     }
 
+    /// WhatsApp messages as they arrive, are sent and change status (optionally one
+    /// customer's).
+    async fn whatsapp_messages(
+        &self,
+        ctx: &Context<'_>,
+        customer_id: Option<ID>,
+    ) -> async_graphql::Result<
+        impl Stream<Item = async_graphql::Result<super::whatsapp::WhatsAppMessage>>,
+    > {
+        let tenant = scope(ctx)?.tenant_id();
+        let customer = customer_id
+            .map(|id| parse_id("customerId", &id))
+            .transpose()?;
+        let hub = ctx
+            .data::<Arc<Hub>>()
+            .map_err(|_| coded(INTERNAL, "internal error"))?;
+        Ok(filtered(hub.subscribe(tenant), move |e| match e {
+            Event::WhatsAppMessage {
+                tenant_id,
+                customer_id,
+                message,
+                ..
+            } if *tenant_id == tenant && customer.is_none_or(|c| Some(c) == *customer_id) => {
+                Some(super::whatsapp::WhatsAppMessage((**message).clone()))
+            }
+            _ => None,
+        }))
+    }
+
     /// Live status of this tenant's calls, optionally one call or one campaign's calls.
     /// Updates of one call arrive in commit order. A subscriber that falls more than
     /// 256 events behind gets a RATE_LIMITED error and the subscription ends.

@@ -266,44 +266,124 @@ impl Customer {
     ) -> async_graphql::Result<CallConnection> {
         CallConnection::nested(ctx, CallParent::Customer, self.0.id, first, after).await
     }
-    /// Past conversations (calls with a transcript or summary), newest first.
+    /// Past conversations, newest first: calls with a transcript or summary, and WhatsApp
+    /// messages (50 of each at most).
     #[graphql(complexity = "50 * child_complexity")]
     async fn interactions(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Interaction>> {
-        let rows = calls::interactions(db(ctx)?, scope(ctx)?, self.0.id, 50)
+        let (db, scope) = (db(ctx)?, scope(ctx)?);
+        let calls = calls::interactions(db, scope, self.0.id, 50).await.gql()?;
+        let messages = domain::whatsapp::messages_of(db, scope, self.0.id, 50)
             .await
             .gql()?;
-        Ok(rows.into_iter().map(Interaction).collect())
+        let mut all: Vec<Interaction> = calls
+            .into_iter()
+            .map(Interaction::Call)
+            .chain(messages.into_iter().map(Interaction::Message))
+            .collect();
+        all.sort_by_key(|i| std::cmp::Reverse(i.at_time()));
+        Ok(all)
+    }
+    /// The customer's WhatsApp messages, newest first (at most `first`, default 50).
+    async fn whatsapp_messages(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "How many, 1 to 100 (default 50).")] first: Option<i32>,
+    ) -> async_graphql::Result<Vec<super::whatsapp::WhatsAppMessage>> {
+        let first = first.unwrap_or(50);
+        if !(1..=100).contains(&first) {
+            return Err(super::error::to_gql(&domain::DomainError::invalid(
+                "first",
+                "must be between 1 and 100",
+            )));
+        }
+        Ok(
+            domain::whatsapp::messages_of(db(ctx)?, scope(ctx)?, self.0.id, first as u64)
+                .await
+                .gql()?
+                .into_iter()
+                .map(super::whatsapp::WhatsAppMessage)
+                .collect(),
+        )
+    }
+    /// When the 24-hour WhatsApp window ends (or ended): free-form replies are allowed
+    /// until then. Null if the customer never wrote.
+    async fn whatsapp_window_ends_at(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<DateTime<Utc>>> {
+        domain::whatsapp::window_ends_at(db(ctx)?, scope(ctx)?.tenant_id(), self.0.id)
+            .await
+            .gql()
     }
 }
 
-pub struct Interaction(call::Model);
+/// A past conversation: a call or a WhatsApp message.
+pub enum Interaction {
+    Call(call::Model),
+    Message(entity::whatsapp_message::Model),
+}
 
-/// One past conversation with a customer.
+impl Interaction {
+    fn at_time(&self) -> DateTime<Utc> {
+        match self {
+            Interaction::Call(c) => c.started_at.unwrap_or(c.created_at),
+            Interaction::Message(m) => m.sent_at,
+        }
+    }
+}
+
+/// One past conversation with a customer: a call, or a WhatsApp message.
 #[Object]
 impl Interaction {
-    /// The call this conversation happened on.
-    async fn call_id(&self) -> ID {
-        id(self.0.id)
+    /// CALL or WHATSAPP.
+    async fn channel(&self) -> &str {
+        match self {
+            Interaction::Call(_) => "CALL",
+            Interaction::Message(_) => "WHATSAPP",
+        }
+    }
+    /// The call this conversation happened on; null for a message.
+    async fn call_id(&self) -> Option<ID> {
+        match self {
+            Interaction::Call(c) => Some(id(c.id)),
+            Interaction::Message(_) => None,
+        }
+    }
+    /// The message, for a WhatsApp interaction.
+    async fn message(&self) -> Option<super::whatsapp::WhatsAppMessage> {
+        match self {
+            Interaction::Message(m) => Some(super::whatsapp::WhatsAppMessage(m.clone())),
+            Interaction::Call(_) => None,
+        }
     }
     /// When the conversation happened.
     async fn at(&self) -> DateTime<Utc> {
-        self.0.started_at.unwrap_or(self.0.created_at)
+        self.at_time()
     }
-    /// Summary of the conversation.
+    /// Summary of the call; a message's text.
     async fn summary(&self) -> Option<&str> {
-        self.0.summary.as_deref()
+        match self {
+            Interaction::Call(c) => c.summary.as_deref(),
+            Interaction::Message(m) => m.body.as_deref(),
+        }
     }
-    /// Transcript, `assistant:`/`user:` lines.
+    /// Transcript, `assistant:`/`user:` lines; null for a message.
     async fn transcript(&self) -> Option<&str> {
-        self.0.transcript.as_deref()
+        match self {
+            Interaction::Call(c) => c.transcript.as_deref(),
+            Interaction::Message(_) => None,
+        }
     }
     /// The call's analysed outcome, once analysis has run.
     async fn outcome(
         &self,
         ctx: &Context<'_>,
     ) -> async_graphql::Result<Option<super::enums::CallOutcome>> {
+        let Interaction::Call(c) = self else {
+            return Ok(None);
+        };
         let analysis = loaders(ctx)?
-            .load_one(super::loaders::AnalysisOf(self.0.id))
+            .load_one(super::loaders::AnalysisOf(c.id))
             .await
             .gql()?;
         Ok(analysis.and_then(|a| a.outcome).map(Into::into))

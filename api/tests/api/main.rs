@@ -28,4 +28,5 @@ mod sync;
 mod tenancy;
 mod twenty_fake;
 mod webhooks;
+mod whatsapp;
 mod wsclient;

@@ -82,6 +82,14 @@ pub enum Event {
         #[serde(default)]
         run: Option<Box<entity::sync_run::Model>>,
     },
+    /// A WhatsApp message arrived, was sent, or changed status.
+    WhatsAppMessage {
+        tenant_id: Uuid,
+        customer_id: Option<Uuid>,
+        at: DateTime<Utc>,
+        /// The message as committed (its raw payload left out).
+        message: Box<entity::whatsapp_message::Model>,
+    },
 }
 
 impl Event {
@@ -117,11 +125,23 @@ impl Event {
         }
     }
 
+    /// A message's change as committed; the payload of types we do not render stays out.
+    pub fn whatsapp_message(mut message: entity::whatsapp_message::Model) -> Self {
+        message.payload = None;
+        Event::WhatsAppMessage {
+            tenant_id: message.tenant_id,
+            customer_id: message.customer_id,
+            at: Utc::now(),
+            message: Box::new(message),
+        }
+    }
+
     pub fn tenant_id(&self) -> Uuid {
         match self {
             Event::CallUpdated { tenant_id, .. }
             | Event::CampaignProgress { tenant_id, .. }
-            | Event::SyncRunUpdated { tenant_id, .. } => *tenant_id,
+            | Event::SyncRunUpdated { tenant_id, .. }
+            | Event::WhatsAppMessage { tenant_id, .. } => *tenant_id,
         }
     }
 }

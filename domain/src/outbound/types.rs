@@ -21,12 +21,13 @@ pub enum EventType {
     CrmSyncFailing,
     BalanceLow,
     BalanceDepleted,
+    WhatsAppConnectionFailing,
     EndpointDisabled,
     Test,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 17] = [
+    pub const ALL: [EventType; 18] = [
         EventType::CallStatusChanged,
         EventType::CallCompleted,
         EventType::CallAnalyzed,
@@ -42,6 +43,7 @@ impl EventType {
         EventType::CrmSyncFailing,
         EventType::BalanceLow,
         EventType::BalanceDepleted,
+        EventType::WhatsAppConnectionFailing,
         EventType::EndpointDisabled,
         EventType::Test,
     ];
@@ -63,6 +65,7 @@ impl EventType {
             EventType::CrmSyncFailing => "crm.sync_failing",
             EventType::BalanceLow => "balance.low",
             EventType::BalanceDepleted => "balance.depleted",
+            EventType::WhatsAppConnectionFailing => "whatsapp.connection_failing",
             EventType::EndpointDisabled => "webhook_endpoint.disabled",
             EventType::Test => "webhook.test",
         }
