@@ -121,7 +121,9 @@ pub fn router(state: AppState) -> Router {
             "/webhooks/whatsapp/{token}",
             get(crate::whatsapp_webhooks::handshake)
                 .post(crate::whatsapp_webhooks::events)
-                .layer(DefaultBodyLimit::max(crate::whatsapp_webhooks::MAX_BODY_BYTES)),
+                .layer(DefaultBodyLimit::max(
+                    crate::whatsapp_webhooks::MAX_BODY_BYTES,
+                )),
         )
         .route(
             "/campaigns/import",

@@ -406,7 +406,11 @@ impl CreditsMutation {
     ) -> async_graphql::Result<CreditAccount> {
         let actor = actor(ctx)?;
         let tenant_id = parse_id("tenantId", &input.tenant_id)?;
-        let (unit, unit_price) = match (input.unit_price, input.price_per_minute, input.price_per_second) {
+        let (unit, unit_price) = match (
+            input.unit_price,
+            input.price_per_minute,
+            input.price_per_second,
+        ) {
             (Some(p), None, None) => (input.unit.into(), p),
             (None, Some(p), None) => (credits::BillingUnit::Minute, p),
             (None, None, Some(p)) => (credits::BillingUnit::Second, p),

@@ -277,8 +277,8 @@ impl Customer {
             .gql()?;
         let mut all: Vec<Interaction> = calls
             .into_iter()
-            .map(Interaction::Call)
-            .chain(messages.into_iter().map(Interaction::Message))
+            .map(|c| Interaction::Call(Box::new(c)))
+            .chain(messages.into_iter().map(|m| Interaction::Message(Box::new(m))))
             .collect();
         all.sort_by_key(|i| std::cmp::Reverse(i.at_time()));
         Ok(all)
@@ -319,8 +319,8 @@ impl Customer {
 
 /// A past conversation: a call or a WhatsApp message.
 pub enum Interaction {
-    Call(call::Model),
-    Message(entity::whatsapp_message::Model),
+    Call(Box<call::Model>),
+    Message(Box<entity::whatsapp_message::Model>),
 }
 
 impl Interaction {
@@ -352,7 +352,7 @@ impl Interaction {
     /// The message, for a WhatsApp interaction.
     async fn message(&self) -> Option<super::whatsapp::WhatsAppMessage> {
         match self {
-            Interaction::Message(m) => Some(super::whatsapp::WhatsAppMessage(m.clone())),
+            Interaction::Message(m) => Some(super::whatsapp::WhatsAppMessage((**m).clone())),
             Interaction::Call(_) => None,
         }
     }

@@ -203,7 +203,9 @@ async fn caps_hold_with_three_worker_processes() {
     let mut samples = 0u64;
     let mut peak = [0u64; 5];
     let began = Instant::now();
-    let deadline = began + Duration::from_secs(600);
+    // The caps are what is checked, not the speed: alone this takes about 5 minutes on a
+    // 2-core machine, and twice that beside the rest of the suite.
+    let deadline = began + Duration::from_secs(900);
     loop {
         // Tenant C keeps placing ad-hoc calls while the campaigns run.
         if ad_hoc < 60 && samples.is_multiple_of(5) {

@@ -208,7 +208,10 @@ async fn ledger_and_roles(app: TestApp) {
         let body = app
             .gql(Some(ADMIN_TOKEN), PRICING, json!({ "i": ambiguous }))
             .await;
-        assert_eq!(body["errors"][0]["extensions"]["field"], "unitPrice", "{body}");
+        assert_eq!(
+            body["errors"][0]["extensions"]["field"], "unitPrice",
+            "{body}"
+        );
     }
     let body = app
         .gql(

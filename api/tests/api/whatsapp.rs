@@ -133,7 +133,10 @@ async fn whatsapp_end_to_end(app: TestApp, meta: MockServer) {
             json!({ "i": { "phoneNumberId": "../x", "businessAccountId": WABA, "accessToken": TOKEN, "appSecret": SECRET, "verifyToken": VERIFY } }),
         )
         .await;
-    assert_eq!(bad["errors"][0]["extensions"]["field"], "phoneNumberId", "{bad}");
+    assert_eq!(
+        bad["errors"][0]["extensions"]["field"], "phoneNumberId",
+        "{bad}"
+    );
     let connected = app.ok(&t.key, CONNECT, input(TOKEN)).await;
     let url = connected["connectWhatsApp"]["webhookUrl"]
         .as_str()
@@ -168,46 +171,68 @@ async fn whatsapp_end_to_end(app: TestApp, meta: MockServer) {
     assert_eq!(ok.status().as_u16(), 200);
     assert_eq!(ok.text().await.unwrap(), "1158201444");
     assert_eq!(shake("wrong").send().await.unwrap().status().as_u16(), 403);
-    let unknown = app
-        .client
-        .get(app.url("/webhooks/whatsapp/nope?hub.mode=subscribe&hub.verify_token=x&hub.challenge=1"))
-        .send()
-        .await
-        .unwrap();
+    let unknown =
+        app.client
+            .get(app.url(
+                "/webhooks/whatsapp/nope?hub.mode=subscribe&hub.verify_token=x&hub.challenge=1",
+            ))
+            .send()
+            .await
+            .unwrap();
     assert_eq!(unknown.status().as_u16(), 404);
 
     // Signatures: checked over the raw body before anything is read.
     let now = chrono::Utc::now().timestamp();
     let body = inbound("919812345678", "wamid.IN1", "Yes, call me tomorrow", now);
-    for sig in [None, Some(sign(&body, "not-the-secret")), Some("sha256=00".into())] {
+    for sig in [
+        None,
+        Some(sign(&body, "not-the-secret")),
+        Some("sha256=00".into()),
+    ] {
         let (status, _) = post(&app, route, &body, sig).await;
         assert_eq!(status, 401);
     }
-    let customers = "{ customers(first: 10) { totalCount edges { node { id phoneNumber name whatsappWindowEndsAt
-        interactions { channel callId at summary message { wamid direction text status } } } } } }";
+    let customers = "{ customers(first: 10) { totalCount edges { node { id phoneNumber name whatsappWindowEndsAt } } } }";
+    let history_of = "query($id: ID!) { customer(id: $id) {
+        interactions { channel callId at summary message { wamid direction text status } } } }";
     assert_eq!(
         app.ok(&t.key, customers, json!({})).await["customers"]["totalCount"],
         0
     );
+    // Dashboards hear of it.
+    let mut ws = crate::wsclient::Ws::connect(app.addr, &t.key).await;
+    ws.subscribe(
+        "m",
+        "subscription { whatsappMessages { wamid direction text status customerId } }",
+        json!({}),
+    )
+    .await;
     // An unknown number becomes a customer, with the message in its history; a repeat is
     // stored once.
     for _ in 0..2 {
         let (status, r) = post(&app, route, &body, Some(sign(&body, SECRET))).await;
         assert_eq!(status, 200, "{r}");
     }
+    let pushed = ws.data(10).await;
+    assert_eq!(pushed["whatsappMessages"]["wamid"], "wamid.IN1", "{pushed}");
+    assert_eq!(pushed["whatsappMessages"]["text"], "Yes, call me tomorrow");
+    assert!(pushed["whatsappMessages"]["customerId"].is_string());
     let c = app.ok(&t.key, customers, json!({})).await;
     assert_eq!(c["customers"]["totalCount"], 1, "{c}");
     let customer = &c["customers"]["edges"][0]["node"];
     assert_eq!(customer["phoneNumber"], "+919812345678");
     assert_eq!(customer["name"], "Priya");
-    let history = customer["interactions"].as_array().unwrap();
-    assert_eq!(history.len(), 1, "{c}");
+    let customer_id = customer["id"].as_str().unwrap().to_owned();
+    let h = app
+        .ok(&t.key, history_of, json!({ "id": customer_id }))
+        .await;
+    let history = h["customer"]["interactions"].as_array().unwrap();
+    assert_eq!(history.len(), 1, "{h}");
     assert_eq!(history[0]["channel"], "WHATSAPP");
     assert!(history[0]["callId"].is_null());
     assert_eq!(history[0]["message"]["text"], "Yes, call me tomorrow");
     assert_eq!(history[0]["message"]["direction"], "INBOUND");
     assert!(customer["whatsappWindowEndsAt"].is_string());
-    let customer_id = customer["id"].as_str().unwrap().to_owned();
 
     // Inside the window a free-form reply goes out, as Meta's wire format says.
     let sent = app
@@ -347,6 +372,55 @@ async fn whatsapp_end_to_end(app: TestApp, meta: MockServer) {
             .any(|t| t["name"] == "promo" && t["status"] == "PAUSED"),
         "{templates}"
     );
+    // Meta refusing the token marks the connection broken: sends stop until it reconnects.
+    Mock::given(method("POST"))
+        .and(path(format!("/{PHONE_ID}/messages")))
+        .respond_with(ResponseTemplate::new(401).set_body_json(json!({
+            "error": { "message": "Error validating access token: Session has expired", "type": "OAuthException", "code": 190 }
+        })))
+        .with_priority(1)
+        .mount(&meta)
+        .await;
+    let refused = app
+        .gql(
+            Some(&t.key),
+            SEND,
+            json!({ "c": customer_id, "t": "Still there?" }),
+        )
+        .await;
+    assert_eq!(
+        refused["errors"][0]["extensions"]["field"], "whatsapp",
+        "{refused}"
+    );
+    let conn = app
+        .ok(
+            &t.key,
+            "{ whatsappConnection { brokenReason brokenAt } }",
+            json!({}),
+        )
+        .await;
+    assert!(
+        conn["whatsappConnection"]["brokenReason"]
+            .as_str()
+            .unwrap()
+            .contains("expired"),
+        "{conn}"
+    );
+    let again = app
+        .gql(
+            Some(&t.key),
+            SEND,
+            json!({ "c": customer_id, "t": "Hello?" }),
+        )
+        .await;
+    assert!(
+        again["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("broken"),
+        "{again}"
+    );
+
     // Malformed but signed: a 400 with a JSON error.
     let (status, r) = post(&app, route, "{nope", Some(sign("{nope", SECRET))).await;
     assert_eq!(status, 400);

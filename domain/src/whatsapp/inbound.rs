@@ -75,9 +75,13 @@ pub async fn verify_subscription(
     }
     if challenge.is_empty()
         || challenge.len() > 200
-        || !challenge.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        || !challenge
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
     {
-        return Err(InboundError::Malformed("hub.challenge is not a token".into()));
+        return Err(InboundError::Malformed(
+            "hub.challenge is not a token".into(),
+        ));
     }
     Ok(challenge.to_owned())
 }
@@ -163,12 +167,10 @@ pub async fn receive(
                 moved.extend(changed);
             }
             Some("message_template_status_update") => {
-                if status_update(&txn, conn.tenant_id, value)
+                let updated = status_update(&txn, conn.tenant_id, value)
                     .await
-                    .map_err(unavailable)?
-                {
-                    received.templates += 1;
-                }
+                    .map_err(unavailable)?;
+                received.templates += usize::from(updated);
             }
             _ => {}
         }

@@ -79,7 +79,9 @@ impl MessageStatus {
     }
 
     pub fn parse(s: &str) -> Option<MessageStatus> {
-        Self::ALL.into_iter().find(|m| m.as_str().eq_ignore_ascii_case(s))
+        Self::ALL
+            .into_iter()
+            .find(|m| m.as_str().eq_ignore_ascii_case(s))
     }
 
     /// A failure is final: a later "delivered" (another device) does not undo it.
@@ -119,7 +121,7 @@ fn text_of(m: &Value) -> (String, Option<String>) {
         "reaction" => m["reaction"]["emoji"].as_str(),
         _ => None,
     };
-    (kind, text.map(|t| printable_text(t)))
+    (kind, text.map(printable_text))
 }
 
 /// A message text: newlines kept, other control characters dropped, capped.
@@ -441,7 +443,10 @@ pub(crate) async fn mark_broken(
 }
 
 /// Tells dashboards of new or changed messages.
-pub(crate) async fn publish(events: &dyn crate::events::EventBus, messages: &[whatsapp_message::Model]) {
+pub(crate) async fn publish(
+    events: &dyn crate::events::EventBus,
+    messages: &[whatsapp_message::Model],
+) {
     for m in messages {
         if let Err(e) = events.publish(Event::whatsapp_message(m.clone())).await {
             tracing::warn!(error = %e, "could not publish a WhatsApp message");

@@ -39,7 +39,11 @@ fn parameter_count(components: Option<&Value>) -> i32 {
             rest = &rest[end + 2..];
         }
     }
-    if highest > 0 { highest.min(100) } else { count.min(100) }
+    if highest > 0 {
+        highest.min(100)
+    } else {
+        count.min(100)
+    }
 }
 
 /// Writes the listed templates (one statement per template; a sync is rare).
@@ -76,7 +80,10 @@ pub(crate) async fn store<C: ConnectionTrait>(
                 t.category.as_deref().map(|s| printable(s, 40)).into(),
                 parameter_count(components.as_ref()).into(),
                 components.into(),
-                t.rejected_reason.as_deref().map(|s| printable(s, 500)).into(),
+                t.rejected_reason
+                    .as_deref()
+                    .map(|s| printable(s, 500))
+                    .into(),
                 now.into(),
             ])
         );
@@ -190,6 +197,9 @@ mod tests {
         ]);
         assert_eq!(parameter_count(Some(&c)), 3);
         assert_eq!(parameter_count(None), 0);
-        assert_eq!(parameter_count(Some(&json!([{"text": "{{ 1 }} and {{x"}]))), 1);
+        assert_eq!(
+            parameter_count(Some(&json!([{"text": "{{ 1 }} and {{x"}]))),
+            1
+        );
     }
 }
