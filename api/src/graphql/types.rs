@@ -278,7 +278,11 @@ impl Customer {
         let mut all: Vec<Interaction> = calls
             .into_iter()
             .map(|c| Interaction::Call(Box::new(c)))
-            .chain(messages.into_iter().map(|m| Interaction::Message(Box::new(m))))
+            .chain(
+                messages
+                    .into_iter()
+                    .map(|m| Interaction::Message(Box::new(m))),
+            )
             .collect();
         all.sort_by_key(|i| std::cmp::Reverse(i.at_time()));
         Ok(all)
