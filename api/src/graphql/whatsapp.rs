@@ -230,6 +230,36 @@ impl WhatsAppMutation {
         )
     }
 
+    /// An APPROVED template to the customer (MEMBER), inside or outside the 24-hour
+    /// window, with exactly the parameters it takes (`{{1}}`, `{{2}}`... in order).
+    async fn send_whats_app_template(
+        &self,
+        ctx: &Context<'_>,
+        customer_id: ID,
+        name: String,
+        #[graphql(default = "en_US")] language: String,
+        #[graphql(default)] parameters: Vec<String>,
+    ) -> async_graphql::Result<WhatsAppMessage> {
+        let customer_id = parse_id("customerId", &customer_id)?;
+        let services = services(ctx)?;
+        Ok(WhatsAppMessage(
+            whatsapp::send_template(
+                db(ctx)?,
+                services.whatsapp(),
+                &**services.events(),
+                scope(ctx)?,
+                &whatsapp::TemplateSend {
+                    customer_id,
+                    name,
+                    language,
+                    parameters,
+                },
+            )
+            .await
+            .gql()?,
+        ))
+    }
+
     /// A free-form text to the customer (MEMBER), only within 24 hours of their last
     /// WhatsApp message; otherwise `BAD_USER_INPUT` saying when the window closed.
     async fn send_whats_app_message(

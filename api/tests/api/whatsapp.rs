@@ -63,14 +63,24 @@ async fn fake_meta() -> MockServer {
     Mock::given(method("POST"))
         .and(path(format!("/{PHONE_ID}/messages")))
         .and(header("authorization", format!("Bearer {TOKEN}").as_str()))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "messaging_product": "whatsapp",
-            "contacts": [ { "input": "x", "wa_id": "x" } ],
-            "messages": [ { "id": "wamid.OUT1", "message_status": "accepted" } ]
-        })))
+        .respond_with(Accepted(std::sync::atomic::AtomicUsize::new(1)))
         .mount(&server)
         .await;
     server
+}
+
+/// Meta's answer to a send: a new `wamid.OUT<n>` each time.
+struct Accepted(std::sync::atomic::AtomicUsize);
+
+impl wiremock::Respond for Accepted {
+    fn respond(&self, _: &wiremock::Request) -> ResponseTemplate {
+        let n = self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        ResponseTemplate::new(200).set_body_json(json!({
+            "messaging_product": "whatsapp",
+            "contacts": [ { "input": "x", "wa_id": "x" } ],
+            "messages": [ { "id": format!("wamid.OUT{n}"), "message_status": "accepted" } ]
+        }))
+    }
 }
 
 fn sign(body: &str, secret: &str) -> String {
@@ -334,6 +344,50 @@ async fn whatsapp_end_to_end(app: TestApp, meta: MockServer) {
             .unwrap()
             .contains("window closed at"),
         "{refused}"
+    );
+    // Outside the window an approved template goes, with exactly its parameters.
+    let template = "mutation($c: ID!, $n: String!, $l: String!, $p: [String!]!) {
+        sendWhatsAppTemplate(customerId: $c, name: $n, language: $l, parameters: $p) { wamid kind status } }";
+    let vars =
+        |name: &str, params: Vec<&str>| json!({ "c": stale, "n": name, "l": "en_US", "p": params });
+    let wrong = app
+        .gql(
+            Some(&t.key),
+            template,
+            vars("callback_reminder", vec!["Ana"]),
+        )
+        .await;
+    assert_eq!(
+        wrong["errors"][0]["extensions"]["field"], "parameters",
+        "{wrong}"
+    );
+    let pending = app.gql(Some(&t.key), template, vars("promo", vec![])).await;
+    assert_eq!(
+        pending["errors"][0]["extensions"]["field"], "name",
+        "{pending}"
+    );
+    let unknown = app.gql(Some(&t.key), template, vars("nope", vec![])).await;
+    assert_eq!(
+        unknown["errors"][0]["extensions"]["field"], "name",
+        "{unknown}"
+    );
+    let sent = app
+        .ok(
+            &t.key,
+            template,
+            vars("callback_reminder", vec!["Ana", "Tuesday 10:00"]),
+        )
+        .await;
+    assert_eq!(sent["sendWhatsAppTemplate"]["kind"], "template");
+    let requests = meta.received_requests().await.unwrap();
+    let last: Value = serde_json::from_slice(&requests.last().unwrap().body).unwrap();
+    assert_eq!(last["type"], "template", "{last}");
+    assert_eq!(last["to"], "14155550123");
+    assert_eq!(last["template"]["name"], "callback_reminder");
+    assert_eq!(last["template"]["language"]["code"], "en_US");
+    assert_eq!(
+        last["template"]["components"][0]["parameters"][1]["text"],
+        "Tuesday 10:00"
     );
     let silent = app.create_customer(&t.key, "+919800000001", "Quiet").await;
     let refused = app

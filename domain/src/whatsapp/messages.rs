@@ -337,21 +337,44 @@ pub async fn send_text(
             ));
         }
     }
-    let token = access_token(wa, &conn)?;
+    let message = json!({ "type": "text", "text": { "body": text, "preview_url": false } });
+    let out = Outgoing {
+        kind: "text",
+        body: Some(text),
+        template_name: None,
+        field: "text",
+    };
+    deliver(db, wa, events, &conn, &customer, message, out).await
+}
+
+/// What a send stores beside Meta's id.
+struct Outgoing {
+    kind: &'static str,
+    body: Option<String>,
+    template_name: Option<String>,
+    /// The input field a refusal by Meta is reported on.
+    field: &'static str,
+}
+
+/// Sends `message` to the customer, maps Meta's refusal by its code, stores the message
+/// (ACCEPTED) and tells dashboards.
+async fn deliver(
+    db: &DatabaseConnection,
+    wa: &WhatsApp,
+    events: &dyn crate::events::EventBus,
+    conn: &entity::whatsapp_connection::Model,
+    customer: &customer::Model,
+    message: Value,
+    out: Outgoing,
+) -> DomainResult<whatsapp_message::Model> {
+    let tenant = conn.tenant_id;
+    let token = access_token(wa, conn)?;
     let to: String = customer
         .phone_number
         .chars()
         .filter(char::is_ascii_digit)
         .collect();
-    let sent = send(
-        wa,
-        &conn.phone_number_id,
-        &token,
-        &to,
-        json!({ "type": "text", "text": { "body": text, "preview_url": false } }),
-    )
-    .await;
-    let wamid = match sent {
+    let wamid = match send(wa, &conn.phone_number_id, &token, &to, message).await {
         Ok(id) => id,
         Err(MetaError::WindowClosed { message }) => {
             return Err(DomainError::invalid(
@@ -372,8 +395,9 @@ pub async fn send_text(
                 message: format!("{e}; try again shortly"),
             });
         }
-        Err(e) => return Err(DomainError::invalid("text", e.to_string())),
+        Err(e) => return Err(DomainError::invalid(out.field, e.to_string())),
     };
+    let now = Utc::now();
     let mut b = Binder::new(db.get_database_backend());
     let sql = format!(
         "INSERT INTO whatsapp_messages (id, tenant_id, customer_id, direction, wamid, kind, body, payload, \
@@ -382,17 +406,17 @@ pub async fn send_text(
         b.row([
             Uuid::now_v7().into(),
             tenant.into(),
-            Some(customer_id).into(),
+            Some(customer.id).into(),
             Direction::Outbound.as_str().into(),
             wamid.into(),
-            "text".into(),
-            Some(text).into(),
+            out.kind.into(),
+            out.body.into(),
             Option::<Value>::None.into(),
             MessageStatus::Accepted.as_str().into(),
             MessageStatus::Accepted.rank().into(),
             Option::<i32>::None.into(),
             Option::<String>::None.into(),
-            Option::<String>::None.into(),
+            out.template_name.into(),
             now.into(),
             now.into(),
             now.into(),
@@ -405,6 +429,124 @@ pub async fn send_text(
         .ok_or_else(|| DomainError::Internal("the message was not stored".into()))?;
     publish(events, std::slice::from_ref(&model)).await;
     Ok(model)
+}
+
+/// Most parameters a template send may carry, and the longest one.
+const MAX_PARAMETERS: usize = 100;
+const MAX_PARAMETER: usize = 1024;
+
+/// A template to send: its name and language, and its parameters in order.
+#[derive(Debug, Clone)]
+pub struct TemplateSend {
+    pub customer_id: Uuid,
+    pub name: String,
+    pub language: String,
+    pub parameters: Vec<String>,
+}
+
+/// An approved template (MEMBER), inside or outside the 24-hour window, with exactly the
+/// parameters it names. Customers marked DO_NOT_CALL or on the do-not-call list are not
+/// messaged either.
+pub async fn send_template(
+    db: &DatabaseConnection,
+    wa: &WhatsApp,
+    events: &dyn crate::events::EventBus,
+    scope: &TenantScope,
+    send: &TemplateSend,
+) -> DomainResult<whatsapp_message::Model> {
+    let (customer_id, name, language, parameters) = (
+        send.customer_id,
+        send.name.as_str(),
+        send.language.as_str(),
+        send.parameters.as_slice(),
+    );
+    scope.require(Role::Member)?;
+    let tenant = scope.tenant_id();
+    if parameters.len() > MAX_PARAMETERS
+        || parameters
+            .iter()
+            .any(|p| p.trim().is_empty() || p.chars().count() > MAX_PARAMETER)
+    {
+        return Err(DomainError::invalid(
+            "parameters",
+            format!("at most {MAX_PARAMETERS} parameters of 1 to {MAX_PARAMETER} characters"),
+        ));
+    }
+    let customer = customer::Entity::find_by_id(customer_id)
+        .filter(customer::Column::TenantId.eq(tenant))
+        .one(db)
+        .await?
+        .ok_or_else(|| DomainError::invalid("customerId", "customer not found"))?;
+    if customer.status == crate::types::LeadStatus::DoNotCall
+        || crate::dnc::listed(db, tenant, &customer.phone_number).await?
+    {
+        return Err(DomainError::invalid(
+            "customerId",
+            "the customer asked not to be contacted",
+        ));
+    }
+    let conn = load(db, tenant).await?;
+    if let Some(reason) = &conn.broken_reason {
+        return Err(DomainError::invalid(
+            "whatsapp",
+            format!("the WhatsApp connection is broken ({reason}); connect again"),
+        ));
+    }
+    let template = entity::whatsapp_template::Entity::find()
+        .filter(entity::whatsapp_template::Column::TenantId.eq(tenant))
+        .filter(entity::whatsapp_template::Column::Name.eq(name))
+        .filter(entity::whatsapp_template::Column::Language.eq(language))
+        .one(db)
+        .await?
+        .ok_or_else(|| {
+            DomainError::invalid(
+                "name",
+                "no such template in this language (syncWhatsAppTemplates reads them again)",
+            )
+        })?;
+    if template.status != "APPROVED" {
+        return Err(DomainError::invalid(
+            "name",
+            format!(
+                "the template is {}; only APPROVED templates can be sent",
+                template.status
+            ),
+        ));
+    }
+    if parameters.len() != template.parameter_count as usize {
+        return Err(DomainError::invalid(
+            "parameters",
+            format!(
+                "the template takes {} parameters, {} were given",
+                template.parameter_count,
+                parameters.len()
+            ),
+        ));
+    }
+    let mut body = json!({ "name": template.name, "language": { "code": template.language } });
+    if !parameters.is_empty() {
+        let values: Vec<Value> = parameters
+            .iter()
+            .map(|p| json!({ "type": "text", "text": printable_text(p.trim()) }))
+            .collect();
+        body["components"] = json!([{ "type": "body", "parameters": values }]);
+    }
+    let out = Outgoing {
+        kind: "template",
+        body: None,
+        template_name: Some(template.name.clone()),
+        field: "name",
+    };
+    deliver(
+        db,
+        wa,
+        events,
+        &conn,
+        &customer,
+        json!({ "type": "template", "template": body }),
+        out,
+    )
+    .await
 }
 
 /// Marks the connection broken and tells integrators (`whatsapp.connection_failing`),

@@ -23,7 +23,8 @@ pub use cloud::MetaError;
 pub use connection::{ConnectWhatsApp, WhatsAppConnection, connect, get};
 pub use inbound::{InboundError, Received, receive, verify_subscription};
 pub use messages::{
-    Direction, MessageStatus, WINDOW_HOURS, messages_of, send_text, window_ends_at,
+    Direction, MessageStatus, TemplateSend, WINDOW_HOURS, messages_of, send_template, send_text,
+    window_ends_at,
 };
 pub use templates::{list as templates, sync as sync_templates};
 
