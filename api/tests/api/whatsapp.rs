@@ -475,6 +475,27 @@ async fn whatsapp_end_to_end(app: TestApp, meta: MockServer) {
         "{again}"
     );
 
+    // Hostile sizes: a text over Meta's limit, more changes than one event may carry, a
+    // body over 3 MiB.
+    let long = app
+        .gql(
+            Some(&t.key),
+            SEND,
+            json!({ "c": customer_id, "t": "x".repeat(5000) }),
+        )
+        .await;
+    assert_eq!(long["errors"][0]["extensions"]["field"], "text", "{long}");
+    let many = json!({
+        "object": "whatsapp_business_account",
+        "entry": [ { "id": WABA, "changes": vec![json!({ "field": "messages", "value": {} }); 101] } ]
+    })
+    .to_string();
+    let (status, _) = post(&app, route, &many, Some(sign(&many, SECRET))).await;
+    assert_eq!(status, 400);
+    let huge = format!("{{\"pad\": \"{}\"}}", "x".repeat(3 * 1024 * 1024 + 10));
+    let (status, _) = post(&app, route, &huge, Some(sign(&huge, SECRET))).await;
+    assert_eq!(status, 413);
+
     // Malformed but signed: a 400 with a JSON error.
     let (status, r) = post(&app, route, "{nope", Some(sign("{nope", SECRET))).await;
     assert_eq!(status, 400);

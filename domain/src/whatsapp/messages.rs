@@ -298,8 +298,10 @@ pub async fn send_text(
     text: &str,
 ) -> DomainResult<whatsapp_message::Model> {
     scope.require(Role::Member)?;
+    // Measured before cleaning, which caps: a long text is refused, never cut.
+    let count = text.trim().chars().count();
     let text = printable_text(text.trim());
-    if text.is_empty() || text.chars().count() > MAX_TEXT {
+    if text.is_empty() || count > MAX_TEXT {
         return Err(DomainError::invalid(
             "text",
             format!("must be 1 to {MAX_TEXT} characters"),
