@@ -27,7 +27,16 @@ use crate::graphql::error::{BAD_USER_INPUT, FORBIDDEN, INTERNAL, UNAUTHENTICATED
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct Params {
     name: String,
-    agent_id: String,
+    agent_id: Option<String>,
+    /// CALL (default) or WHATSAPP.
+    channel: Option<String>,
+    #[serde(rename = "template.name")]
+    template_name: Option<String>,
+    #[serde(rename = "template.language")]
+    template_language: Option<String>,
+    /// Comma-separated.
+    #[serde(rename = "template.parameterColumns")]
+    template_parameter_columns: Option<String>,
     concurrency_limit: Option<i32>,
     max_attempts: Option<i32>,
     /// One delay, or several comma-separated.
@@ -74,8 +83,32 @@ fn minutes(field: &'static str, s: &str) -> Result<Vec<i32>, BadParam> {
 
 impl Params {
     fn into_domain(self) -> Result<CreateCampaign, BadParam> {
-        let agent_id = uuid::Uuid::try_parse(&self.agent_id)
-            .map_err(|_| BadParam("agentId", "is not a valid ID".into()))?;
+        let agent_id = self
+            .agent_id
+            .as_deref()
+            .map(|a| {
+                uuid::Uuid::try_parse(a)
+                    .map_err(|_| BadParam("agentId", "is not a valid ID".into()))
+            })
+            .transpose()?;
+        let channel = match self.channel.as_deref() {
+            None | Some("CALL") => campaigns::Channel::Call,
+            Some("WHATSAPP") => campaigns::Channel::WhatsApp,
+            Some(_) => return Err(BadParam("channel", "must be CALL or WHATSAPP".into())),
+        };
+        let template = match (self.template_name, self.template_language) {
+            (None, None) if self.template_parameter_columns.is_none() => None,
+            (Some(name), language) => Some(campaigns::TemplateChoice {
+                name,
+                language: language.unwrap_or_else(|| "en_US".into()),
+                parameter_columns: self
+                    .template_parameter_columns
+                    .as_deref()
+                    .map(|c| list(c).map(str::to_owned).collect())
+                    .unwrap_or_default(),
+            }),
+            _ => return Err(BadParam("template", "give template.name".into())),
+        };
         let retry_delay_minutes = match (&self.retry_delays_minutes, &self.retry_delay_minutes) {
             (Some(list), _) => minutes("retryDelaysMinutes", list)?,
             (None, Some(one)) => minutes("retryDelayMinutes", one)?,
@@ -115,6 +148,8 @@ impl Params {
         Ok(CreateCampaign {
             name: self.name,
             agent_id,
+            channel,
+            template,
             concurrency_limit: self.concurrency_limit,
             max_attempts: Some(self.max_attempts.unwrap_or(1)),
             retry_delay_minutes,

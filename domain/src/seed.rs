@@ -93,7 +93,7 @@ pub async fn demo_activity(services: &Services, demo: &Demo) -> DomainResult<()>
         &demo.scope,
         CreateCampaign {
             name: "Demo campaign".into(),
-            agent_id: demo.agent_id,
+            agent_id: Some(demo.agent_id),
             concurrency_limit: Some(3),
             max_attempts: Some(1),
             retry_delay_minutes: Vec::new(),
@@ -101,6 +101,7 @@ pub async fn demo_activity(services: &Services, demo: &Demo) -> DomainResult<()>
             calling_window: None,
             timezone: None,
             dry_run: false,
+            ..CreateCampaign::default()
         },
         csv.as_bytes(),
     )

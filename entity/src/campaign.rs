@@ -26,6 +26,14 @@ pub struct Model {
     pub calling_window: Option<Json>,
     /// The zone used for recipients whose number and row say nothing of theirs.
     pub timezone: String,
+    /// CALL (an agent phones each recipient) or WHATSAPP (an approved template is sent).
+    pub channel: String,
+    /// WhatsApp campaigns: the template's name and language.
+    pub template_name: Option<String>,
+    pub template_language: Option<String>,
+    /// WhatsApp campaigns: the CSV columns that fill the template's parameters, in order.
+    #[sea_orm(column_type = "JsonBinary", nullable)]
+    pub template_parameters: Option<Json>,
     #[sea_orm(column_type = "Text", nullable)]
     pub paused_reason: Option<String>,
     pub created_at: DateTimeUtc,

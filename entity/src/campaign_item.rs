@@ -26,6 +26,8 @@ pub struct Model {
     pub last_error: Option<String>,
     pub next_attempt_at: DateTimeUtc,
     pub call_id: Option<Uuid>,
+    /// WhatsApp campaigns: Meta's id of the message sent.
+    pub wamid: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -26,6 +26,12 @@ pub struct Model {
     pub broken_reason: Option<String>,
     pub broken_at: Option<DateTimeUtc>,
     pub templates_synced_at: Option<DateTimeUtc>,
+    /// Messages this number may send per second (Meta's throughput for it, or lower).
+    pub messages_per_second: i32,
+    /// The pacer: the earliest time the next message may go out.
+    pub next_send_at: Option<DateTimeUtc>,
+    /// Rate-limit answers from Meta in a row (each doubles the pause).
+    pub throttle_level: i32,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -27,6 +27,8 @@ pub struct Model {
     #[sea_orm(column_type = "Text", nullable)]
     pub error_title: Option<String>,
     pub template_name: Option<String>,
+    /// The campaign queue item that sent it, if a campaign did.
+    pub campaign_item_id: Option<Uuid>,
     /// When it was sent (Meta's timestamp for inbound messages).
     pub sent_at: DateTimeUtc,
     pub created_at: DateTimeUtc,

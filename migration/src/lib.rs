@@ -25,6 +25,7 @@ mod m20261206_000018_parent_indexes;
 mod m20261206_000019_credits;
 mod m20261206_000020_credit_rates;
 mod m20261206_000021_whatsapp;
+mod m20261206_000022_whatsapp_campaigns;
 
 pub struct Migrator;
 
@@ -53,6 +54,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000019_credits::Migration),
             Box::new(m20261206_000020_credit_rates::Migration),
             Box::new(m20261206_000021_whatsapp::Migration),
+            Box::new(m20261206_000022_whatsapp_campaigns::Migration),
         ]
     }
 }

@@ -25,13 +25,61 @@ pub struct CallingWindowInput {
     pub days: Vec<String>,
 }
 
+/// How a campaign reaches its recipients.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq, Default)]
+pub enum CampaignChannel {
+    /// An agent phones each recipient.
+    #[default]
+    Call,
+    /// An approved WhatsApp template is sent to each recipient.
+    Whatsapp,
+}
+
+impl From<CampaignChannel> for campaigns::Channel {
+    fn from(c: CampaignChannel) -> Self {
+        match c {
+            CampaignChannel::Call => campaigns::Channel::Call,
+            CampaignChannel::Whatsapp => campaigns::Channel::WhatsApp,
+        }
+    }
+}
+
+/// The template a WhatsApp campaign sends.
+#[derive(InputObject)]
+pub struct CampaignTemplateInput {
+    /// An APPROVED template of the connected account.
+    pub name: String,
+    /// Its language code.
+    #[graphql(default_with = "String::from(\"en_US\")")]
+    pub language: String,
+    /// The CSV columns that fill its parameters (`{{1}}`, `{{2}}`...), in order; every
+    /// row must have a value in each (matched like headers: case, spaces and dashes
+    /// aside).
+    #[graphql(default)]
+    pub parameter_columns: Vec<String>,
+}
+
+/// The template a WhatsApp campaign sends, as stored.
+#[derive(SimpleObject)]
+pub struct CampaignTemplate {
+    pub name: String,
+    pub language: String,
+    pub parameter_columns: Vec<String>,
+}
+
 /// A campaign to create from a CSV of recipients.
 #[derive(InputObject)]
 pub struct CreateCampaignInput {
     /// 1 to 200 characters.
     pub name: String,
-    /// The agent that places the calls.
-    pub agent_id: ID,
+    /// CALL (default): an agent phones each recipient; WHATSAPP: an approved template is
+    /// sent to each, paced to the number's messaging rate.
+    #[graphql(default)]
+    pub channel: CampaignChannel,
+    /// The agent that places the calls (call campaigns only; required for them).
+    pub agent_id: Option<ID>,
+    /// The template a WhatsApp campaign sends (required for them).
+    pub template: Option<CampaignTemplateInput>,
     /// The file's text (within the 1 MiB request; larger files go to
     /// `POST /campaigns/import`). A header row naming a phone column (phone, phone_number,
     /// contact_number, mobile or number); name (or first_name and last_name), email and
@@ -62,10 +110,20 @@ pub struct CreateCampaignInput {
 
 impl CreateCampaignInput {
     fn into_domain(self) -> async_graphql::Result<(campaigns::CreateCampaign, String)> {
-        let agent_id = parse_id("agentId", &self.agent_id)?;
+        let agent_id = self
+            .agent_id
+            .as_ref()
+            .map(|a| parse_id("agentId", a))
+            .transpose()?;
         let input = campaigns::CreateCampaign {
             name: self.name,
             agent_id,
+            channel: self.channel.into(),
+            template: self.template.map(|t| campaigns::TemplateChoice {
+                name: t.name,
+                language: t.language,
+                parameter_columns: t.parameter_columns,
+            }),
             concurrency_limit: self.concurrency_limit,
             max_attempts: Some(self.max_attempts),
             retry_delay_minutes: self
@@ -96,6 +154,7 @@ pub enum RowProblem {
     CustomerDoNotCall,
     UnknownTimezone,
     TooLarge,
+    MissingParameter,
 }
 
 impl From<DomainRowProblem> for RowProblem {
@@ -108,6 +167,7 @@ impl From<DomainRowProblem> for RowProblem {
             DomainRowProblem::CustomerDoNotCall => RowProblem::CustomerDoNotCall,
             DomainRowProblem::UnknownTimezone => RowProblem::UnknownTimezone,
             DomainRowProblem::TooLarge => RowProblem::TooLarge,
+            DomainRowProblem::MissingParameter => RowProblem::MissingParameter,
         }
     }
 }
@@ -242,6 +302,26 @@ impl Campaign {
     /// DRAFT until started; COMPLETED by itself when no item is left.
     async fn status(&self) -> CampaignStatus {
         self.0.status.into()
+    }
+    /// CALL or WHATSAPP.
+    async fn channel(&self) -> CampaignChannel {
+        match campaigns::Channel::of(&self.0) {
+            campaigns::Channel::Call => CampaignChannel::Call,
+            campaigns::Channel::WhatsApp => CampaignChannel::Whatsapp,
+        }
+    }
+    /// The template a WhatsApp campaign sends; null for call campaigns.
+    async fn template(&self) -> Option<CampaignTemplate> {
+        Some(CampaignTemplate {
+            name: self.0.template_name.clone()?,
+            language: self.0.template_language.clone()?,
+            parameter_columns: self
+                .0
+                .template_parameters
+                .clone()
+                .and_then(|v| serde_json::from_value(v).ok())
+                .unwrap_or_default(),
+        })
     }
     /// Why it is PAUSED ("paused by request", or the circuit breaker's reason).
     async fn paused_reason(&self) -> Option<&str> {
@@ -387,6 +467,11 @@ impl QueueItem {
             .await
             .gql()?
             .map(Customer))
+    }
+    /// WhatsApp campaigns: Meta's id of the message sent (its delivery status is on the
+    /// customer's `whatsappMessages`; a message that fails later fails the item).
+    async fn wamid(&self) -> Option<&str> {
+        self.0.wamid.as_deref()
     }
     /// Its latest call, if one was placed.
     async fn call(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Call>> {

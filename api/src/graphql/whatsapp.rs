@@ -18,6 +18,9 @@ pub struct WhatsAppConnection {
     pub business_account_id: String,
     /// Give Meta this as the callback URL, with the verify token.
     pub webhook_url: String,
+    /// Messages per second template campaigns send from this number at most (default 80,
+    /// Meta's standard throughput; `setWhatsAppMessagingRate` changes it).
+    pub messages_per_second: i32,
     /// Why Meta refuses the access token; null while it works. Connect again to clear it.
     pub broken_reason: Option<String>,
     /// Since when it is broken.
@@ -36,6 +39,7 @@ impl From<whatsapp::WhatsAppConnection> for WhatsAppConnection {
             phone_number_id: c.phone_number_id,
             business_account_id: c.business_account_id,
             webhook_url: c.webhook_url,
+            messages_per_second: c.messages_per_second,
             broken_reason: c.broken_reason,
             broken_at: c.broken_at,
             templates_synced_at: c.templates_synced_at,
@@ -150,6 +154,9 @@ pub struct ConnectWhatsAppInput {
     pub app_secret: String,
     /// The token Meta's verification request must carry; kept only as a hash.
     pub verify_token: String,
+    /// Messages per second campaigns may send from this number, 1 to 1000 (default 80,
+    /// or unchanged on a reconnect).
+    pub messages_per_second: Option<i32>,
 }
 
 /// WhatsApp's part of the query root.
@@ -208,7 +215,26 @@ impl WhatsAppMutation {
                 access_token: input.access_token,
                 app_secret: input.app_secret,
                 verify_token: input.verify_token,
+                messages_per_second: input.messages_per_second,
             },
+        )
+        .await
+        .gql()?
+        .into())
+    }
+
+    /// How many messages per second template campaigns send from the number (ADMIN), 1
+    /// to 1000: at most the throughput Meta grants it.
+    async fn set_whats_app_messaging_rate(
+        &self,
+        ctx: &Context<'_>,
+        messages_per_second: i32,
+    ) -> async_graphql::Result<WhatsAppConnection> {
+        Ok(whatsapp::set_rate(
+            db(ctx)?,
+            services(ctx)?.whatsapp(),
+            scope(ctx)?,
+            messages_per_second,
         )
         .await
         .gql()?

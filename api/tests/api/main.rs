@@ -29,4 +29,5 @@ mod tenancy;
 mod twenty_fake;
 mod webhooks;
 mod whatsapp;
+mod whatsapp_campaigns;
 mod wsclient;

@@ -13,11 +13,11 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 use crate::common::{TestApp, code};
 use domain::testdb::Backend;
 
-const PHONE_ID: &str = "109876543210";
-const WABA: &str = "209876543210";
-const TOKEN: &str = "EAAG-good-token";
-const SECRET: &str = "app-secret-123";
-const VERIFY: &str = "verify-me-please";
+pub(crate) const PHONE_ID: &str = "109876543210";
+pub(crate) const WABA: &str = "209876543210";
+pub(crate) const TOKEN: &str = "EAAG-good-token";
+pub(crate) const SECRET: &str = "app-secret-123";
+pub(crate) const VERIFY: &str = "verify-me-please";
 
 const CONNECT: &str = "mutation($i: ConnectWhatsAppInput!) { connectWhatsApp(input: $i) { phoneNumberId businessAccountId webhookUrl brokenReason templatesSyncedAt } }";
 const SEND: &str = "mutation($c: ID!, $t: String!) { sendWhatsAppMessage(customerId: $c, text: $t) { id wamid direction kind text status at } }";
@@ -83,7 +83,7 @@ impl wiremock::Respond for Accepted {
     }
 }
 
-fn sign(body: &str, secret: &str) -> String {
+pub(crate) fn sign(body: &str, secret: &str) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
     mac.update(body.as_bytes());
     let bytes = mac.finalize().into_bytes();
@@ -105,7 +105,7 @@ async fn post(app: &TestApp, path: &str, body: &str, signature: Option<String>) 
     (status, res.json().await.unwrap_or(Value::Null))
 }
 
-fn messages_event(value: Value) -> String {
+pub(crate) fn messages_event(value: Value) -> String {
     json!({
         "object": "whatsapp_business_account",
         "entry": [ { "id": WABA, "changes": [ { "field": "messages", "value": value } ] } ]

@@ -43,6 +43,9 @@ pub(crate) async fn run(services: &Services, campaign_id: Uuid) -> anyhow::Resul
     if c.status != CampaignStatus::Running {
         return Ok(Outcome::Done);
     }
+    if service::Channel::of(&c) == service::Channel::WhatsApp {
+        return super::messaging::run(services, &c).await;
+    }
     let agent = match c.agent_id {
         Some(id) => agent::Entity::find_by_id(id).one(db).await?,
         None => None,
@@ -151,29 +154,59 @@ async fn dispatch_round(
 ) -> anyhow::Result<usize> {
     let db = services.db();
     let txn = crate::db::begin_write(db).await?;
-    let dialect = Dialect::of(&txn);
+    let items = due_items(&txn, c, room, now).await?;
+    if items.is_empty() {
+        return Ok(0);
+    }
+    let to_dial = screen(&txn, c, items, room, now).await?;
+    let dialled = to_dial.len();
+    let after = queue_calls(&txn, services, c, agent, &to_dial, now).await?;
+    txn.commit().await?;
+    if dialled > 0 {
+        jobs::wake(PlaceCalls::LANE);
+    }
+    after.run(&**services.events()).await;
+    Ok(dialled)
+}
+
+/// Due PENDING items, oldest first, locked for this round (others skip them). Items
+/// outside their window are moved to its opening, so a round looks at a few more than it
+/// may take.
+pub(crate) async fn due_items<C: ConnectionTrait>(
+    txn: &C,
+    c: &campaign::Model,
+    room: i64,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Vec<campaign_item::Model>> {
     let mut b = Binder::new(txn.get_database_backend());
-    // Items outside their window are moved to its opening, so a round looks at a few more
-    // than it may dial.
     let sql = format!(
         "SELECT * FROM campaign_items WHERE campaign_id = {} AND status = 'PENDING' AND next_attempt_at <= {} \
          ORDER BY next_attempt_at, id LIMIT {}{}",
         b.bind(c.id),
         b.bind(now),
         room * 2,
-        dialect.skip_locked()
+        Dialect::of(txn).skip_locked()
     );
-    let items = campaign_item::Entity::find()
+    campaign_item::Entity::find()
         .from_raw_sql(b.statement(sql))
-        .all(&txn)
+        .all(txn)
         .await
-        .context("claiming due items")?;
-    if items.is_empty() {
-        return Ok(0);
-    }
+        .context("claiming due items")
+}
+
+/// Of `items`, those that may be contacted now (at most `room`), with their customer. The
+/// others are skipped (the number or the customer asked not to be contacted) or moved to
+/// their window's next opening, in the caller's transaction.
+pub(crate) async fn screen<C: ConnectionTrait>(
+    txn: &C,
+    c: &campaign::Model,
+    items: Vec<campaign_item::Model>,
+    room: i64,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Vec<(campaign_item::Model, Option<Uuid>)>> {
     let phones: Vec<&str> = items.iter().map(|i| i.phone_number.as_str()).collect();
-    let listed = listed_numbers(&txn, c.tenant_id, &phones).await?;
-    let customers = customers_by_phone(&txn, c.tenant_id, &phones).await?;
+    let listed = listed_numbers(txn, c.tenant_id, &phones).await?;
+    let customers = customers_by_phone(txn, c.tenant_id, &phones).await?;
     let window = window_of(c);
     let fallback = parse_zone(&c.timezone).unwrap_or(chrono_tz::UTC);
     let mut to_dial = Vec::new();
@@ -189,7 +222,7 @@ async fn dispatch_round(
             None
         };
         if let Some(reason) = skip {
-            set_item(&txn, item.id, "SKIPPED", Some(reason), None, now).await?;
+            set_item(txn, item.id, "SKIPPED", Some(reason), None, now).await?;
             continue;
         }
         if let Some(w) = &window {
@@ -204,10 +237,10 @@ async fn dispatch_round(
             }
             if !w.open(&zones, now) {
                 match w.next_open(&zones, now) {
-                    Some(at) => set_next(&txn, item.id, at, now).await?,
+                    Some(at) => set_next(txn, item.id, at, now).await?,
                     None => {
                         set_item(
-                            &txn,
+                            txn,
                             item.id,
                             "SKIPPED",
                             Some("the number's time zones are never all inside the calling window"),
@@ -226,14 +259,7 @@ async fn dispatch_round(
         let customer = customers.get(&item.phone_number).map(|x| x.0);
         to_dial.push((item, customer));
     }
-    let dialled = to_dial.len();
-    let after = queue_calls(&txn, services, c, agent, &to_dial, now).await?;
-    txn.commit().await?;
-    if dialled > 0 {
-        jobs::wake(PlaceCalls::LANE);
-    }
-    after.run(&**services.events()).await;
-    Ok(dialled)
+    Ok(to_dial)
 }
 
 async fn set_item<C: ConnectionTrait>(

@@ -49,6 +49,8 @@ pub enum RowProblem {
     CustomerDoNotCall,
     UnknownTimezone,
     TooLarge,
+    /// A WhatsApp campaign's row without a value for one of the template's parameters.
+    MissingParameter,
 }
 
 impl RowProblem {
@@ -62,6 +64,7 @@ impl RowProblem {
             RowProblem::CustomerDoNotCall => "CUSTOMER_DO_NOT_CALL",
             RowProblem::UnknownTimezone => "UNKNOWN_TIMEZONE",
             RowProblem::TooLarge => "TOO_LARGE",
+            RowProblem::MissingParameter => "MISSING_PARAMETER",
         }
     }
 
@@ -73,7 +76,10 @@ impl RowProblem {
             RowProblem::DoNotCallList => "on the do-not-call list",
             RowProblem::CustomerDoNotCall => "customer marked DO_NOT_CALL",
             RowProblem::UnknownTimezone => "unknown timezone",
-            RowProblem::TooLarge => "row too large (variables over 8 KiB)",
+            RowProblem::TooLarge => {
+                "row too large (variables over 8 KiB, or a parameter over 1024 characters)"
+            }
+            RowProblem::MissingParameter => "a template parameter's column is empty",
         }
     }
 }
@@ -109,7 +115,13 @@ struct Columns {
     zone: Option<usize>,
     /// (index, header as written) of every other column.
     others: Vec<(usize, String)>,
+    /// (index, name as the campaign gives it) of the columns that fill a template's
+    /// parameters; each row must have them.
+    parameters: Vec<(usize, String)>,
 }
+
+/// The longest template parameter a row may give.
+pub const MAX_PARAMETER_CHARS: usize = 1024;
 
 fn normalise(h: &str) -> String {
     h.trim()
@@ -158,6 +170,7 @@ impl Columns {
             email,
             zone,
             others,
+            parameters: Vec::new(),
         })
     }
 }
@@ -328,6 +341,35 @@ impl<'a> Rows<'a> {
         })
     }
 
+    /// Makes every row need a value in each of `names` (columns, matched like headers),
+    /// kept in its variables under the name as given; a name the header lacks is an error
+    /// for the whole file.
+    pub fn require_columns(&mut self, headers: &[String]) -> DomainResult<()> {
+        let names: Vec<String> = self
+            .reader
+            .headers()
+            .map_err(|e| DomainError::invalid("csv", format!("the header cannot be read: {e}")))?
+            .iter()
+            .map(normalise)
+            .collect();
+        for wanted in headers {
+            let i = names
+                .iter()
+                .position(|n| *n == normalise(wanted))
+                .ok_or_else(|| {
+                    DomainError::invalid(
+                        "csv",
+                        format!(
+                            "no column named {:?} for a template parameter",
+                            wanted.chars().take(64).collect::<String>()
+                        ),
+                    )
+                })?;
+            self.columns.parameters.push((i, wanted.clone()));
+        }
+        Ok(())
+    }
+
     /// The next row, `None` at the end.
     pub fn next_row(&mut self) -> DomainResult<Option<Parsed>> {
         loop {
@@ -393,6 +435,17 @@ impl<'a> Rows<'a> {
         for (i, header) in &c.others {
             if let Some(v) = field(Some(*i)) {
                 vars.insert(header.clone(), Value::String(v.to_owned()));
+            }
+        }
+        for (i, key) in &c.parameters {
+            match field(Some(*i)) {
+                None => return reject(RowProblem::MissingParameter),
+                Some(v) if v.chars().count() > MAX_PARAMETER_CHARS => {
+                    return reject(RowProblem::TooLarge);
+                }
+                Some(v) => {
+                    vars.insert(key.clone(), Value::String(v.to_owned()));
+                }
             }
         }
         if let Some(n) = &name {
@@ -475,6 +528,35 @@ mod tests {
         assert_eq!(ok[0].timezone.as_deref(), Some("Asia/Kolkata"));
         let (_, bad) = all(b"number,tz\n2125550104,Mars/Olympus\n").unwrap();
         assert_eq!(bad[0].problem, RowProblem::UnknownTimezone);
+    }
+
+    #[test]
+    fn template_parameters_are_required_per_row() {
+        let csv = "Phone,First Name,amount\n2125550101,Ada,12\n2125550102,,13\n2125550103,Bo,\n";
+        let mut rows = Rows::open(csv.as_bytes(), Region::parse("US").unwrap()).unwrap();
+        rows.require_columns(&["first_name".into(), "Amount".into()])
+            .unwrap();
+        let mut ok = Vec::new();
+        let mut bad = Vec::new();
+        while let Some(p) = rows.next_row().unwrap() {
+            match p {
+                Parsed::Row(r) => ok.push(r),
+                Parsed::Rejected(e) => bad.push((e.line, e.problem)),
+            }
+        }
+        assert_eq!(ok.len(), 1);
+        let vars = ok[0].variables.as_ref().unwrap();
+        assert_eq!(vars["first_name"], "Ada");
+        assert_eq!(vars["Amount"], "12");
+        assert_eq!(
+            bad,
+            [
+                (3, RowProblem::MissingParameter),
+                (4, RowProblem::MissingParameter)
+            ]
+        );
+        let mut rows = Rows::open(csv.as_bytes(), Region::parse("US").unwrap()).unwrap();
+        assert!(rows.require_columns(&["coupon".into()]).is_err());
     }
 
     #[test]

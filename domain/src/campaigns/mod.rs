@@ -9,13 +9,14 @@ pub mod dispatch;
 pub mod finish;
 pub mod import;
 pub mod jobs;
+mod messaging;
 pub(crate) mod repo;
 pub mod service;
 pub mod window;
 
 pub use import::{MAX_FILE_BYTES, RowError, RowProblem};
 pub use service::{
-    CreateCampaign, ImportReport, Stats, by_ids, cancel, count, create, get, items, list,
-    outcome_counts, pause, resume, start, stats,
+    Channel, CreateCampaign, ImportReport, Stats, TemplateChoice, by_ids, cancel, count, create,
+    get, items, list, outcome_counts, pause, resume, start, stats,
 };
 pub use window::CallingWindow;

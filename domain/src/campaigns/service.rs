@@ -38,10 +38,50 @@ pub const DEFAULT_RETRY_ON: [CallStatus; 4] = [
     CallStatus::Error,
 ];
 
+/// How a campaign reaches its recipients.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Channel {
+    /// An agent phones each recipient.
+    #[default]
+    Call,
+    /// An approved WhatsApp template is sent to each recipient.
+    WhatsApp,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Call => "CALL",
+            Channel::WhatsApp => "WHATSAPP",
+        }
+    }
+
+    pub fn of(c: &campaign::Model) -> Channel {
+        if c.channel == "WHATSAPP" {
+            Channel::WhatsApp
+        } else {
+            Channel::Call
+        }
+    }
+}
+
+/// The template a WhatsApp campaign sends, and the CSV columns that fill its parameters
+/// in order.
+#[derive(Debug, Clone, Default)]
+pub struct TemplateChoice {
+    pub name: String,
+    pub language: String,
+    pub parameter_columns: Vec<String>,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct CreateCampaign {
     pub name: String,
-    pub agent_id: Uuid,
+    pub channel: Channel,
+    /// Required for call campaigns; WhatsApp campaigns have none.
+    pub agent_id: Option<Uuid>,
+    /// Required for WhatsApp campaigns.
+    pub template: Option<TemplateChoice>,
     pub concurrency_limit: Option<i32>,
     pub max_attempts: Option<i32>,
     /// One delay for every retry, or one per retry (the last repeats), in minutes.
@@ -128,6 +168,21 @@ fn validate(scope: &TenantScope, input: &CreateCampaign) -> DomainResult<()> {
     if let Some(w) = &input.calling_window {
         Window::parse(w)?;
     }
+    if let Some(t) = &input.template
+        && (t.name.trim().is_empty()
+            || t.name.len() > 512
+            || t.language.trim().is_empty()
+            || t.language.len() > 20
+            || t.parameter_columns.len() > 100
+            || t.parameter_columns
+                .iter()
+                .any(|c| c.trim().is_empty() || c.len() > 200))
+    {
+        return Err(DomainError::invalid(
+            "template",
+            "a name (at most 512 bytes), a language code (at most 20) and at most 100 parameter columns of 1 to 200 bytes",
+        ));
+    }
     if let Some(tz) = &input.timezone
         && parse_zone(tz).is_none()
     {
@@ -152,13 +207,56 @@ pub async fn create(
     scope.require(Role::Member)?;
     validate(scope, &input)?;
     let db = services.db();
-    let agent = crate::agents::get(db, scope, input.agent_id)
-        .await
-        .map_err(|e| match e {
-            DomainError::NotFound { .. } => DomainError::invalid("agentId", "agent not found"),
-            other => other,
-        })?;
     let mut rows = Rows::open(csv, scope.region())?;
+    let agent_id = match (input.channel, input.agent_id, &input.template) {
+        (Channel::Call, Some(id), None) => {
+            let agent = crate::agents::get(db, scope, id)
+                .await
+                .map_err(|e| match e {
+                    DomainError::NotFound { .. } => {
+                        DomainError::invalid("agentId", "agent not found")
+                    }
+                    other => other,
+                })?;
+            Some(agent.id)
+        }
+        (Channel::Call, None, _) => {
+            return Err(DomainError::invalid(
+                "agentId",
+                "a call campaign needs the agent that places its calls",
+            ));
+        }
+        (Channel::Call, Some(_), Some(_)) => {
+            return Err(DomainError::invalid(
+                "template",
+                "only WhatsApp campaigns send a template (channel: WHATSAPP)",
+            ));
+        }
+        (Channel::WhatsApp, Some(_), _) => {
+            return Err(DomainError::invalid(
+                "agentId",
+                "a WhatsApp campaign sends a template; it has no agent",
+            ));
+        }
+        (Channel::WhatsApp, None, None) => {
+            return Err(DomainError::invalid(
+                "template",
+                "a WhatsApp campaign needs the template it sends",
+            ));
+        }
+        (Channel::WhatsApp, None, Some(t)) => {
+            crate::whatsapp::check_campaign_template(
+                db,
+                scope.tenant_id(),
+                &t.name,
+                &t.language,
+                t.parameter_columns.len(),
+            )
+            .await?;
+            rows.require_columns(&t.parameter_columns)?;
+            None
+        }
+    };
     let tenant = entity::tenant::Entity::find_by_id(scope.tenant_id())
         .one(db)
         .await?
@@ -179,8 +277,12 @@ pub async fn create(
     let model = campaign::Model {
         id: Uuid::now_v7(),
         tenant_id: scope.tenant_id(),
-        agent_id: Some(agent.id),
+        agent_id,
         name: input.name.trim().to_owned(),
+        channel: input.channel.as_str().to_owned(),
+        template_name: input.template.as_ref().map(|t| t.name.clone()),
+        template_language: input.template.as_ref().map(|t| t.language.clone()),
+        template_parameters: input.template.as_ref().map(|t| json!(t.parameter_columns)),
         status: CampaignStatus::Draft,
         concurrency_limit: input
             .concurrency_limit

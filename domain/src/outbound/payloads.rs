@@ -79,6 +79,7 @@ pub fn campaign_item(i: &campaign_item::Model) -> Value {
         "attempts": i.attempts,
         "lastError": i.last_error,
         "callId": i.call_id,
+        "wamid": i.wamid,
     })
 }
 

@@ -19,7 +19,15 @@ pub struct ConnectWhatsApp {
     pub access_token: String,
     pub app_secret: String,
     pub verify_token: String,
+    /// Messages per second this number may send (default [`DEFAULT_RATE`], Meta's
+    /// standard throughput); campaigns are paced to it.
+    pub messages_per_second: Option<i32>,
 }
+
+/// Meta's standard throughput for a business number, in messages per second.
+pub const DEFAULT_RATE: i32 = 80;
+/// The most a number may be set to send per second (Meta's highest tier).
+pub const MAX_RATE: i32 = 1000;
 
 /// A connection as the API shows it: never a secret.
 #[derive(Debug, Clone)]
@@ -28,6 +36,8 @@ pub struct WhatsAppConnection {
     pub business_account_id: String,
     /// Give Meta this as the callback URL (with the verify token).
     pub webhook_url: String,
+    /// Messages per second campaigns send from this number at most.
+    pub messages_per_second: i32,
     /// Why Meta refuses the token, until the next connect.
     pub broken_reason: Option<String>,
     pub broken_at: Option<DateTime<Utc>>,
@@ -78,6 +88,15 @@ pub async fn connect(
     let token = secret_field("accessToken", &input.access_token, 4000)?;
     let secret = secret_field("appSecret", &input.app_secret, 200)?;
     let verify = secret_field("verifyToken", &input.verify_token, 200)?;
+    let input_rate = input.messages_per_second;
+    if let Some(r) = input_rate
+        && !(1..=MAX_RATE).contains(&r)
+    {
+        return Err(DomainError::invalid(
+            "messagesPerSecond",
+            format!("must be 1 to {MAX_RATE}"),
+        ));
+    }
     let listed = match list_templates(wa, &business_account_id, &token).await {
         Ok(t) => t,
         Err(MetaError::Auth { message, .. }) => {
@@ -117,6 +136,10 @@ pub async fn connect(
             a.broken_reason = Set(None);
             a.broken_at = Set(None);
             a.templates_synced_at = Set(Some(now));
+            if let Some(r) = input_rate {
+                a.messages_per_second = Set(r);
+            }
+            a.throttle_level = Set(0);
             a.updated_at = Set(now);
             a.update(&txn).await?
         }
@@ -132,6 +155,9 @@ pub async fn connect(
                 broken_reason: Set(None),
                 broken_at: Set(None),
                 templates_synced_at: Set(Some(now)),
+                messages_per_second: Set(input_rate.unwrap_or(DEFAULT_RATE)),
+                next_send_at: Set(None),
+                throttle_level: Set(0),
                 created_at: Set(now),
                 updated_at: Set(now),
             }
@@ -143,6 +169,26 @@ pub async fn connect(
     txn.commit().await?;
     tracing::info!(tenant.id = %tenant, templates = listed.len(), "WhatsApp connected");
     Ok(view(wa, model))
+}
+
+/// Sets how many messages per second campaigns send from the tenant's number (ADMIN).
+pub async fn set_rate(
+    db: &DatabaseConnection,
+    wa: &WhatsApp,
+    scope: &TenantScope,
+    messages_per_second: i32,
+) -> DomainResult<WhatsAppConnection> {
+    scope.require(Role::Admin)?;
+    if !(1..=MAX_RATE).contains(&messages_per_second) {
+        return Err(DomainError::invalid(
+            "messagesPerSecond",
+            format!("must be 1 to {MAX_RATE}"),
+        ));
+    }
+    let mut a: whatsapp_connection::ActiveModel = load(db, scope.tenant_id()).await?.into();
+    a.messages_per_second = Set(messages_per_second);
+    a.updated_at = Set(Utc::now());
+    Ok(view(wa, a.update(db).await?))
 }
 
 /// The tenant's connection, if any (any role: nothing secret is shown).
@@ -180,6 +226,7 @@ fn view(wa: &WhatsApp, m: whatsapp_connection::Model) -> WhatsAppConnection {
         phone_number_id: m.phone_number_id,
         business_account_id: m.business_account_id,
         broken_reason: m.broken_reason,
+        messages_per_second: m.messages_per_second,
         broken_at: m.broken_at,
         templates_synced_at: m.templates_synced_at,
         created_at: m.created_at,

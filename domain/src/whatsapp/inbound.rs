@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::WhatsApp;
 use super::connection::secret_context;
-use super::messages::{apply_inbound, apply_statuses, publish};
+use super::messages::{apply_inbound, apply_statuses, fail_items, publish};
 use super::templates::status_update;
 use crate::phone::Region;
 use crate::tenancy::{hash_key, secrets_match};
@@ -147,6 +147,7 @@ pub async fn receive(
         .map_err(|e| InboundError::Unavailable(e.to_string()))?;
     let mut received = Received::default();
     let mut moved = Vec::new();
+    let mut campaigns = Vec::new();
     for change in changes {
         let value = &change["value"];
         match change["field"].as_str() {
@@ -164,6 +165,11 @@ pub async fn receive(
                     .await
                     .map_err(unavailable)?;
                 received.statuses += changed.len();
+                campaigns.extend(
+                    fail_items(&txn, conn.tenant_id, &changed)
+                        .await
+                        .map_err(unavailable)?,
+                );
                 moved.extend(changed);
             }
             Some("message_template_status_update") => {
@@ -182,6 +188,17 @@ pub async fn receive(
         crate::jobs::wake(crate::jobs::Lane::Webhooks);
     }
     publish(events, &moved).await;
+    campaigns.dedup();
+    for campaign_id in campaigns {
+        let progress = crate::events::Event::CampaignProgress {
+            tenant_id: conn.tenant_id,
+            campaign_id,
+            at: chrono::Utc::now(),
+        };
+        if let Err(e) = events.publish(progress).await {
+            tracing::warn!(error = %e, "could not publish campaign progress");
+        }
+    }
     Ok(received)
 }
 

@@ -254,7 +254,7 @@ pub(crate) async fn apply_statuses<C: ConnectionTrait>(
             b.bind(status.as_str()),
             b.bind(status.rank()),
             b.bind(code),
-            b.bind(title),
+            b.bind(title.clone()),
             b.bind(Utc::now()),
             b.bind(tenant),
             b.bind(wamid),
@@ -266,9 +266,88 @@ pub(crate) async fn apply_statuses<C: ConnectionTrait>(
             .await?
         {
             out.push(row);
+            continue;
+        }
+        // A status can beat the answer to the send itself: kept with only its status, and
+        // with no customer, so a message another tool sent on this number stays out of
+        // every history. The send's own record fills in the rest.
+        let customer_id: Option<Uuid> = None;
+        let now = Utc::now();
+        let mut b = Binder::new(conn.get_database_backend());
+        let sql = format!(
+            "INSERT INTO whatsapp_messages (id, tenant_id, customer_id, direction, wamid, kind, body, payload, \
+             status, status_rank, error_code, error_title, template_name, sent_at, created_at, updated_at) \
+             VALUES {} ON CONFLICT (tenant_id, wamid) DO NOTHING RETURNING *",
+            b.row([
+                Uuid::now_v7().into(),
+                tenant.into(),
+                customer_id.into(),
+                Direction::Outbound.as_str().into(),
+                wamid.to_owned().into(),
+                "unknown".into(),
+                Option::<String>::None.into(),
+                Option::<Value>::None.into(),
+                status.as_str().into(),
+                status.rank().into(),
+                code.into(),
+                title.into(),
+                Option::<String>::None.into(),
+                meta_time(&s["timestamp"]).into(),
+                now.into(),
+                now.into(),
+            ])
+        );
+        if let Some(row) = whatsapp_message::Entity::find()
+            .from_raw_sql(b.statement(sql))
+            .one(conn)
+            .await?
+        {
+            out.push(row);
         }
     }
     Ok(out)
+}
+
+/// Campaign items whose message failed after Meta accepted it (undeliverable, outside
+/// the window...) fail too, with Meta's reason. The campaigns they belong to.
+pub(crate) async fn fail_items<C: ConnectionTrait>(
+    conn: &C,
+    tenant: Uuid,
+    moved: &[whatsapp_message::Model],
+) -> DomainResult<Vec<Uuid>> {
+    let mut campaigns = Vec::new();
+    for m in moved {
+        let Some(item) = m.campaign_item_id.filter(|_| m.status == "FAILED") else {
+            continue;
+        };
+        let reason = failure_reason(m);
+        let mut b = Binder::new(conn.get_database_backend());
+        let sql = format!(
+            "UPDATE campaign_items SET status = 'FAILED', last_error = {}, updated_at = {} \
+             WHERE id = {} AND tenant_id = {} AND status = 'COMPLETED' RETURNING campaign_id",
+            b.bind(reason),
+            b.bind(Utc::now()),
+            b.bind(item),
+            b.bind(tenant)
+        );
+        if let Some(row) = conn.query_one_raw(b.statement(sql)).await? {
+            let id: Uuid = row.try_get("", "campaign_id")?;
+            if !campaigns.contains(&id) {
+                campaigns.push(id);
+            }
+        }
+    }
+    Ok(campaigns)
+}
+
+/// A failed message's reason as a queue item shows it.
+pub(crate) fn failure_reason(m: &whatsapp_message::Model) -> String {
+    match (&m.error_code, &m.error_title) {
+        (Some(code), Some(title)) => format!("FAILED (code {code}): {title}"),
+        (Some(code), None) => format!("FAILED (code {code})"),
+        (None, Some(title)) => format!("FAILED: {title}"),
+        (None, None) => "FAILED".to_owned(),
+    }
 }
 
 /// When the customer's 24-hour window ends (or ended); `None` if they never wrote.
@@ -399,38 +478,71 @@ async fn deliver(
         }
         Err(e) => return Err(DomainError::invalid(out.field, e.to_string())),
     };
-    let now = Utc::now();
-    let mut b = Binder::new(db.get_database_backend());
+    let sent = Sent {
+        tenant,
+        customer_id: Some(customer.id),
+        wamid,
+        kind: out.kind,
+        body: out.body,
+        template_name: out.template_name,
+        campaign_item_id: None,
+    };
+    let model = record_sent(db, sent, Utc::now()).await?;
+    publish(events, std::slice::from_ref(&model)).await;
+    Ok(model)
+}
+
+/// A message Meta accepted, to store.
+pub(crate) struct Sent {
+    pub tenant: Uuid,
+    pub customer_id: Option<Uuid>,
+    pub wamid: String,
+    pub kind: &'static str,
+    pub body: Option<String>,
+    pub template_name: Option<String>,
+    pub campaign_item_id: Option<Uuid>,
+}
+
+/// Stores a message Meta accepted (ACCEPTED). A status that beat the answer here left a
+/// row with only its status: what was sent is filled in, the status is kept.
+pub(crate) async fn record_sent<C: ConnectionTrait>(
+    conn: &C,
+    sent: Sent,
+    now: DateTime<Utc>,
+) -> DomainResult<whatsapp_message::Model> {
+    let mut b = Binder::new(conn.get_database_backend());
     let sql = format!(
         "INSERT INTO whatsapp_messages (id, tenant_id, customer_id, direction, wamid, kind, body, payload, \
-         status, status_rank, error_code, error_title, template_name, sent_at, created_at, updated_at) \
-         VALUES {} ON CONFLICT (tenant_id, wamid) DO UPDATE SET body = excluded.body RETURNING *",
+         status, status_rank, error_code, error_title, template_name, campaign_item_id, sent_at, created_at, updated_at) \
+         VALUES {} ON CONFLICT (tenant_id, wamid) DO UPDATE SET body = excluded.body, kind = excluded.kind, \
+         customer_id = COALESCE(excluded.customer_id, whatsapp_messages.customer_id), \
+         template_name = excluded.template_name, campaign_item_id = excluded.campaign_item_id, \
+         sent_at = excluded.sent_at RETURNING *",
         b.row([
             Uuid::now_v7().into(),
-            tenant.into(),
-            Some(customer.id).into(),
+            sent.tenant.into(),
+            sent.customer_id.into(),
             Direction::Outbound.as_str().into(),
-            wamid.into(),
-            out.kind.into(),
-            out.body.into(),
+            sent.wamid.into(),
+            sent.kind.into(),
+            sent.body.into(),
             Option::<Value>::None.into(),
             MessageStatus::Accepted.as_str().into(),
             MessageStatus::Accepted.rank().into(),
             Option::<i32>::None.into(),
             Option::<String>::None.into(),
-            out.template_name.into(),
+            sent.template_name.into(),
+            sent.campaign_item_id.into(),
             now.into(),
             now.into(),
             now.into(),
         ])
     );
-    let model = whatsapp_message::Entity::find()
+    whatsapp_message::Entity::find()
         .from_raw_sql(b.statement(sql))
-        .one(db)
+        .one(conn)
         .await?
-        .ok_or_else(|| DomainError::Internal("the message was not stored".into()))?;
-    publish(events, std::slice::from_ref(&model)).await;
-    Ok(model)
+        .ok_or_else(|| DomainError::Internal("the message was not stored".into()))
 }
 
 /// Most parameters a template send may carry, and the longest one.
@@ -494,27 +606,7 @@ pub async fn send_template(
             format!("the WhatsApp connection is broken ({reason}); connect again"),
         ));
     }
-    let template = entity::whatsapp_template::Entity::find()
-        .filter(entity::whatsapp_template::Column::TenantId.eq(tenant))
-        .filter(entity::whatsapp_template::Column::Name.eq(name))
-        .filter(entity::whatsapp_template::Column::Language.eq(language))
-        .one(db)
-        .await?
-        .ok_or_else(|| {
-            DomainError::invalid(
-                "name",
-                "no such template in this language (syncWhatsAppTemplates reads them again)",
-            )
-        })?;
-    if template.status != "APPROVED" {
-        return Err(DomainError::invalid(
-            "name",
-            format!(
-                "the template is {}; only APPROVED templates can be sent",
-                template.status
-            ),
-        ));
-    }
+    let template = super::templates::approved(db, tenant, name, language, "name").await?;
     if parameters.len() != template.parameter_count as usize {
         return Err(DomainError::invalid(
             "parameters",
@@ -524,14 +616,6 @@ pub async fn send_template(
                 parameters.len()
             ),
         ));
-    }
-    let mut body = json!({ "name": template.name, "language": { "code": template.language } });
-    if !parameters.is_empty() {
-        let values: Vec<Value> = parameters
-            .iter()
-            .map(|p| json!({ "type": "text", "text": printable_text(p.trim()) }))
-            .collect();
-        body["components"] = json!([{ "type": "body", "parameters": values }]);
     }
     let out = Outgoing {
         kind: "template",
@@ -545,10 +629,26 @@ pub async fn send_template(
         events,
         &conn,
         &customer,
-        json!({ "type": "template", "template": body }),
+        template_message(&template, parameters),
         out,
     )
     .await
+}
+
+/// A template message with its body parameters, in order.
+pub(crate) fn template_message(
+    template: &entity::whatsapp_template::Model,
+    parameters: &[String],
+) -> Value {
+    let mut body = json!({ "name": template.name, "language": { "code": template.language } });
+    if !parameters.is_empty() {
+        let values: Vec<Value> = parameters
+            .iter()
+            .map(|p| json!({ "type": "text", "text": printable_text(p.trim()) }))
+            .collect();
+        body["components"] = json!([{ "type": "body", "parameters": values }]);
+    }
+    json!({ "type": "template", "template": body })
 }
 
 /// Marks the connection broken and tells integrators (`whatsapp.connection_failing`),

@@ -9,18 +9,23 @@
 //! - `messages`: messages in and out, statuses that converge whatever their order, the
 //!   24-hour customer-service window, free-form replies.
 //! - `templates`: the account's templates, synced and kept current by webhooks.
+//! - `pacer`: the per-number messaging rate template campaigns are sent under (the
+//!   campaign engine sends them: `campaigns::messaging`).
 
-mod cloud;
-mod connection;
+pub(crate) mod cloud;
+pub(crate) mod connection;
 mod inbound;
-mod messages;
-mod templates;
+pub(crate) mod messages;
+pub(crate) mod pacer;
+pub(crate) mod templates;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use cloud::MetaError;
-pub use connection::{ConnectWhatsApp, WhatsAppConnection, connect, get};
+pub use connection::{
+    ConnectWhatsApp, DEFAULT_RATE, MAX_RATE, WhatsAppConnection, connect, get, set_rate,
+};
 pub use inbound::{InboundError, Received, receive, verify_subscription};
 pub use messages::{
     Direction, MessageStatus, TemplateSend, WINDOW_HOURS, messages_of, send_template, send_text,
@@ -33,6 +38,29 @@ use crate::http::{HttpClient, RetryPolicy};
 use crate::net::OutboundPolicy;
 use crate::secrets::Cipher;
 use crate::settings::Settings;
+
+/// Whether a WhatsApp campaign may send this template with this many parameter columns:
+/// the tenant is connected, the template is APPROVED and takes exactly that many.
+pub(crate) async fn check_campaign_template(
+    db: &sea_orm::DatabaseConnection,
+    tenant: uuid::Uuid,
+    name: &str,
+    language: &str,
+    columns: usize,
+) -> DomainResult<()> {
+    connection::load(db, tenant).await?;
+    let t = templates::approved(db, tenant, name, language, "template").await?;
+    if t.parameter_count as usize != columns {
+        return Err(DomainError::invalid(
+            "template",
+            format!(
+                "the template takes {} parameters; {columns} parameter columns were named",
+                t.parameter_count
+            ),
+        ));
+    }
+    Ok(())
+}
 
 /// What the WhatsApp channel shares at run time.
 #[derive(Clone)]

@@ -183,6 +183,39 @@ pub(crate) async fn status_update<C: ConnectionTrait>(
     Ok(true)
 }
 
+/// The tenant's template of this name and language, if it may be sent (APPROVED); a
+/// refusal saying why otherwise, reported on `field`.
+pub(crate) async fn approved<C: ConnectionTrait>(
+    conn: &C,
+    tenant: Uuid,
+    name: &str,
+    language: &str,
+    field: &'static str,
+) -> DomainResult<whatsapp_template::Model> {
+    let template = whatsapp_template::Entity::find()
+        .filter(whatsapp_template::Column::TenantId.eq(tenant))
+        .filter(whatsapp_template::Column::Name.eq(name))
+        .filter(whatsapp_template::Column::Language.eq(language))
+        .one(conn)
+        .await?
+        .ok_or_else(|| {
+            DomainError::invalid(
+                field,
+                "no such template in this language (syncWhatsAppTemplates reads them again)",
+            )
+        })?;
+    if template.status != "APPROVED" {
+        return Err(DomainError::invalid(
+            field,
+            format!(
+                "the template is {}; only APPROVED templates can be sent",
+                template.status
+            ),
+        ));
+    }
+    Ok(template)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
