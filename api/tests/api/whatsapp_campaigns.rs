@@ -270,6 +270,26 @@ async fn template_campaigns(app: TestApp, log: Log) {
     assert_eq!(dry["rejected"][1]["code"], "DO_NOT_CALL_LIST");
     assert_eq!(dry["doNotCall"], 1);
 
+    // The upload route takes the same, as query parameters.
+    let upload = |query: &str| {
+        app.client
+            .post(app.url(&format!("/campaigns/import?{query}")))
+            .header("content-type", "text/csv")
+            .bearer_auth(&key)
+            .body(csv.clone())
+            .send()
+    };
+    let res = upload("name=Up&channel=WHATSAPP&template.name=order_update&template.parameterColumns=first_name,order&dryRun=true")
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let dry: Value = res.json().await.unwrap();
+    assert_eq!(dry["accepted"], 203, "{dry}");
+    let res = upload("name=Up&channel=SMS&dryRun=true").await.unwrap();
+    assert_eq!(res.status().as_u16(), 400);
+    let refused: Value = res.json().await.unwrap();
+    assert_eq!(refused["errors"][0]["extensions"]["field"], "channel");
+
     let made = app.ok(&key, CREATE, input(json!({}))).await["createCampaign"].clone();
     assert_eq!(made["campaign"]["channel"], "WHATSAPP");
     assert_eq!(

@@ -1,4 +1,4 @@
-//! Campaigns and the tenant's credit: every running campaign of a tenant pauses (reason
+//! Campaigns and the tenant's credit: every running call campaign of a tenant pauses (reason
 //! `balance`) when its credit cannot cover another call, and those campaigns, and only
 //! those, run again when a top-up (or a pricing change) makes room.
 
@@ -34,7 +34,7 @@ async fn move_all<C: ConnectionTrait>(
     };
     let sql = format!(
         "UPDATE campaigns SET status = {}, paused_reason = {}, updated_at = {} \
-         WHERE tenant_id = {} AND status = {}{only_reason} RETURNING *",
+         WHERE tenant_id = {} AND status = {} AND channel = 'CALL'{only_reason} RETURNING *",
         b.bind(to.as_str()),
         b.bind(reason.map(str::to_owned)),
         b.bind(Utc::now()),

@@ -2,7 +2,9 @@
 //! (`service`, `repo`); a dispatcher per running campaign (`dispatch`) turns due items
 //! into calls under the system, tenant and campaign caps, in each recipient's calling
 //! window (`window`); a call's ending finishes or retries its item and feeds the circuit
-//! breaker (`finish`), through the call-transition hook (`jobs`).
+//! breaker (`finish`), through the call-transition hook (`jobs`). WhatsApp campaigns
+//! share the queue, the window and the do-not-contact rules, and send an approved
+//! template to each recipient at the number's messaging rate instead (`messaging`).
 
 pub(crate) mod balance;
 pub mod dispatch;
