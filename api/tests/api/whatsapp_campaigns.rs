@@ -89,6 +89,7 @@ const UNDELIVERABLE: &str = "12125559001";
 const THROTTLED: &str = "12125559002";
 const BAD_PARAMS: &str = "12125559003";
 const EXPIRES: &str = "12125559004";
+const TEMPLATE_PAUSED: &str = "12125559006";
 
 async fn fake_meta(log: Log) -> MockServer {
     let server = MockServer::start().await;
@@ -116,11 +117,7 @@ async fn fake_meta(log: Log) -> MockServer {
     Mock::given(method("POST"))
         .and(path(sends.clone()))
         .and(only(BAD_PARAMS))
-        .respond_with(meta_error(
-            400,
-            132000,
-            "Number of parameters does not match the expected number of params",
-        ))
+        .respond_with(meta_error(400, 131009, "Parameter value is not valid"))
         .with_priority(1)
         .mount(&server)
         .await;
@@ -141,6 +138,19 @@ async fn fake_meta(log: Log) -> MockServer {
             401,
             190,
             "Error validating access token: Session has expired",
+        ))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    // Once, Meta has paused the template (every send would meet it).
+    Mock::given(method("POST"))
+        .and(path(sends.clone()))
+        .and(only(TEMPLATE_PAUSED))
+        .respond_with(meta_error(
+            400,
+            132015,
+            "Template is paused due to low quality",
         ))
         .up_to_n_times(1)
         .with_priority(1)
@@ -373,7 +383,7 @@ async fn template_campaigns(app: TestApp, log: Log) {
         "{undeliverable:?}"
     );
     let bad = item(&all, BAD_PARAMS);
-    assert!(bad.last_error.as_deref().unwrap().contains("132000"));
+    assert!(bad.last_error.as_deref().unwrap().contains("131009"));
     let skipped = item(&all, "12125550007");
     assert_eq!(skipped.status.as_str(), "SKIPPED");
     assert!(log.to("12125550007").is_empty());
@@ -492,6 +502,35 @@ async fn template_campaigns(app: TestApp, log: Log) {
     start(&app, &key, "resume", &expiring).await;
     wait_status(&app, &key, &expiring, "COMPLETED", 30).await;
     assert_eq!(log.to(EXPIRES).len(), 1);
+
+    // A template Meta paused: the campaign pauses saying so, the item keeps its attempt.
+    let paused_tpl = app
+        .ok(
+            &key,
+            CREATE,
+            json!({ "i": { "name": "Paused template", "channel": "WHATSAPP",
+                "csv": format!("phone,first_name,order\n+{TEMPLATE_PAUSED},Pat,P-1\n"),
+                "template": { "name": "order_update", "parameterColumns": ["first_name", "order"] } } }),
+        )
+        .await;
+    let paused_tpl = paused_tpl["createCampaign"]["campaign"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    start(&app, &key, "start", &paused_tpl).await;
+    let paused = wait_status(&app, &key, &paused_tpl, "PAUSED", 30).await;
+    assert!(
+        paused["pausedReason"].as_str().unwrap().contains("132015"),
+        "{paused}"
+    );
+    let waiting = items(&app, &paused_tpl).await;
+    assert_eq!(
+        (waiting[0].status.as_str(), waiting[0].attempts),
+        ("PENDING", 0)
+    );
+    start(&app, &key, "resume", &paused_tpl).await;
+    wait_status(&app, &key, &paused_tpl, "COMPLETED", 30).await;
+    assert_eq!(log.to(TEMPLATE_PAUSED).len(), 1);
     drop(worker);
 }
 

@@ -188,6 +188,7 @@ pub async fn receive(
         crate::jobs::wake(crate::jobs::Lane::Webhooks);
     }
     publish(events, &moved).await;
+    campaigns.sort();
     campaigns.dedup();
     for campaign_id in campaigns {
         let progress = crate::events::Event::CampaignProgress {

@@ -246,42 +246,26 @@ pub(crate) async fn apply_statuses<C: ConnectionTrait>(
                     500,
                 )
             });
-        let mut b = Binder::new(conn.get_database_backend());
-        let sql = format!(
-            "UPDATE whatsapp_messages SET status = {}, status_rank = {}, error_code = COALESCE({}, error_code), \
-             error_title = COALESCE({}, error_title), updated_at = {} \
-             WHERE tenant_id = {} AND wamid = {} AND direction = 'OUTBOUND' AND status_rank < {} RETURNING *",
-            b.bind(status.as_str()),
-            b.bind(status.rank()),
-            b.bind(code),
-            b.bind(title.clone()),
-            b.bind(Utc::now()),
-            b.bind(tenant),
-            b.bind(wamid),
-            b.bind(status.rank()),
-        );
-        if let Some(row) = whatsapp_message::Entity::find()
-            .from_raw_sql(b.statement(sql))
-            .one(conn)
-            .await?
-        {
-            out.push(row);
-            continue;
-        }
-        // A status can beat the answer to the send itself: kept with only its status, and
-        // with no customer, so a message another tool sent on this number stays out of
-        // every history. The send's own record fills in the rest.
-        let customer_id: Option<Uuid> = None;
+        // One statement whatever came first: the message's record takes the higher
+        // status; a status that beat the answer to the send itself is kept with only its
+        // status and no customer (so a message another tool sent on this number stays out
+        // of every history), and the send's own record fills in the rest.
         let now = Utc::now();
         let mut b = Binder::new(conn.get_database_backend());
         let sql = format!(
             "INSERT INTO whatsapp_messages (id, tenant_id, customer_id, direction, wamid, kind, body, payload, \
              status, status_rank, error_code, error_title, template_name, sent_at, created_at, updated_at) \
-             VALUES {} ON CONFLICT (tenant_id, wamid) DO NOTHING RETURNING *",
+             VALUES {} ON CONFLICT (tenant_id, wamid) DO UPDATE SET status = excluded.status, \
+             status_rank = excluded.status_rank, \
+             error_code = COALESCE(excluded.error_code, whatsapp_messages.error_code), \
+             error_title = COALESCE(excluded.error_title, whatsapp_messages.error_title), \
+             updated_at = excluded.updated_at \
+             WHERE whatsapp_messages.direction = 'OUTBOUND' AND whatsapp_messages.status_rank < excluded.status_rank \
+             RETURNING *",
             b.row([
                 Uuid::now_v7().into(),
                 tenant.into(),
-                customer_id.into(),
+                Option::<Uuid>::None.into(),
                 Direction::Outbound.as_str().into(),
                 wamid.to_owned().into(),
                 "unknown".into(),

@@ -81,14 +81,15 @@ pub(crate) async fn book<C: ConnectionTrait>(
     Ok(times)
 }
 
-/// Meta said the number is over its rate: no send before the pause ends. The pause.
+/// Meta said the number is over its rate: no send before the pause ends. The pause, and
+/// whether the longest pause had already been taken (Meta keeps limiting).
 pub(crate) async fn throttled<C: ConnectionTrait>(
     txn: &C,
     tenant: Uuid,
     now: DateTime<Utc>,
-) -> DomainResult<Duration> {
+) -> DomainResult<(Duration, bool)> {
     let Some(m) = lock(txn, tenant).await? else {
-        return Ok(Duration::zero());
+        return Ok((Duration::zero(), false));
     };
     let level = (m.throttle_level + 1).clamp(1, MAX_THROTTLE_LEVEL);
     let pause = Duration::seconds(1 << level);
@@ -101,7 +102,7 @@ pub(crate) async fn throttled<C: ConnectionTrait>(
         b.bind(tenant)
     );
     txn.execute_raw(b.statement(sql)).await?;
-    Ok(pause)
+    Ok((pause, m.throttle_level >= MAX_THROTTLE_LEVEL))
 }
 
 /// Sends went through: the next rate limit starts from the shortest pause again.
