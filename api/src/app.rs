@@ -134,6 +134,8 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/graphiql/{file}", get(crate::graphiql::asset))
+        .route("/console", get(crate::console::page))
+        .route("/console/{file}", get(crate::console::asset))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(crate::metrics::track_http))
         .with_state(state)

@@ -2,6 +2,7 @@
 
 pub mod app;
 pub mod campaign_import;
+pub mod console;
 pub mod crm_webhooks;
 pub mod graphiql;
 pub mod graphql;

@@ -9,6 +9,7 @@ mod auth;
 mod binary;
 mod campaign_processes;
 mod campaigns;
+mod console;
 mod credits;
 mod crm;
 mod customers;

@@ -1,0 +1,96 @@
+// Sync: "Sync now" per provider with live progress from `syncRunUpdated` and a result
+// summary, the run history, and the audit (missing, stale, orphaned) with a repair that
+// syncs the audited window again.
+
+import { session, h, gql, showError, toast, table, when, statusTag, button } from './ui.js';
+
+const RUN = `id provider crm status trigger dryRun since until totalCalls syncedCalls newCustomers updatedCustomers
+  duplicateCalls skippedUnknownAgent skippedNoPhone errors startedAt finishedAt`;
+
+function summary(r) {
+  const done = r.status !== 'RUNNING';
+  const bar = h('progress', { max: Math.max(r.totalCalls, 1), value: r.syncedCalls + r.duplicateCalls, 'aria-label': 'Sync progress' });
+  return h('div', { class: 'sync-summary', 'data-status': r.status },
+    h('p', {}, statusTag(r.status), ` ${r.provider || r.crm || ''} · ${done ? 'finished' : 'running'} · ${when(r.startedAt)}`),
+    done ? null : bar,
+    h('div', { class: 'stats' },
+      h('span', {}, 'executions ', h('b', {}, String(r.totalCalls))),
+      h('span', {}, 'synced ', h('b', {}, String(r.syncedCalls))),
+      h('span', {}, 'duplicates ', h('b', {}, String(r.duplicateCalls))),
+      h('span', {}, 'new customers ', h('b', {}, String(r.newCustomers))),
+      h('span', {}, 'updated customers ', h('b', {}, String(r.updatedCustomers))),
+      h('span', {}, 'skipped (unknown agent) ', h('b', {}, String(r.skippedUnknownAgent))),
+      h('span', {}, 'skipped (no phone) ', h('b', {}, String(r.skippedNoPhone)))),
+    r.errors.length ? h('ul', {}, r.errors.slice(0, 20).map((e) => h('li', { class: 'error' }, e))) : null);
+}
+
+export async function page(root) {
+  const d = await gql('{ agents { provider } }');
+  const providers = [...new Set(['SIMULATOR', ...d.agents.map((a) => a.provider)])];
+  const provider = h('select', { id: 'sync-provider' }, providers.map((p) => h('option', { value: p }, p)));
+  const current = h('div', { 'aria-live': 'polite' });
+  const history = h('div');
+  const audit = h('div', { 'aria-live': 'polite' });
+  let stopRun = () => {};
+  const loadHistory = async () => {
+    const runs = (await gql(`{ syncRuns(first: 20) { edges { node { ${RUN} } } } }`)).syncRuns.edges.map((e) => e.node);
+    const { wrap, tbody } = table('Newest first', ['Started', 'Source', 'Status', 'Synced', 'New / updated customers', 'Skipped']);
+    for (const r of runs) {
+      tbody.append(h('tr', {}, h('td', {}, when(r.startedAt)), h('td', {}, `${r.provider || r.crm}${r.dryRun ? ' (dry run)' : ''}`),
+        h('td', {}, statusTag(r.status)), h('td', {}, `${r.syncedCalls} of ${r.totalCalls}`),
+        h('td', {}, `${r.newCustomers} / ${r.updatedCustomers}`), h('td', {}, String(r.skippedUnknownAgent + r.skippedNoPhone))));
+    }
+    if (!runs.length) tbody.append(h('tr', {}, h('td', { colspan: 6 }, 'No sync has run yet.')));
+    history.replaceChildren(wrap);
+  };
+  const follow = (run) => {
+    stopRun();
+    current.replaceChildren(summary(run));
+    if (run.status !== 'RUNNING') return;
+    stopRun = session.live.subscribe(`subscription($id: ID) { syncRunUpdated(id: $id) { ${RUN} } }`, { id: run.id }, (x) => {
+      const r = x.syncRunUpdated;
+      current.replaceChildren(summary(r));
+      if (r.status !== 'RUNNING') {
+        stopRun(); stopRun = () => {};
+        toast(`Sync ${r.status.toLowerCase()}: ${r.syncedCalls} calls, ${r.newCustomers} new and ${r.updatedCustomers} updated customers`);
+        loadHistory().catch(() => {});
+      }
+    }, (msg) => toast(`Sync progress stopped: ${msg}`, true));
+  };
+  const syncNow = async (since) => {
+    const input = { provider: provider.value };
+    if (since) input.since = since;
+    const r = (await gql(`mutation($i: TriggerSyncInput!) { triggerSync(input: $i) { ${RUN} } }`, { i: input })).triggerSync;
+    follow(r);
+    await loadHistory();
+  };
+  const runAudit = async () => {
+    audit.replaceChildren(h('p', { class: 'note' }, 'Comparing the provider’s executions with the store…'));
+    try {
+      const a = (await gql(`query($p: Provider!) { syncAudit(provider: $p) { provider since providerCallCount storedCallCount
+          missingInStore missingCount staleCount staleCalls { id status toNumber } orphanedCount orphanedCustomers { id name phoneNumber } } }`,
+      { p: provider.value })).syncAudit;
+      const list = (title, items) => h('div', {}, h('h3', {}, title),
+        items.length ? h('ul', {}, items.slice(0, 50).map((x) => h('li', {}, x))) : h('p', { class: 'note' }, 'None.'));
+      audit.replaceChildren(
+        h('p', {}, `Since ${when(a.since)}: the provider has ${a.providerCallCount} executions, the store ${a.storedCallCount} calls.`),
+        list(`Missing here (${a.missingCount})`, a.missingInStore),
+        list(`Stale, not finished here (${a.staleCount})`, a.staleCalls.map((c) => h('a', { href: `#/calls/${encodeURIComponent(c.id)}` }, `${c.toNumber || c.id} (${c.status})`))),
+        list(`Orphaned customers (${a.orphanedCount})`, a.orphanedCustomers.map((c) => h('a', { href: `#/customers/${encodeURIComponent(c.id)}` }, c.name || c.phoneNumber))),
+        a.missingCount + a.staleCount > 0
+          ? button('Repair: sync this window again', () => syncNow(a.since))
+          : h('p', { class: 'note' }, 'Nothing to repair.'));
+    } catch (e) { showError(audit, e); }
+  };
+  root.append(
+    h('h1', {}, 'Sync'),
+    h('section', { class: 'card', 'aria-labelledby': 'sync-now' },
+      h('h2', { id: 'sync-now' }, 'Sync from a provider'),
+      h('div', { class: 'inline actions' }, h('label', { for: 'sync-provider' }, 'Provider', provider),
+        button('Sync now', () => syncNow()), button('Audit', runAudit, 'secondary')),
+      current),
+    h('h2', {}, 'Audit'), audit,
+    h('h2', {}, 'Run history'), history);
+  try { await loadHistory(); } catch (e) { showError(history, e); }
+  return () => stopRun();
+}
