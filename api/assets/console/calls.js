@@ -22,10 +22,7 @@ export async function list(root) {
   const { wrap, tbody } = table('Newest calls first; rows change as the provider reports.', ['Status', 'Customer', '~Agent', 'Duration', '~Created', '']);
   const formBox = h('div');
   root.append(h('h1', {}, 'Live calls'), formBox, wrap);
-  const data = await gql(`{ agents { id name provider } calls(first: 30) { edges { node { ${FIELDS} } } } }`);
-  for (const e of data.calls.edges) tbody.append(row(e.node));
-  if (!data.calls.edges.length) tbody.append(h('tr', { class: 'empty' }, h('td', { colspan: 6 }, 'No calls yet.')));
-  formBox.append(startForm(data.agents));
+  // Subscribed before the list is read, so no change falls between the two.
   const stop = session.live.subscribe(
     `subscription { callUpdated { status call { ${FIELDS} } } }`, {},
     (d) => {
@@ -42,6 +39,18 @@ export async function list(root) {
       }
     },
     (msg) => toast(`Live call updates stopped: ${msg}`, true));
+  try {
+    const data = await gql(`{ agents { id name provider } calls(first: 30) { edges { node { ${FIELDS} } } } }`);
+    for (const e of data.calls.edges) {
+      // A row an update already drew is newer than the list.
+      if (!tbody.querySelector(`tr[data-call="${CSS.escape(e.node.id)}"]`)) tbody.append(row(e.node));
+    }
+    if (!tbody.rows.length) tbody.append(h('tr', { class: 'empty' }, h('td', { colspan: 6 }, 'No calls yet.')));
+    formBox.append(startForm(data.agents));
+  } catch (e) {
+    stop();
+    throw e;
+  }
   return stop;
 }
 

@@ -45,17 +45,26 @@ export async function page(root) {
   };
   const follow = (run) => {
     stopRun();
-    current.replaceChildren(summary(run));
-    if (run.status !== 'RUNNING') return;
-    stopRun = session.live.subscribe(`subscription($id: ID) { syncRunUpdated(id: $id) { ${RUN} } }`, { id: run.id }, (x) => {
-      const r = x.syncRunUpdated;
+    let finished = false;
+    const update = (r) => {
+      if (finished) return;
       current.replaceChildren(summary(r));
-      if (r.status !== 'RUNNING') {
-        stopRun(); stopRun = () => {};
-        toast(`Sync ${r.status.toLowerCase()}: ${r.syncedCalls} calls, ${r.newCustomers} new and ${r.updatedCustomers} updated customers`);
-        loadHistory().catch(() => {});
-      }
-    }, (msg) => toast(`Sync progress stopped: ${msg}`, true));
+      if (r.status === 'RUNNING') return;
+      finished = true;
+      stopRun(); stopRun = () => {};
+      toast(`Sync ${r.status.toLowerCase()}: ${r.syncedCalls} calls, ${r.newCustomers} new and ${r.updatedCustomers} updated customers`);
+      loadHistory().catch(() => {});
+    };
+    current.replaceChildren(summary(run));
+    if (run.status !== 'RUNNING') { update(run); return; }
+    stopRun = session.live.subscribe(`subscription($id: ID) { syncRunUpdated(id: $id) { ${RUN} } }`, { id: run.id },
+      (x) => update(x.syncRunUpdated), (msg) => toast(`Sync progress stopped: ${msg}`, true));
+    // A run can finish before the subscription is in place: read it once more.
+    setTimeout(() => {
+      gql(`query($id: ID!) { syncRun(id: $id) { ${RUN} } }`, { id: run.id })
+        .then((d) => { if (d.syncRun) update(d.syncRun); })
+        .catch(() => {});
+    }, 1000);
   };
   const syncNow = async (since) => {
     const input = { provider: provider.value };

@@ -5,12 +5,8 @@
 //! bad rows and its report, a campaign started and paused while its stats move, a sync
 //! against the simulator and its summary. Screenshots go to `target/console-screenshots`.
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-use domain::testproc::free_port;
+use std::process::Command;
 
 use crate::common::TestApp;
 
@@ -68,16 +64,6 @@ async fn console_is_served_from_the_binary_under_a_strict_policy() {
     }
 }
 
-/// The server process, stopped however the test ends.
-struct Server(std::process::Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn chromium() -> Option<&'static str> {
     ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
         .into_iter()
@@ -95,65 +81,18 @@ async fn console_works_in_a_headless_browser() {
     let Some(browser) = chromium() else {
         return skip("chromium");
     };
-    // The binary as a newcomer starts it: SQLite, the demo, the simulator (sped up).
-    let work = std::env::temp_dir().join(format!("sb-console-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&work).unwrap();
-    let port = free_port();
-    let mut child = Server(
-        Command::new(BIN)
-            .current_dir(&work)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("BIND_ADDR", format!("127.0.0.1:{port}"))
-            .env("SIMULATOR_SPEED", "10")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let stderr = child.0.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let key = loop {
-        assert!(Instant::now() < deadline, "no demo key printed");
-        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200))
-            && let Some(k) = line.trim().strip_prefix("sb_")
-        {
-            break format!("sb_{k}");
-        }
-    };
-    let base = format!("http://127.0.0.1:{port}");
-    domain::install_tls_provider();
-    let client = reqwest::Client::new();
-    let ready = Instant::now() + Duration::from_secs(30);
-    while client
-        .get(format!("{base}/readyz"))
-        .send()
-        .await
-        .map_or(true, |r| !r.status().is_success())
-    {
-        assert!(Instant::now() < ready, "server did not become ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // The script starts the binary as a newcomer would (and restarts it once).
     let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/console-screenshots");
     let mut cmd = Command::new("node");
     cmd.current_dir(&dir)
         .arg("console.mjs")
-        .arg(&base)
-        .arg(&key)
+        .arg(BIN)
         .arg(&shots)
         .env("CHROMIUM", browser);
     let out = tokio::task::spawn_blocking(move || cmd.output())
         .await
         .unwrap()
         .unwrap();
-    drop(child);
-    let _ = std::fs::remove_dir_all(&work);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

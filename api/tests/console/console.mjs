@@ -1,21 +1,79 @@
 // The operator console in a real browser: Debian's Chromium, headless, driven by
-// playwright-core. Usage: node console.mjs <base-url> <api-key> <screenshot-dir>
-// Signs in with the demo key, reads the demo's calls and customers, starts a simulated
-// call and watches its row change live, checks a CSV with bad rows and reads the report,
-// creates, starts and pauses a campaign while its stats move, runs a sync against the
-// simulator and reads its summary, and opens every page at phone width. A screenshot of
-// each page goes to the screenshot directory. Any failure exits non-zero.
+// playwright-core. Usage: node console.mjs <api-binary> <screenshot-dir>
+// Starts the binary as a newcomer would (a fresh directory, SQLite, the demo, the simulator
+// sped up), signs in with the printed demo key, reads the demo's calls and customers,
+// starts a simulated call and watches its row change live, checks a CSV with bad rows and
+// reads the report, creates, starts and pauses a campaign while its stats move, runs a sync
+// against the simulator and reads its summary, restarts the server and sees the live socket
+// reconnect and subscribe again, and opens every page at phone width. A screenshot of each
+// page goes to the screenshot directory. Any failure exits non-zero.
 
 import { chromium } from 'playwright-core';
-import { mkdirSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-const [base, key, shots] = process.argv.slice(2);
-if (!base || !key || !shots) {
-  console.error('usage: node console.mjs <base-url> <api-key> <screenshot-dir>');
+const [bin, shots] = process.argv.slice(2);
+if (!bin || !shots) {
+  console.error('usage: node console.mjs <api-binary> <screenshot-dir>');
   process.exit(2);
 }
 mkdirSync(shots, { recursive: true });
+
+const work = mkdtempSync(join(tmpdir(), 'sb-console-'));
+const port = await new Promise((resolve) => {
+  const s = createServer().listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => resolve(p)); });
+});
+const base = `http://127.0.0.1:${port}`;
+let key = null;
+
+/** Starts the binary; resolves once it answers `/readyz`. */
+async function startServer() {
+  const child = spawn(bin, [], {
+    cwd: work,
+    env: { PATH: process.env.PATH, BIND_ADDR: `127.0.0.1:${port}`, SIMULATOR_SPEED: '10' },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let buffered = '';
+  child.stderr.on('data', (chunk) => {
+    buffered += chunk;
+    const m = buffered.match(/^\s*(sb_\S+)\s*$/m);
+    if (m && !key) key = m[1];
+  });
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (Date.now() > deadline) throw new Error('the server did not become ready');
+    try { if ((await fetch(`${base}/readyz`)).ok) break; } catch { /* not up yet */ }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return child;
+}
+
+async function stopServer(child) {
+  if (child.exitCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  const late = setTimeout(() => child.kill('SIGKILL'), 15_000);
+  await exited;
+  clearTimeout(late);
+}
+
+async function api(query, variables = {}) {
+  const res = await fetch(`${base}/graphql`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+    body: JSON.stringify({ query, variables }),
+  });
+  const body = await res.json();
+  if (body.errors) throw new Error(JSON.stringify(body.errors));
+  return body.data;
+}
+
+let server = await startServer();
+for (let i = 0; i < 50 && !key; i++) await new Promise((r) => setTimeout(r, 100));
+if (!key) { await stopServer(server); throw new Error('no demo key was printed'); }
 const executablePath = process.env.CHROMIUM || ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => {
   try { return !!(process.getBuiltinModule('node:fs').statSync(p)); } catch { return false; }
 });
@@ -160,14 +218,31 @@ try {
     reached = await page.evaluate(() => document.activeElement && document.activeElement.textContent === 'Customers');
   }
   if (!reached) problems.push('the Customers link is not reachable by keyboard');
+
+  step('the live socket reconnects after a server restart and subscribes again');
+  await page.goto(`${base}/console#/calls`);
+  await page.locator('tr[data-call]').first().waitFor();
+  await stopServer(server);
+  await page.locator('#socket', { hasText: 'Reconnecting' }).waitFor();
+  server = await startServer();
+  await page.locator('#socket', { hasText: /^Live$/ }).waitFor({ timeout: 30_000 });
+  // A call started elsewhere appears on the open page.
+  const agent = (await api('{ agents { id } }')).agents[0].id;
+  await api('mutation($a: ID!) { startCall(input: {agentId: $a, phoneNumber: "+12125550177"}) { id } }', { a: agent });
+  await page.locator('tr[data-call]', { hasText: '+12125550177' }).waitFor();
+  await shot('calls-after-restart');
 } catch (e) {
   failed = true;
   console.error(`FAILED: ${e.stack || e}`);
 } finally {
   await browser.close();
+  await stopServer(server);
+  rmSync(work, { recursive: true, force: true });
 }
 // The wrong key's refusal is expected (401 from /graphql is not counted above).
-const real = problems.filter((p) => !p.startsWith('console: Failed to load resource: the server responded with a status of 401'));
+// Expected: the wrong key's 401, and the socket failing while the server restarts.
+const real = problems.filter((p) => !p.startsWith('console: Failed to load resource: the server responded with a status of 401')
+  && !p.includes('WebSocket connection to'));
 if (real.length) {
   console.error(`problems:\n${real.join('\n')}`);
   failed = true;
