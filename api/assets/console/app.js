@@ -22,14 +22,29 @@ const ROUTES = [
 
 const main = document.getElementById('main');
 let cleanup = () => {};
+let generation = 0;
+let wasDown = false;
 
 function socketState(state, detail) {
+  if (state === 'refused') {
+    // The key was revoked: back to sign-in, saying so.
+    session.key = null;
+    signIn(`Live updates were refused: ${detail}. Sign in again.`);
+    return;
+  }
+  if (state === 'live' && wasDown) {
+    // Whatever changed while the socket was down: the page reads everything again.
+    wasDown = false;
+    route();
+  }
+  if (state === 'reconnecting') wasDown = true;
   const el = document.getElementById('socket');
   el.className = state === 'live' ? 'socket' : 'socket down';
   el.textContent = state === 'live' ? 'Live' : state === 'refused' ? `Live updates refused: ${detail}` : 'Reconnecting…';
 }
 
 function signIn(message) {
+  generation += 1;
   cleanup(); cleanup = () => {};
   if (session.live) { session.live.close(); session.live = null; }
   document.getElementById('nav').hidden = true;
@@ -71,6 +86,8 @@ async function start() {
 
 async function route() {
   if (!session.key || !session.live) return;
+  generation += 1;
+  const mine = generation;
   cleanup(); cleanup = () => {};
   const hash = location.hash || '#/calls';
   const found = ROUTES.map(([re, section, page]) => [hash.match(re), section, page]).find(([m]) => m);
@@ -84,8 +101,14 @@ async function route() {
   const [match, , page] = found;
   try {
     const stop = await page(box, ...match.slice(1).map(decodeURIComponent));
+    if (mine !== generation) {
+      // Another page (or sign-out) started meanwhile: this one's subscriptions end now.
+      if (typeof stop === 'function') stop();
+      return;
+    }
     if (typeof stop === 'function') cleanup = stop;
   } catch (e) {
+    if (mine !== generation) return;
     if (e.code === 'UNAUTHENTICATED') { session.key = null; signIn(e.message); return; }
     showError(box, e);
   }
@@ -96,7 +119,11 @@ window.addEventListener('hashchange', route);
 document.getElementById('signout').addEventListener('click', () => { session.key = null; signIn(); });
 
 if (session.key) {
-  start().catch((e) => { session.key = null; signIn(e.message); });
+  start().catch((e) => {
+    // Only a refused key is forgotten; a server that is restarting is not a reason.
+    if (e.code === 'UNAUTHENTICATED') session.key = null;
+    signIn(e.message);
+  });
 } else {
   signIn();
 }

@@ -30,7 +30,11 @@ export async function list(root) {
       const fresh = row(c);
       fresh.classList.add('flash');
       const old = tbody.querySelector(`tr[data-call="${CSS.escape(c.id)}"]`);
-      if (old) old.replaceWith(fresh);
+      if (old && old.contains(document.activeElement)) {
+        // Keyboard focus stays where it is: only the status and duration change.
+        old.cells[0].replaceChildren(...fresh.cells[0].childNodes);
+        old.cells[3].replaceChildren(...fresh.cells[3].childNodes);
+      } else if (old) old.replaceWith(fresh);
       else {
         const empty = tbody.querySelector('tr.empty');
         if (empty) empty.remove();
@@ -79,38 +83,52 @@ function startForm(agents) {
 }
 
 export async function detail(root, id) {
-  const data = await gql(`query($id: ID!) { call(id: $id) { ${FIELDS} hangupReason errorMessage summary transcript recordingUrl
-      startedAt endedAt provider analysis { status outcome sentiment summary error extractedData } } }`, { id });
-  const c = data.call;
-  if (!c) { showError(root, { message: 'No such call in this tenant.' }); return; }
-  const facts = h('dl', { class: 'facts' });
-  const fact = (k, v) => facts.append(h('dt', {}, k), h('dd', {}, v));
-  const status = h('span', {}, statusTag(c.status));
-  fact('Status', status);
-  fact('Customer', c.customer ? h('a', { href: `#/customers/${encodeURIComponent(c.customer.id)}` }, c.customer.name || c.customer.phoneNumber) : '—');
-  fact('Agent', c.agent ? c.agent.name : '—');
-  fact('Provider', c.provider);
-  fact('Number', c.toNumber || c.fromNumber || '—');
-  fact('Started', when(c.startedAt));
-  fact('Ended', when(c.endedAt));
-  fact('Duration', duration(c.durationSeconds));
-  if (c.hangupReason) fact('Hang-up', c.hangupReason);
-  if (c.errorMessage) fact('Error', c.errorMessage);
-  if (c.recordingUrl && /^https?:\/\//i.test(c.recordingUrl)) fact('Recording', h('a', { href: c.recordingUrl, rel: 'noopener noreferrer', target: '_blank' }, 'Listen'));
-  const analysis = c.analysis
-    ? h('dl', { class: 'facts' },
-      h('dt', {}, 'Analysis'), h('dd', {}, c.analysis.status),
-      h('dt', {}, 'Outcome'), h('dd', {}, c.analysis.outcome || '—'),
-      h('dt', {}, 'Sentiment'), h('dd', {}, c.analysis.sentiment || '—'),
-      c.analysis.error ? [h('dt', {}, 'Error'), h('dd', {}, c.analysis.error)] : null)
-    : h('p', { class: 'note' }, 'Not analysed yet.');
-  root.append(
-    h('p', {}, h('a', { href: '#/calls' }, '← Live calls')),
-    h('h1', {}, 'Call'),
-    h('section', { class: 'card' }, facts),
-    h('h2', {}, 'Summary'), h('p', {}, c.summary || (c.analysis && c.analysis.summary) || '—'),
-    h('h2', {}, 'Analysis'), analysis,
-    h('h2', {}, 'Transcript'), c.transcript ? h('pre', { class: 'transcript' }, c.transcript) : h('p', { class: 'note' }, 'No transcript yet.'));
-  return session.live.subscribe('subscription($id: ID) { callUpdated(callId: $id) { status } }', { id },
-    (d) => status.replaceChildren(statusTag(d.callUpdated.status)));
+  const box = h('div');
+  root.append(h('p', {}, h('a', { href: '#/calls' }, '← Live calls')), box);
+  let status = null;
+  let ended = false;
+  // Subscribed first, so no change falls between reading the call and listening.
+  const stop = session.live.subscribe('subscription($id: ID) { callUpdated(callId: $id) { status call { endedAt } } }', { id },
+    (d) => {
+      if (status) status.replaceChildren(statusTag(d.callUpdated.status));
+      // Once it ends, its transcript, summary and analysis follow: read it all again.
+      if (!ended && d.callUpdated.call.endedAt) draw().catch((e) => toast(e.message, true));
+    },
+    (msg) => toast(`Live updates of this call stopped: ${msg}`, true));
+  const draw = async () => {
+    const data = await gql(`query($id: ID!) { call(id: $id) { ${FIELDS} hangupReason errorMessage summary transcript recordingUrl
+        startedAt endedAt provider analysis { status outcome sentiment summary error } } }`, { id });
+    const c = data.call;
+    if (!c) { showError(box, { message: 'No such call in this tenant.' }); return; }
+    ended = !!c.endedAt;
+    const facts = h('dl', { class: 'facts' });
+    const fact = (k, v) => facts.append(h('dt', {}, k), h('dd', {}, v));
+    status = h('span', {}, statusTag(c.status));
+    fact('Status', status);
+    fact('Customer', c.customer ? h('a', { href: `#/customers/${encodeURIComponent(c.customer.id)}` }, c.customer.name || c.customer.phoneNumber) : '—');
+    fact('Agent', c.agent ? c.agent.name : '—');
+    fact('Provider', c.provider);
+    fact('Number', c.toNumber || c.fromNumber || '—');
+    fact('Started', when(c.startedAt));
+    fact('Ended', when(c.endedAt));
+    fact('Duration', duration(c.durationSeconds));
+    if (c.hangupReason) fact('Hang-up', c.hangupReason);
+    if (c.errorMessage) fact('Error', c.errorMessage);
+    if (c.recordingUrl && /^https?:\/\//i.test(c.recordingUrl)) fact('Recording', h('a', { href: c.recordingUrl, rel: 'noopener noreferrer', target: '_blank' }, 'Listen'));
+    const analysis = c.analysis
+      ? h('dl', { class: 'facts' },
+        h('dt', {}, 'Analysis'), h('dd', {}, c.analysis.status),
+        h('dt', {}, 'Outcome'), h('dd', {}, c.analysis.outcome || '—'),
+        h('dt', {}, 'Sentiment'), h('dd', {}, c.analysis.sentiment || '—'),
+        c.analysis.error ? [h('dt', {}, 'Error'), h('dd', {}, c.analysis.error)] : null)
+      : h('p', { class: 'note' }, 'Not analysed yet.');
+    box.replaceChildren(
+      h('h1', {}, 'Call'),
+      h('section', { class: 'card' }, facts),
+      h('h2', {}, 'Summary'), h('p', {}, c.summary || (c.analysis && c.analysis.summary) || '—'),
+      h('h2', {}, 'Analysis'), analysis,
+      h('h2', {}, 'Transcript'), c.transcript ? h('pre', { class: 'transcript' }, c.transcript) : h('p', { class: 'note' }, 'No transcript yet.'));
+  };
+  try { await draw(); } catch (e) { stop(); throw e; }
+  return stop;
 }

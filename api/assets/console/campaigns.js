@@ -5,8 +5,8 @@
 import { session, h, gql, showError, toast, table, when, statusTag, button, ServerError } from './ui.js';
 
 const STATS = 'total pending dispatching inProgress completed failed skipped canceled';
-/** Files above this go to the upload route rather than a GraphQL request. */
-const GRAPHQL_FILE_BYTES = 900 * 1024;
+/** Campaigns of the list that get live stats (the socket carries at most 20 subscriptions). */
+const LIVE_CAMPAIGNS = 15;
 
 function statsLine(s) {
   const part = (label, n) => h('span', {}, `${label} `, h('b', {}, String(n)));
@@ -17,10 +17,12 @@ function statsLine(s) {
 
 function actions(c, refresh) {
   const act = (verb, label, cls) => button(label, async () => {
+    // eslint-disable-next-line no-alert
+    if (verb === 'cancel' && !window.confirm(`Cancel “${c.name}”? Its pending recipients will not be contacted.`)) return;
     const d = await gql(`mutation($id: ID!) { ${verb}Campaign(id: $id) { id status } }`, { id: c.id });
     toast(`${c.name}: ${d[`${verb}Campaign`].status.toLowerCase()}`);
     await refresh();
-  }, cls);
+  }, cls, `${label} ${c.name}`);
   const out = [];
   if (c.status === 'DRAFT') out.push(act('start', 'Start'));
   if (c.status === 'RUNNING') out.push(act('pause', 'Pause', 'secondary'));
@@ -34,28 +36,41 @@ export async function list(root) {
   const formBox = h('section', { class: 'card', 'aria-labelledby': 'new-campaign' });
   root.append(h('h1', {}, 'Campaigns'), formBox, h('h2', {}, 'All campaigns'), listBox);
   let stops = [];
+  let alive = true;
   const refresh = async () => {
-    stops.forEach((s) => s()); stops = [];
     const d = await gql(`{ campaigns(first: 50) { edges { node { id name status channel pausedReason createdAt stats { ${STATS} } } } } }`);
-    const { wrap, tbody } = table('Newest first; stats update live while a campaign runs.', ['Campaign', 'Status', 'Items', 'Actions']);
+    // The page may have been left while this was read.
+    if (!alive) return;
+    stops.forEach((s) => s()); stops = [];
+    const active = d.campaigns.edges.filter((e) => ['RUNNING', 'PAUSED', 'DRAFT'].includes(e.node.status)).length;
+    const caption = active > LIVE_CAMPAIGNS
+      ? `Newest first; the ${LIVE_CAMPAIGNS} newest unfinished campaigns update live, the others as of loading.`
+      : 'Newest first; stats update live while a campaign runs.';
+    const { wrap, tbody } = table(caption, ['Campaign', 'Status', 'Items', 'Actions']);
     for (const { node: c } of d.campaigns.edges) {
       const stats = h('td', {}, statsLine(c.stats));
       const status = h('td', {}, statusTag(c.status), c.pausedReason ? h('div', { class: 'note' }, `Paused: ${c.pausedReason}`) : null);
       const act = h('td', {}, actions(c, refresh));
+      let shown = c.status;
       tbody.append(h('tr', { 'data-campaign': c.id },
         h('td', {}, h('a', { href: `#/campaigns/${encodeURIComponent(c.id)}` }, c.name), h('div', { class: 'note' }, `${c.channel} · ${when(c.createdAt)}`)),
         status, stats, act));
-      if (['RUNNING', 'PAUSED', 'DRAFT'].includes(c.status) && stops.length < 20) {
+      if (['RUNNING', 'PAUSED', 'DRAFT'].includes(c.status) && stops.length < LIVE_CAMPAIGNS) {
         stops.push(session.live.subscribe(
           'subscription($id: ID!) { campaignProgress(campaignId: $id) { campaign { id name status pausedReason } stats { ' + STATS + ' } } }',
           { id: c.id },
           (p) => {
             const x = p.campaignProgress;
             stats.replaceChildren(statsLine(x.stats));
-            status.replaceChildren(statusTag(x.campaign.status),
-              x.campaign.pausedReason ? h('div', { class: 'note' }, `Paused: ${x.campaign.pausedReason}`) : '');
-            act.replaceChildren(actions({ ...x.campaign, id: c.id }, refresh));
-          }));
+            // Buttons are rebuilt only when the status changes, so keyboard focus stays put.
+            if (x.campaign.status !== shown) {
+              shown = x.campaign.status;
+              status.replaceChildren(statusTag(x.campaign.status),
+                x.campaign.pausedReason ? h('div', { class: 'note' }, `Paused: ${x.campaign.pausedReason}`) : '');
+              act.replaceChildren(actions({ ...x.campaign, id: c.id }, refresh));
+            }
+          },
+          (msg) => toast(`Live stats of “${c.name}” stopped: ${msg}`, true)));
       }
     }
     if (!d.campaigns.edges.length) tbody.append(h('tr', {}, h('td', { colspan: 4 }, 'No campaigns yet.')));
@@ -64,7 +79,7 @@ export async function list(root) {
   const agents = (await gql('{ agents { id name provider } }')).agents;
   formBox.append(...newCampaignForm(agents, refresh));
   await refresh();
-  return () => stops.forEach((s) => s());
+  return () => { alive = false; stops.forEach((s) => s()); };
 }
 
 function newCampaignForm(agents, refresh) {
@@ -85,22 +100,23 @@ function newCampaignForm(agents, refresh) {
     if (!f) throw new ServerError('Choose a CSV file first.');
     const fields = { name: name.value, agentId: agent.value, dryRun };
     if (cap.value) fields.concurrencyLimit = Number(cap.value);
-    if (f.size > GRAPHQL_FILE_BYTES) {
-      const q = new URLSearchParams(Object.entries(fields).map(([k, v]) => [k, String(v)]));
-      const res = await fetch(`/campaigns/import?${q}`, {
+    // The upload route takes files of any size up to its own limit, as they are.
+    const q = new URLSearchParams(Object.entries(fields).map(([k, v]) => [k, String(v)]));
+    let res;
+    try {
+      res = await fetch(`/campaigns/import?${q}`, {
         method: 'POST', headers: { 'content-type': 'text/csv', authorization: `Bearer ${session.key}` }, body: f,
       });
-      const body = await res.json().catch(() => ({}));
-      if (!res.ok) {
-        const e = (body.errors && body.errors[0]) || { message: `HTTP ${res.status}` };
-        throw new ServerError(e.message, e.extensions && e.extensions.code);
-      }
-      return body;
+    } catch (e) {
+      throw new ServerError(`The server could not be reached: ${e.message}`, 'NETWORK');
     }
-    const csv = await f.text();
-    const d = await gql(`mutation($i: CreateCampaignInput!) { createCampaign(input: $i) { campaign { id name status }
-        accepted rejected { line phoneNumber reason code } rejectedCount duplicates doNotCall } }`, { i: { ...fields, csv } });
-    return d.createCampaign;
+    const body = await res.json().catch(() => ({}));
+    if (!res.ok) {
+      const e = (body.errors && body.errors[0]) || { message: res.status === 413 ? 'The file is too large (at most 20 MiB).' : `HTTP ${res.status}` };
+      const field = e.extensions && e.extensions.field ? ` (${e.extensions.field})` : '';
+      throw new ServerError(`${e.message}${field}`, e.extensions && e.extensions.code);
+    }
+    return body;
   };
   const show = (r, dry) => {
     const { wrap, tbody } = table(`Rejected rows (the header is line 1)${r.rejectedCount > r.rejected.length ? `; the first ${r.rejected.length} of ${r.rejectedCount}` : ''}`,
@@ -111,6 +127,10 @@ function newCampaignForm(agents, refresh) {
         `, ${r.rejectedCount} rejected (${r.duplicates} duplicate, ${r.doNotCall} do-not-call).`),
       r.rejected.length ? wrap : h('p', { class: 'note' }, 'No row was rejected.'));
   };
+  // A report is for the file and settings it was made with: any change asks for a new one.
+  const stale = () => { create.hidden = true; };
+  form.addEventListener('input', stale);
+  form.addEventListener('change', stale);
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     create.hidden = true;
@@ -161,11 +181,21 @@ export async function detail(root, id) {
         actions(c, draw)),
       wrap);
   };
-  await draw();
   let pending = null;
-  return session.live.subscribe(`subscription($id: ID!) { campaignProgress(campaignId: $id) { at } }`, { id }, () => {
-    // Progress can come many times a second: one redraw at a time.
+  let dirty = false;
+  const schedule = () => {
+    // Progress can come many times a second: one redraw at a time, and none while the
+    // keyboard is on the page's controls (it would lose its place).
     if (pending) return;
-    pending = setTimeout(() => { pending = null; draw().catch((e) => toast(e.message, true)); }, 500);
-  });
+    pending = setTimeout(() => {
+      pending = null;
+      if (box.contains(document.activeElement)) { dirty = true; return; }
+      draw().catch((e) => toast(e.message, true));
+    }, 500);
+  };
+  box.addEventListener('focusout', () => { if (dirty) { dirty = false; schedule(); } });
+  const stop = session.live.subscribe(`subscription($id: ID!) { campaignProgress(campaignId: $id) { at } }`, { id }, schedule,
+    (msg) => toast(`Live progress stopped: ${msg}`, true));
+  try { await draw(); } catch (e) { stop(); throw e; }
+  return () => { stop(); clearTimeout(pending); };
 }

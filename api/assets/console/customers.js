@@ -60,13 +60,13 @@ export async function detail(root, id) {
       i.outcome ? h('span', { class: 'status live' }, i.outcome) : null,
       i.message ? h('p', {}, `${i.message.direction === 'INBOUND' ? '← ' : '→ '}${i.message.text || `(${i.message.kind})`} `, statusTag(i.message.status)) : null,
       i.summary ? h('p', {}, i.summary) : null,
-      i.callId ? h('a', { href: `#/calls/${encodeURIComponent(i.callId)}` }, 'Transcript') : null)))
+      i.callId ? h('a', { href: `#/calls/${encodeURIComponent(i.callId)}`, 'aria-label': `Transcript of the call of ${when(i.at)}` }, 'Transcript') : null)))
     : h('p', { class: 'note' }, 'No interactions yet.');
   const { wrap, tbody } = table('Latest calls', ['Status', 'Agent', 'Duration', 'Created', '']);
   for (const { node: x } of c.calls.edges) {
     tbody.append(h('tr', {}, h('td', {}, statusTag(x.status)), h('td', {}, x.agent ? x.agent.name : '—'),
       h('td', {}, duration(x.durationSeconds)), h('td', {}, when(x.createdAt)),
-      h('td', {}, h('a', { href: `#/calls/${encodeURIComponent(x.id)}` }, 'Transcript'))));
+      h('td', {}, h('a', { href: `#/calls/${encodeURIComponent(x.id)}`, 'aria-label': `Transcript of the call of ${when(x.createdAt)}` }, 'Transcript'))));
   }
   root.append(
     h('p', {}, h('a', { href: '#/customers' }, '← Customers')),

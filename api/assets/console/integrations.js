@@ -20,7 +20,7 @@ async function endpoints(box) {
             await gql('mutation($id: ID!) { redeliverWebhook(deliveryId: $id) { id } }', { id: x.id });
             toast('Queued for redelivery');
             await show(ep);
-          }, 'secondary'))));
+          }, 'secondary', `Redeliver ${x.eventType} of ${when(x.createdAt)}`))));
       }
       if (!d.edges.length) tbody.append(h('tr', {}, h('td', { colspan: 6 }, 'Nothing delivered yet.')));
       log.replaceChildren(wrap);
@@ -31,7 +31,7 @@ async function endpoints(box) {
     tbody.append(h('tr', {}, h('td', {}, ep.url, ep.description ? h('div', { class: 'note' }, ep.description) : null),
       h('td', {}, ep.events.join(', ') || 'all'),
       h('td', {}, ep.enabled ? (ep.failingSince ? `failing since ${when(ep.failingSince)}` : 'enabled') : `disabled: ${ep.disabledReason || ''}`),
-      h('td', {}, button('Delivery log', () => show(ep), 'secondary'))));
+      h('td', {}, button('Delivery log', () => show(ep), 'secondary', `Delivery log of ${ep.url}`))));
   }
   box.replaceChildren(wrap, log);
   await show(eps[0]);
@@ -39,7 +39,7 @@ async function endpoints(box) {
 
 async function crm(box) {
   const d = await gql(`{ crmConnection { provider baseUrl lastPullAt lastPushAt failingSince lastError linkedCustomers pendingPushes }
-      syncRuns(first: 30) { edges { node { id crm direction status created updated skipped conflicts startedAt errors } } } }`);
+      syncRuns(first: 100) { edges { node { id crm direction status created updated skipped conflicts startedAt errors } } } }`);
   const c = d.crmConnection;
   if (!c) { box.replaceChildren(h('p', { class: 'note' }, 'No CRM connected (connectTwenty).')); return; }
   const runs = d.syncRuns.edges.map((e) => e.node).filter((r) => r.crm);

@@ -4,8 +4,8 @@
 
 import { session, h, gql, showError, toast, table, when, statusTag, button } from './ui.js';
 
-const RUN = `id provider crm status trigger dryRun since until totalCalls syncedCalls newCustomers updatedCustomers
-  duplicateCalls skippedUnknownAgent skippedNoPhone errors startedAt finishedAt`;
+const RUN = `id provider crm direction status trigger dryRun since until totalCalls syncedCalls newCustomers updatedCustomers
+  duplicateCalls skippedUnknownAgent skippedNoPhone created updated skipped conflicts errors startedAt finishedAt`;
 
 function summary(r) {
   const done = r.status !== 'RUNNING';
@@ -36,9 +36,14 @@ export async function page(root) {
     const runs = (await gql(`{ syncRuns(first: 20) { edges { node { ${RUN} } } } }`)).syncRuns.edges.map((e) => e.node);
     const { wrap, tbody } = table('Newest first', ['Started', 'Source', 'Status', 'Synced', 'New / updated customers', 'Skipped']);
     for (const r of runs) {
-      tbody.append(h('tr', {}, h('td', {}, when(r.startedAt)), h('td', {}, `${r.provider || r.crm}${r.dryRun ? ' (dry run)' : ''}`),
-        h('td', {}, statusTag(r.status)), h('td', {}, `${r.syncedCalls} of ${r.totalCalls}`),
-        h('td', {}, `${r.newCustomers} / ${r.updatedCustomers}`), h('td', {}, String(r.skippedUnknownAgent + r.skippedNoPhone))));
+      // CRM runs count records, provider runs count executions.
+      const crm = !!r.crm;
+      tbody.append(h('tr', {}, h('td', {}, when(r.startedAt)),
+        h('td', {}, `${crm ? `${r.crm} ${r.direction || ''}` : r.provider}${r.dryRun ? ' (dry run)' : ''}`),
+        h('td', {}, statusTag(r.status)),
+        h('td', {}, crm ? `${r.created} created, ${r.updated} updated` : `${r.syncedCalls} of ${r.totalCalls}`),
+        h('td', {}, crm ? '—' : `${r.newCustomers} / ${r.updatedCustomers}`),
+        h('td', {}, crm ? `${r.skipped} skipped, ${r.conflicts} conflicts` : String(r.skippedUnknownAgent + r.skippedNoPhone))));
     }
     if (!runs.length) tbody.append(h('tr', {}, h('td', { colspan: 6 }, 'No sync has run yet.')));
     history.replaceChildren(wrap);
@@ -53,7 +58,7 @@ export async function page(root) {
       finished = true;
       stopRun(); stopRun = () => {};
       toast(`Sync ${r.status.toLowerCase()}: ${r.syncedCalls} calls, ${r.newCustomers} new and ${r.updatedCustomers} updated customers`);
-      loadHistory().catch(() => {});
+      loadHistory().catch((e) => toast(e.message, true));
     };
     current.replaceChildren(summary(run));
     if (run.status !== 'RUNNING') { update(run); return; }
@@ -63,11 +68,11 @@ export async function page(root) {
     setTimeout(() => {
       gql(`query($id: ID!) { syncRun(id: $id) { ${RUN} } }`, { id: run.id })
         .then((d) => { if (d.syncRun) update(d.syncRun); })
-        .catch(() => {});
+        .catch((e) => toast(e.message, true));
     }, 1000);
   };
-  const syncNow = async (since) => {
-    const input = { provider: provider.value };
+  const syncNow = async (since, which = provider.value) => {
+    const input = { provider: which };
     if (since) input.since = since;
     const r = (await gql(`mutation($i: TriggerSyncInput!) { triggerSync(input: $i) { ${RUN} } }`, { i: input })).triggerSync;
     follow(r);
@@ -85,10 +90,20 @@ export async function page(root) {
         h('p', {}, `Since ${when(a.since)}: the provider has ${a.providerCallCount} executions, the store ${a.storedCallCount} calls.`),
         list(`Missing here (${a.missingCount})`, a.missingInStore),
         list(`Stale, not finished here (${a.staleCount})`, a.staleCalls.map((c) => h('a', { href: `#/calls/${encodeURIComponent(c.id)}` }, `${c.toNumber || c.id} (${c.status})`))),
-        list(`Orphaned customers (${a.orphanedCount})`, a.orphanedCustomers.map((c) => h('a', { href: `#/customers/${encodeURIComponent(c.id)}` }, c.name || c.phoneNumber))),
+        list(`Orphaned customers (${a.orphanedCount})`, a.orphanedCustomers.map((c) => {
+          const who = c.name || c.phoneNumber;
+          const item = h('span', {}, h('a', { href: `#/customers/${encodeURIComponent(c.id)}` }, who), ' ');
+          item.append(button('Delete', async () => {
+            // eslint-disable-next-line no-alert
+            if (!window.confirm(`Delete ${who}? Sync created this customer and no call is left.`)) return;
+            await gql('mutation($id: ID!) { deleteCustomer(id: $id) }', { id: c.id });
+            item.replaceChildren(`${who}: deleted`);
+          }, 'danger', `Delete orphaned customer ${who}`));
+          return item;
+        })),
         a.missingCount + a.staleCount > 0
-          ? button('Repair: sync this window again', () => syncNow(a.since))
-          : h('p', { class: 'note' }, 'Nothing to repair.'));
+          ? button(`Repair: sync ${a.provider} since ${when(a.since)} again`, () => syncNow(a.since, a.provider))
+          : h('p', { class: 'note' }, 'No call to repair.'));
     } catch (e) { showError(audit, e); }
   };
   root.append(

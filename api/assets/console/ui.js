@@ -99,8 +99,8 @@ export function table(caption, headers) {
 }
 
 /** A button that runs `action`, disabled while it runs; errors become toasts. */
-export function button(label, action, cls = '') {
-  const b = h('button', { type: 'button', class: cls });
+export function button(label, action, cls = '', ariaLabel = null) {
+  const b = h('button', { type: 'button', class: cls, 'aria-label': ariaLabel });
   b.textContent = label;
   b.addEventListener('click', async () => {
     b.disabled = true;

@@ -12,6 +12,11 @@ export class Live {
     this.acked = false;
     this.retry = 0;
     this.closed = false;
+    this.heard = Date.now();
+    // The server pings every 30 s: silence for much longer means a dead connection.
+    this.watch = setInterval(() => {
+      if (this.acked && Date.now() - this.heard > 75000 && this.socket) this.socket.close(4000, 'no ping');
+    }, 15000);
     this.open();
   }
 
@@ -25,14 +30,17 @@ export class Live {
       socket.send(JSON.stringify({ type: 'connection_init', payload: { authorization: `Bearer ${this.key}` } }));
     };
     socket.onmessage = (ev) => {
+      this.heard = Date.now();
       let msg;
       try { msg = JSON.parse(ev.data); } catch { return; }
       switch (msg.type) {
         case 'connection_ack':
           this.acked = true;
           this.retry = 0;
-          this.onState('live');
+          // Everything still wanted first, then the news: a listener that subscribes anew
+          // must not see its subscription sent twice under one id.
           for (const id of this.subs.keys()) this.send(id);
+          this.onState('live');
           break;
         case 'ping':
           socket.send(JSON.stringify({ type: 'pong' }));
@@ -49,9 +57,11 @@ export class Live {
           if (s) { this.subs.delete(msg.id); s.error((msg.payload && msg.payload[0] && msg.payload[0].message) || 'subscription refused'); }
           break;
         }
-        case 'complete':
-          this.subs.delete(msg.id);
+        case 'complete': {
+          const s = this.subs.get(msg.id);
+          if (s) { this.subs.delete(msg.id); s.error('the server ended the subscription'); }
           break;
+        }
         default:
           break;
       }
@@ -93,6 +103,7 @@ export class Live {
 
   close() {
     this.closed = true;
+    clearInterval(this.watch);
     this.subs.clear();
     if (this.socket) this.socket.close(1000, 'signed out');
   }

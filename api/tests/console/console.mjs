@@ -117,17 +117,17 @@ try {
   await shot('calls');
 
   step('start a simulated call and watch its row change status');
-  await page.getByLabel('Phone number (any format)').fill('(212) 555-0142');
+  await page.getByLabel('Phone number (any format)').fill('(212) 555-9142');
   await page.getByRole('button', { name: 'Start call' }).click();
-  const row = page.locator('tr[data-call]', { hasText: '+12125550142' }).first();
+  const row = page.locator('tr[data-call]', { hasText: '+12125559142' }).first();
   await row.waitFor();
   const first = (await row.locator('.status').innerText()).trim();
   await page.waitForFunction((before) => {
-    const r = [...document.querySelectorAll('tr[data-call]')].find((x) => x.textContent.includes('+12125550142'));
+    const r = [...document.querySelectorAll('tr[data-call]')].find((x) => x.textContent.includes('+12125559142'));
     return r && r.querySelector('.status').textContent.trim() !== before;
   }, first, { timeout: 60_000 });
   await page.waitForFunction(() => {
-    const r = [...document.querySelectorAll('tr[data-call]')].find((x) => x.textContent.includes('+12125550142'));
+    const r = [...document.querySelectorAll('tr[data-call]')].find((x) => x.textContent.includes('+12125559142'));
     const ended = ['COMPLETED', 'BUSY', 'NO ANSWER', 'FAILED', 'ERROR', 'CANCELED'];
     return r && ended.includes(r.querySelector('.status').textContent.trim());
   }, null, { timeout: 120_000 });
@@ -139,9 +139,9 @@ try {
   step('customers: search by phone in another format, open one');
   await page.goto(`${base}/console#/customers`);
   await page.locator('table tbody tr').first().waitFor();
-  await page.getByLabel('Search', { exact: true }).fill('212-555-0142');
+  await page.getByLabel('Search', { exact: true }).fill('212-555-9142');
   await page.getByRole('button', { name: 'Search' }).click();
-  await page.getByText('matching “212-555-0142”').waitFor();
+  await page.getByText('matching “212-555-9142”').waitFor();
   await page.locator('table tbody tr a').first().click();
   await page.getByRole('heading', { name: 'Lead score, explained' }).waitFor();
   await page.getByRole('heading', { name: 'Interactions' }).waitFor();
@@ -164,6 +164,11 @@ try {
   for (const line of ['10', '11', '12']) await page.getByRole('cell', { name: line, exact: true }).first().waitFor();
   await page.getByRole('cell', { name: 'duplicate in file' }).waitFor();
   await shot('campaign-report');
+  // A report is for the settings it was made with: a change asks for a new check.
+  await page.getByLabel('Name', { exact: true }).fill(`${name} `);
+  await page.getByRole('button', { name: 'Create campaign' }).waitFor({ state: 'hidden' });
+  await page.getByLabel('Name', { exact: true }).fill(name);
+  await page.getByRole('button', { name: 'Check the file' }).click();
   await page.getByRole('button', { name: 'Create campaign' }).click();
   const crow = page.locator('tr[data-campaign]', { hasText: name });
   await crow.waitFor();
@@ -228,8 +233,8 @@ try {
   await page.locator('#socket', { hasText: /^Live$/ }).waitFor({ timeout: 30_000 });
   // A call started elsewhere appears on the open page.
   const agent = (await api('{ agents { id } }')).agents[0].id;
-  await api('mutation($a: ID!) { startCall(input: {agentId: $a, phoneNumber: "+12125550177"}) { id } }', { a: agent });
-  await page.locator('tr[data-call]', { hasText: '+12125550177' }).waitFor();
+  await api('mutation($a: ID!) { startCall(input: {agentId: $a, phoneNumber: "+12125559177"}) { id } }', { a: agent });
+  await page.locator('tr[data-call]', { hasText: '+12125559177' }).waitFor();
   await shot('calls-after-restart');
 } catch (e) {
   failed = true;
