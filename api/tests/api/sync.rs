@@ -422,9 +422,14 @@ async fn audit_and_reconcile(app: TestApp) {
     )
     .await
     .unwrap();
-    assert_eq!(
-        (repaired.missing, repaired.stale, repaired.repaired),
-        (1, 1, 2)
+    // The worker's stale-call sweep (every 300 s) may refresh the stale call first on a
+    // busy machine; either way both calls end up repaired.
+    assert!(
+        matches!(
+            (repaired.missing, repaired.stale, repaired.repaired),
+            (1, 1, 2) | (1, 0, 1)
+        ),
+        "{repaired:?}"
     );
     let after = app.ok(&t.key, AUDIT, vars).await["syncAudit"].clone();
     assert_eq!(
