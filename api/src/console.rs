@@ -5,7 +5,7 @@
 //! user enters, kept in the tab's session storage.
 
 use axum::extract::Path;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 /// Scripts and styles from this origin only (no inline code, no eval); requests, and the
@@ -46,22 +46,8 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
     ),
 ];
 
-fn secure(mut response: Response) -> Response {
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    response
+fn secure(response: Response) -> Response {
+    crate::graphiql::with_policy(CSP, response)
 }
 
 /// `GET /console`: the page (every section is a route inside it).

@@ -51,11 +51,17 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
     ),
 ];
 
-fn secure(mut response: Response) -> Response {
+fn secure(response: Response) -> Response {
+    with_policy(CSP, response)
+}
+
+/// The headers every page this server renders carries: its policy, no sniffing, no
+/// framing, no referrer.
+pub(crate) fn with_policy(csp: &'static str, mut response: Response) -> Response {
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
+        HeaderValue::from_static(csp),
     );
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,

@@ -9,20 +9,9 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use crate::common::TestApp;
+use crate::external::skip;
 
 const BIN: &str = env!("CARGO_BIN_EXE_api");
-
-fn required() -> bool {
-    std::env::var("REQUIRE_EXTERNAL_TOOLS").is_ok_and(|v| v == "1")
-}
-
-fn skip(what: &str) {
-    assert!(
-        !required(),
-        "{what} is missing and REQUIRE_EXTERNAL_TOOLS=1"
-    );
-    eprintln!("skipped: {what} is missing (set REQUIRE_EXTERNAL_TOOLS=1 to fail instead)");
-}
 
 /// The pages and their files come with a policy that allows only this server; unknown
 /// files are a JSON 404.

@@ -13,7 +13,7 @@ fn required() -> bool {
     std::env::var("REQUIRE_EXTERNAL_TOOLS").is_ok_and(|v| v == "1")
 }
 
-fn skip(what: &str) {
+pub(crate) fn skip(what: &str) {
     assert!(
         !required(),
         "{what} is missing and REQUIRE_EXTERNAL_TOOLS=1"

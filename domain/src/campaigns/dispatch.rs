@@ -130,7 +130,7 @@ async fn room(services: &Services, c: &campaign::Model) -> anyhow::Result<i64> {
         .clamp(0, ROUND))
 }
 
-async fn next_due<C: ConnectionTrait>(
+pub(crate) async fn next_due<C: ConnectionTrait>(
     conn: &C,
     campaign_id: Uuid,
 ) -> anyhow::Result<Option<DateTime<Utc>>> {

@@ -16,7 +16,7 @@ use sea_orm::{ConnectionTrait, EntityTrait};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::dispatch::{complete, due_items, pause_for, screen};
+use super::dispatch::{complete, due_items, next_due, pause_for, screen};
 use super::service::{self, retry_delay_minutes};
 use crate::db::Binder;
 use crate::jobs::{self, Lane, Outcome};
@@ -74,7 +74,7 @@ pub(crate) async fn run(services: &Services, c: &campaign::Model) -> anyhow::Res
         // The rate is the limit: the next slot is about free by now.
         first_free.unwrap_or_else(Utc::now)
     } else {
-        let due = next_due(services, c.id).await?;
+        let due = next_due(services.db(), c.id).await?;
         let mut at =
             due.unwrap_or_else(|| Utc::now() + Duration::from_std(MAX_WAIT).unwrap_or_default());
         if let Some(free) = first_free {
@@ -587,19 +587,6 @@ fn finished_event(
             "messageStatus": message_status,
         }),
     )
-}
-
-async fn next_due(services: &Services, campaign_id: Uuid) -> anyhow::Result<Option<DateTime<Utc>>> {
-    let db = services.db();
-    let mut b = Binder::new(db.get_database_backend());
-    let sql = format!(
-        "SELECT MIN(next_attempt_at) AS at FROM campaign_items WHERE campaign_id = {} AND status = 'PENDING'",
-        b.bind(campaign_id)
-    );
-    Ok(db
-        .query_one_raw(b.statement(sql))
-        .await?
-        .and_then(|r| r.try_get::<Option<DateTime<Utc>>>("", "at").ok().flatten()))
 }
 
 #[cfg(test)]
