@@ -62,6 +62,11 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
     .min_connections(if in_memory { 1 } else { 0 })
     .connect_timeout(Duration::from_secs(10))
     .acquire_timeout(Duration::from_secs(10))
+    // A connection in steady use is known to be alive: pinging it on every checkout cost
+    // a round trip per statement (a second statement for PostgreSQL to serve). Only one
+    // that sat idle long enough for the server, a proxy or a firewall to have dropped it
+    // is checked first.
+    .test_before_acquire_if_idle_for(Duration::from_secs(10))
     .sqlx_logging(false);
     if settings.is_sqlite() {
         opts.map_sqlx_sqlite_opts(move |o| {

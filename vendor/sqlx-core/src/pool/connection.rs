@@ -203,6 +203,17 @@ impl<DB: Database> Drop for PoolConnection<DB> {
             return;
         }
 
+        // Switchboard patch (vendor/sqlx-core.patch): a connection with nothing left to
+        // send and no open transaction goes straight back to the idle queue. The upstream
+        // path spawns a task that pings it first: a second round trip per statement,
+        // which doubled PostgreSQL's work for short queries. Results a cancelled
+        // statement left unread are drained by the driver before the connection's next
+        // statement, and liveness is checked on acquire (`test_before_acquire`).
+        if let Some(live) = self.live.take_if(|live| self.pool.can_release_at_once(live)) {
+            live.float(self.pool.clone()).release();
+            return;
+        }
+
         // We still need to spawn a task to maintain `min_connections`.
         if self.live.is_some() || self.pool.options.min_connections > 0 {
             crate::rt::spawn(self.return_to_pool());

@@ -449,6 +449,20 @@ impl<DB: Database> Drop for PoolInner<DB> {
     }
 }
 
+impl<DB: Database> PoolInner<DB> {
+    /// Switchboard patch: whether `live` may be returned without the release ping (see
+    /// `PoolConnection::drop`): the pool is open, the connection is within its lifetime,
+    /// no `after_release` hook wants it, nothing is queued to send (a dropped
+    /// transaction queues its rollback) and no transaction is open.
+    pub(super) fn can_release_at_once(&self, live: &Live<DB>) -> bool {
+        !self.is_closed()
+            && !is_beyond_max_lifetime(live, &self.options)
+            && self.options.after_release.is_none()
+            && !live.raw.should_flush()
+            && !live.raw.is_in_transaction()
+    }
+}
+
 /// Returns `true` if the connection has exceeded `options.max_lifetime` if set, `false` otherwise.
 pub(super) fn is_beyond_max_lifetime<DB: Database>(
     live: &Live<DB>,
