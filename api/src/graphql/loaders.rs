@@ -144,7 +144,11 @@ impl Loader<RecentCalls> for Loaders {
         // One statement per parent kind and column choice; keys asking for fewer rows are
         // trimmed.
         for parent in [CallParent::Customer, CallParent::Agent] {
-            for columns in [CallColumns::WithoutLongTexts, CallColumns::All] {
+            for columns in [
+                CallColumns::Summary,
+                CallColumns::WithoutLongTexts,
+                CallColumns::All,
+            ] {
                 let wanted: Vec<&RecentCalls> = keys
                     .iter()
                     .filter(|k| k.parent == parent && k.columns == columns)

@@ -41,14 +41,43 @@ pub async fn call_nodes(
     Ok(())
 }
 
-/// The call columns a list's `node` selection needs: the long texts only when it shows one
-/// of them (the only fields that read them).
+/// Fields of `Call` that read only [`domain::calls::CallColumns::Summary`]'s columns (the
+/// relations among them need only the parent ids, which it holds).
+const SUMMARY_FIELDS: [&str; 15] = [
+    "__typename",
+    "id",
+    "provider",
+    "direction",
+    "status",
+    "startedAt",
+    "endedAt",
+    "durationSeconds",
+    "createdAt",
+    "updatedAt",
+    "agent",
+    "customer",
+    "campaign",
+    "analysis",
+    "events",
+];
+
+/// The call columns a list's `node` selection needs: the summary columns when it selects
+/// nothing else, the long texts only when it shows one of them (the only fields that read
+/// them), otherwise every other column. A field this list does not know reads everything
+/// but the long texts, so a new field is never served from columns that were not read.
 pub fn columns_for(node: &Lookahead<'_>) -> CallColumns {
-    if ["transcript", "summary", "extractedData"]
-        .iter()
-        .any(|f| node.field(f).exists())
-    {
-        CallColumns::All
+    let mut summary = true;
+    for occurrence in node.selection_fields() {
+        for field in occurrence.selection_set() {
+            match field.name() {
+                "transcript" | "summary" | "extractedData" => return CallColumns::All,
+                name if SUMMARY_FIELDS.contains(&name) => {}
+                _ => summary = false,
+            }
+        }
+    }
+    if summary {
+        CallColumns::Summary
     } else {
         CallColumns::WithoutLongTexts
     }

@@ -624,7 +624,7 @@ impl Listing for CallListing {
         match self {
             // A field that reads a long text left out loads it (never expected: the
             // columns were chosen from the selection).
-            CallListing::Parent(_, _, CallColumns::WithoutLongTexts) => {
+            CallListing::Parent(_, _, CallColumns::WithoutLongTexts | CallColumns::Summary) => {
                 Call(row.clone(), Detail::Omitted(Arc::default()))
             }
             _ => Call(row.clone(), Detail::Full),

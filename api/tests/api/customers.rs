@@ -291,3 +291,98 @@ on_both!(
     oversized_searches_are_refused,
     oversized_searches_are_refused
 );
+
+/// A customer's nested calls read only the columns their selection needs (a summary,
+/// everything but the long texts, or everything): whichever is read, every field answers
+/// as the call itself does.
+async fn nested_calls_answer_every_field(app: TestApp) {
+    use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, Set};
+    use serde_json::Value;
+    let t = app.create_tenant("Acme", "US").await;
+    let agent = app.create_agent(&t.key, "Agent").await;
+    let c = app.create_customer(&t.key, "+16502530001", "Ann").await;
+    let call_id = app.insert_call(&t.id, Some(&c), Some(&agent)).await;
+    let stored = entity::call::Entity::find_by_id(uuid::Uuid::parse_str(&call_id).unwrap())
+        .one(&app.db)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut call = stored.into_active_model();
+    call.provider_agent_id = Set(Some("agent-at-provider".into()));
+    call.provider_call_id = Set(Some("CA123".into()));
+    call.error_message = Set(Some("carrier said no".into()));
+    call.recording_url = Set(Some("https://example.com/r.mp3".into()));
+    call.hangup_reason = Set(Some("user hung up".into()));
+    call.update(&app.db).await.unwrap();
+
+    let fields = [
+        "id",
+        "provider",
+        "providerExecutionId",
+        "providerAgentId",
+        "errorMessage",
+        "providerCallId",
+        "direction",
+        "status",
+        "fromNumber",
+        "toNumber",
+        "startedAt",
+        "endedAt",
+        "durationSeconds",
+        "cost",
+        "transcript",
+        "summary",
+        "recordingUrl",
+        "extractedData",
+        "hangupReason",
+        "agent { id name }",
+        "customer { id phoneNumber }",
+        "campaign { id }",
+        "analysis { outcome }",
+        "events { status }",
+        "createdAt",
+        "updatedAt",
+    ];
+    let direct = |selection: &str| format!("query($id: ID!) {{ call(id: $id) {{ {selection} }} }}");
+    let nested = |selection: &str| {
+        format!(
+            "{{ customers(first: 5) {{ edges {{ node {{ calls(first: 5) {{ edges {{ node {{ {selection} }} }} }} }} }} }} }}"
+        )
+    };
+    let check = |expected: &Value, got: &Value, selection: &str| {
+        let node = &got["customers"]["edges"][0]["node"]["calls"]["edges"][0]["node"];
+        assert_eq!(
+            node, &expected["call"],
+            "nested calls selecting {selection}"
+        );
+    };
+    let everything = fields.join(" ");
+    // One field at a time (the summary fields alone read the summary columns), all of
+    // them, and the summary fields through a fragment next to one field outside them.
+    let mut selections: Vec<String> = fields.iter().map(|f| format!("id {f}")).collect();
+    selections.push(everything);
+    selections.push("...S fromNumber".into());
+    for selection in &selections {
+        let fragment = if selection.contains("...S") {
+            " fragment S on Call { status createdAt agent { id } }"
+        } else {
+            ""
+        };
+        let expected = app
+            .ok(
+                &t.key,
+                &format!("{}{fragment}", direct(selection)),
+                json!({ "id": call_id }),
+            )
+            .await;
+        let got = app
+            .ok(
+                &t.key,
+                &format!("{}{fragment}", nested(selection)),
+                json!({}),
+            )
+            .await;
+        check(&expected, &got, selection);
+    }
+}
+on_both!(nested_calls_every_field, nested_calls_answer_every_field);

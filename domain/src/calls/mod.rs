@@ -4,6 +4,7 @@
 //! and `transition`, the one place a call's status changes. Provider reports are
 //! applied by `domain::ingest`, which hands its status changes to `transition` too.
 
+mod columns;
 mod follow;
 pub mod jobs;
 pub mod live;
@@ -14,10 +15,11 @@ mod start;
 mod sweep;
 pub mod transition;
 
+pub use columns::CallColumns;
 pub use follow::{RefreshError, refresh};
 pub use repo::{
-    CallColumns, CallFilter, CallParent, by_ids, count, count_by_parent, events_by_call_ids, find,
-    get, interactions, list, list_for_parent, recent_by_parent,
+    CallFilter, CallParent, by_ids, count, count_by_parent, events_by_call_ids, find, get,
+    interactions, list, list_for_parent, recent_by_parent,
 };
 pub use start::{StartCall, start_call};
 pub use sweep::{PLACING_TIMEOUT_SECONDS, StaleSweep, StuckSweep, sweep_stale, sweep_stuck};

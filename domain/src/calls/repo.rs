@@ -6,12 +6,13 @@ use chrono::{DateTime, Utc};
 use entity::{call, call_event};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait};
 use sea_orm::{
-    ColumnTrait, Condition, DatabaseBackend, DatabaseConnection, EntityTrait, FromQueryResult,
-    IdenStatic, Iterable, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select, Statement,
-    Value,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DatabaseConnection, EntityTrait,
+    FromQueryResult, IdenStatic, Iterable, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    Select, Statement, Value,
 };
 use uuid::Uuid;
 
+use super::columns::CallColumns;
 use crate::db::param;
 use crate::error::{DomainError, DomainResult};
 use crate::pagination::{self, Page, PageRequest};
@@ -264,46 +265,6 @@ pub async fn list_for_parent(
 /// Most parents one statement serves (SQLite allows 500 terms in a compound SELECT).
 const PARENTS_PER_STATEMENT: usize = 100;
 
-/// Which of a call's columns a list read brings back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum CallColumns {
-    All,
-    /// Every column but the long ones (transcript, summary, extracted data, raw provider
-    /// body), which come back null: for lists that do not show them, so a page does not
-    /// decode kilobytes of text and JSON per row it never sends.
-    WithoutLongTexts,
-}
-
-/// Columns a [`CallColumns::WithoutLongTexts`] read leaves out, and their SQL types.
-const LONG_COLUMNS: [(call::Column, &str); 4] = [
-    (call::Column::Transcript, "text"),
-    (call::Column::Summary, "text"),
-    (call::Column::ExtractedData, "jsonb"),
-    (call::Column::RawPayload, "jsonb"),
-];
-
-impl CallColumns {
-    /// The select list over table `calls`.
-    fn select_list(self, backend: DatabaseBackend) -> String {
-        if self == CallColumns::All {
-            return "calls.*".to_owned();
-        }
-        call::Column::iter()
-            .map(|c| {
-                let name = c.as_str();
-                match LONG_COLUMNS.iter().find(|(long, _)| long.as_str() == name) {
-                    Some((_, ty)) if backend == DatabaseBackend::Postgres => {
-                        format!("NULL::{ty} AS {name}")
-                    }
-                    Some(_) => format!("NULL AS {name}"),
-                    None => format!("calls.{name}"),
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-}
-
 /// The newest `per_parent` calls of each parent: one statement per 100 parents, so a page
 /// (at most 100) always costs one.
 ///
@@ -325,7 +286,7 @@ pub async fn recent_by_parent(
     let mut out: HashMap<Uuid, Vec<call::Model>> = HashMap::new();
     let backend = db.get_database_backend();
     let col = parent.sql_name();
-    let select = columns.select_list(backend);
+    let select = columns.select_list();
     for chunk in parent_ids.chunks(PARENTS_PER_STATEMENT) {
         // The limit is our own integer, not user text, so it is inlined.
         let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 2);
@@ -370,11 +331,11 @@ pub async fn recent_by_parent(
                 .collect::<Vec<_>>()
                 .join(" UNION ALL "),
         };
-        let rows = call::Entity::find()
-            .from_raw_sql(Statement::from_sql_and_values(backend, sql, values))
-            .all(db)
+        let rows = db
+            .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
             .await?;
         for row in rows {
+            let row = columns.decode(&row)?;
             if let Some(pid) = parent.parent_of(&row) {
                 out.entry(pid).or_default().push(row);
             }
