@@ -141,14 +141,16 @@ impl Loader<RecentCalls> for Loaders {
 
     async fn load(&self, keys: &[RecentCalls]) -> LoadResult<RecentCalls, Vec<Arc<call::Model>>> {
         let mut out = HashMap::with_capacity(keys.len());
-        // One statement per parent kind and column choice; keys asking for fewer rows are
+        // One statement per parent kind and column set; keys asking for fewer rows are
         // trimmed.
         for parent in [CallParent::Customer, CallParent::Agent] {
-            for columns in [
-                CallColumns::Summary,
-                CallColumns::WithoutLongTexts,
-                CallColumns::All,
-            ] {
+            let mut column_sets: Vec<CallColumns> = Vec::new();
+            for k in keys.iter().filter(|k| k.parent == parent) {
+                if !column_sets.contains(&k.columns) {
+                    column_sets.push(k.columns);
+                }
+            }
+            for columns in column_sets {
                 let wanted: Vec<&RecentCalls> = keys
                     .iter()
                     .filter(|k| k.parent == parent && k.columns == columns)

@@ -41,46 +41,59 @@ pub async fn call_nodes(
     Ok(())
 }
 
-/// Fields of `Call` that read only [`domain::calls::CallColumns::Summary`]'s columns (the
-/// relations among them need only the parent ids, which it holds).
-const SUMMARY_FIELDS: [&str; 15] = [
-    "__typename",
-    "id",
-    "provider",
-    "direction",
-    "status",
-    "startedAt",
-    "endedAt",
-    "durationSeconds",
-    "createdAt",
-    "updatedAt",
-    "agent",
-    "customer",
-    "campaign",
-    "analysis",
-    "events",
-];
+/// The columns each field of `Call` reads (its relations read only their ids). The long
+/// texts go together, since a call with any of them is treated as holding them all.
+fn columns_of_field(name: &str) -> Option<&'static [call::Column]> {
+    use call::Column as C;
+    Some(match name {
+        "__typename" => &[],
+        "id" | "analysis" | "events" => &[C::Id],
+        "provider" => &[C::Provider],
+        "providerExecutionId" => &[C::ProviderExecutionId],
+        "providerAgentId" => &[C::ProviderAgentId],
+        "errorMessage" => &[C::ErrorMessage],
+        "providerCallId" => &[C::ProviderCallId],
+        "direction" => &[C::Direction],
+        "status" => &[C::Status],
+        "fromNumber" => &[C::FromNumber],
+        "toNumber" => &[C::ToNumber],
+        "startedAt" => &[C::StartedAt],
+        "endedAt" => &[C::EndedAt],
+        "durationSeconds" => &[C::DurationSeconds],
+        "cost" => &[C::Cost],
+        "recordingUrl" => &[C::RecordingUrl],
+        "hangupReason" => &[C::HangupReason],
+        "agent" => &[C::AgentId],
+        "customer" => &[C::CustomerId],
+        "campaign" => &[C::CampaignId],
+        "createdAt" => &[C::CreatedAt],
+        "updatedAt" => &[C::UpdatedAt],
+        "transcript" | "summary" | "extractedData" => {
+            &[C::Transcript, C::Summary, C::ExtractedData]
+        }
+        _ => return None,
+    })
+}
 
-/// The call columns a list's `node` selection needs: the summary columns when it selects
-/// nothing else, the long texts only when it shows one of them (the only fields that read
-/// them), otherwise every other column. A field this list does not know reads everything
-/// but the long texts, so a new field is never served from columns that were not read.
+/// The call columns a list's `node` selection reads: those of its fields (so one
+/// prepared statement per selection shape). A field this function does not know reads
+/// every column but the long texts, so a new field is never answered from a column that
+/// was not read.
 pub fn columns_for(node: &Lookahead<'_>) -> CallColumns {
-    let mut summary = true;
+    let mut set = CallColumns::id_only();
     for occurrence in node.selection_fields() {
         for field in occurrence.selection_set() {
-            match field.name() {
-                "transcript" | "summary" | "extractedData" => return CallColumns::All,
-                name if SUMMARY_FIELDS.contains(&name) => {}
-                _ => summary = false,
+            match columns_of_field(field.name()) {
+                Some(columns) => {
+                    for c in columns {
+                        set = set.with(*c);
+                    }
+                }
+                None => set = set.union(CallColumns::without_long_texts()),
             }
         }
     }
-    if summary {
-        CallColumns::Summary
-    } else {
-        CallColumns::WithoutLongTexts
-    }
+    set
 }
 
 /// A `calls(first, after)` connection below each of `parent_ids`, with its nodes' relations.

@@ -624,7 +624,7 @@ impl Listing for CallListing {
         match self {
             // A field that reads a long text left out loads it (never expected: the
             // columns were chosen from the selection).
-            CallListing::Parent(_, _, CallColumns::WithoutLongTexts | CallColumns::Summary) => {
+            CallListing::Parent(_, _, columns) if !columns.contains(call::Column::Transcript) => {
                 Call(row.clone(), Detail::Omitted(Arc::default()))
             }
             _ => Call(row.clone(), Detail::Full),
@@ -681,7 +681,7 @@ impl Connection<CallListing> {
             let page = calls::list_for_parent(db(ctx)?, scope(ctx)?, parent, parent_id, req)
                 .await
                 .gql()?;
-            (shared(page), CallColumns::All)
+            (shared(page), CallColumns::all())
         } else {
             // Batched across every parent on the page: one statement in all (the key is the
             // one `prefetch::calls_below` loaded).

@@ -3,11 +3,8 @@
 //! A page of customers with their latest calls decodes hundreds of call rows. Decoding
 //! through the entity's `FromQueryResult` finds every column by name (a formatted name
 //! and a hash lookup per value, and a formatted error for every NULL): that, not
-//! PostgreSQL, was the largest cost of the page. These reads select a fixed list of
-//! columns and decode each by its position, and list views that show only a call's
-//! summary fields read only those columns.
-
-use std::sync::LazyLock;
+//! PostgreSQL, was the largest cost of the page. These reads select only the columns
+//! their caller will look at, in a fixed order, and decode each by its position.
 
 use chrono::DateTime;
 use entity::call;
@@ -15,20 +12,13 @@ use entity::values::{CallDirection, CallStatus, Provider};
 use sea_orm::{DbErr, IdenStatic, Iterable, QueryResult, TryGetError, TryGetable};
 use uuid::Uuid;
 
-/// Which of a call's columns a list read brings back.
+/// Which of a call's columns a list read brings back: a set of columns. Fields of the
+/// model whose column is not in the set are left as placeholders (`None`, nil ids, epoch
+/// times), so a read is only as wide as its caller's promise to look at nothing else.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum CallColumns {
-    All,
-    /// Every column but the long ones (transcript, summary, extracted data, raw provider
-    /// body), which are left out: for lists that do not show them, so a page does not
-    /// decode kilobytes of text and JSON per row it never sends.
-    WithoutLongTexts,
-    /// Only [`SUMMARY`]: identity, parents, provider, direction, status and times. Every
-    /// other field of the model is `None`; for lists whose selection reads nothing else.
-    Summary,
-}
+pub struct CallColumns(u64);
 
-/// The long columns [`CallColumns::WithoutLongTexts`] leaves out.
+/// The long columns [`CallColumns::without_long_texts`] leaves out.
 const LONG: [call::Column; 4] = [
     call::Column::Transcript,
     call::Column::Summary,
@@ -36,40 +26,46 @@ const LONG: [call::Column; 4] = [
     call::Column::RawPayload,
 ];
 
-/// The columns [`CallColumns::Summary`] reads; the model's required fields are all here.
-pub const SUMMARY: [call::Column; 14] = [
-    call::Column::Id,
-    call::Column::TenantId,
-    call::Column::AgentId,
-    call::Column::CustomerId,
-    call::Column::CampaignId,
-    call::Column::Provider,
-    call::Column::Direction,
-    call::Column::Status,
-    call::Column::StatusRank,
-    call::Column::StartedAt,
-    call::Column::EndedAt,
-    call::Column::DurationSeconds,
-    call::Column::CreatedAt,
-    call::Column::UpdatedAt,
-];
-
-static ALL: LazyLock<Vec<call::Column>> = LazyLock::new(|| call::Column::iter().collect());
-static WITHOUT_LONG: LazyLock<Vec<call::Column>> =
-    LazyLock::new(|| call::Column::iter().filter(|c| !is_long(*c)).collect());
-
-fn is_long(column: call::Column) -> bool {
-    LONG.iter().any(|l| l.as_str() == column.as_str())
+fn bit(column: call::Column) -> u64 {
+    // A fieldless enum in declaration order; `calls` has fewer than 64 columns (the
+    // unit test below checks).
+    1u64 << (column as u32)
 }
 
 impl CallColumns {
+    /// Every column.
+    pub fn all() -> Self {
+        CallColumns(call::Column::iter().fold(0, |set, c| set | bit(c)))
+    }
+
+    /// Every column but the long ones (transcript, summary, extracted data, raw provider
+    /// body): for lists that do not show them, so a page does not decode kilobytes of text
+    /// and JSON per row it never sends.
+    pub fn without_long_texts() -> Self {
+        LONG.iter()
+            .fold(Self::all(), |set, c| CallColumns(set.0 & !bit(*c)))
+    }
+
+    /// Only `id`, which every read needs (order, cursors, loaders).
+    pub fn id_only() -> Self {
+        CallColumns(bit(call::Column::Id))
+    }
+
+    pub fn with(self, column: call::Column) -> Self {
+        CallColumns(self.0 | bit(column))
+    }
+
+    pub fn union(self, other: CallColumns) -> Self {
+        CallColumns(self.0 | other.0)
+    }
+
+    pub fn contains(self, column: call::Column) -> bool {
+        self.0 & bit(column) != 0
+    }
+
     /// The columns read, in select-list order.
-    pub fn columns(self) -> &'static [call::Column] {
-        match self {
-            CallColumns::All => &ALL,
-            CallColumns::WithoutLongTexts => &WITHOUT_LONG,
-            CallColumns::Summary => &SUMMARY,
-        }
+    pub fn columns(self) -> Vec<call::Column> {
+        call::Column::iter().filter(|c| self.contains(*c)).collect()
     }
 
     /// The select list over table `calls`, in [`Self::columns`] order.
@@ -80,19 +76,18 @@ impl CallColumns {
             .collect::<Vec<_>>()
             .join(", ")
     }
-
-    /// A row selected with [`Self::select_list`] (further columns after it are ignored).
-    pub fn decode(self, row: &QueryResult) -> Result<call::Model, DbErr> {
-        let mut model = blank();
-        for (i, column) in self.columns().iter().enumerate() {
-            read(&mut model, *column, row, i).map_err(DbErr::from)?;
-        }
-        Ok(model)
-    }
 }
 
-/// A model whose fields are all about to be read or are left out on purpose; the
-/// required ones are in every column list, so none of these placeholders survives.
+/// A row selected with `columns` in that order (further columns after them are ignored).
+pub fn decode(columns: &[call::Column], row: &QueryResult) -> Result<call::Model, DbErr> {
+    let mut model = blank();
+    for (i, column) in columns.iter().enumerate() {
+        read(&mut model, *column, row, i).map_err(DbErr::from)?;
+    }
+    Ok(model)
+}
+
+/// A model whose fields are all about to be read or are left out on purpose.
 fn blank() -> call::Model {
     call::Model {
         id: Uuid::nil(),
@@ -183,44 +178,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_list_holds_the_required_fields_and_no_column_twice() {
-        let required = [
-            call::Column::Id,
-            call::Column::TenantId,
-            call::Column::Provider,
-            call::Column::Direction,
-            call::Column::Status,
-            call::Column::StatusRank,
-            call::Column::CreatedAt,
-            call::Column::UpdatedAt,
-        ];
-        for columns in [
-            CallColumns::All,
-            CallColumns::WithoutLongTexts,
-            CallColumns::Summary,
-        ] {
-            let list = columns.columns();
-            for r in required {
-                assert!(
-                    list.iter().any(|c| c.as_str() == r.as_str()),
-                    "{columns:?} lacks {}",
-                    r.as_str()
-                );
-            }
-            let mut names: Vec<&str> = list.iter().map(|c| c.as_str()).collect();
-            names.sort_unstable();
-            names.dedup();
-            assert_eq!(names.len(), list.len(), "{columns:?} repeats a column");
+    fn sets_hold_what_they_say() {
+        assert!(call::Column::iter().count() < 64);
+        let all = CallColumns::all();
+        assert_eq!(all.columns().len(), call::Column::iter().count());
+        let short = CallColumns::without_long_texts();
+        for c in call::Column::iter() {
+            assert!(all.contains(c));
+            assert_eq!(
+                short.contains(c),
+                !LONG.iter().any(|l| l.as_str() == c.as_str()),
+                "{}",
+                c.as_str()
+            );
         }
-        assert_eq!(
-            CallColumns::All.columns().len(),
-            call::Column::iter().count()
-        );
-        assert!(
-            CallColumns::WithoutLongTexts
-                .columns()
-                .iter()
-                .all(|c| !is_long(*c))
-        );
+        let some = CallColumns::id_only().with(call::Column::Status);
+        let names: Vec<&str> = some.columns().iter().map(|c| c.as_str()).collect();
+        assert_eq!(names, ["id", "status"]);
+        assert_eq!(some.select_list(), "calls.id, calls.status");
+        assert_eq!(some.union(short), short);
     }
 }

@@ -286,7 +286,10 @@ pub async fn recent_by_parent(
     let mut out: HashMap<Uuid, Vec<call::Model>> = HashMap::new();
     let backend = db.get_database_backend();
     let col = parent.sql_name();
+    // The parent column groups the rows, whatever the caller asked for.
+    let columns = columns.with(call::Column::Id).with(parent.column());
     let select = columns.select_list();
+    let read = columns.columns();
     for chunk in parent_ids.chunks(PARENTS_PER_STATEMENT) {
         // The limit is our own integer, not user text, so it is inlined.
         let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 2);
@@ -335,7 +338,7 @@ pub async fn recent_by_parent(
             .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
             .await?;
         for row in rows {
-            let row = columns.decode(&row)?;
+            let row = super::columns::decode(&read, &row)?;
             if let Some(pid) = parent.parent_of(&row) {
                 out.entry(pid).or_default().push(row);
             }
