@@ -2,6 +2,7 @@
 
 pub(crate) mod bulk;
 mod repo;
+mod rows;
 mod service;
 
 pub use repo::{by_ids, count, find, list};
