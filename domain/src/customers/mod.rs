@@ -2,7 +2,6 @@
 
 pub(crate) mod bulk;
 mod repo;
-mod rows;
 mod service;
 
 pub use repo::{by_ids, count, find, list};

@@ -4,14 +4,13 @@ use entity::{customer, customer_tag};
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, Query};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, Select,
+    QueryFilter, Select,
 };
 use uuid::Uuid;
 
-use super::rows;
 use super::service::CustomerFilter;
 use crate::error::{DomainError, DomainResult};
-use crate::pagination::{Page, PageRequest};
+use crate::pagination::{self, Page, PageRequest};
 use crate::phone::PhoneNumber;
 use crate::tenancy::TenantScope;
 
@@ -94,15 +93,7 @@ pub async fn list(
     page: PageRequest,
 ) -> DomainResult<Page<customer::Model>> {
     check_filter(filter)?;
-    let mut query = filtered(scope, filter);
-    if let Some(after) = page.after {
-        query = query.filter(customer::Column::Id.lt(after));
-    }
-    let query = query
-        .order_by_desc(customer::Column::Id)
-        .limit(page.first + 1);
-    let rows = rows::all(db, query).await?;
-    Ok(Page::from_overfetch(rows, page.first))
+    pagination::fetch(db, filtered(scope, filter), customer::Column::Id, page).await
 }
 
 pub async fn count(
@@ -119,8 +110,10 @@ pub async fn find<C: ConnectionTrait>(
     scope: &TenantScope,
     id: Uuid,
 ) -> DomainResult<Option<customer::Model>> {
-    let query = scoped(scope).filter(customer::Column::Id.eq(id)).limit(1);
-    Ok(rows::all(conn, query).await?.into_iter().next())
+    Ok(scoped(scope)
+        .filter(customer::Column::Id.eq(id))
+        .one(conn)
+        .await?)
 }
 
 pub async fn find_by_phone<C: ConnectionTrait>(
@@ -140,8 +133,10 @@ pub async fn by_ids(
     scope: &TenantScope,
     ids: &[Uuid],
 ) -> DomainResult<Vec<customer::Model>> {
-    let query = scoped(scope).filter(customer::Column::Id.is_in(ids.iter().copied()));
-    Ok(rows::all(db, query).await?)
+    Ok(scoped(scope)
+        .filter(customer::Column::Id.is_in(ids.iter().copied()))
+        .all(db)
+        .await?)
 }
 
 /// Replaces the tag index rows of one customer (the JSON column holds the same list).
