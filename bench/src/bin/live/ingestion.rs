@@ -17,6 +17,30 @@ struct Ingestion {
     p99: f64,
     errors_5xx: u64,
     other_errors: u64,
+    /// Reports per group commit, on average over both APIs.
+    group: f64,
+}
+
+/// The APIs' `webhook_group_reports` histogram: (sum, count) over both processes.
+async fn groups(client: &reqwest::Client, apis: &[String]) -> anyhow::Result<(f64, f64)> {
+    let (mut sum, mut count) = (0.0, 0.0);
+    for api in apis {
+        let text = client
+            .get(format!("{api}/metrics"))
+            .send()
+            .await?
+            .text()
+            .await?;
+        for line in text.lines() {
+            let value = |l: &str| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok());
+            if line.starts_with("webhook_group_reports_sum") {
+                sum += value(line).unwrap_or(0.0);
+            } else if line.starts_with("webhook_group_reports_count") {
+                count += value(line).unwrap_or(0.0);
+            }
+        }
+    }
+    Ok((sum, count))
 }
 
 /// Closed loop: `senders` post back to back for `seconds`, alternating between the APIs.
@@ -29,6 +53,7 @@ async fn ingest_closed(
     tag: &str,
     db: &DatabaseConnection,
 ) -> anyhow::Result<Ingestion> {
+    let before = groups(client, apis).await?;
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -70,6 +95,7 @@ async fn ingest_closed(
     }
     let sent_for = started.elapsed();
     let drained = drain(db, Duration::from_secs(120)).await?;
+    let after = groups(client, apis).await?;
     lat.sort_by(f64::total_cmp);
     Ok(Ingestion {
         acked_per_s: lat.len() as f64 / sent_for.as_secs_f64(),
@@ -78,6 +104,7 @@ async fn ingest_closed(
         p99: quantile(&lat, 0.99),
         errors_5xx: e5,
         other_errors: other,
+        group: (after.0 - before.0) / (after.1 - before.1).max(1.0),
     })
 }
 
@@ -168,14 +195,15 @@ pub(crate) async fn run(b: &Bench) -> anyhow::Result<(Vec<String>, f64)> {
             )
             .await?;
             out(format!(
-                "  run {} senders {senders:>2}: acked {:>6.0}/s applied {:>6.0}/s p50 {:>6.2} ms p99 {:>7.2} ms 5xx {} other {}",
+                "  run {} senders {senders:>2}: acked {:>6.0}/s applied {:>6.0}/s p50 {:>6.2} ms p99 {:>7.2} ms 5xx {} other {} group {:.1}",
                 run + 1,
                 r.acked_per_s,
                 r.applied_per_s,
                 r.p50,
                 r.p99,
                 r.errors_5xx,
-                r.other_errors
+                r.other_errors,
+                r.group
             ));
             if r.acked_per_s > best.acked_per_s {
                 best = r;
