@@ -1,22 +1,31 @@
-//! Group commit for webhook reports. Reports that arrive while a tenant's previous group is
+//! Group commit for webhook reports. Reports that arrive while a shard's previous group is
 //! being written wait, and are then applied together as one batch (one transaction per
-//! provider, through [`Ingestor::ingest_batch`]); each sender is answered after that commit,
-//! so a report is still durable before its acknowledgement, at a fraction of the statements.
+//! tenant and provider, through [`Ingestor::ingest_batch`]); each sender is answered after
+//! that commit, so a report is still durable before its acknowledgement, at a fraction of
+//! the statements.
 //!
-//! A shard writes up to [`GROUPS_IN_FLIGHT`] groups at once; while they are all busy, new
-//! reports gather into the next group, so groups grow with the load and a lone report is
-//! written at once. Order per call is kept: a report sent after another's acknowledgement
-//! is grouped after it, a group holding two reports of one call applies them in arrival
-//! order (`ingest_batch` splits repeated execution ids into successive transactions), and
-//! the per-call locks order concurrent groups; reports sent concurrently have no order to
-//! keep (the status guard makes any order converge). A group that fails is applied again
-//! report by report, so one bad report fails only itself. Tenants are spread over shards,
-//! so a slow tenant holds up only the tenants of its shard.
+//! A lone report is written at once. While groups are being written, the next one gathers
+//! until one of them finishes, it is full, or twice the typical group's duration has
+//! passed (within [`MIN_PATIENCE`] and [`MAX_PATIENCE`]); then it is written, up to
+//! [`GROUPS_IN_FLIGHT`] at once per shard. So under load new groups start as others
+//! finish and hold what arrived meanwhile, rather than one report each, and a slow group
+//! (a tenant with a large batch, a lock wait) delays the groups behind it by that patience
+//! at most. Order per call is kept: a report sent after
+//! another's acknowledgement is grouped after it, a group holding two reports of one call
+//! applies them in arrival order (`ingest_batch` splits repeated execution ids into
+//! successive transactions), and the per-call locks order concurrent groups; reports sent
+//! concurrently have no order to keep (the status guard makes any order converge). A group
+//! that fails is applied again report by report, so one bad report fails only itself.
+//! Tenants are spread over shards, and the tenants of one group are written side by side.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use entity::tenant;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use futures_util::StreamExt;
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
+use tokio::time::Instant;
 
 use super::{IngestOutcome, Ingestor, Known};
 use crate::error::{DomainError, DomainResult};
@@ -29,6 +38,10 @@ const SHARDS: usize = 8;
 const MAX_GROUP: usize = 64;
 /// Groups one shard writes at once.
 const GROUPS_IN_FLIGHT: usize = 4;
+/// Bounds on how long a gathering group waits for a group being written to finish before
+/// it is written alongside (twice the typical group's duration, within these).
+const MIN_PATIENCE: Duration = Duration::from_millis(1);
+const MAX_PATIENCE: Duration = Duration::from_millis(20);
 
 struct Pending {
     tenant: Arc<tenant::Model>,
@@ -88,24 +101,43 @@ fn shard_of(tenant: &tenant::Model) -> usize {
     (tenant.id.as_u128() % SHARDS as u128) as usize
 }
 
-/// One shard's writer: waits for a free slot, takes what is waiting (at least one report),
-/// applies it per tenant and source in the background, repeats.
+/// One shard's writer: takes what is waiting (at least one report) and writes it in the
+/// background, per tenant and source. A lone report is written at once; while earlier
+/// groups are being written, the next one keeps gathering until one of them finishes, it
+/// is full, or about two typical group durations have passed (a slow group: then it is
+/// written alongside).
 async fn write_groups(ingestor: Ingestor, mut rx: mpsc::Receiver<Pending>) {
     let slots = Arc::new(Semaphore::new(GROUPS_IN_FLIGHT));
+    let finished = Arc::new(Notify::new());
+    let typical = Arc::new(Typical::default());
     loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
-        };
         let Some(first) = rx.recv().await else {
             return;
         };
         let mut waiting = vec![first];
-        while waiting.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(p) => waiting.push(p),
-                Err(_) => break,
+        take_waiting(&mut rx, &mut waiting);
+        if slots.available_permits() < GROUPS_IN_FLIGHT {
+            let deadline = Instant::now() + typical.patience();
+            while waiting.len() < MAX_GROUP && slots.available_permits() < GROUPS_IN_FLIGHT {
+                tokio::select! {
+                    // Also ends at once when a group finished since the last gathering
+                    // (`notify_one` keeps that news).
+                    _ = finished.notified() => break,
+                    _ = tokio::time::sleep_until(deadline) => break,
+                    more = rx.recv() => match more {
+                        Some(p) => {
+                            waiting.push(p);
+                            take_waiting(&mut rx, &mut waiting);
+                        }
+                        None => break,
+                    },
+                }
             }
         }
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        take_waiting(&mut rx, &mut waiting);
         // Groups of one tenant and source, in arrival order.
         let mut groups: Vec<Vec<Pending>> = Vec::new();
         for p in waiting {
@@ -118,12 +150,56 @@ async fn write_groups(ingestor: Ingestor, mut rx: mpsc::Receiver<Pending>) {
             }
         }
         let ingestor = ingestor.clone();
+        let finished = finished.clone();
+        let typical = typical.clone();
         tokio::spawn(async move {
-            for group in groups {
-                apply(&ingestor, group).await;
-            }
+            let started = Instant::now();
+            // Tenants side by side, so one tenant's slow transaction does not hold up the
+            // others of its group.
+            futures_util::stream::iter(groups)
+                .for_each_concurrent(GROUPS_IN_FLIGHT, |group| apply(&ingestor, group))
+                .await;
+            typical.record(started.elapsed());
             drop(slot);
+            finished.notify_one();
         });
+    }
+}
+
+/// A moving average of how long a shard's groups take to write, in µs. Lost updates
+/// between concurrent groups only blur it.
+struct Typical(AtomicU64);
+
+impl Default for Typical {
+    fn default() -> Self {
+        Typical(AtomicU64::new(MIN_PATIENCE.as_micros() as u64))
+    }
+}
+
+impl Typical {
+    fn record(&self, took: Duration) {
+        let took = took.as_micros().min(u64::MAX as u128) as u64;
+        let old = self.0.load(Ordering::Relaxed);
+        self.0.store(old - old / 8 + took / 8, Ordering::Relaxed);
+    }
+
+    fn duration(&self) -> Duration {
+        Duration::from_micros(self.0.load(Ordering::Relaxed))
+    }
+
+    /// How long a gathering group waits for the ones being written.
+    fn patience(&self) -> Duration {
+        (self.duration() * 2).clamp(MIN_PATIENCE, MAX_PATIENCE)
+    }
+}
+
+/// Moves what is already waiting into `waiting`, up to [`MAX_GROUP`].
+fn take_waiting(rx: &mut mpsc::Receiver<Pending>, waiting: &mut Vec<Pending>) {
+    while waiting.len() < MAX_GROUP {
+        match rx.try_recv() {
+            Ok(p) => waiting.push(p),
+            Err(_) => break,
+        }
     }
 }
 
@@ -156,5 +232,28 @@ async fn apply(ingestor: &Ingestor, group: Vec<Pending>) {
                 let _ = done.send(ingestor.ingest(&tenant, report, source).await);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patience_follows_the_typical_group_within_bounds() {
+        let t = Typical::default();
+        assert_eq!(t.patience(), MIN_PATIENCE * 2);
+        for _ in 0..64 {
+            t.record(Duration::from_millis(5));
+        }
+        let p = t.patience();
+        assert!(
+            p > Duration::from_millis(9) && p <= Duration::from_millis(10),
+            "{p:?}"
+        );
+        for _ in 0..64 {
+            t.record(Duration::from_secs(1));
+        }
+        assert_eq!(t.patience(), MAX_PATIENCE);
     }
 }
