@@ -951,7 +951,9 @@ async fn caps_hold_with_three_workers_racing(app: TestApp) {
     }
     let mut samples = 0;
     let mut peak = [0u64; 5];
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(240);
+    // A guard against a hang, not a speed target: on a slow 2-core machine, with the rest
+    // of the suite running alongside, 280 calls under these caps have taken over 240 s.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
     loop {
         let now = [
             live_calls(&app, None, None).await,
