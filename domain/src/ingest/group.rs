@@ -10,13 +10,15 @@
 //! [`GROUPS_IN_FLIGHT`] at once per shard. So under load new groups start as others
 //! finish and hold what arrived meanwhile, rather than one report each, and a slow group
 //! (a tenant with a large batch, a lock wait) delays the groups behind it by that patience
-//! at most. Order per call is kept: a report sent after
-//! another's acknowledgement is grouped after it, a group holding two reports of one call
-//! applies them in arrival order (`ingest_batch` splits repeated execution ids into
-//! successive transactions), and the per-call locks order concurrent groups; reports sent
-//! concurrently have no order to keep (the status guard makes any order converge). A group
-//! that fails is applied again report by report, so one bad report fails only itself.
-//! Tenants are spread over shards, and the tenants of one group are written side by side.
+//! at most.
+//!
+//! Order per call is kept: a report sent after another's acknowledgement is grouped after
+//! it, a group holding two reports of one call applies them in arrival order
+//! (`ingest_batch` splits repeated execution ids into successive transactions), and the
+//! per-call locks order concurrent groups; reports sent concurrently have no order to keep
+//! (the status guard makes any order converge). A group that fails is applied again report
+//! by report, so one bad report fails only itself. Tenants are spread over shards, and the
+//! tenants of one group are written side by side.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use bench::{median, out, quantile};
+use bench::{median, metric, out, quantile};
 use sea_orm::DatabaseConnection;
 
 use crate::Bench;
@@ -25,20 +25,8 @@ struct Ingestion {
 async fn groups(client: &reqwest::Client, apis: &[String]) -> anyhow::Result<(f64, f64)> {
     let (mut sum, mut count) = (0.0, 0.0);
     for api in apis {
-        let text = client
-            .get(format!("{api}/metrics"))
-            .send()
-            .await?
-            .text()
-            .await?;
-        for line in text.lines() {
-            let value = |l: &str| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok());
-            if line.starts_with("webhook_group_reports_sum") {
-                sum += value(line).unwrap_or(0.0);
-            } else if line.starts_with("webhook_group_reports_count") {
-                count += value(line).unwrap_or(0.0);
-            }
-        }
+        sum += metric(client, api, "webhook_group_reports_sum").await?;
+        count += metric(client, api, "webhook_group_reports_count").await?;
     }
     Ok((sum, count))
 }
