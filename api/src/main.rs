@@ -9,6 +9,7 @@ use domain::settings::Settings;
 // glibc malloc spent ~40% of CPU under load (many small, short-lived allocations across threads).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+workers::tune_allocator!();
 
 #[derive(Parser)]
 #[command(

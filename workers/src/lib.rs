@@ -8,6 +8,7 @@ use std::time::Duration;
 use domain::jobs::{Lane, kinds};
 use domain::services::Services;
 
+pub mod allocator;
 pub mod metrics;
 pub mod runner;
 

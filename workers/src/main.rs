@@ -7,6 +7,7 @@ use tokio::sync::watch;
 // glibc malloc spent ~40% of CPU under load (many small, short-lived allocations across threads).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+workers::tune_allocator!();
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
