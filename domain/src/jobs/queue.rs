@@ -182,12 +182,40 @@ pub async fn claim_next(
     after: Option<&str>,
     due_by: DateTime<Utc>,
 ) -> DomainResult<Option<job::Model>> {
-    if let Some(after) = after
-        && let Some(job) = claim_one(db, Some(lane), worker, lease, Some(after), due_by).await?
-    {
-        return Ok(Some(job));
+    match after {
+        // One statement takes both turns: most claims find nothing (a lane is woken by
+        // every commit that enqueues), and each turn was a round trip of its own.
+        Some(after) if Dialect::of(db) == Dialect::Postgres => {
+            claim_one(
+                db,
+                Some(lane),
+                worker,
+                lease,
+                Turn::AfterThenAny(after),
+                due_by,
+            )
+            .await
+        }
+        Some(after) => {
+            let first = Turn::After(after);
+            if let Some(job) = claim_one(db, Some(lane), worker, lease, first, due_by).await? {
+                return Ok(Some(job));
+            }
+            claim_one(db, Some(lane), worker, lease, Turn::Any, due_by).await
+        }
+        None => claim_one(db, Some(lane), worker, lease, Turn::Any, due_by).await,
     }
-    claim_one(db, Some(lane), worker, lease, None, due_by).await
+}
+
+/// Which tenants a claim looks at.
+#[derive(Clone, Copy)]
+enum Turn<'a> {
+    Any,
+    /// Tenants after this key only.
+    After(&'a str),
+    /// Tenants after this key first, then any (PostgreSQL: the second pass runs only when
+    /// the first found nothing, so it locks nothing otherwise).
+    AfterThenAny(&'a str),
 }
 
 async fn claim_one(
@@ -195,7 +223,7 @@ async fn claim_one(
     lane: Option<Lane>,
     worker: &str,
     lease: Duration,
-    after: Option<&str>,
+    turn: Turn<'_>,
     due_by: DateTime<Utc>,
 ) -> DomainResult<Option<job::Model>> {
     let dialect = Dialect::of(db);
@@ -208,20 +236,34 @@ async fn claim_one(
         b.bind(lease_until(lease)),
         b.bind(now)
     );
-    let mut wheres = Vec::new();
-    if let Some(lane) = lane {
-        wheres.push(format!("lane = {}", b.bind(lane.as_str())));
-    }
-    wheres.push(format!("status = '{PENDING}'"));
-    if let Some(after) = after {
-        wheres.push(format!("tenant_key > {}", b.bind(after)));
-    }
-    wheres.push(format!("run_at <= {}", b.bind(due_by.min(now))));
-    let sql = format!(
-        "UPDATE jobs SET {set} WHERE id = (SELECT id FROM jobs WHERE {} ORDER BY tenant_key, run_at LIMIT 1{}) RETURNING *",
-        wheres.join(" AND "),
-        dialect.skip_locked()
-    );
+    let mut pick = |after: Option<&str>| {
+        let mut wheres = Vec::new();
+        if let Some(lane) = lane {
+            wheres.push(format!("lane = {}", b.bind(lane.as_str())));
+        }
+        wheres.push(format!("status = '{PENDING}'"));
+        if let Some(after) = after {
+            wheres.push(format!("tenant_key > {}", b.bind(after)));
+        }
+        wheres.push(format!("run_at <= {}", b.bind(due_by.min(now))));
+        format!(
+            "SELECT id FROM jobs WHERE {} ORDER BY tenant_key, run_at LIMIT 1{}",
+            wheres.join(" AND "),
+            dialect.skip_locked()
+        )
+    };
+    let chosen = match turn {
+        Turn::Any => pick(None),
+        Turn::After(after) => pick(Some(after)),
+        Turn::AfterThenAny(after) => {
+            let first = pick(Some(after));
+            let then = pick(None);
+            format!(
+                "SELECT id FROM (SELECT id FROM ({first}) a UNION ALL SELECT id FROM ({then}) b) c LIMIT 1"
+            )
+        }
+    };
+    let sql = format!("UPDATE jobs SET {set} WHERE id = ({chosen}) RETURNING *");
     Ok(job::Entity::find()
         .from_raw_sql(b.statement(sql))
         .one(db)
@@ -237,7 +279,7 @@ pub async fn claim(
 ) -> DomainResult<Vec<job::Model>> {
     let mut out = Vec::new();
     while (out.len() as u64) < limit {
-        match claim_one(db, None, worker, lease, None, Utc::now()).await? {
+        match claim_one(db, None, worker, lease, Turn::Any, Utc::now()).await? {
             Some(job) => out.push(job),
             None => break,
         }
