@@ -162,9 +162,12 @@ pub fn param(backend: DatabaseBackend, n: usize) -> String {
 /// A FROM item `p` with column `k` (each of `keys` that has a row) and `cols` of the
 /// tenant's row in `table` whose unique `key_col` equals it; `filters` narrow it further.
 ///
-/// PostgreSQL gets one index probe per key (`LATERAL .. LIMIT 1`, which the planner cannot
-/// turn into a scan): with an `IN` list and statistics older than the table's growth it
-/// reads every row of the tenant and filters them, which made a large sync quadratic.
+/// PostgreSQL gets one index lookup per key (`LATERAL .. LIMIT 1`, which the planner cannot
+/// turn into one scan of the tenant's rows for the whole list, as it did with an `IN` list
+/// and statistics older than the table's growth, which made a large sync quadratic). Which
+/// index each lookup uses is still the planner's choice: for a tenant the statistics do not
+/// know yet, it may walk the tenant's rows with the key as a filter (BENCHMARKS.md, speed,
+/// fifth part).
 pub(crate) fn probe(
     b: &mut Binder,
     table: &str,
