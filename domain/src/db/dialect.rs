@@ -165,9 +165,9 @@ pub fn param(backend: DatabaseBackend, n: usize) -> String {
 /// PostgreSQL gets one index lookup per key (`LATERAL .. LIMIT 1`, which the planner cannot
 /// turn into one scan of the tenant's rows for the whole list, as it did with an `IN` list
 /// and statistics older than the table's growth, which made a large sync quadratic). Which
-/// index each lookup uses is still the planner's choice: for a tenant the statistics do not
-/// know yet, it may walk the tenant's rows with the key as a filter (BENCHMARKS.md, speed,
-/// fifth part).
+/// index each lookup uses is still the planner's choice: when the statistics expect about
+/// one row for the tenant, it has walked the tenant's rows with the key as a filter
+/// (BENCHMARKS.md, speed, fifth part).
 pub(crate) fn probe(
     b: &mut Binder,
     table: &str,
