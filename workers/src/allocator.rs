@@ -21,7 +21,8 @@ unsafe extern "C" {
 /// mimalloc's default commits its arenas eagerly, and the API then kept its peak (see
 /// BENCHMARKS.md, sync). It must run before the first allocation, which reserves the
 /// first arena with the setting of that moment; the standard library allocates before
-/// `main`, so the binaries call it from a constructor ([`crate::tune_allocator!`]).
+/// `main`, so the binaries call it from a constructor ([`crate::tune_allocator!`]). Set
+/// this way, it takes precedence over `MIMALLOC_ARENA_EAGER_COMMIT` in the environment.
 pub extern "C" fn tune() {
     // SAFETY: sets an integer option of the allocator; runs before `main`, while the
     // process has one thread (the option setter is not thread-safe).
