@@ -13,6 +13,7 @@ unsafe extern "C" {
     // Part of the mimalloc library the global allocator links; the Rust bindings expose
     // it only with a feature that needs another crate.
     fn mi_option_set(option: i32, value: std::ffi::c_long);
+    #[cfg(test)]
     fn mi_option_get(option: i32) -> std::ffi::c_long;
 }
 
@@ -23,16 +24,14 @@ unsafe extern "C" {
 /// first arena with the setting of that moment; the standard library allocates before
 /// `main`, so the binaries call it from a constructor ([`crate::tune_allocator!`]). Set
 /// this way, it takes precedence over `MIMALLOC_ARENA_EAGER_COMMIT` in the environment.
-pub extern "C" fn tune() {
-    // SAFETY: sets an integer option of the allocator; runs before `main`, while the
-    // process has one thread (the option setter is not thread-safe).
+///
+/// # Safety
+/// Only while the process has a single thread (mimalloc's option setter is not
+/// thread-safe): public only for [`crate::tune_allocator!`]'s constructor.
+#[doc(hidden)]
+pub unsafe extern "C" fn tune() {
+    // SAFETY: sets an integer option of the allocator; the caller runs it single-threaded.
     unsafe { mi_option_set(ARENA_EAGER_COMMIT, 0) }
-}
-
-/// The setting as mimalloc holds it.
-pub fn arena_eager_commit() -> i64 {
-    // SAFETY: reads an integer option.
-    unsafe { mi_option_get(ARENA_EAGER_COMMIT) as i64 }
 }
 
 /// Registers [`tune`] to run before `main` (and before the standard library's first
@@ -44,7 +43,7 @@ macro_rules! tune_allocator {
         #[used]
         #[allow(unsafe_code)]
         #[unsafe(link_section = ".init_array")]
-        static TUNE_ALLOCATOR: extern "C" fn() = $crate::allocator::tune;
+        static TUNE_ALLOCATOR: unsafe extern "C" fn() = $crate::allocator::tune;
     };
 }
 
@@ -58,6 +57,8 @@ mod tests {
         // mimalloc's default for this option is 2 ("where the system overcommits"); the
         // constructor ran before the test harness, and a wrong option index would read
         // another option's value, none of which the constructor touched.
-        assert_eq!(super::arena_eager_commit(), 0);
+        // SAFETY: reads an integer option.
+        let value = unsafe { super::mi_option_get(super::ARENA_EAGER_COMMIT) };
+        assert_eq!(value, 0);
     }
 }

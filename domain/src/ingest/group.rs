@@ -40,6 +40,8 @@ const SHARDS: usize = 8;
 const MAX_GROUP: usize = 64;
 /// Groups one shard writes at once.
 const GROUPS_IN_FLIGHT: usize = 4;
+/// Tenants of one group written at once (each in its own transaction).
+const TENANTS_AT_ONCE: usize = 4;
 /// Bounds on how long a gathering group waits for a group being written to finish before
 /// it is written alongside (twice the typical group's duration, within these).
 const MIN_PATIENCE: Duration = Duration::from_millis(1);
@@ -159,7 +161,7 @@ async fn write_groups(ingestor: Ingestor, mut rx: mpsc::Receiver<Pending>) {
             // Tenants side by side, so one tenant's slow transaction does not hold up the
             // others of its group.
             futures_util::stream::iter(groups)
-                .for_each_concurrent(GROUPS_IN_FLIGHT, |group| apply(&ingestor, group))
+                .for_each_concurrent(TENANTS_AT_ONCE, |group| apply(&ingestor, group))
                 .await;
             typical.record(started.elapsed());
             drop(slot);
