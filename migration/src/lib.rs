@@ -26,6 +26,7 @@ mod m20261206_000019_credits;
 mod m20261206_000020_credit_rates;
 mod m20261206_000021_whatsapp;
 mod m20261206_000022_whatsapp_campaigns;
+mod m20261207_000023_key_led_unique;
 
 pub struct Migrator;
 
@@ -55,6 +56,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000020_credit_rates::Migration),
             Box::new(m20261206_000021_whatsapp::Migration),
             Box::new(m20261206_000022_whatsapp_campaigns::Migration),
+            Box::new(m20261207_000023_key_led_unique::Migration),
         ]
     }
 }

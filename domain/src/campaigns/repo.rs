@@ -5,12 +5,12 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use entity::campaign;
-use sea_orm::{ConnectionTrait, Value};
+use sea_orm::ConnectionTrait;
 use serde_json::json;
 use uuid::Uuid;
 
 use super::import::ImportRow;
-use crate::db::{Binder, Dialect, probe};
+use crate::db::{Binder, Dialect, KeyIndex, probe};
 use crate::error::DomainResult;
 use crate::types::LeadStatus;
 
@@ -28,7 +28,9 @@ pub(crate) async fn listed_numbers<C: ConnectionTrait>(
     let listed = probe(
         &mut b,
         "do_not_call",
-        &[("tenant_id", Value::from(tenant_id))],
+        KeyIndex::TenantFirst,
+        tenant_id,
+        &[],
         "phone_number",
         phones,
         "phone_number",
@@ -54,7 +56,9 @@ pub(crate) async fn customers_by_phone<C: ConnectionTrait>(
     let customers = probe(
         &mut b,
         "customers",
-        &[("tenant_id", Value::from(tenant_id))],
+        KeyIndex::KeyFirst,
+        tenant_id,
+        &[],
         "phone_number",
         phones,
         "id, status",

@@ -5,10 +5,10 @@
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, Statement, Value};
+use sea_orm::{ConnectionTrait, Statement};
 use uuid::Uuid;
 
-use crate::db::{Binder, param, probe};
+use crate::db::{Binder, Dialect, KeyIndex, param, probe};
 use crate::error::{DomainError, DomainResult};
 use crate::ingest::lead::{LeadChange, LeadPlan, funnel_rank, funnel_rank_sql};
 use crate::phone::PhoneNumber;
@@ -36,7 +36,9 @@ pub(crate) async fn customers_by_phone<C: ConnectionTrait>(
     let customers = probe(
         &mut b,
         "customers",
-        &[("tenant_id", Value::from(tenant_id))],
+        KeyIndex::KeyFirst,
+        tenant_id,
+        &[],
         "phone_number",
         phones,
         "id",
@@ -277,8 +279,8 @@ pub(crate) async fn upsert_customer<C: ConnectionTrait>(
         .query_one_raw(Statement::from_sql_and_values(
             backend,
             format!(
-                "SELECT id FROM customers WHERE tenant_id = {} AND phone_number = {}",
-                p(1),
+                "SELECT id FROM customers WHERE {} AND phone_number = {}",
+                Dialect::from(backend).tenant_outside_index(&p(1)),
                 p(2)
             ),
             [tenant_id.into(), phone.as_str().into()],

@@ -3,6 +3,7 @@
 //! bucketing. Code elsewhere asks this module instead of testing the backend itself.
 
 use sea_orm::{ConnectionTrait, DatabaseBackend, DbErr, RuntimeErr, Statement, Value};
+use uuid::Uuid;
 
 /// The SQL dialect of a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +59,16 @@ impl Dialect {
     /// a scan of the tenant's rows when its statistics lag the table's growth.
     pub fn probes_laterally(self) -> bool {
         self == Dialect::Postgres
+    }
+
+    /// `tenant_id` compared with `param` so that no index serves the comparison, for
+    /// lookups by a key whose unique index leads with the key ([`KeyIndex::KeyFirst`]).
+    /// SQLite's planner already prefers a unique index whose every column is bound.
+    pub fn tenant_outside_index(self, param: &str) -> String {
+        match self {
+            Dialect::Postgres => format!("(tenant_id = {param}) IS TRUE"),
+            Dialect::Sqlite => format!("tenant_id = {param}"),
+        }
     }
 
     /// Makes the transaction's statements planned for the values bound each time (heavy
@@ -159,18 +170,35 @@ pub fn param(backend: DatabaseBackend, n: usize) -> String {
     }
 }
 
+/// Which index serves a [`probe`]'s lookups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KeyIndex {
+    /// A unique index led by the key, the tenant last (calls by execution id, customers by
+    /// number). The tenant is tested outside any index, so that index is the only one that
+    /// can serve the lookup.
+    KeyFirst,
+    /// A unique index led by the tenant, on a table where no other index could be walked
+    /// instead at any cost (the do-not-call list) or where a tenant's rows are few (agents).
+    TenantFirst,
+}
+
 /// A FROM item `p` with column `k` (each of `keys` that has a row) and `cols` of the
 /// tenant's row in `table` whose unique `key_col` equals it; `filters` narrow it further.
 ///
 /// PostgreSQL gets one index lookup per key (`LATERAL .. LIMIT 1`, which the planner cannot
 /// turn into one scan of the tenant's rows for the whole list, as it did with an `IN` list
-/// and statistics older than the table's growth, which made a large sync quadratic). Which
-/// index each lookup uses is still the planner's choice: when the statistics expect about
-/// one row for the tenant, it has walked the tenant's rows with the key as a filter
-/// (BENCHMARKS.md, speed, fifth part).
+/// and statistics older than the table's growth, which made a large sync quadratic). With
+/// [`KeyIndex::KeyFirst`] the tenant is compared as `(tenant_id = $n) IS TRUE`, which no
+/// index can serve: written plainly, every tenant-led index could serve it too, and when
+/// the planner expected about one row for the tenant (an empty table when the plan was
+/// cached, or statistics older than the tenant) the costs tied and it walked all of the
+/// tenant's rows with the key as a filter, once per key.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn probe(
     b: &mut Binder,
     table: &str,
+    index: KeyIndex,
+    tenant_id: Uuid,
     filters: &[(&str, Value)],
     key_col: &str,
     keys: &[&str],
@@ -178,10 +206,16 @@ pub(crate) fn probe(
 ) -> String {
     if Dialect::from(b.backend()).probes_laterally() {
         let values: Vec<String> = keys.iter().map(|k| format!("({})", b.bind(*k))).collect();
-        let wheres: Vec<String> = filters
-            .iter()
-            .map(|(col, v)| format!("{col} = {}", b.bind(v.clone())))
-            .collect();
+        let tenant = b.bind(tenant_id);
+        let mut wheres = vec![match index {
+            KeyIndex::KeyFirst => Dialect::Postgres.tenant_outside_index(&tenant),
+            KeyIndex::TenantFirst => format!("tenant_id = {tenant}"),
+        }];
+        wheres.extend(
+            filters
+                .iter()
+                .map(|(col, v)| format!("{col} = {}", b.bind(v.clone()))),
+        );
         format!(
             "(SELECT keys.k, m.* FROM (VALUES {}) AS keys (k) CROSS JOIN LATERAL \
              (SELECT {cols} FROM {table} WHERE {} AND {key_col} = keys.k LIMIT 1) m) p",
@@ -189,10 +223,12 @@ pub(crate) fn probe(
             wheres.join(" AND ")
         )
     } else {
-        let wheres: Vec<String> = filters
-            .iter()
-            .map(|(col, v)| format!("{col} = {}", b.bind(v.clone())))
-            .collect();
+        let mut wheres = vec![format!("tenant_id = {}", b.bind(tenant_id))];
+        wheres.extend(
+            filters
+                .iter()
+                .map(|(col, v)| format!("{col} = {}", b.bind(v.clone()))),
+        );
         format!(
             "(SELECT {key_col} AS k, {cols} FROM {table} WHERE {} AND {key_col} IN ({})) p",
             wheres.join(" AND "),
@@ -295,5 +331,141 @@ mod tests {
             let db = sea_orm::Database::connect(url.as_str()).await.unwrap();
             buckets(&db).await;
         }
+    }
+
+    /// The plans of a batch lookup of calls by execution id and customers by number, on
+    /// PostgreSQL, in the two states where a tenant-led index tied with the key's unique
+    /// index: plans made while the tables were empty (then cached), and statistics taken
+    /// before the tenant's rows arrived. Each must be one lookup in the key-led unique
+    /// index per key, never a walk of the tenant's rows.
+    #[cfg(feature = "testing")]
+    #[tokio::test]
+    async fn key_lookups_use_the_key_index_whatever_the_statistics() {
+        use crate::testdb::{Backend, TestDb};
+        let Some(test_db) = TestDb::create(Backend::Postgres).await else {
+            return;
+        };
+        let db = sea_orm::Database::connect(test_db.url.as_str())
+            .await
+            .unwrap();
+        let tenant = |name: &str| crate::tenancy::NewTenant {
+            name: name.into(),
+            default_region: "IN".into(),
+            timezone: "UTC".into(),
+            concurrency_limit: 10,
+        };
+        let (old, _) = crate::tenancy::create_tenant(&db, tenant("Old"))
+            .await
+            .unwrap();
+        let (new, _) = crate::tenancy::create_tenant(&db, tenant("New"))
+            .await
+            .unwrap();
+
+        // Plans made on empty tables.
+        let empty = explain_lookup(&db, new.id, "force_generic_plan").await;
+        assert_key_lookups(&empty);
+
+        // One tenant's rows, statistics of them, then another tenant's rows.
+        fill(&db, old.id, 0, 5_000).await;
+        db.execute_unprepared("ANALYZE calls; ANALYZE customers")
+            .await
+            .unwrap();
+        fill(&db, new.id, 5_000, 5_000).await;
+        for mode in ["force_custom_plan", "force_generic_plan"] {
+            assert_key_lookups(&explain_lookup(&db, new.id, mode).await);
+        }
+    }
+
+    #[cfg(feature = "testing")]
+    async fn fill(db: &sea_orm::DatabaseConnection, tenant_id: Uuid, from: i64, n: i64) {
+        let to = from + n - 1;
+        db.execute_unprepared(&format!(
+            "INSERT INTO customers (id, tenant_id, phone_number, status, tags, created_at, updated_at) \
+             SELECT gen_random_uuid(), '{tenant_id}', '+9198' || lpad(i::text, 8, '0'), 'NEW', '[]', now(), now() \
+             FROM generate_series({from}, {to}) i; \
+             INSERT INTO calls (id, tenant_id, provider, provider_execution_id, direction, status, created_at, updated_at) \
+             SELECT gen_random_uuid(), '{tenant_id}', 'BOLNA', 'exec-' || i, 'OUTBOUND', 'COMPLETED', now(), now() \
+             FROM generate_series({from}, {to}) i"
+        ))
+        .await
+        .unwrap();
+    }
+
+    /// `EXPLAIN` of the lookup as a prepared statement, with `plan_cache_mode` set to
+    /// `mode`; returns the plan's text.
+    #[cfg(feature = "testing")]
+    async fn explain_lookup(
+        db: &sea_orm::DatabaseConnection,
+        tenant_id: Uuid,
+        mode: &str,
+    ) -> String {
+        let mut b = Binder::new(DatabaseBackend::Postgres);
+        let calls = probe(
+            &mut b,
+            "calls",
+            KeyIndex::KeyFirst,
+            tenant_id,
+            &[("provider", Value::from("BOLNA"))],
+            "provider_execution_id",
+            &["exec-5001", "exec-9000"],
+            "id, status",
+        );
+        let customers = probe(
+            &mut b,
+            "customers",
+            KeyIndex::KeyFirst,
+            tenant_id,
+            &[],
+            "phone_number",
+            &["+919800005001"],
+            "id",
+        );
+        let sql =
+            format!("SELECT p.k, p.id FROM {calls} UNION ALL SELECT p.k, p.id FROM {customers}");
+        // The bound values as literals, for `EXECUTE`.
+        let args: Vec<String> = b
+            .values
+            .iter()
+            .map(|v| match v {
+                Value::Uuid(Some(u)) => format!("'{u}'::uuid"),
+                Value::String(Some(s)) => format!("'{s}'"),
+                other => panic!("unexpected value {other:?}"),
+            })
+            .collect();
+        let conn = sea_orm::TransactionTrait::begin(db).await.unwrap();
+        let script = format!("SET LOCAL plan_cache_mode = {mode}; PREPARE lookup AS {sql};");
+        conn.execute_unprepared(&script).await.unwrap();
+        let rows = conn
+            .query_all_raw(Statement::from_string(
+                DatabaseBackend::Postgres,
+                format!("EXPLAIN EXECUTE lookup({})", args.join(", ")),
+            ))
+            .await
+            .unwrap();
+        let plan: Vec<String> = rows
+            .iter()
+            .map(|r| r.try_get_by_index::<String>(0).unwrap())
+            .collect();
+        conn.execute_unprepared("DEALLOCATE lookup").await.unwrap();
+        conn.rollback().await.unwrap();
+        plan.join("\n")
+    }
+
+    #[cfg(feature = "testing")]
+    fn assert_key_lookups(plan: &str) {
+        for wanted in [
+            "Index Scan using uq_calls_execution_provider_tenant on calls",
+            "Index Scan using uq_customers_phone_tenant on customers",
+        ] {
+            assert!(plan.contains(wanted), "{wanted} missing from:\n{plan}");
+        }
+        let scans = plan.matches("Index Scan").count();
+        let other = plan.matches("Seq Scan").count() + plan.matches("Bitmap").count();
+        assert_eq!((scans, other), (2, 0), "one index scan per table:\n{plan}");
+        let walks = plan.lines().any(|l| {
+            l.contains("Filter:")
+                && (l.contains("provider_execution_id") || l.contains("phone_number"))
+        });
+        assert!(!walks, "a key tested outside the index:\n{plan}");
     }
 }

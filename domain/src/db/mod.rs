@@ -3,8 +3,8 @@
 
 mod dialect;
 
-pub(crate) use dialect::probe;
 pub use dialect::{Binder, Dialect, is_deadlock, is_unique_violation, param};
+pub(crate) use dialect::{KeyIndex, probe};
 
 use std::time::Duration;
 

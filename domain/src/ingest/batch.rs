@@ -14,7 +14,7 @@ use super::lead::{LeadPlan, name_of};
 use super::{IngestOutcome, Known};
 use crate::calls::transition::Reported;
 use crate::customers::bulk::{CustomerPlan, customers_by_phone, write_customers};
-use crate::db::{Binder, probe};
+use crate::db::{Binder, KeyIndex, probe};
 use crate::error::{DomainError, DomainResult};
 use crate::phone::{PhoneNumber, Region};
 use crate::providers::CallReport;
@@ -50,15 +50,14 @@ pub(crate) async fn lookup<C: ConnectionTrait>(
     phones: &[&str],
 ) -> DomainResult<Lookup> {
     let mut b = Binder::new(conn.get_database_backend());
-    let filters = [
-        ("tenant_id", Value::from(tenant_id)),
-        ("provider", Value::from(provider)),
-    ];
+    let filters = [("provider", Value::from(provider))];
     let mut parts = Vec::new();
     if !agent_ids.is_empty() {
         let agents = probe(
             &mut b,
             "agents",
+            KeyIndex::TenantFirst,
+            tenant_id,
             &filters,
             "provider_agent_id",
             agent_ids,
@@ -72,6 +71,8 @@ pub(crate) async fn lookup<C: ConnectionTrait>(
         let calls = probe(
             &mut b,
             "calls",
+            KeyIndex::KeyFirst,
+            tenant_id,
             &filters,
             "provider_execution_id",
             execution_ids,
@@ -85,7 +86,9 @@ pub(crate) async fn lookup<C: ConnectionTrait>(
         let customers = probe(
             &mut b,
             "customers",
-            &filters[..1],
+            KeyIndex::KeyFirst,
+            tenant_id,
+            &[],
             "phone_number",
             phones,
             "id",
