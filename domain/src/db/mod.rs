@@ -4,7 +4,7 @@
 mod dialect;
 
 pub use dialect::{Binder, Dialect, is_deadlock, is_unique_violation, param};
-pub(crate) use dialect::{KeyIndex, probe};
+pub(crate) use dialect::{KeyIndex, probe, tenant_outside_index};
 
 use std::time::Duration;
 
