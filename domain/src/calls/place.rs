@@ -299,7 +299,10 @@ async fn adopt_execution(
     let db = services.db();
     let txn = crate::db::begin_write(db).await?;
     let duplicate = call::Entity::find()
-        .filter(crate::db::tenant_outside_index(model.tenant_id))
+        .filter(crate::db::tenant_outside_index(
+            txn.get_database_backend(),
+            model.tenant_id,
+        ))
         .filter(call::Column::Provider.eq(model.provider))
         .filter(call::Column::ProviderExecutionId.eq(execution_id))
         .one(&txn)

@@ -373,7 +373,10 @@ async fn record_together(
     let tenant_id = placed[0].0.tenant_id;
     let executions: Vec<String> = placed.iter().map(|(_, e)| e.clone()).collect();
     let existing = call::Entity::find()
-        .filter(crate::db::tenant_outside_index(tenant_id))
+        .filter(crate::db::tenant_outside_index(
+            txn.get_database_backend(),
+            tenant_id,
+        ))
         .filter(call::Column::Provider.eq(provider))
         .filter(call::Column::ProviderExecutionId.is_in(executions))
         .all(&txn)
