@@ -82,6 +82,12 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
             }
         });
     }
+    if !settings.is_sqlite() {
+        // Our statements are short lookups and writes. Where a table has no statistics
+        // yet, a batch lookup's estimate can pass the JIT threshold and spend milliseconds
+        // compiling a plan that runs in less.
+        opts.map_sqlx_postgres_opts(|o| o.options([("jit", "off")]));
+    }
     Database::connect(opts).await
 }
 
