@@ -237,19 +237,21 @@ pub(crate) fn probe(
     }
 }
 
-/// `tenant_id = tenant_id` for SeaORM queries that find rows by a key whose unique index
-/// leads with the key ([`KeyIndex::KeyFirst`]): written so that no index serves it, on both
-/// backends, for the reason [`probe`] gives.
+/// [`Dialect::tenant_outside_index`] as a SeaORM condition, for queries that find rows by a
+/// key whose unique index leads with the key ([`KeyIndex::KeyFirst`]).
 pub(crate) fn tenant_outside_index(
     backend: DatabaseBackend,
     tenant_id: Uuid,
 ) -> sea_orm::sea_query::SimpleExpr {
     // Custom SQL takes each backend's own placeholder.
-    let sql = match backend {
-        DatabaseBackend::Postgres => "(tenant_id = $1) IS TRUE",
-        _ => "(tenant_id = ?) IS TRUE",
+    let placeholder = match backend {
+        DatabaseBackend::Postgres => "$1",
+        _ => "?",
     };
-    sea_orm::sea_query::Expr::cust_with_values(sql, [tenant_id])
+    sea_orm::sea_query::Expr::cust_with_values(
+        Dialect::from(backend).tenant_outside_index(placeholder),
+        [tenant_id],
+    )
 }
 
 /// Collects the values of a raw statement and hands out their placeholders in order, so
