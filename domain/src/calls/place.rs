@@ -384,6 +384,7 @@ async fn adopt_execution(
                 source: EventSource::Webhook,
                 checks_cleared: false,
             }],
+            None,
         )
         .await?;
         after.absorb(moved);

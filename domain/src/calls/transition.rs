@@ -113,12 +113,14 @@ impl AfterCommit {
 
 /// Records `reported` statuses as events and runs the follow-ups of `changed`, inside the
 /// caller's transaction. Returns the calls whose event was new, and what to do after the
-/// commit.
+/// commit. `subs`, when the caller already read them, are the webhook subscriptions of
+/// every tenant in `changed`.
 pub(crate) async fn record<C: ConnectionTrait>(
     conn: &C,
     follow_ups: &FollowUps,
     reported: &[Reported],
     changed: Vec<Transition>,
+    subs: Option<&crate::outbound::Subscriptions>,
 ) -> DomainResult<(HashSet<Uuid>, AfterCommit)> {
     let recorded = write_events(conn, reported).await?;
     let mut new_jobs = Vec::new();
@@ -137,10 +139,12 @@ pub(crate) async fn record<C: ConnectionTrait>(
         .map(|t| (&t.call, t.source != EventSource::Webhook))
         .collect();
     let alerted = crate::credits::settle(conn, &ended).await?.events;
-    if crate::outbound::record_events(conn, crate::outbound::payloads::call_transitions(&changed))
-        .await?
-        || alerted
-    {
+    let events = crate::outbound::payloads::call_transitions(&changed);
+    let webhooks = match subs {
+        Some(subs) => crate::outbound::record(conn, subs, events).await?,
+        None => crate::outbound::record_events(conn, events).await?,
+    };
+    if webhooks || alerted {
         lanes.insert(Lane::Webhooks);
     }
     jobs::queue::insert_many(conn, new_jobs).await?;
@@ -239,7 +243,7 @@ pub(crate) async fn created_many<C: ConnectionTrait>(
             checks_cleared: false,
         })
         .collect();
-    Ok(record(conn, follow_ups, &reported, changed).await?.1)
+    Ok(record(conn, follow_ups, &reported, changed, None).await?.1)
 }
 
 /// Ends a call that was never sent to its provider (or whose placement was lost) with
@@ -301,5 +305,7 @@ pub(crate) async fn end_unplaced<C: ConnectionTrait>(
         source: EventSource::Api,
         checks_cleared: false,
     }];
-    Ok(Some(record(conn, follow_ups, &reported, changed).await?.1))
+    Ok(Some(
+        record(conn, follow_ups, &reported, changed, None).await?.1,
+    ))
 }

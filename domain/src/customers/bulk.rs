@@ -58,6 +58,7 @@ pub(crate) async fn customers_by_phone<C: ConnectionTrait>(
 /// list. Returns (id, created) by number.
 pub(crate) async fn write_customers<C: ConnectionTrait>(
     conn: &C,
+    subs: &crate::outbound::Subscriptions,
     tenant_id: Uuid,
     customers: &BTreeMap<String, CustomerPlan>,
     existing: &HashMap<String, Uuid>,
@@ -153,7 +154,8 @@ pub(crate) async fn write_customers<C: ConnectionTrait>(
         conn.execute_raw(b.statement(sql)).await?;
     }
     let created: Vec<Uuid> = ids.values().filter(|v| v.1).map(|v| v.0).collect();
-    crate::outbound::record::customer_changes(conn, tenant_id, &created, &updated).await?;
+    crate::outbound::record::customer_changes_with(conn, subs, tenant_id, &created, &updated)
+        .await?;
     Ok(ids)
 }
 

@@ -16,6 +16,7 @@ use crate::calls::transition::Reported;
 use crate::customers::bulk::{CustomerPlan, customers_by_phone, write_customers};
 use crate::db::{Binder, KeyIndex, probe};
 use crate::error::{DomainError, DomainResult};
+use crate::outbound::Subscriptions;
 use crate::phone::{PhoneNumber, Region};
 use crate::providers::CallReport;
 use crate::types::{CallStatus, EventSource, Provider};
@@ -37,10 +38,12 @@ pub(crate) struct Lookup {
     pub calls: HashMap<String, CallStatus>,
     /// Customer ids by phone number (E.164).
     pub customers: HashMap<String, Uuid>,
+    /// The tenant's enabled webhook endpoints (id, stored event filter), when asked for.
+    pub endpoints: Vec<(Uuid, serde_json::Value)>,
 }
 
-/// Agents and calls of one provider by their provider ids, and customers by number, in
-/// one statement.
+/// Agents and calls of one provider by their provider ids, customers by number and, with
+/// `endpoints`, the tenant's enabled webhook endpoints, in one statement.
 pub(crate) async fn lookup<C: ConnectionTrait>(
     conn: &C,
     tenant_id: Uuid,
@@ -48,6 +51,7 @@ pub(crate) async fn lookup<C: ConnectionTrait>(
     agent_ids: &[&str],
     execution_ids: &[&str],
     phones: &[&str],
+    endpoints: bool,
 ) -> DomainResult<Lookup> {
     let mut b = Binder::new(conn.get_database_backend());
     let filters = [("provider", Value::from(provider))];
@@ -97,6 +101,15 @@ pub(crate) async fn lookup<C: ConnectionTrait>(
             "SELECT 2 AS kind, p.k, p.id, NULL AS status FROM {customers}"
         ));
     }
+    if endpoints {
+        // The stored filter travels as text in the key column.
+        parts.push(format!(
+            "SELECT 3 AS kind, CAST(e.events AS TEXT) AS k, e.id, NULL AS status \
+             FROM webhook_endpoints e WHERE e.tenant_id = {} AND e.enabled = {}",
+            b.bind(tenant_id),
+            b.bind(true)
+        ));
+    }
     let mut out = Lookup::default();
     if parts.is_empty() {
         return Ok(out);
@@ -109,6 +122,9 @@ pub(crate) async fn lookup<C: ConnectionTrait>(
         let key: String = row.try_get("", "k")?;
         if kind == 0 {
             out.agents.insert(key, row.try_get("", "id")?);
+        } else if kind == 3 {
+            let events = serde_json::from_str(&key).unwrap_or(serde_json::Value::Null);
+            out.endpoints.push((row.try_get("", "id")?, events));
         } else if kind == 2 {
             out.customers.insert(key, row.try_get("", "id")?);
         } else if let Some(status) = row.try_get::<Option<CallStatus>>("", "status")? {
@@ -120,7 +136,8 @@ pub(crate) async fn lookup<C: ConnectionTrait>(
 
 /// Applies `reports` (one provider, distinct execution ids) inside the caller's
 /// transaction. `None` for a report skipped because the store already has its call at the
-/// same or a later status (only with [`Known::Skip`]).
+/// same or a later status (only with [`Known::Skip`]). Also returns the tenant's webhook
+/// subscriptions, read with the lookup, for the transition's events.
 pub(crate) async fn apply_batch<C: ConnectionTrait>(
     conn: &C,
     tenant: &tenant::Model,
@@ -129,7 +146,7 @@ pub(crate) async fn apply_batch<C: ConnectionTrait>(
     phones: Option<&[Option<PhoneNumber>]>,
     source: EventSource,
     known: Known,
-) -> DomainResult<Vec<Option<Applied>>> {
+) -> DomainResult<(Vec<Option<Applied>>, Subscriptions)> {
     let backend = conn.get_database_backend();
     let now = Utc::now();
     let agent_ids: Vec<&str> = reports
@@ -161,15 +178,17 @@ pub(crate) async fn apply_batch<C: ConnectionTrait>(
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();
-    let found = lookup(
+    let mut found = lookup(
         conn,
         tenant.id,
         provider,
         &agent_ids,
         &execution_ids,
         &numbers,
+        true,
     )
     .await?;
+    let subs = Subscriptions::of_tenant(tenant.id, std::mem::take(&mut found.endpoints));
 
     // The reports to write, and what they say about each customer.
     let mut todo: Vec<(usize, Option<PhoneNumber>)> = Vec::new();
@@ -207,7 +226,7 @@ pub(crate) async fn apply_batch<C: ConnectionTrait>(
     }
     let mut out: Vec<Option<Applied>> = reports.iter().map(|_| None).collect();
     if todo.is_empty() {
-        return Ok(out);
+        return Ok((out, subs));
     }
 
     let existing = match known {
@@ -217,7 +236,8 @@ pub(crate) async fn apply_batch<C: ConnectionTrait>(
             customers_by_phone(conn, tenant.id, &wanted).await?
         }
     };
-    let customer_ids = write_customers(conn, tenant.id, &customers, &existing, source, now).await?;
+    let customer_ids =
+        write_customers(conn, &subs, tenant.id, &customers, &existing, source, now).await?;
 
     // Calls, in execution id order so concurrent batches lock rows in the same order.
     todo.sort_by(|a, b| reports[a.0].execution_id.cmp(&reports[b.0].execution_id));
@@ -303,7 +323,7 @@ pub(crate) async fn apply_batch<C: ConnectionTrait>(
             model,
         });
     }
-    Ok(out)
+    Ok((out, subs))
 }
 
 /// The columns a report writes, in [`call_values`] order. Named through the entity, so a

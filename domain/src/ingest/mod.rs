@@ -168,7 +168,7 @@ impl Ingestor {
             let (outcomes, after) = self
                 .retrying(|| async {
                     let txn = crate::db::begin_write(&self.db).await?;
-                    let applied = batch::apply_batch(
+                    let (applied, subs) = batch::apply_batch(
                         &txn,
                         tenant,
                         provider,
@@ -178,7 +178,7 @@ impl Ingestor {
                         known,
                     )
                     .await?;
-                    let done = self.transition(&txn, applied, source).await?;
+                    let done = self.transition(&txn, applied, &subs, source).await?;
                     txn.commit().await?;
                     Ok(done)
                 })
@@ -250,7 +250,7 @@ impl Ingestor {
             txn.rollback().await?;
             return Ok(None);
         }
-        let applied = batch::apply_batch(
+        let (applied, subs) = batch::apply_batch(
             &txn,
             tenant,
             report.provider,
@@ -260,7 +260,7 @@ impl Ingestor {
             Known::Merge,
         )
         .await?;
-        let (outcomes, after) = self.transition(&txn, applied, source).await?;
+        let (outcomes, after) = self.transition(&txn, applied, &subs, source).await?;
         txn.commit().await?;
         after.run(&*self.events).await;
         let outcome = single(outcomes)?;
@@ -268,11 +268,13 @@ impl Ingestor {
         Ok(Some(outcome))
     }
 
-    /// Hands a batch's writes to the transition point (events, follow-ups) inside `txn`.
+    /// Hands a batch's writes to the transition point (events, follow-ups) inside `txn`;
+    /// `subs` are the tenant's webhook subscriptions, read with the batch's lookup.
     async fn transition<C: ConnectionTrait>(
         &self,
         txn: &C,
         applied: Vec<Option<Applied>>,
+        subs: &crate::outbound::Subscriptions,
         source: EventSource,
     ) -> DomainResult<(Vec<Option<IngestOutcome>>, AfterCommit)> {
         let reported: Vec<transition::Reported> = applied
@@ -319,7 +321,7 @@ impl Ingestor {
             crate::credits::settle(txn, &ended).await?.events
         };
         let (recorded, mut after) =
-            transition::record(txn, &self.follow_ups, &reported, changed).await?;
+            transition::record(txn, &self.follow_ups, &reported, changed, Some(subs)).await?;
         if late_alert {
             after.wake(crate::jobs::Lane::Webhooks);
         }

@@ -77,6 +77,20 @@ impl Subscriptions {
         Ok(Subscriptions { endpoints })
     }
 
+    /// The enabled endpoints of one tenant, read by another statement: (id, the stored
+    /// event filter).
+    pub(crate) fn of_tenant(
+        tenant_id: Uuid,
+        endpoints: impl IntoIterator<Item = (Uuid, serde_json::Value)>,
+    ) -> Self {
+        Subscriptions {
+            endpoints: endpoints
+                .into_iter()
+                .map(|(id, events)| (id, tenant_id, Filter::from_json(&events)))
+                .collect(),
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.endpoints.is_empty()
     }
@@ -245,6 +259,19 @@ pub(crate) async fn customer_changes<C: ConnectionTrait>(
     customer_events(conn, tenant_id, created, updated).await
 }
 
+/// [`customer_changes`] with the tenant's subscriptions already loaded.
+pub(crate) async fn customer_changes_with<C: ConnectionTrait>(
+    conn: &C,
+    subs: &Subscriptions,
+    tenant_id: Uuid,
+    created: &[Uuid],
+    updated: &[Uuid],
+) -> DomainResult<bool> {
+    let changed: Vec<Uuid> = created.iter().chain(updated).copied().collect();
+    crate::crm::outbox::mark(conn, tenant_id, &changed).await?;
+    customer_events_with(conn, subs, tenant_id, created, updated).await
+}
+
 /// Records `customer.created` and `customer.updated` only, reading the customers only
 /// when some endpoint wants the events (changes that came from the CRM itself).
 pub(crate) async fn customer_events<C: ConnectionTrait>(
@@ -253,11 +280,22 @@ pub(crate) async fn customer_events<C: ConnectionTrait>(
     created: &[Uuid],
     updated: &[Uuid],
 ) -> DomainResult<bool> {
-    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
     if created.is_empty() && updated.is_empty() {
         return Ok(false);
     }
     let subs = Subscriptions::load(conn, [tenant_id]).await?;
+    customer_events_with(conn, &subs, tenant_id, created, updated).await
+}
+
+/// [`customer_events`] with the tenant's subscriptions already loaded.
+async fn customer_events_with<C: ConnectionTrait>(
+    conn: &C,
+    subs: &Subscriptions,
+    tenant_id: Uuid,
+    created: &[Uuid],
+    updated: &[Uuid],
+) -> DomainResult<bool> {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
     let mut wanted: Vec<(Uuid, EventType)> = Vec::new();
     if subs.wants(tenant_id, EventType::CustomerCreated) {
         wanted.extend(created.iter().map(|id| (*id, EventType::CustomerCreated)));
@@ -287,7 +325,7 @@ pub(crate) async fn customer_events<C: ConnectionTrait>(
             }
         }
     }
-    record(conn, &subs, events).await
+    record(conn, subs, events).await
 }
 
 /// Loads the tenants' subscriptions and records `events` for them.

@@ -189,7 +189,8 @@ impl Tally {
         }
         let refs: Vec<&str> = pending.iter().map(|r| r.execution_id.as_str()).collect();
         let found =
-            crate::ingest::lookup(services.db(), tenant_id, provider, &[], &refs, &[]).await?;
+            crate::ingest::lookup(services.db(), tenant_id, provider, &[], &refs, &[], false)
+                .await?;
         for report in pending.drain(..) {
             if found.calls.contains_key(&report.execution_id) {
                 self.stored += 1;

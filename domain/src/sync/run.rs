@@ -388,7 +388,7 @@ async fn preview(
     let ids: Vec<&str> = reports.iter().map(|r| r.execution_id.as_str()).collect();
     let phones: Vec<&str> = routes.iter().map(|r| r.1.as_str()).collect();
     let provider = reports[0].provider;
-    let found = ingest::lookup(db, tenant, provider, &[], &ids, &phones).await?;
+    let found = ingest::lookup(db, tenant, provider, &[], &ids, &phones, false).await?;
     let (stored, customers) = (found.calls, found.customers);
     for (report, (agent, phone)) in reports.iter().zip(routes) {
         let previous = stored.get(&report.execution_id);
