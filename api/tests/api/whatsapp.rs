@@ -217,6 +217,9 @@ async fn whatsapp_end_to_end(app: TestApp, meta: MockServer) {
         json!({}),
     )
     .await;
+    // The protocol does not acknowledge a subscription: give the server a moment to start
+    // it before the message it should hear of (as the other subscription tests do).
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     // An unknown number becomes a customer, with the message in its history; a repeat is
     // stored once.
     for _ in 0..2 {
