@@ -611,6 +611,37 @@ on_both!(
     hostile_reports_are_cleaned_not_refused
 );
 
+/// Another tenant's report with the same execution id and the same number (found through
+/// indexes led by those keys) gets its own call and customer, and leaves the first
+/// tenant's alone.
+async fn another_tenants_execution_id_and_number_stay_apart(app: TestApp) {
+    let a = app.create_tenant("Acme", "IN").await;
+    let b = app.create_tenant("Beta", "IN").await;
+    app.create_agent_for(&a.key, "BOLNA", AGENT).await;
+    app.create_agent_for(&b.key, "BOLNA", AGENT).await;
+    for (t, status) in [(&a, "completed"), (&b, "initiated")] {
+        let body = bolna_report("shared-exec", AGENT, status).to_string();
+        let (code, body) = app.webhook("bolna", &t.webhook_token, body).await;
+        assert_eq!(code, 200, "{body}");
+    }
+    let query = "{ calls(first: 5) { totalCount edges { node { status providerExecutionId customer { id phoneNumber } } } } }";
+    let mut customers = Vec::new();
+    for (t, status) in [(&a, "COMPLETED"), (&b, "INITIATED")] {
+        let data = app.ok(&t.key, query, json!({})).await;
+        assert_eq!(data["calls"]["totalCount"], 1, "{data}");
+        let call = &data["calls"]["edges"][0]["node"];
+        assert_eq!(call["status"], status, "{call}");
+        assert_eq!(call["providerExecutionId"], "shared-exec");
+        assert_eq!(call["customer"]["phoneNumber"], "+919812345678");
+        customers.push(call["customer"]["id"].clone());
+    }
+    assert_ne!(customers[0], customers[1], "one customer across tenants");
+}
+on_both!(
+    another_tenants_execution_id_and_number_stay_apart,
+    another_tenants_execution_id_and_number_stay_apart
+);
+
 /// Reports arriving together are committed in groups (group commit): every one is still
 /// acknowledged only once stored, tenants never mix, and each call's statuses land in the
 /// order they were sent.

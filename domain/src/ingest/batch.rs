@@ -123,7 +123,10 @@ pub(crate) async fn lookup<C: ConnectionTrait>(
         if kind == 0 {
             out.agents.insert(key, row.try_get("", "id")?);
         } else if kind == 3 {
-            let events = serde_json::from_str(&key).unwrap_or(serde_json::Value::Null);
+            // An unreadable filter is an error, never "every event" (what an empty one means).
+            let events = serde_json::from_str(&key).map_err(|e| {
+                DomainError::Internal(format!("a webhook endpoint's stored filter: {e}"))
+            })?;
             out.endpoints.push((row.try_get("", "id")?, events));
         } else if kind == 2 {
             out.customers.insert(key, row.try_get("", "id")?);

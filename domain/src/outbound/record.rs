@@ -254,9 +254,12 @@ pub(crate) async fn customer_changes<C: ConnectionTrait>(
     created: &[Uuid],
     updated: &[Uuid],
 ) -> DomainResult<bool> {
-    let changed: Vec<Uuid> = created.iter().chain(updated).copied().collect();
-    crate::crm::outbox::mark(conn, tenant_id, &changed).await?;
-    customer_events(conn, tenant_id, created, updated).await
+    let subs = if created.is_empty() && updated.is_empty() {
+        Subscriptions::default()
+    } else {
+        Subscriptions::load(conn, [tenant_id]).await?
+    };
+    customer_changes_with(conn, &subs, tenant_id, created, updated).await
 }
 
 /// [`customer_changes`] with the tenant's subscriptions already loaded.
