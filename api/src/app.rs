@@ -17,8 +17,20 @@ use sea_orm::DatabaseConnection;
 
 use crate::graphql::{self, AppSchema};
 
+/// What every handler shares. Cloned per request by axum's `State`, so it is one `Arc`:
+/// a field-by-field clone cost dozens of allocations (settings' strings) per request.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+pub struct Shared {
     pub db: DatabaseConnection,
     pub schema: AppSchema,
     pub settings: Arc<Settings>,
@@ -78,7 +90,7 @@ impl AppState {
             .as_ref()
             .map(RedisProbe::new)
             .transpose()?;
-        Ok(AppState {
+        Ok(AppState(Arc::new(Shared {
             db,
             schema,
             introspection_schema,
@@ -92,7 +104,7 @@ impl AppState {
             hub,
             services,
             webhooks,
-        })
+        })))
     }
 }
 

@@ -82,6 +82,50 @@ pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     Ok((ticks(11)? + ticks(12)?) / 100.0)
 }
 
+/// CPU seconds (user + system) every running `postgres` process has used so far: the
+/// server's share of a load, when its connections outlive the load.
+pub fn postgres_cpu_seconds() -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "postgres")
+        })
+        .filter_map(|pid| cpu_seconds(pid).ok())
+        .sum()
+}
+
+/// CPU seconds of one process and of PostgreSQL over a stretch of work, per item of work.
+#[derive(Clone, Copy)]
+pub struct CpuMeter {
+    process: f64,
+    postgres: f64,
+    pid: u32,
+}
+
+impl CpuMeter {
+    pub fn start(pid: u32) -> Self {
+        CpuMeter {
+            process: cpu_seconds(pid).unwrap_or(0.0),
+            postgres: postgres_cpu_seconds(),
+            pid,
+        }
+    }
+
+    /// Microseconds of CPU per item since `start`: (the process, PostgreSQL).
+    pub fn per_item_us(&self, items: f64) -> (f64, f64) {
+        if items <= 0.0 {
+            return (0.0, 0.0);
+        }
+        let process = cpu_seconds(self.pid).unwrap_or(self.process) - self.process;
+        let postgres = postgres_cpu_seconds() - self.postgres;
+        (process * 1e6 / items, postgres * 1e6 / items)
+    }
+}
+
 pub fn db_url(admin: &str, name: &str) -> String {
     let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(admin);
     format!("{base}/{name}")
@@ -103,6 +147,8 @@ pub struct Figures {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub errors: u64,
+    /// Requests answered (successfully or not) in the run.
+    pub requests: u64,
 }
 
 /// `connections` workers send requests back to back for `seconds`; each request is built by `make`.
@@ -155,6 +201,7 @@ where
         p50_ms: pct(0.50),
         p99_ms: pct(0.99),
         errors,
+        requests: all.len() as u64,
     }
 }
 
@@ -169,6 +216,7 @@ pub fn summarize(name: &str, runs: &[Figures]) -> Figures {
         p50_ms: median(runs.iter().map(|f| f.p50_ms).collect()),
         p99_ms: median(runs.iter().map(|f| f.p99_ms).collect()),
         errors: runs.iter().map(|f| f.errors).sum(),
+        requests: runs.iter().map(|f| f.requests).sum(),
     };
     let each: Vec<String> = runs.iter().map(|r| format!("{:.0}", r.rps)).collect();
     out(format!(

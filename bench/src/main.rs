@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use bench::{
-    Proc, Waiter, db_url, env_or, free_port, fresh_database, load, median, metric, out, rss_kb,
-    summarize, wait_http,
+    CpuMeter, Proc, Waiter, db_url, env_or, free_port, fresh_database, load, median, metric, out,
+    rss_kb, summarize, wait_http,
 };
 use sea_orm::{ConnectionTrait, Database, Statement};
 
@@ -318,6 +318,9 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     let mut me = Vec::new();
     let mut one = Vec::new();
     let mut page = Vec::new();
+    // CPU per request of the server and of PostgreSQL: steadier than req/s on a machine
+    // whose speed drifts, so candidates compare better on it.
+    let (mut cpu_me, mut cpu_one, mut cpu_page) = (Vec::new(), Vec::new(), Vec::new());
     for run in 0..cfg.runs {
         out(format!("run {}/{}", run + 1, cfg.runs));
         let c = client.clone();
@@ -332,6 +335,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             format!("{base}/graphql"),
             seeded.keys.clone(),
         );
+        let meter = CpuMeter::start(api_pid);
         me.push(
             load(cfg.connections, cfg.seconds, move |i| {
                 c.post(&g)
@@ -340,6 +344,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             })
             .await,
         );
+        cpu_me.push(meter.per_item_us(me.last().map_or(0, |f| f.requests) as f64));
 
         let _p = profile("customer", run);
         let (c, g, keys, ids) = (
@@ -348,6 +353,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             seeded.keys.clone(),
             seeded.customers.clone(),
         );
+        let meter = CpuMeter::start(api_pid);
         one.push(
             load(cfg.connections, cfg.seconds, move |i| {
                 let (id, k) = &ids[i % ids.len()];
@@ -358,6 +364,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             })
             .await,
         );
+        cpu_one.push(meter.per_item_us(one.last().map_or(0, |f| f.requests) as f64));
 
         let _p = profile("page", run);
         let (c, g, keys) = (
@@ -365,6 +372,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             format!("{base}/graphql"),
             seeded.keys.clone(),
         );
+        let meter = CpuMeter::start(api_pid);
         page.push(
             load(cfg.connections, cfg.seconds, move |i| {
                 c.post(&g)
@@ -373,6 +381,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             })
             .await,
         );
+        cpu_page.push(meter.per_item_us(page.last().map_or(0, |f| f.requests) as f64));
     }
     let loaded_rss = rss_kb(api.0.id())?;
 
@@ -392,6 +401,17 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     let me = summarize("{ me { id } }", &me);
     let one = summarize("customer(id)", &one);
     let page = summarize("customers(first:50)+calls(5)", &page);
+    out("");
+    out("CPU per request (median of runs)          server µs   PostgreSQL µs");
+    for (name, runs) in [
+        ("{ me { id } }", &cpu_me),
+        ("customer(id)", &cpu_one),
+        ("customers(first:50)+calls(5)", &cpu_page),
+    ] {
+        let api = median(runs.iter().map(|r| r.0).collect());
+        let pg = median(runs.iter().map(|r| r.1).collect());
+        out(format!("{name:<40} {api:>10.1}   {pg:>13.1}"));
+    }
 
     out("");
     out("figure                                   measured     goal       verdict");

@@ -8,6 +8,7 @@ use domain::pagination::PageRequest;
 use super::context::{db, scope, services};
 use super::enums::CallStatus;
 use super::error::{GqlResultExt, parse_id};
+use super::plain::Plain;
 use super::types::{Call, CallConnection};
 
 /// Narrows `calls`.
@@ -82,12 +83,12 @@ impl CallsQuery {
     }
 
     /// One call, or null if it does not exist in this tenant.
-    async fn call(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Call>> {
+    async fn call(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Plain<Call>>> {
         let id = parse_id("id", &id)?;
         Ok(calls::find(db(ctx)?, scope(ctx)?, id)
             .await
             .gql()?
-            .map(Call::new))
+            .map(|c| Plain(Call::new(c))))
     }
 }
 

@@ -399,9 +399,15 @@ impl Campaign {
     ) -> async_graphql::Result<QueueItemConnection> {
         let page = PageRequest::new(first, after.as_deref()).gql()?;
         let status = status.map(Into::into);
-        let rows = campaigns::items(db(ctx)?, scope(ctx)?, self.0.id, status, page)
-            .await
-            .gql()?;
+        let rows = Box::pin(campaigns::items(
+            db(ctx)?,
+            scope(ctx)?,
+            self.0.id,
+            status,
+            page,
+        ))
+        .await
+        .gql()?;
         Ok(Connection::new(
             rows,
             QueueItemListing {
@@ -677,3 +683,9 @@ pub async fn progress_of(
         at: Utc::now(),
     }))
 }
+
+/// Rows of this list always take the derived resolver (see `plain`).
+impl super::plain::PlainFields for Campaign {}
+
+/// Rows of this list always take the derived resolver (see `plain`).
+impl super::plain::PlainFields for QueueItem {}

@@ -8,12 +8,13 @@ use async_graphql::{Context, OutputType, SimpleObject};
 use domain::pagination::{Page, encode_cursor};
 use uuid::Uuid;
 
+use super::plain::{self, Plain, PlainFields};
 use super::types::{Call, Customer, PageInfo, page_info};
 
 /// What a list contributes to its connection.
 pub trait Listing: Send + Sync + 'static {
     type Row: Send + Sync;
-    type Node: OutputType;
+    type Node: PlainFields;
 
     fn id(row: &Self::Row) -> Uuid;
     fn node(&self, row: &Self::Row) -> Self::Node;
@@ -43,15 +44,20 @@ impl<L: Listing> Connection<L> {
         Connection { page, listing }
     }
 
-    pub async fn edges_of(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Edge<L::Node>>> {
+    pub async fn edges_of(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<Plain<Edge<L::Node>>>> {
         self.listing.prefetch(ctx, &self.page.items).await?;
         Ok(self
             .page
             .items
             .iter()
-            .map(|row| Edge {
-                cursor: encode_cursor(L::id(row)),
-                node: self.listing.node(row),
+            .map(|row| {
+                Plain(Edge {
+                    cursor: encode_cursor(L::id(row)),
+                    node: self.listing.node(row),
+                })
             })
             .collect())
     }
@@ -80,6 +86,23 @@ pub struct Edge<N: OutputType> {
     pub node: N,
 }
 
+impl<N: PlainFields> PlainFields for Edge<N>
+where
+    Edge<N>: OutputType,
+{
+    fn plain_field(
+        &self,
+        ctx: &async_graphql::ContextSelectionSet<'_>,
+        field: &async_graphql::Positioned<async_graphql::parser::types::Field>,
+    ) -> Option<async_graphql::Value> {
+        match field.node.name.node.as_str() {
+            "cursor" => plain::output(&self.cursor, &ctx.with_field(field), field),
+            "node" => plain::nested(&self.node, ctx, field),
+            _ => None,
+        }
+    }
+}
+
 /// Declares the GraphQL object of `Connection<$listing>` named `$name`.
 macro_rules! connection_object {
     ($listing:ty, $name:literal, $doc:literal, $total_doc:literal) => {
@@ -92,8 +115,10 @@ macro_rules! connection_object {
                 ctx: &async_graphql::Context<'_>,
             ) -> async_graphql::Result<
                 Vec<
-                    $crate::graphql::connection::Edge<
-                        <$listing as $crate::graphql::connection::Listing>::Node,
+                    $crate::graphql::plain::Plain<
+                        $crate::graphql::connection::Edge<
+                            <$listing as $crate::graphql::connection::Listing>::Node,
+                        >,
                     >,
                 >,
             > {

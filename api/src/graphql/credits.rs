@@ -265,9 +265,13 @@ impl Listing for LedgerListing {
     }
 
     async fn total(&self, ctx: &Context<'_>) -> async_graphql::Result<u64> {
-        credits::count_entries(db(ctx)?, actor(ctx)?, self.tenant_id)
-            .await
-            .gql()
+        Box::pin(credits::count_entries(
+            db(ctx)?,
+            actor(ctx)?,
+            self.tenant_id,
+        ))
+        .await
+        .gql()
     }
 }
 
@@ -453,3 +457,6 @@ impl CreditsMutation {
         Ok(account.into())
     }
 }
+
+/// Rows of this list always take the derived resolver (see `plain`).
+impl super::plain::PlainFields for CreditEntry {}

@@ -8,6 +8,7 @@ use super::context::{db, scope};
 use super::enums::LeadStatus;
 use super::error::{GqlResultExt, parse_id};
 use super::input::patch;
+use super::plain::Plain;
 use super::types::{Customer, CustomerConnection};
 
 /// Narrows `customers`.
@@ -92,12 +93,16 @@ impl CustomersQuery {
     }
 
     /// One customer, or null if it does not exist in this tenant.
-    async fn customer(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Customer>> {
+    async fn customer(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<Option<Plain<Customer>>> {
         let id = parse_id("id", &id)?;
         Ok(customers::find(db(ctx)?, scope(ctx)?, id)
             .await
             .gql()?
-            .map(Customer::new))
+            .map(|c| Plain(Customer::new(c))))
     }
 
     /// The customer with this number, in any format (read in the tenant's default region).

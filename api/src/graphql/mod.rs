@@ -17,6 +17,7 @@ pub mod http;
 pub mod input;
 pub mod loaders;
 pub mod parse_cache;
+pub mod plain;
 pub mod prefetch;
 pub mod root;
 pub mod scoring;

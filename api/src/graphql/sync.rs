@@ -275,10 +275,17 @@ impl SyncQuery {
         since: Option<DateTime<Utc>>,
     ) -> async_graphql::Result<super::sync::SyncAudit> {
         let services = super::context::services(ctx)?;
-        domain::sync::audit(services, scope(ctx)?, provider.into(), since)
-            .await
-            .map(super::sync::SyncAudit::from_domain)
-            .gql()
+        // Boxed: its future is several kilobytes, and the query root's future, allocated
+        // for every root field of every query, is as large as its largest resolver's.
+        Box::pin(domain::sync::audit(
+            services,
+            scope(ctx)?,
+            provider.into(),
+            since,
+        ))
+        .await
+        .map(super::sync::SyncAudit::from_domain)
+        .gql()
     }
 }
 
@@ -312,3 +319,6 @@ impl SyncMutation {
         .gql()
     }
 }
+
+/// Rows of this list always take the derived resolver (see `plain`).
+impl super::plain::PlainFields for SyncRun {}

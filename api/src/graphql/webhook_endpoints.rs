@@ -489,3 +489,6 @@ impl WebhookEndpointsMutation {
         Ok(with_details(ctx, vec![d]).await?.remove(0))
     }
 }
+
+/// Rows of this list always take the derived resolver (see `plain`).
+impl super::plain::PlainFields for WebhookDelivery {}

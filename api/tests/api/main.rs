@@ -23,6 +23,7 @@ mod operations;
 mod outbound;
 mod pagination;
 mod phones;
+mod plain;
 mod schema;
 mod subscriptions;
 mod sync;

@@ -1,6 +1,7 @@
 //! Customers (leads): one per E.164 number per tenant.
 
 pub(crate) mod bulk;
+mod columns;
 mod repo;
 mod service;
 

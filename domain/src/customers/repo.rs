@@ -9,6 +9,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::service::CustomerFilter;
+use crate::db::by_position;
 use crate::error::{DomainError, DomainResult};
 use crate::pagination::{self, Page, PageRequest};
 use crate::phone::PhoneNumber;
@@ -93,7 +94,7 @@ pub async fn list(
     page: PageRequest,
 ) -> DomainResult<Page<customer::Model>> {
     check_filter(filter)?;
-    pagination::fetch(db, filtered(scope, filter), customer::Column::Id, page).await
+    pagination::fetch_by_position(db, filtered(scope, filter), customer::Column::Id, page).await
 }
 
 pub async fn count(
@@ -110,10 +111,7 @@ pub async fn find<C: ConnectionTrait>(
     scope: &TenantScope,
     id: Uuid,
 ) -> DomainResult<Option<customer::Model>> {
-    Ok(scoped(scope)
-        .filter(customer::Column::Id.eq(id))
-        .one(conn)
-        .await?)
+    Ok(by_position::one(conn, scoped(scope).filter(customer::Column::Id.eq(id))).await?)
 }
 
 pub async fn find_by_phone<C: ConnectionTrait>(

@@ -1,6 +1,7 @@
 //! Connecting to the database (SQLite or PostgreSQL) and bringing its schema up to date;
 //! what differs between the two in SQL lives in [`dialect`].
 
+pub mod by_position;
 mod dialect;
 
 pub use dialect::{Binder, Dialect, is_deadlock, is_unique_violation, param};
