@@ -82,11 +82,10 @@ pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     Ok((ticks(11)? + ticks(12)?) / 100.0)
 }
 
-/// CPU seconds (user + system) every running `postgres` process has used so far: the
-/// server's share of a load, when its connections outlive the load.
-pub fn postgres_cpu_seconds() -> f64 {
+/// CPU seconds (user + system) each running `postgres` process has used so far, by pid.
+pub fn postgres_cpu_seconds() -> std::collections::HashMap<u32, f64> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
-        return 0.0;
+        return Default::default();
     };
     dir.filter_map(Result::ok)
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
@@ -94,15 +93,17 @@ pub fn postgres_cpu_seconds() -> f64 {
             std::fs::read_to_string(format!("/proc/{pid}/comm"))
                 .is_ok_and(|c| c.trim() == "postgres")
         })
-        .filter_map(|pid| cpu_seconds(pid).ok())
-        .sum()
+        .filter_map(|pid| Some((pid, cpu_seconds(pid).ok()?)))
+        .collect()
 }
 
 /// CPU seconds of one process and of PostgreSQL over a stretch of work, per item of work.
-#[derive(Clone, Copy)]
+/// PostgreSQL's share counts the processes alive at the end (a backend that started
+/// during the stretch from zero); one that exited during it (pgbench's, before an API
+/// load) is left out rather than counted as negative time.
 pub struct CpuMeter {
     process: f64,
-    postgres: f64,
+    postgres: std::collections::HashMap<u32, f64>,
     pid: u32,
 }
 
@@ -121,7 +122,10 @@ impl CpuMeter {
             return (0.0, 0.0);
         }
         let process = cpu_seconds(self.pid).unwrap_or(self.process) - self.process;
-        let postgres = postgres_cpu_seconds() - self.postgres;
+        let postgres: f64 = postgres_cpu_seconds()
+            .into_iter()
+            .map(|(pid, now)| now - self.postgres.get(&pid).copied().unwrap_or(0.0))
+            .sum();
         (process * 1e6 / items, postgres * 1e6 / items)
     }
 }
