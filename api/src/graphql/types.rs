@@ -7,8 +7,6 @@
 use std::sync::Arc;
 
 use async_graphql::{Context, ID, Object, SimpleObject};
-
-use super::plain::plain_fields;
 use chrono::{DateTime, Utc};
 use domain::calls::{self, CallColumns, CallFilter, CallParent};
 use domain::customers::{self, CustomerFilter};
@@ -21,6 +19,7 @@ use super::context::{db, loaders, scope};
 use super::enums::{CallDirection, CallEventSource, CallStatus, LeadStatus, Provider, Role};
 use super::error::GqlResultExt;
 use super::loaders::{AgentId, CallCount, CustomerId, EventsOf, RecentCalls};
+use super::plain::plain_fields;
 use super::prefetch;
 
 fn id(u: Uuid) -> ID {

@@ -173,6 +173,11 @@ impl TestApp {
 
     /// POSTs a GraphQL request and returns the JSON body (whatever the status).
     pub async fn gql(&self, key: Option<&str>, query: &str, variables: Value) -> Value {
+        serde_json::from_str(&self.gql_text(key, query, variables).await).unwrap()
+    }
+
+    /// Like `gql`, the body as sent (field order and bytes included).
+    pub async fn gql_text(&self, key: Option<&str>, query: &str, variables: Value) -> String {
         let mut req = self
             .client
             .post(self.url("/graphql"))
@@ -180,8 +185,7 @@ impl TestApp {
         if let Some(k) = key {
             req = req.bearer_auth(k);
         }
-        let res = req.send().await.unwrap();
-        res.json().await.unwrap()
+        req.send().await.unwrap().text().await.unwrap()
     }
 
     /// Like `gql` but panics on any error and returns `data`.

@@ -15,16 +15,7 @@ const CUSTOMER_FIELDS: &str = "__typename id phoneNumber name email status tags 
 
 /// The raw body of a GraphQL response: field order and every byte count here.
 async fn raw(app: &TestApp, key: &str, query: &str, variables: serde_json::Value) -> String {
-    app.client
-        .post(app.url("/graphql"))
-        .bearer_auth(key)
-        .json(&json!({ "query": query, "variables": variables }))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    app.gql_text(Some(key), query, variables).await
 }
 
 async fn same_answers(app: TestApp) {

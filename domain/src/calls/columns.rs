@@ -9,8 +9,10 @@
 use chrono::DateTime;
 use entity::call;
 use entity::values::{CallDirection, CallStatus, Provider};
-use sea_orm::{DbErr, IdenStatic, Iterable, QueryResult, TryGetError, TryGetable};
+use sea_orm::{DbErr, IdenStatic, Iterable, QueryResult, TryGetError};
 use uuid::Uuid;
+
+use crate::db::by_position::at;
 
 /// Which of a call's columns a list read brings back: a set of columns. Fields of the
 /// model whose column is not in the set are left as placeholders (`None`, nil ids, epoch
@@ -124,10 +126,6 @@ fn blank() -> call::Model {
     }
 }
 
-fn get<T: TryGetable>(row: &QueryResult, i: usize) -> Result<T, TryGetError> {
-    T::try_get_by_index(row, i)
-}
-
 /// Reads column `column` at position `i` into its field (every column is named here, so
 /// a new column cannot be forgotten).
 fn read(
@@ -138,37 +136,37 @@ fn read(
 ) -> Result<(), TryGetError> {
     use call::Column as C;
     match column {
-        C::Id => m.id = get(row, i)?,
-        C::TenantId => m.tenant_id = get(row, i)?,
-        C::AgentId => m.agent_id = get(row, i)?,
-        C::CustomerId => m.customer_id = get(row, i)?,
-        C::CampaignId => m.campaign_id = get(row, i)?,
-        C::CampaignItemId => m.campaign_item_id = get(row, i)?,
-        C::Provider => m.provider = get(row, i)?,
-        C::ProviderExecutionId => m.provider_execution_id = get(row, i)?,
-        C::PlacingSince => m.placing_since = get(row, i)?,
-        C::ProviderCallId => m.provider_call_id = get(row, i)?,
-        C::Direction => m.direction = get(row, i)?,
-        C::Status => m.status = get(row, i)?,
-        C::FromNumber => m.from_number = get(row, i)?,
-        C::ToNumber => m.to_number = get(row, i)?,
-        C::StartedAt => m.started_at = get(row, i)?,
-        C::EndedAt => m.ended_at = get(row, i)?,
-        C::DurationSeconds => m.duration_seconds = get(row, i)?,
-        C::Cost => m.cost = get(row, i)?,
-        C::Transcript => m.transcript = get(row, i)?,
-        C::Summary => m.summary = get(row, i)?,
-        C::RecordingUrl => m.recording_url = get(row, i)?,
-        C::ExtractedData => m.extracted_data = get(row, i)?,
-        C::HangupReason => m.hangup_reason = get(row, i)?,
-        C::RawPayload => m.raw_payload = get(row, i)?,
-        C::ProviderAgentId => m.provider_agent_id = get(row, i)?,
-        C::StatusRank => m.status_rank = get(row, i)?,
-        C::IdempotencyKey => m.idempotency_key = get(row, i)?,
-        C::ErrorMessage => m.error_message = get(row, i)?,
-        C::Variables => m.variables = get(row, i)?,
-        C::CreatedAt => m.created_at = get(row, i)?,
-        C::UpdatedAt => m.updated_at = get(row, i)?,
+        C::Id => m.id = at(row, i)?,
+        C::TenantId => m.tenant_id = at(row, i)?,
+        C::AgentId => m.agent_id = at(row, i)?,
+        C::CustomerId => m.customer_id = at(row, i)?,
+        C::CampaignId => m.campaign_id = at(row, i)?,
+        C::CampaignItemId => m.campaign_item_id = at(row, i)?,
+        C::Provider => m.provider = at(row, i)?,
+        C::ProviderExecutionId => m.provider_execution_id = at(row, i)?,
+        C::PlacingSince => m.placing_since = at(row, i)?,
+        C::ProviderCallId => m.provider_call_id = at(row, i)?,
+        C::Direction => m.direction = at(row, i)?,
+        C::Status => m.status = at(row, i)?,
+        C::FromNumber => m.from_number = at(row, i)?,
+        C::ToNumber => m.to_number = at(row, i)?,
+        C::StartedAt => m.started_at = at(row, i)?,
+        C::EndedAt => m.ended_at = at(row, i)?,
+        C::DurationSeconds => m.duration_seconds = at(row, i)?,
+        C::Cost => m.cost = at(row, i)?,
+        C::Transcript => m.transcript = at(row, i)?,
+        C::Summary => m.summary = at(row, i)?,
+        C::RecordingUrl => m.recording_url = at(row, i)?,
+        C::ExtractedData => m.extracted_data = at(row, i)?,
+        C::HangupReason => m.hangup_reason = at(row, i)?,
+        C::RawPayload => m.raw_payload = at(row, i)?,
+        C::ProviderAgentId => m.provider_agent_id = at(row, i)?,
+        C::StatusRank => m.status_rank = at(row, i)?,
+        C::IdempotencyKey => m.idempotency_key = at(row, i)?,
+        C::ErrorMessage => m.error_message = at(row, i)?,
+        C::Variables => m.variables = at(row, i)?,
+        C::CreatedAt => m.created_at = at(row, i)?,
+        C::UpdatedAt => m.updated_at = at(row, i)?,
     }
     Ok(())
 }

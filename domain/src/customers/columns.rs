@@ -3,10 +3,10 @@
 use chrono::DateTime;
 use entity::customer;
 use entity::values::LeadStatus;
-use sea_orm::{DbErr, Iterable, QueryResult, TryGetError, TryGetable};
+use sea_orm::{DbErr, Iterable, QueryResult, TryGetError};
 use uuid::Uuid;
 
-use crate::db::by_position::ByPosition;
+use crate::db::by_position::{ByPosition, at};
 
 impl ByPosition for customer::Entity {
     fn decode(row: &QueryResult) -> Result<customer::Model, DbErr> {
@@ -39,10 +39,6 @@ fn blank() -> customer::Model {
     }
 }
 
-fn get<T: TryGetable>(row: &QueryResult, i: usize) -> Result<T, TryGetError> {
-    T::try_get_by_index(row, i)
-}
-
 /// Reads column `column` at position `i` into its field (every column is named here, so
 /// a new column cannot be forgotten).
 fn read(
@@ -53,21 +49,21 @@ fn read(
 ) -> Result<(), TryGetError> {
     use customer::Column as C;
     match column {
-        C::Id => m.id = get(row, i)?,
-        C::TenantId => m.tenant_id = get(row, i)?,
-        C::PhoneNumber => m.phone_number = get(row, i)?,
-        C::Name => m.name = get(row, i)?,
-        C::Email => m.email = get(row, i)?,
-        C::Status => m.status = get(row, i)?,
-        C::Tags => m.tags = get(row, i)?,
-        C::LeadScore => m.lead_score = get(row, i)?,
-        C::Segment => m.segment = get(row, i)?,
-        C::ScoreExplanation => m.score_explanation = get(row, i)?,
-        C::Notes => m.notes = get(row, i)?,
-        C::Source => m.source = get(row, i)?,
-        C::LastContactedAt => m.last_contacted_at = get(row, i)?,
-        C::CreatedAt => m.created_at = get(row, i)?,
-        C::UpdatedAt => m.updated_at = get(row, i)?,
+        C::Id => m.id = at(row, i)?,
+        C::TenantId => m.tenant_id = at(row, i)?,
+        C::PhoneNumber => m.phone_number = at(row, i)?,
+        C::Name => m.name = at(row, i)?,
+        C::Email => m.email = at(row, i)?,
+        C::Status => m.status = at(row, i)?,
+        C::Tags => m.tags = at(row, i)?,
+        C::LeadScore => m.lead_score = at(row, i)?,
+        C::Segment => m.segment = at(row, i)?,
+        C::ScoreExplanation => m.score_explanation = at(row, i)?,
+        C::Notes => m.notes = at(row, i)?,
+        C::Source => m.source = at(row, i)?,
+        C::LastContactedAt => m.last_contacted_at = at(row, i)?,
+        C::CreatedAt => m.created_at = at(row, i)?,
+        C::UpdatedAt => m.updated_at = at(row, i)?,
     }
     Ok(())
 }

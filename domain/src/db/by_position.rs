@@ -6,7 +6,10 @@
 //! cost to receive. Entities read on hot paths implement [`ByPosition`] and are read
 //! through [`all`] and [`one`], which run the same statement and decode by index.
 
-use sea_orm::{ConnectionTrait, DbErr, EntityTrait, QueryResult, QuerySelect, QueryTrait, Select};
+use sea_orm::{
+    ConnectionTrait, DbErr, EntityTrait, QueryResult, QuerySelect, QueryTrait, Select, TryGetError,
+    TryGetable,
+};
 
 /// An entity whose rows can be decoded by position from its default select list, which
 /// names every column in `Column::iter()` order.
@@ -38,4 +41,9 @@ pub async fn one<E: ByPosition, C: ConnectionTrait>(
         .as_ref()
         .map(E::decode)
         .transpose()
+}
+
+/// The value at position `i` of `row`.
+pub fn at<T: TryGetable>(row: &QueryResult, i: usize) -> Result<T, TryGetError> {
+    T::try_get_by_index(row, i)
 }
