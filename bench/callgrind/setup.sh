@@ -16,7 +16,8 @@ kill $PID; wait $PID 2>/dev/null || true
 TID=${KEY%% *}; APIKEY=${KEY#* }
 psql -q -h 127.0.0.1 -U postgres -d sb_cg <<SQL
 INSERT INTO agents (id, tenant_id, name, provider, provider_agent_id, business_name, created_at, updated_at)
-VALUES ('00000000-0000-7000-8000-000000000001', '$TID', 'Agent', 'SIMULATOR', 'sim-1', 'Bench Co', now(), now());
+VALUES ('00000000-0000-7000-8000-000000000001', '$TID', 'Agent', 'SIMULATOR', 'sim-1', 'Bench Co', now(), now()),
+       ('00000000-0000-7000-8000-000000000002', '$TID', 'Bolna agent', 'BOLNA', 'cg-agent', 'Bench Co', now(), now());
 INSERT INTO customers (id, tenant_id, phone_number, name, email, status, tags, lead_score, segment, notes, source, last_contacted_at, created_at, updated_at)
 SELECT md5('$TID' || g)::uuid, '$TID', '+1650' || lpad(g::text, 7, '0'), 'Customer ' || g, NULL,
        (ARRAY['NEW','CONTACTED','INTERESTED','CALLBACK'])[1 + g % 4], '["bench"]'::jsonb, (g % 100)::float8, NULL, NULL, 'BENCH', now(), now(), now()

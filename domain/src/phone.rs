@@ -3,6 +3,7 @@
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::str::FromStr;
+use std::sync::Mutex;
 
 use phonenumber::{Mode, country};
 
@@ -76,11 +77,25 @@ impl PhoneNumber {
         let invalid = || PhoneError::Invalid {
             region: region.0.as_ref().to_owned(),
         };
+        // The same numbers come back again and again (each status report of a call, each
+        // page of a sync), and a parse costs ~100,000 instructions of regular expressions.
+        let key = (region.0, trimmed.to_owned());
+        if let Some(known) = PARSED.get(&key) {
+            return known.map(PhoneNumber).ok_or_else(invalid);
+        }
+        let parsed = Self::read(trimmed, region);
+        PARSED.put(key, parsed.clone());
+        parsed.map(PhoneNumber).ok_or_else(invalid)
+    }
+
+    /// The E.164 form of `trimmed` (checked for characters and length), if it is a valid
+    /// number when read in `region`.
+    fn read(trimmed: &str, region: Region) -> Option<String> {
         // `+` only leads the number (after an opening parenthesis at most: `(+91) ...`).
         let lead = trimmed.trim_start_matches(['(', ' ']);
         let plus = lead.starts_with('+');
         if lead[usize::from(plus)..].contains('+') {
-            return Err(invalid());
+            return None;
         }
         let all_digits: String = trimmed.chars().filter(char::is_ascii_digit).collect();
         // An international number (`+CC...`, or the region's own dialling-out prefix such
@@ -92,7 +107,7 @@ impl PhoneNumber {
         } else {
             strip_idd(region, &all_digits).map(str::to_owned)
         };
-        let parsed = match &international {
+        match &international {
             Some(digits) => {
                 // The crate strips the number's own trunk prefix even where it is part of
                 // the number (Russia's 8: `+7 812 ...` is St Petersburg, not `+7 12 ...`):
@@ -113,8 +128,7 @@ impl PhoneNumber {
                     literal(&format!("{cc}{}", all_digits.strip_prefix(trunk)?))
                 })
             }),
-        };
-        parsed.map(PhoneNumber).ok_or_else(invalid)
+        }
     }
 
     /// Accepts an already-normalised E.164 string (from the database) without re-validating.
@@ -128,6 +142,32 @@ impl PhoneNumber {
 
     pub fn into_string(self) -> String {
         self.0
+    }
+}
+
+/// Outcomes of recent parses by (region, trimmed input): the E.164 form, or `None` for
+/// an invalid number. Inputs are at most [`MAX_RAW_LEN`] bytes, so an entry holds at most
+/// ~200 bytes and the whole cache ~1 MiB.
+static PARSED: ParseCache = ParseCache(std::sync::LazyLock::new(|| {
+    Mutex::new(lru::LruCache::new(
+        std::num::NonZeroUsize::new(PARSED_ENTRIES).expect("non-zero"),
+    ))
+}));
+const PARSED_ENTRIES: usize = 4096;
+
+type ParseKey = (country::Id, String);
+
+struct ParseCache(std::sync::LazyLock<Mutex<lru::LruCache<ParseKey, Option<String>>>>);
+
+impl ParseCache {
+    fn get(&self, key: &ParseKey) -> Option<Option<String>> {
+        self.0.lock().ok()?.get(key).cloned()
+    }
+
+    fn put(&self, key: ParseKey, parsed: Option<String>) {
+        if let Ok(mut cache) = self.0.lock() {
+            cache.put(key, parsed);
+        }
     }
 }
 
@@ -273,6 +313,42 @@ mod tests {
                 "{raw}"
             );
         }
+    }
+
+    #[test]
+    fn remembered_parses_answer_as_fresh_ones() {
+        let us = Region::parse("US").unwrap();
+        let inputs = [
+            "7471180076",
+            "+91 74711 80076",
+            "(650) 253-0000",
+            "12",
+            "+1 650 253 0000",
+            "011 44 20 7946 0958",
+            "000000000",
+        ];
+        for region in [india(), us] {
+            for raw in inputs {
+                // Uncached, then twice through the cache (a miss that fills it, a hit).
+                let fresh = PhoneNumber::read(raw, region);
+                let first = PhoneNumber::parse(raw, region)
+                    .ok()
+                    .map(PhoneNumber::into_string);
+                let again = PhoneNumber::parse(raw, region)
+                    .ok()
+                    .map(PhoneNumber::into_string);
+                assert_eq!(first, again, "{raw} in {}", region.code());
+                if raw.chars().filter(char::is_ascii_digit).count() >= 3 {
+                    assert_eq!(first, fresh, "{raw} in {}", region.code());
+                }
+            }
+        }
+        // One input reads differently per region: the cache keeps them apart.
+        assert_eq!(
+            PhoneNumber::parse("7471180076", india()).unwrap().as_str(),
+            "+917471180076"
+        );
+        assert!(PhoneNumber::parse("7471180076", us).is_err());
     }
 
     #[test]

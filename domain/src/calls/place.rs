@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use super::follow;
 use super::live::{self, SlotClaim};
-use super::transition::{self, AfterCommit, Reported, Transition};
+use super::transition::{self, AfterCommit, Transition};
 use crate::campaigns::finish::{self, AMBIGUOUS_PLACEMENT};
 use crate::credits::{self, BALANCE_REASON};
 use crate::db::Binder;
@@ -372,11 +372,10 @@ async fn adopt_execution(
     let mut after = AfterCommit::default();
     if let Some(status) = moved_to {
         // The folded row's events came with it: the change has no new event of its own.
-        let no_events: [Reported; 0] = [];
         let (_, moved) = transition::record(
             &txn,
             services.ingestor().follow_ups(),
-            &no_events,
+            transition::Events::Written(Default::default()),
             vec![Transition {
                 call: updated.clone(),
                 previous,

@@ -118,11 +118,14 @@ impl AfterCommit {
 pub(crate) async fn record<C: ConnectionTrait>(
     conn: &C,
     follow_ups: &FollowUps,
-    reported: &[Reported],
+    events: Events<'_>,
     changed: Vec<Transition>,
     subs: Option<&crate::outbound::Subscriptions>,
 ) -> DomainResult<(HashSet<Uuid>, AfterCommit)> {
-    let recorded = write_events(conn, reported).await?;
+    let recorded = match events {
+        Events::Write(reported) => write_events(conn, reported).await?,
+        Events::Written(recorded) => recorded,
+    };
     let mut new_jobs = Vec::new();
     for hook in follow_ups.0.iter() {
         new_jobs.extend(hook.jobs_for(&changed)?);
@@ -139,16 +142,75 @@ pub(crate) async fn record<C: ConnectionTrait>(
         .map(|t| (&t.call, t.source != EventSource::Webhook))
         .collect();
     let alerted = crate::credits::settle(conn, &ended).await?.events;
-    let events = crate::outbound::payloads::call_transitions(&changed);
     let webhooks = match subs {
-        Some(subs) => crate::outbound::record(conn, subs, events).await?,
-        None => crate::outbound::record_events(conn, events).await?,
+        // Payloads carry the whole call: not built when no endpoint would get them.
+        Some(subs) if subs.is_empty() => false,
+        Some(subs) => {
+            let events = crate::outbound::payloads::call_transitions(&changed);
+            crate::outbound::record(conn, subs, events).await?
+        }
+        None => {
+            let events = crate::outbound::payloads::call_transitions(&changed);
+            crate::outbound::record_events(conn, events).await?
+        }
     };
     if webhooks || alerted {
         lanes.insert(Lane::Webhooks);
     }
     jobs::queue::insert_many(conn, new_jobs).await?;
     Ok((recorded, AfterCommit { changed, lanes }))
+}
+
+/// The events of a transaction's reported statuses.
+pub(crate) enum Events<'a> {
+    /// To be written by [`record`].
+    Write(&'a [Reported]),
+    /// Written already, with the statement that wrote their calls ([`with_events`]): the
+    /// calls that got a new one.
+    Written(HashSet<Uuid>),
+}
+
+/// The status a report said a call reached, before the call's id is known.
+pub(crate) struct PendingEvent<'a> {
+    pub execution_id: &'a str,
+    pub status: CallStatus,
+    pub source: EventSource,
+    pub at: DateTime<Utc>,
+}
+
+/// PostgreSQL only: `upsert` (an `INSERT INTO calls ... RETURNING` of the columns in
+/// `returning`) wrapped so that the same statement writes one event per pending status,
+/// joined to its call by execution id, with the same rule as [`record`]: a repeated (call,
+/// status) is a no-op. Rows are the upsert's, plus `event_recorded`. Saves the events'
+/// round trip for every batch of reports.
+pub(crate) fn with_events(
+    b: &mut Binder,
+    upsert: &str,
+    returning: &str,
+    pending: &[PendingEvent<'_>],
+) -> String {
+    let rows: Vec<String> = pending
+        .iter()
+        .map(|e| {
+            b.row([
+                Uuid::now_v7().into(),
+                e.execution_id.into(),
+                e.status.as_str().into(),
+                e.source.as_str().into(),
+                e.at.into(),
+            ])
+        })
+        .collect();
+    format!(
+        "WITH up AS ({upsert} RETURNING {returning}), \
+         ev AS (INSERT INTO call_events (id, tenant_id, call_id, status, source, at) \
+         SELECT e.id, up.tenant_id, up.id, e.status, e.source, e.at \
+         FROM (VALUES {}) AS e (id, execution, status, source, at) \
+         JOIN up ON up.provider_execution_id = e.execution \
+         ON CONFLICT (call_id, status) DO NOTHING RETURNING call_id) \
+         SELECT up.*, EXISTS (SELECT 1 FROM ev WHERE ev.call_id = up.id) AS event_recorded FROM up",
+        rows.join(", ")
+    )
 }
 
 /// One event per (call, status); a repeat is a no-op. Returns the calls that got one.
@@ -243,7 +305,11 @@ pub(crate) async fn created_many<C: ConnectionTrait>(
             checks_cleared: false,
         })
         .collect();
-    Ok(record(conn, follow_ups, &reported, changed, None).await?.1)
+    Ok(
+        record(conn, follow_ups, Events::Write(&reported), changed, None)
+            .await?
+            .1,
+    )
 }
 
 /// Ends a call that was never sent to its provider (or whose placement was lost) with
@@ -306,6 +372,8 @@ pub(crate) async fn end_unplaced<C: ConnectionTrait>(
         checks_cleared: false,
     }];
     Ok(Some(
-        record(conn, follow_ups, &reported, changed, None).await?.1,
+        record(conn, follow_ups, Events::Write(&reported), changed, None)
+            .await?
+            .1,
     ))
 }

@@ -7,14 +7,14 @@ use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use entity::{call, tenant};
-use sea_orm::{ConnectionTrait, EntityTrait, IdenStatic, Value};
+use sea_orm::{ConnectionTrait, EntityTrait, FromQueryResult, IdenStatic, Value};
 use uuid::Uuid;
 
 use super::lead::{LeadPlan, name_of};
 use super::{IngestOutcome, Known};
-use crate::calls::transition::Reported;
+use crate::calls::transition::{self, PendingEvent, Reported};
 use crate::customers::bulk::{CustomerPlan, customers_by_phone, write_customers};
-use crate::db::{Binder, KeyIndex, probe};
+use crate::db::{Binder, Dialect, KeyIndex, probe};
 use crate::error::{DomainError, DomainResult};
 use crate::outbound::Subscriptions;
 use crate::phone::{PhoneNumber, Region};
@@ -27,6 +27,9 @@ pub(crate) struct Applied {
     pub model: call::Model,
     /// The status the report said the call reached (its event).
     pub reported: Reported,
+    /// Whether that event was new, when the call's statement wrote it (PostgreSQL);
+    /// `None` leaves it to the transition point.
+    pub recorded: Option<bool>,
 }
 
 /// What the store already holds for a batch's agents, calls and customers.
@@ -270,18 +273,45 @@ pub(crate) async fn apply_batch<C: ConnectionTrait>(
             now,
         )));
     }
-    let sql = format!(
+    let upsert = format!(
         "INSERT INTO calls ({}) VALUES {} \
-         ON CONFLICT (tenant_id, provider, provider_execution_id) DO UPDATE SET {} RETURNING {}",
+         ON CONFLICT (tenant_id, provider, provider_execution_id) DO UPDATE SET {}",
         *CALL_COLUMNS,
         rows.join(", "),
         *CALL_MERGE,
-        *crate::calls::repo::WITHOUT_RAW_BODY,
     );
-    let models = call::Entity::find()
-        .from_raw_sql(b.statement(sql))
-        .all(conn)
-        .await?;
+    let returning = crate::calls::repo::WITHOUT_RAW_BODY.as_str();
+    // On PostgreSQL the reported statuses' events are written by the same statement.
+    let (models, recorded) = if Dialect::of(conn) == Dialect::Postgres {
+        let pending: Vec<PendingEvent<'_>> = todo
+            .iter()
+            .map(|(i, _)| PendingEvent {
+                execution_id: reports[*i].execution_id.as_str(),
+                status: reports[*i].status,
+                source,
+                at: reports[*i].occurred_at.unwrap_or(now),
+            })
+            .collect();
+        let sql = transition::with_events(&mut b, &upsert, returning, &pending);
+        let rows = conn.query_all_raw(b.statement(sql)).await?;
+        let mut models = Vec::with_capacity(rows.len());
+        let mut recorded = HashSet::with_capacity(rows.len());
+        for row in rows {
+            let model = call::Model::from_query_result(&row, "")?;
+            if row.try_get::<bool>("", "event_recorded")? {
+                recorded.insert(model.id);
+            }
+            models.push(model);
+        }
+        (models, Some(recorded))
+    } else {
+        let sql = format!("{upsert} RETURNING {returning}");
+        let models = call::Entity::find()
+            .from_raw_sql(b.statement(sql))
+            .all(conn)
+            .await?;
+        (models, None)
+    };
     let mut by_execution: HashMap<String, call::Model> = models
         .into_iter()
         .filter_map(|m| Some((m.provider_execution_id.clone()?, m)))
@@ -310,6 +340,7 @@ pub(crate) async fn apply_batch<C: ConnectionTrait>(
             at: r.occurred_at.unwrap_or(now),
         };
         out[i] = Some(Applied {
+            recorded: recorded.as_ref().map(|set| set.contains(&model.id)),
             reported,
             outcome: IngestOutcome {
                 call_id: model.id,

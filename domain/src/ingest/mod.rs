@@ -18,6 +18,7 @@
 //! insert into the job queue) and answers; a worker applies it, deleting the queued row in
 //! the same transaction, so it is applied exactly once.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -277,11 +278,25 @@ impl Ingestor {
         subs: &crate::outbound::Subscriptions,
         source: EventSource,
     ) -> DomainResult<(Vec<Option<IngestOutcome>>, AfterCommit)> {
-        let reported: Vec<transition::Reported> = applied
+        // Events the call upsert wrote already, when it wrote every one.
+        let written: Option<HashSet<Uuid>> = applied
             .iter()
             .flatten()
-            .map(|a| a.reported.clone())
-            .collect();
+            .map(|a| a.recorded.map(|new| new.then_some(a.outcome.call_id)))
+            .collect::<Option<Vec<_>>>()
+            .map(|ids| ids.into_iter().flatten().collect());
+        let reported: Vec<transition::Reported> = match written {
+            Some(_) => Vec::new(),
+            None => applied
+                .iter()
+                .flatten()
+                .map(|a| a.reported.clone())
+                .collect(),
+        };
+        let events = match written {
+            Some(ids) => transition::Events::Written(ids),
+            None => transition::Events::Write(&reported),
+        };
         let mut outcomes = Vec::with_capacity(applied.len());
         let mut changed = Vec::new();
         // Reports on calls that had already ended may change what they cost (a late
@@ -321,7 +336,7 @@ impl Ingestor {
             crate::credits::settle(txn, &ended).await?.events
         };
         let (recorded, mut after) =
-            transition::record(txn, &self.follow_ups, &reported, changed, Some(subs)).await?;
+            transition::record(txn, &self.follow_ups, events, changed, Some(subs)).await?;
         if late_alert {
             after.wake(crate::jobs::Lane::Webhooks);
         }
