@@ -23,6 +23,44 @@ pub(crate) struct CustomerPlan {
     pub do_not_call_from: Option<String>,
 }
 
+/// What a lookup saw of a stored customer: enough to tell that a batch would change
+/// nothing on it ([`unchanged`]).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Standing {
+    pub last_contacted_at: Option<DateTime<Utc>>,
+    pub named: bool,
+    pub status: String,
+}
+
+/// Whether [`update_customers`] would leave the customer seen as `seen` as it is: its
+/// conditions evaluated on what the lookup read. Any doubt (an unknown status) says no.
+/// Skipping then is the same as having run the no-op update at the lookup: everything
+/// the update would move only moves forward, so a newer row needs it no more.
+fn unchanged(seen: &Standing, plan: &CustomerPlan, change: &LeadChange) -> bool {
+    let Ok(status) = seen.status.parse::<crate::types::LeadStatus>() else {
+        return false;
+    };
+    let Some(last) = seen.last_contacted_at else {
+        return false;
+    };
+    if last < plan.contacted || (!seen.named && plan.name.is_some()) {
+        return false;
+    }
+    let next = if status == crate::types::LeadStatus::DoNotCall {
+        status
+    } else if let Some((to, _)) = change.set.filter(|(_, at)| last <= *at) {
+        to
+    } else if let Some(forward) = change
+        .forward
+        .filter(|f| funnel_rank(status) < funnel_rank(*f))
+    {
+        forward
+    } else {
+        status
+    };
+    next == status
+}
+
 /// Customers by phone number (E.164), for looking without writing.
 pub(crate) async fn customers_by_phone<C: ConnectionTrait>(
     conn: &C,
@@ -62,6 +100,7 @@ pub(crate) async fn write_customers<C: ConnectionTrait>(
     tenant_id: Uuid,
     customers: &BTreeMap<String, CustomerPlan>,
     existing: &HashMap<String, Uuid>,
+    seen: &HashMap<String, Standing>,
     source: EventSource,
     now: DateTime<Utc>,
 ) -> DomainResult<HashMap<String, (Uuid, bool)>> {
@@ -81,7 +120,17 @@ pub(crate) async fn write_customers<C: ConnectionTrait>(
         .keys()
         .filter_map(|p| existing.get(p).map(|id| (p.as_str(), *id)))
         .collect();
-    let mut updated = update_customers(conn, customers, &changes, &here, now).await?;
+    // Most reports of a known customer change nothing on it (every status of a call
+    // repeats its number): those are not sent.
+    let stale: Vec<(&str, Uuid)> = here
+        .iter()
+        .filter(|(phone, _)| {
+            seen.get(*phone)
+                .is_none_or(|s| !unchanged(s, &customers[*phone], &changes[phone]))
+        })
+        .copied()
+        .collect();
+    let mut updated = update_customers(conn, customers, &changes, &stale, now).await?;
     for (phone, id) in here {
         ids.insert(phone.to_owned(), (id, false));
     }
@@ -290,4 +339,171 @@ pub(crate) async fn upsert_customer<C: ConnectionTrait>(
         .await?
         .ok_or_else(|| DomainError::Internal("customer vanished during upsert".into()))?;
     Ok((row.try_get("", "id")?, false))
+}
+
+#[cfg(all(test, feature = "testing"))]
+mod tests {
+    use chrono::Duration;
+    use sea_orm::TransactionTrait;
+
+    use super::*;
+    use crate::testdb::{Backend, TestDb};
+    use crate::types::{LeadStatus, Provider};
+
+    /// A customer the lookup says a batch leaves alone is one the update would not have
+    /// rewritten: every stored standing against every plan, on both databases. The usual
+    /// repeat (a later status of the same call) is skipped.
+    #[tokio::test]
+    async fn customers_skipped_as_unchanged_are_ones_the_update_leaves_alone() {
+        for backend in [Backend::Sqlite, Backend::Postgres] {
+            let Some(test_db) = TestDb::create(backend).await else {
+                continue;
+            };
+            let db = sea_orm::Database::connect(test_db.url.as_str())
+                .await
+                .unwrap();
+            let (tenant, _) = crate::tenancy::create_tenant(
+                &db,
+                crate::tenancy::NewTenant {
+                    name: "Standing".into(),
+                    default_region: "IN".into(),
+                    timezone: "UTC".into(),
+                    concurrency_limit: 10,
+                },
+            )
+            .await
+            .unwrap();
+            let phone = "+919876543210";
+            let t0 = chrono::DateTime::parse_from_rfc3339("2026-12-01T10:00:00Z")
+                .unwrap()
+                .with_timezone(&Utc);
+            let mut plans = BTreeMap::new();
+            plans.insert(
+                phone.to_owned(),
+                CustomerPlan {
+                    name: None,
+                    contacted: t0,
+                    lead: LeadPlan::default(),
+                    do_not_call_from: None,
+                },
+            );
+            let ids = write_customers(
+                &db,
+                &crate::outbound::Subscriptions::default(),
+                tenant.id,
+                &plans,
+                &HashMap::new(),
+                &HashMap::new(),
+                EventSource::Webhook,
+                t0,
+            )
+            .await
+            .unwrap();
+            let id = ids[phone].0;
+            let (mut skipped, mut checked) = (0, 0);
+            for status in ["NEW", "CONTACTED", "INTERESTED", "DO_NOT_CALL"] {
+                for last in [None, Some(t0)] {
+                    for stored_name in [None, Some("Asha")] {
+                        for contacted in [t0 - Duration::minutes(1), t0, t0 + Duration::minutes(1)]
+                        {
+                            for name in [None, Some("Bench Lead".to_owned())] {
+                                for set in [
+                                    None,
+                                    Some((LeadStatus::Interested, t0)),
+                                    Some((LeadStatus::Contacted, t0 - Duration::minutes(1))),
+                                ] {
+                                    for forward in [
+                                        None,
+                                        Some(LeadStatus::Contacted),
+                                        Some(LeadStatus::Booked),
+                                    ] {
+                                        let txn = db.begin().await.unwrap();
+                                        let mut b = Binder::new(txn.get_database_backend());
+                                        let sql = format!(
+                                            "UPDATE customers SET status = {}, last_contacted_at = {}, name = {} WHERE id = {}",
+                                            b.bind(status),
+                                            b.bind(last),
+                                            b.bind(stored_name),
+                                            b.bind(id)
+                                        );
+                                        txn.execute_raw(b.statement(sql)).await.unwrap();
+                                        let found = crate::ingest::lookup(
+                                            &txn,
+                                            tenant.id,
+                                            Provider::Bolna,
+                                            &[],
+                                            &[],
+                                            &[phone],
+                                            false,
+                                        )
+                                        .await
+                                        .unwrap();
+                                        let seen = &found.standing[phone];
+                                        assert_eq!(seen.status, status);
+                                        assert_eq!(seen.last_contacted_at, last);
+                                        assert_eq!(seen.named, stored_name.is_some());
+                                        let mut plans = BTreeMap::new();
+                                        plans.insert(
+                                            phone.to_owned(),
+                                            CustomerPlan {
+                                                name: name.clone(),
+                                                contacted,
+                                                lead: LeadPlan::default(),
+                                                do_not_call_from: None,
+                                            },
+                                        );
+                                        let change = LeadChange {
+                                            set,
+                                            forward,
+                                            do_not_call: false,
+                                        };
+                                        let changes: BTreeMap<&str, LeadChange> =
+                                            [(phone, change.clone())].into_iter().collect();
+                                        let rewritten = update_customers(
+                                            &txn,
+                                            &plans,
+                                            &changes,
+                                            &[(phone, id)],
+                                            t0,
+                                        )
+                                        .await
+                                        .unwrap();
+                                        let skip = unchanged(seen, &plans[phone], &change);
+                                        if skip {
+                                            skipped += 1;
+                                            assert!(
+                                                rewritten.is_empty(),
+                                                "{backend:?}: skipped but rewritten: {status} {last:?} {stored_name:?} {contacted} {name:?} {set:?} {forward:?}"
+                                            );
+                                        }
+                                        checked += 1;
+                                        txn.rollback().await.unwrap();
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            assert!(skipped > checked / 10, "{skipped} of {checked} skipped");
+            // The usual repeat: contacted, named, the same contact time, no new intent.
+            let seen = Standing {
+                last_contacted_at: Some(t0),
+                named: true,
+                status: "CONTACTED".into(),
+            };
+            let plan = CustomerPlan {
+                name: Some("Bench Lead".into()),
+                contacted: t0,
+                lead: LeadPlan::default(),
+                do_not_call_from: None,
+            };
+            let change = LeadChange {
+                set: None,
+                forward: Some(LeadStatus::Contacted),
+                do_not_call: false,
+            };
+            assert!(unchanged(&seen, &plan, &change));
+        }
+    }
 }

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::lead::{LeadPlan, name_of};
 use super::{IngestOutcome, Known};
 use crate::calls::transition::{self, PendingEvent, Reported};
-use crate::customers::bulk::{CustomerPlan, customers_by_phone, write_customers};
+use crate::customers::bulk::{CustomerPlan, Standing, customers_by_phone, write_customers};
 use crate::db::{Binder, Dialect, KeyIndex, probe};
 use crate::error::{DomainError, DomainResult};
 use crate::outbound::Subscriptions;
@@ -41,6 +41,8 @@ pub(crate) struct Lookup {
     pub calls: HashMap<String, CallStatus>,
     /// Customer ids by phone number (E.164).
     pub customers: HashMap<String, Uuid>,
+    /// What the lookup saw of those customers, by phone number.
+    pub standing: HashMap<String, Standing>,
     /// The tenant's enabled webhook endpoints (id, stored event filter), when asked for.
     pub endpoints: Vec<(Uuid, serde_json::Value)>,
 }
@@ -58,6 +60,14 @@ pub(crate) async fn lookup<C: ConnectionTrait>(
 ) -> DomainResult<Lookup> {
     let mut b = Binder::new(conn.get_database_backend());
     let filters = [("provider", Value::from(provider))];
+    // Only customers have these; typed, since PostgreSQL resolves `UNION ALL` pairwise and
+    // two untyped NULLs would become text.
+    let dialect = Dialect::from(b.backend());
+    let no_at = dialect.cast_timestamp("NULL");
+    let no_named = match dialect {
+        Dialect::Postgres => "CAST(NULL AS boolean)",
+        Dialect::Sqlite => "NULL",
+    };
     let mut parts = Vec::new();
     if !agent_ids.is_empty() {
         let agents = probe(
@@ -71,7 +81,7 @@ pub(crate) async fn lookup<C: ConnectionTrait>(
             "id",
         );
         parts.push(format!(
-            "SELECT 0 AS kind, p.k, p.id, NULL AS status FROM {agents}"
+            "SELECT 0 AS kind, p.k, p.id, NULL AS status, {no_at} AS at, {no_named} AS named FROM {agents}"
         ));
     }
     if !execution_ids.is_empty() {
@@ -86,7 +96,7 @@ pub(crate) async fn lookup<C: ConnectionTrait>(
             "id, status",
         );
         parts.push(format!(
-            "SELECT 1 AS kind, p.k, p.id, p.status FROM {calls}"
+            "SELECT 1 AS kind, p.k, p.id, p.status, {no_at} AS at, {no_named} AS named FROM {calls}"
         ));
     }
     if !phones.is_empty() {
@@ -98,17 +108,17 @@ pub(crate) async fn lookup<C: ConnectionTrait>(
             &[],
             "phone_number",
             phones,
-            "id",
+            "id, status, last_contacted_at, name IS NOT NULL AS named",
         );
         parts.push(format!(
-            "SELECT 2 AS kind, p.k, p.id, NULL AS status FROM {customers}"
+            "SELECT 2 AS kind, p.k, p.id, p.status, p.last_contacted_at AS at, p.named FROM {customers}"
         ));
     }
     if endpoints {
         // The stored filter travels as text in the key column.
         parts.push(format!(
-            "SELECT 3 AS kind, CAST(e.events AS TEXT) AS k, e.id, NULL AS status \
-             FROM webhook_endpoints e WHERE e.tenant_id = {} AND e.enabled = {}",
+            "SELECT 3 AS kind, CAST(e.events AS TEXT) AS k, e.id, NULL AS status, {no_at} AS at, \
+             {no_named} AS named FROM webhook_endpoints e WHERE e.tenant_id = {} AND e.enabled = {}",
             b.bind(tenant_id),
             b.bind(true)
         ));
@@ -132,6 +142,12 @@ pub(crate) async fn lookup<C: ConnectionTrait>(
             })?;
             out.endpoints.push((row.try_get("", "id")?, events));
         } else if kind == 2 {
+            let standing = Standing {
+                last_contacted_at: row.try_get("", "at")?,
+                named: row.try_get("", "named")?,
+                status: row.try_get("", "status")?,
+            };
+            out.standing.insert(key.clone(), standing);
             out.customers.insert(key, row.try_get("", "id")?);
         } else if let Some(status) = row.try_get::<Option<CallStatus>>("", "status")? {
             out.calls.insert(key, status);
@@ -242,8 +258,17 @@ pub(crate) async fn apply_batch<C: ConnectionTrait>(
             customers_by_phone(conn, tenant.id, &wanted).await?
         }
     };
-    let customer_ids =
-        write_customers(conn, &subs, tenant.id, &customers, &existing, source, now).await?;
+    let customer_ids = write_customers(
+        conn,
+        &subs,
+        tenant.id,
+        &customers,
+        &existing,
+        &found.standing,
+        source,
+        now,
+    )
+    .await?;
 
     // Calls, in execution id order so concurrent batches lock rows in the same order.
     todo.sort_by(|a, b| reports[a.0].execution_id.cmp(&reports[b.0].execution_id));
