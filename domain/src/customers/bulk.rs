@@ -61,6 +61,14 @@ fn unchanged(seen: &Standing, plan: &CustomerPlan, change: &LeadChange) -> bool 
     next == status
 }
 
+/// The numbers of a batch that are stored already: their ids and, when the caller read
+/// it, their [`Standing`] (by number).
+#[derive(Clone, Copy)]
+pub(crate) struct Stored<'a> {
+    pub ids: &'a HashMap<String, Uuid>,
+    pub standing: &'a HashMap<String, Standing>,
+}
+
 /// Customers by phone number (E.164), for looking without writing.
 pub(crate) async fn customers_by_phone<C: ConnectionTrait>(
     conn: &C,
@@ -91,7 +99,7 @@ pub(crate) async fn customers_by_phone<C: ConnectionTrait>(
     Ok(out)
 }
 
-/// Creates the customers that are new and updates the others (`existing`, by number: last
+/// Creates the customers that are new and updates the others (`stored`, by number: last
 /// contact, a missing name, the lead status), adding do-not-call requests to the tenant's
 /// list. Returns (id, created) by number.
 pub(crate) async fn write_customers<C: ConnectionTrait>(
@@ -99,8 +107,7 @@ pub(crate) async fn write_customers<C: ConnectionTrait>(
     subs: &crate::outbound::Subscriptions,
     tenant_id: Uuid,
     customers: &BTreeMap<String, CustomerPlan>,
-    existing: &HashMap<String, Uuid>,
-    seen: &HashMap<String, Standing>,
+    stored: Stored<'_>,
     source: EventSource,
     now: DateTime<Utc>,
 ) -> DomainResult<HashMap<String, (Uuid, bool)>> {
@@ -118,14 +125,16 @@ pub(crate) async fn write_customers<C: ConnectionTrait>(
     // number another transaction inserted in between is updated after all.
     let here: Vec<(&str, Uuid)> = customers
         .keys()
-        .filter_map(|p| existing.get(p).map(|id| (p.as_str(), *id)))
+        .filter_map(|p| stored.ids.get(p).map(|id| (p.as_str(), *id)))
         .collect();
     // Most reports of a known customer change nothing on it (every status of a call
     // repeats its number): those are not sent.
     let stale: Vec<(&str, Uuid)> = here
         .iter()
         .filter(|(phone, _)| {
-            seen.get(*phone)
+            stored
+                .standing
+                .get(*phone)
                 .is_none_or(|s| !unchanged(s, &customers[*phone], &changes[phone]))
         })
         .copied()
@@ -392,8 +401,10 @@ mod tests {
                 &crate::outbound::Subscriptions::default(),
                 tenant.id,
                 &plans,
-                &HashMap::new(),
-                &HashMap::new(),
+                Stored {
+                    ids: &HashMap::new(),
+                    standing: &HashMap::new(),
+                },
                 EventSource::Webhook,
                 t0,
             )

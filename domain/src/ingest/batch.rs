@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::lead::{LeadPlan, name_of};
 use super::{IngestOutcome, Known};
 use crate::calls::transition::{self, PendingEvent, Reported};
-use crate::customers::bulk::{CustomerPlan, Standing, customers_by_phone, write_customers};
+use crate::customers::bulk::{CustomerPlan, Standing, Stored, customers_by_phone, write_customers};
 use crate::db::{Binder, Dialect, KeyIndex, probe};
 use crate::error::{DomainError, DomainResult};
 use crate::outbound::Subscriptions;
@@ -263,8 +263,10 @@ pub(crate) async fn apply_batch<C: ConnectionTrait>(
         &subs,
         tenant.id,
         &customers,
-        &existing,
-        &found.standing,
+        Stored {
+            ids: &existing,
+            standing: &found.standing,
+        },
         source,
         now,
     )
