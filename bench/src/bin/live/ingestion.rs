@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use bench::{median, metric, out, quantile};
+use bench::{CpuMeter, median, metric, out, quantile};
 use sea_orm::DatabaseConnection;
 
 use crate::Bench;
@@ -19,6 +19,9 @@ struct Ingestion {
     other_errors: u64,
     /// Reports per group commit, on average over both APIs.
     group: f64,
+    /// CPU per acknowledged report while sending and draining, in µs: both APIs (their
+    /// embedded workers included), PostgreSQL.
+    cpu: (f64, f64),
 }
 
 /// The APIs' `webhook_group_reports` histogram: (sum, count) over both processes.
@@ -32,9 +35,11 @@ async fn groups(client: &reqwest::Client, apis: &[String]) -> anyhow::Result<(f6
 }
 
 /// Closed loop: `senders` post back to back for `seconds`, alternating between the APIs.
+#[allow(clippy::too_many_arguments)]
 async fn ingest_closed(
     client: &reqwest::Client,
     apis: &[String],
+    pids: [u32; 2],
     token: &str,
     senders: usize,
     seconds: u64,
@@ -42,6 +47,7 @@ async fn ingest_closed(
     db: &DatabaseConnection,
 ) -> anyhow::Result<Ingestion> {
     let before = groups(client, apis).await?;
+    let meters = pids.map(CpuMeter::start);
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -83,6 +89,9 @@ async fn ingest_closed(
     }
     let sent_for = started.elapsed();
     let drained = drain(db, Duration::from_secs(120)).await?;
+    let acked = lat.len() as f64;
+    let (api1, postgres) = meters[0].per_item_us(acked);
+    let (api2, _) = meters[1].per_item_us(acked);
     let after = groups(client, apis).await?;
     lat.sort_by(f64::total_cmp);
     Ok(Ingestion {
@@ -93,6 +102,7 @@ async fn ingest_closed(
         errors_5xx: e5,
         other_errors: other,
         group: (after.0 - before.0) / (after.1 - before.1).max(1.0),
+        cpu: (api1 + api2, postgres),
     })
 }
 
@@ -175,6 +185,7 @@ pub(crate) async fn run(b: &Bench) -> anyhow::Result<(Vec<String>, f64)> {
             let r = ingest_closed(
                 client,
                 apis,
+                [b.api1.pid(), b.api2.pid()],
                 &tenants[0].token,
                 senders,
                 cfg.seconds,
@@ -183,7 +194,7 @@ pub(crate) async fn run(b: &Bench) -> anyhow::Result<(Vec<String>, f64)> {
             )
             .await?;
             out(format!(
-                "  run {} senders {senders:>2}: acked {:>6.0}/s applied {:>6.0}/s p50 {:>6.2} ms p99 {:>7.2} ms 5xx {} other {} group {:.1}",
+                "  run {} senders {senders:>2}: acked {:>6.0}/s applied {:>6.0}/s p50 {:>6.2} ms p99 {:>7.2} ms 5xx {} other {} group {:.1} cpu/report api {:.0} µs postgres {:.0} µs",
                 run + 1,
                 r.acked_per_s,
                 r.applied_per_s,
@@ -191,7 +202,9 @@ pub(crate) async fn run(b: &Bench) -> anyhow::Result<(Vec<String>, f64)> {
                 r.p99,
                 r.errors_5xx,
                 r.other_errors,
-                r.group
+                r.group,
+                r.cpu.0,
+                r.cpu.1
             ));
             if r.acked_per_s > best.acked_per_s {
                 best = r;
