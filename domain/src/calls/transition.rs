@@ -181,8 +181,9 @@ pub(crate) struct PendingEvent<'a> {
 /// PostgreSQL only: `upsert` (an `INSERT INTO calls ... RETURNING` of the columns in
 /// `returning`) wrapped so that the same statement writes one event per pending status,
 /// joined to its call by execution id, with the same rule as [`record`]: a repeated (call,
-/// status) is a no-op. Rows are the upsert's, plus `event_recorded`. Saves the events'
-/// round trip for every batch of reports.
+/// status) is a no-op. Rows are the upsert's, plus `event_recorded` (a batch has one
+/// report per call, so at most one new event per row). Saves the events' round trip for
+/// every batch of reports.
 pub(crate) fn with_events(
     b: &mut Binder,
     upsert: &str,
@@ -208,7 +209,8 @@ pub(crate) fn with_events(
          FROM (VALUES {}) AS e (id, execution, status, source, at) \
          JOIN up ON up.provider_execution_id = e.execution \
          ON CONFLICT (call_id, status) DO NOTHING RETURNING call_id) \
-         SELECT up.*, EXISTS (SELECT 1 FROM ev WHERE ev.call_id = up.id) AS event_recorded FROM up",
+         SELECT up.*, ev.call_id IS NOT NULL AS event_recorded \
+         FROM up LEFT JOIN ev ON ev.call_id = up.id",
         rows.join(", ")
     )
 }
