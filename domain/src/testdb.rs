@@ -224,3 +224,19 @@ impl Drop for TestDb {
         }
     }
 }
+
+/// A tenant for domain tests: region IN, UTC, a cap of 10 calls.
+pub async fn tenant(db: &DatabaseConnection, name: &str) -> entity::tenant::Model {
+    crate::tenancy::create_tenant(
+        db,
+        crate::tenancy::NewTenant {
+            name: name.into(),
+            default_region: "IN".into(),
+            timezone: "UTC".into(),
+            concurrency_limit: 10,
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("creating tenant {name}: {e}"))
+    .0
+}

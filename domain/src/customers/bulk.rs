@@ -371,17 +371,7 @@ mod tests {
             let db = sea_orm::Database::connect(test_db.url.as_str())
                 .await
                 .unwrap();
-            let (tenant, _) = crate::tenancy::create_tenant(
-                &db,
-                crate::tenancy::NewTenant {
-                    name: "Standing".into(),
-                    default_region: "IN".into(),
-                    timezone: "UTC".into(),
-                    concurrency_limit: 10,
-                },
-            )
-            .await
-            .unwrap();
+            let tenant = crate::testdb::tenant(&db, "Standing").await;
             let phone = "+919876543210";
             let t0 = chrono::DateTime::parse_from_rfc3339("2026-12-01T10:00:00Z")
                 .unwrap()

@@ -88,17 +88,7 @@ mod tests {
             let db = sea_orm::Database::connect(test_db.url.as_str())
                 .await
                 .unwrap();
-            let (tenant, _) = crate::tenancy::create_tenant(
-                &db,
-                crate::tenancy::NewTenant {
-                    name: "Positions".into(),
-                    default_region: "IN".into(),
-                    timezone: "UTC".into(),
-                    concurrency_limit: 10,
-                },
-            )
-            .await
-            .unwrap();
+            let tenant = crate::testdb::tenant(&db, "Positions").await;
             let now = chrono::Utc::now();
             let full = customer::ActiveModel {
                 id: Set(Uuid::now_v7()),

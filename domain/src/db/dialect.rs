@@ -365,18 +365,8 @@ mod tests {
         let db = sea_orm::Database::connect(test_db.url.as_str())
             .await
             .unwrap();
-        let tenant = |name: &str| crate::tenancy::NewTenant {
-            name: name.into(),
-            default_region: "IN".into(),
-            timezone: "UTC".into(),
-            concurrency_limit: 10,
-        };
-        let (old, _) = crate::tenancy::create_tenant(&db, tenant("Old"))
-            .await
-            .unwrap();
-        let (new, _) = crate::tenancy::create_tenant(&db, tenant("New"))
-            .await
-            .unwrap();
+        let old = crate::testdb::tenant(&db, "Old").await;
+        let new = crate::testdb::tenant(&db, "New").await;
 
         // Plans made on empty tables.
         let empty = explain_lookup(&db, new.id, "force_generic_plan").await;
