@@ -27,6 +27,7 @@ mod m20261206_000020_credit_rates;
 mod m20261206_000021_whatsapp;
 mod m20261206_000022_whatsapp_campaigns;
 mod m20261207_000023_key_led_unique;
+mod m20261207_000024_job_due_notify;
 
 pub struct Migrator;
 
@@ -57,6 +58,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000021_whatsapp::Migration),
             Box::new(m20261206_000022_whatsapp_campaigns::Migration),
             Box::new(m20261207_000023_key_led_unique::Migration),
+            Box::new(m20261207_000024_job_due_notify::Migration),
         ]
     }
 }

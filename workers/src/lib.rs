@@ -27,7 +27,11 @@ pub fn runner(services: Services, settings: &domain::settings::Settings) -> Runn
         (Lane::Maintenance, w.maintenance),
         (Lane::Webhooks, w.webhooks),
     ]);
-    let registry = kinds::product(&settings.providers, &settings.crm);
+    let registry = kinds::product(
+        &settings.providers,
+        &settings.crm,
+        services.analyzer().is_some(),
+    );
     Runner::new(
         services.db().clone(),
         services,

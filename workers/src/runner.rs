@@ -81,6 +81,61 @@ impl Counted {
     }
 }
 
+/// What a run's result means for one of the jobs it ran.
+enum Decision {
+    Record(Ending, Counted),
+    /// Its last attempt failed: the kind's `gave_up`, then failed.
+    GiveUp(String),
+}
+
+fn decide<C>(
+    job: &job::Model,
+    kind: &domain::jobs::Kind<C>,
+    result: &Result<Outcome, String>,
+    now: chrono::DateTime<Utc>,
+) -> Decision {
+    let last = job.attempts >= job.max_attempts;
+    match result {
+        Ok(Outcome::Done) => Decision::Record(Ending::Done, Counted::Succeeded),
+        Ok(Outcome::Snooze(until)) => Decision::Record(
+            Ending::Again {
+                at: *until,
+                spent: false,
+                error: None,
+            },
+            Counted::Snoozed,
+        ),
+        Ok(Outcome::Fail(reason)) => {
+            Decision::Record(Ending::Failed(reason.clone()), Counted::Failed)
+        }
+        Ok(Outcome::Retry {
+            after,
+            spend_attempt,
+            reason,
+        }) if !(*spend_attempt && last) => Decision::Record(
+            Ending::Again {
+                at: now + chrono::Duration::from_std(*after).unwrap_or_default(),
+                spent: *spend_attempt,
+                error: Some(reason.clone()),
+            },
+            Counted::Retried,
+        ),
+        Ok(Outcome::Retry { reason, .. }) => Decision::GiveUp(reason.clone()),
+        Err(error) if last => Decision::GiveUp(error.clone()),
+        Err(error) => {
+            let delay = kind.retry_in(job.attempts);
+            Decision::Record(
+                Ending::Again {
+                    at: now + chrono::Duration::from_std(delay).unwrap_or_default(),
+                    spent: true,
+                    error: Some(error.clone()),
+                },
+                Counted::Retried,
+            )
+        }
+    }
+}
+
 impl<C: Clone + Send + Sync + 'static> Runner<C> {
     /// A runner for `registry`'s kinds with `concurrency` slots per lane (lanes not named
     /// get 1) polling every `poll` when nothing wakes it.
@@ -151,38 +206,51 @@ impl<C: Clone + Send + Sync + 'static> Runner<C> {
         Ok(())
     }
 
-    /// Claims the next due job of `lane` (tenants in turn).
+    /// Claims the next due job of `lane` (tenants in turn), with the due jobs of its kind
+    /// and tenant a gathering kind runs with it.
     async fn claim(
         &self,
         lane: Lane,
         due_by: chrono::DateTime<Utc>,
-    ) -> anyhow::Result<Option<job::Model>> {
+    ) -> anyhow::Result<Option<Vec<job::Model>>> {
         let after = self
             .inner
             .cursors
             .lock()
             .ok()
             .and_then(|c| c.get(&lane).cloned());
-        let claimed = queue::claim_next(
-            &self.inner.db,
-            lane,
-            &self.inner.worker_id,
-            self.inner.lease.lease,
-            after.as_deref(),
-            due_by,
-        )
-        .await?;
-        if let Some(job) = &claimed {
-            if let Ok(mut c) = self.inner.cursors.lock() {
-                c.insert(lane, job.tenant_key.clone());
+        let db = &self.inner.db;
+        let (worker, lease) = (&self.inner.worker_id, self.inner.lease.lease);
+        let Some(first) =
+            queue::claim_next(db, lane, worker, lease, after.as_deref(), due_by).await?
+        else {
+            return Ok(None);
+        };
+        let gather = self.inner.registry.get(&first.kind).map_or(1, |k| k.gather);
+        let more = if gather > 1 {
+            match queue::claim_gathered(db, &first, worker, lease, gather - 1, due_by).await {
+                Ok(more) => more,
+                // The first job is claimed: it runs alone rather than waiting for its lease.
+                Err(e) => {
+                    tracing::warn!(%lane, error = %e, "gathering jobs to run together failed");
+                    Vec::new()
+                }
             }
-            if let Ok(mut f) = self.inner.in_flight.lock() {
-                f.insert(job.id);
-            }
-            ::metrics::counter!("jobs_total", "kind" => self.label(&job.kind), "lane" => lane.as_str(), "outcome" => "claimed")
-                .increment(1);
+        } else {
+            Vec::new()
+        };
+        let mut claimed = Vec::with_capacity(1 + more.len());
+        claimed.push(first);
+        claimed.extend(more);
+        if let Ok(mut c) = self.inner.cursors.lock() {
+            c.insert(lane, claimed[0].tenant_key.clone());
         }
-        Ok(claimed)
+        if let Ok(mut f) = self.inner.in_flight.lock() {
+            f.extend(claimed.iter().map(|j| j.id));
+        }
+        ::metrics::counter!("jobs_total", "kind" => self.label(&claimed[0].kind), "lane" => lane.as_str(), "outcome" => "claimed")
+            .increment(claimed.len() as u64);
+        Ok(Some(claimed))
     }
 
     /// The kind as a metric label: only registered kinds (kinds come from the database).
@@ -211,11 +279,11 @@ impl<C: Clone + Send + Sync + 'static> Runner<C> {
                 }
                 let permit = self.inner.slots[lane].clone().acquire_owned().await?;
                 match self.claim(*lane, started).await? {
-                    Some(job) => {
-                        stats.claimed += 1;
+                    Some(claimed) => {
+                        stats.claimed += claimed.len();
                         let runner = self.clone();
                         tasks.push(tokio::spawn(async move {
-                            let counted = runner.execute(job).await;
+                            let counted = runner.execute(claimed).await;
                             drop(permit);
                             counted
                         }));
@@ -228,109 +296,169 @@ impl<C: Clone + Send + Sync + 'static> Runner<C> {
         }
         for task in tasks {
             match task.await {
-                Ok(Counted::Succeeded) => stats.succeeded += 1,
-                _ => stats.failed += 1,
+                Ok(counted) => {
+                    for c in counted {
+                        match c {
+                            Counted::Succeeded => stats.succeeded += 1,
+                            _ => stats.failed += 1,
+                        }
+                    }
+                }
+                Err(_) => stats.failed += 1,
             }
         }
         beat.abort();
         Ok(stats)
     }
 
-    /// Runs one claimed job to an outcome and records it.
-    async fn execute(&self, job: job::Model) -> Counted {
+    /// Runs claimed jobs (one, or a gathering kind's several) to an outcome and records
+    /// each job's.
+    async fn execute(&self, claimed: Vec<job::Model>) -> Vec<Counted> {
+        let Some(first) = claimed.first() else {
+            return Vec::new();
+        };
         let started = Instant::now();
-        let lane = Lane::parse(&job.lane).unwrap_or(Lane::Maintenance);
-        let label = self.label(&job.kind);
+        let lane = Lane::parse(&first.lane).unwrap_or(Lane::Maintenance);
+        let label = self.label(&first.kind);
         let span = tracing::info_span!(
             "job",
-            job.kind = %job.kind,
-            job.id = %job.id,
+            job.kind = %first.kind,
+            job.id = %first.id,
             job.lane = %lane,
-            tenant.id = %job.tenant_key,
-            job.attempt = job.attempts,
+            tenant.id = %first.tenant_key,
+            job.attempt = first.attempts,
+            job.gathered = claimed.len(),
         );
-        let counted = async {
-            let Some(kind) = self.inner.registry.get(&job.kind) else {
-                let error = format!("no handler for job kind {:?}", job.kind);
-                tracing::warn!(%error, "job failed");
-                return self
-                    .record(&job, Ending::Failed(error), Counted::Failed)
-                    .await;
-            };
-            let run = JobRun {
-                id: job.id,
-                attempt: job.attempts,
-                max_attempts: job.max_attempts,
-                worker: self.inner.worker_id.clone(),
-            };
-            let future = kind.run(self.inner.ctx.clone(), run, job.payload.clone());
-            let timeout = kind.timeout;
-            // Its own task, so a panic is caught as a failed attempt.
-            let handle = tokio::spawn(tokio::time::timeout(timeout, future).in_current_span());
-            let result = match handle.await {
-                Ok(Ok(Ok(outcome))) => Ok(outcome),
-                Ok(Ok(Err(e))) => Err(format!("{e:#}")),
-                Ok(Err(_)) => Err(format!("timed out after {} s", timeout.as_secs_f64())),
-                Err(e) if e.is_panic() => Err(format!("panicked: {}", panic_message(e))),
-                Err(_) => Err("cancelled".to_owned()),
-            };
-            let now = Utc::now();
-            let last = job.attempts >= job.max_attempts;
-            match result {
-                Ok(Outcome::Done) => self.record(&job, Ending::Done, Counted::Succeeded).await,
-                Ok(Outcome::Snooze(until)) => {
-                    self.wake_at(lane, until);
-                    let ending = Ending::Again {
-                        at: until,
-                        spent: false,
-                        error: None,
-                    };
-                    self.record(&job, ending, Counted::Snoozed).await
-                }
-                Ok(Outcome::Fail(reason)) => {
-                    tracing::warn!(error = %reason, "job failed for good");
-                    self.record(&job, Ending::Failed(reason), Counted::Failed)
-                        .await
-                }
-                Ok(Outcome::Retry {
-                    after,
-                    spend_attempt,
-                    reason,
-                }) if !(spend_attempt && last) => {
-                    let at = now + chrono::Duration::from_std(after).unwrap_or_default();
-                    self.wake_at(lane, at);
-                    let ending = Ending::Again {
-                        at,
-                        spent: spend_attempt,
-                        error: Some(reason),
-                    };
-                    self.record(&job, ending, Counted::Retried).await
-                }
-                Ok(Outcome::Retry { reason, .. }) => self.give_up(&job, kind, reason).await,
-                Err(error) if last => self.give_up(&job, kind, error).await,
-                Err(error) => {
-                    tracing::warn!(%error, "job attempt failed; will retry");
-                    let delay = kind.retry_in(job.attempts);
-                    let at = now + chrono::Duration::from_std(delay).unwrap_or_default();
-                    self.wake_at(lane, at);
-                    let ending = Ending::Again {
-                        at,
-                        spent: true,
-                        error: Some(error),
-                    };
-                    self.record(&job, ending, Counted::Retried).await
-                }
-            }
-        }
-        .instrument(span)
-        .await;
+        let counted = self.run_claimed(&claimed, lane).instrument(span).await;
         ::metrics::histogram!("job_duration_seconds", "kind" => label, "lane" => lane.as_str())
             .record(started.elapsed().as_secs_f64());
-        ::metrics::counter!("jobs_total", "kind" => label, "lane" => lane.as_str(), "outcome" => counted.label())
-            .increment(1);
-        if let Ok(mut f) = self.inner.in_flight.lock() {
-            f.remove(&job.id);
+        for c in &counted {
+            ::metrics::counter!("jobs_total", "kind" => label, "lane" => lane.as_str(), "outcome" => c.label())
+                .increment(1);
         }
+        if let Ok(mut f) = self.inner.in_flight.lock() {
+            for job in &claimed {
+                f.remove(&job.id);
+            }
+        }
+        counted
+    }
+
+    async fn run_claimed(&self, claimed: &[job::Model], lane: Lane) -> Vec<Counted> {
+        let Some(first) = claimed.first() else {
+            return Vec::new();
+        };
+        let Some(kind) = self.inner.registry.get(&first.kind) else {
+            let error = format!("no handler for job kind {:?}", first.kind);
+            tracing::warn!(%error, "job failed");
+            let mut counted = Vec::with_capacity(claimed.len());
+            for job in claimed {
+                let ending = Ending::Failed(error.clone());
+                counted.push(self.record(job, ending, Counted::Failed).await);
+            }
+            return counted;
+        };
+        let mut counted = Vec::with_capacity(claimed.len());
+        // The jobs the run does the work of, and its payload.
+        let (members, payload): (Vec<&job::Model>, _) = if claimed.len() == 1 {
+            (vec![first], Some(first.payload.clone()))
+        } else {
+            let merged = kind.merge(claimed.iter().map(|j| j.payload.clone()).collect());
+            let mut bad = vec![None; claimed.len()];
+            for (i, reason) in merged.unreadable {
+                if let Some(slot) = bad.get_mut(i) {
+                    *slot = Some(reason);
+                }
+            }
+            let mut members = Vec::with_capacity(claimed.len());
+            for (job, bad) in claimed.iter().zip(bad) {
+                match bad {
+                    Some(reason) => {
+                        tracing::warn!(job.id = %job.id, error = %reason, "job failed for good");
+                        let ending = Ending::Failed(reason);
+                        counted.push(self.record(job, ending, Counted::Failed).await);
+                    }
+                    None => members.push(job),
+                }
+            }
+            (members, merged.payload)
+        };
+        let Some(lead) = members.first().copied() else {
+            return counted;
+        };
+        let Some(payload) = payload else {
+            // Never expected: the merged job did not serialise.
+            let error = "the gathered jobs could not be merged".to_owned();
+            tracing::error!(%error, "job failed");
+            for job in members {
+                let ending = Ending::Failed(error.clone());
+                counted.push(self.record(job, ending, Counted::Failed).await);
+            }
+            return counted;
+        };
+        let run = JobRun {
+            id: lead.id,
+            attempt: lead.attempts,
+            max_attempts: lead.max_attempts,
+            worker: self.inner.worker_id.clone(),
+        };
+        let future = kind.run(self.inner.ctx.clone(), run, payload);
+        let timeout = kind.timeout;
+        // Its own task, so a panic is caught as a failed attempt.
+        let handle = tokio::spawn(tokio::time::timeout(timeout, future).in_current_span());
+        let result = match handle.await {
+            Ok(Ok(Ok(outcome))) => Ok(outcome),
+            Ok(Ok(Err(e))) => Err(format!("{e:#}")),
+            Ok(Err(_)) => Err(format!("timed out after {} s", timeout.as_secs_f64())),
+            Err(e) if e.is_panic() => Err(format!("panicked: {}", panic_message(e))),
+            Err(_) => Err("cancelled".to_owned()),
+        };
+        match &result {
+            Ok(Outcome::Fail(reason)) => tracing::warn!(error = %reason, "job failed for good"),
+            Err(error) if members.iter().any(|j| j.attempts < j.max_attempts) => {
+                tracing::warn!(%error, "job attempt failed; will retry")
+            }
+            _ => {}
+        }
+        let now = Utc::now();
+        // Jobs run together that end done are recorded in one statement.
+        let mut done = Vec::new();
+        for job in members {
+            match decide(job, kind, &result, now) {
+                Decision::Record(Ending::Done, _) if claimed.len() > 1 => done.push(job.id),
+                Decision::Record(ending, c) => {
+                    if let Ending::Again { at, .. } = &ending {
+                        self.wake_at(lane, *at);
+                    }
+                    counted.push(self.record(job, ending, c).await);
+                }
+                Decision::GiveUp(error) => counted.push(self.give_up(job, kind, error).await),
+            }
+        }
+        if !done.is_empty() {
+            counted.extend(self.record_done(&done).await);
+        }
+        counted
+    }
+
+    /// Records jobs run together as done.
+    async fn record_done(&self, ids: &[Uuid]) -> Vec<Counted> {
+        let worker = &self.inner.worker_id;
+        let held = match queue::finish_many(&self.inner.db, worker, ids, Ending::Done).await {
+            Ok(held) => held as usize,
+            Err(e) => {
+                tracing::error!(error = %e, "could not record the jobs' outcome");
+                0
+            }
+        };
+        if held < ids.len() {
+            tracing::warn!(
+                lost = ids.len() - held,
+                "leases of gathered jobs were lost before their outcome was recorded"
+            );
+        }
+        let mut counted = vec![Counted::Succeeded; held.min(ids.len())];
+        counted.resize(ids.len(), Counted::Lost);
         counted
     }
 
@@ -387,10 +515,7 @@ impl<C: Clone + Send + Sync + 'static> Runner<C> {
     fn wake_at(&self, lane: Lane, at: chrono::DateTime<Utc>) {
         let wait = (at - Utc::now()).to_std().unwrap_or_default();
         if wait < self.inner.poll {
-            tokio::spawn(async move {
-                tokio::time::sleep(wait).await;
-                domain::jobs::wake(lane);
-            });
+            domain::jobs::wake_at(lane, at);
         }
     }
 
@@ -433,10 +558,10 @@ impl<C: Clone + Send + Sync + 'static> Runner<C> {
             let mut woken = std::pin::pin!(domain::jobs::waiter(lane));
             woken.as_mut().enable();
             match self.claim(lane, Utc::now()).await {
-                Ok(Some(job)) => {
+                Ok(Some(claimed)) => {
                     let runner = self.clone();
                     tokio::spawn(async move {
-                        runner.execute(job).await;
+                        runner.execute(claimed).await;
                         drop(permit);
                     });
                     continue;
@@ -559,10 +684,7 @@ async fn listen(db: DatabaseConnection) {
         }
         loop {
             match listener.recv().await {
-                Ok(n) => match Lane::parse(n.payload()) {
-                    Some(lane) => domain::jobs::wake(lane),
-                    None => Lane::ALL.into_iter().for_each(domain::jobs::wake),
-                },
+                Ok(n) => heard(n.payload()),
                 Err(e) => {
                     tracing::warn!(error = %e, "listening for new jobs failed; reconnecting");
                     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -570,6 +692,25 @@ async fn listen(db: DatabaseConnection) {
                 }
             }
         }
+    }
+}
+
+/// Wakes what a notification names: `lane` (a job due now) or `lane@<unix ms>` (a job
+/// due then); anything else wakes every lane.
+fn heard(payload: &str) {
+    let (lane, due) = match payload.split_once('@') {
+        Some((lane, ms)) => (
+            lane,
+            ms.parse()
+                .ok()
+                .and_then(chrono::DateTime::from_timestamp_millis),
+        ),
+        None => (payload, None),
+    };
+    match (Lane::parse(lane), due) {
+        (Some(lane), Some(at)) => domain::jobs::wake_at(lane, at),
+        (Some(lane), None) => domain::jobs::wake(lane),
+        (None, _) => Lane::ALL.into_iter().for_each(domain::jobs::wake),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The job runner against real databases, without HTTP: outcomes and retries, lanes that
 //! do not block each other, fairness across tenants, snoozes, timeouts, panics, expired
-//! leases with two workers, exactly-once completion and waking.
+//! leases with two workers, exactly-once completion, waking, and kinds whose due jobs run
+//! together.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
@@ -9,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use domain::jobs::{self, Job, JobRun, Lane, LeaseConfig, Outcome, Registry, queue};
+use domain::jobs::{self, Gather, Job, JobRun, Lane, LeaseConfig, Outcome, Registry, queue};
 use domain::settings::{DatabaseSettings, Secret};
 use domain::testdb::{Backend, TestDb};
 use sea_orm::DatabaseConnection;
@@ -191,8 +192,57 @@ impl Job for Panics {
     }
 }
 
+/// Runs gathered: records the labels of each run's jobs; fails when any of them says so.
+#[derive(Serialize, Deserialize)]
+struct Batchable {
+    tenant: Uuid,
+    labels: Vec<String>,
+    #[serde(default)]
+    fail: bool,
+}
+impl Job for Batchable {
+    type Context = Ctx;
+    const KIND: &'static str = "test_batchable";
+    const LANE: Lane = Lane::Analysis;
+    const MAX_ATTEMPTS: i32 = 2;
+    fn retry_in(_attempt: i32) -> Duration {
+        Duration::ZERO
+    }
+    fn tenant(&self) -> Option<Uuid> {
+        Some(self.tenant)
+    }
+    async fn run(self, ctx: &Ctx, _run: &JobRun) -> anyhow::Result<Outcome> {
+        ctx.ran(&format!("{}:{}", self.tenant, self.labels.join(",")));
+        anyhow::ensure!(!self.fail, "one of them failed");
+        Ok(Outcome::Done)
+    }
+    async fn gave_up(self, ctx: &Ctx, _error: &str) -> anyhow::Result<()> {
+        assert_eq!(self.labels.len(), 1, "gave_up gets its own job's payload");
+        ctx.gave_up.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+impl Gather for Batchable {
+    fn gather(jobs: Vec<Self>) -> Self {
+        let mut all = Batchable {
+            tenant: jobs[0].tenant,
+            labels: Vec::new(),
+            fail: false,
+        };
+        for job in jobs {
+            all.labels.extend(job.labels);
+            all.fail |= job.fail;
+        }
+        all
+    }
+}
+
+/// Jobs a gathering kind runs together at most.
+const GATHER: usize = 3;
+
 fn registry() -> Registry<Ctx> {
     Registry::new()
+        .register_gathering::<Batchable>(GATHER)
         .register::<Ok_>()
         .register::<AlwaysFails>()
         .register::<SlowSync>()
@@ -619,3 +669,109 @@ async fn waking(db: DatabaseConnection) {
     handle.await.unwrap();
 }
 on_both!(waking);
+
+fn batchable(tenant: u128, label: &str, fail: bool) -> Batchable {
+    Batchable {
+        tenant: Uuid::from_u128(tenant),
+        labels: vec![label.to_owned()],
+        fail,
+    }
+}
+
+/// Inserts `job` due `ms` milliseconds from now (negative: overdue), with its attempts.
+async fn insert_at(db: &DatabaseConnection, job: &Batchable, ms: i64, max_attempts: i32) -> Uuid {
+    let mut new = jobs::new_job(job, Utc::now() + chrono::Duration::milliseconds(ms)).unwrap();
+    new.max_attempts = max_attempts;
+    queue::insert(db, new).await.unwrap()
+}
+
+/// A gathering kind's due jobs of one tenant run together, a few at a time, in due order;
+/// never with another tenant's or with jobs not yet due. A payload that does not read
+/// fails alone.
+async fn gathers_one_tenants_due_jobs(db: DatabaseConnection) {
+    let ctx = Ctx::default();
+    let runner = runner(&db, &ctx, 1, Duration::from_millis(10));
+    let mut a = Vec::new();
+    for i in 0..5 {
+        a.push(
+            insert_at(
+                &db,
+                &batchable(1, &format!("a{i}"), false),
+                -5000 + i * 10,
+                2,
+            )
+            .await,
+        );
+    }
+    let b = insert_at(&db, &batchable(2, "b0", false), -4000, 2).await;
+    let later = insert_at(&db, &batchable(1, "later", false), 3_600_000, 2).await;
+    let mut garbled = jobs::new_job(&batchable(1, "x", false), Utc::now()).unwrap();
+    garbled.payload = json!({"tenant": "not a uuid"});
+    garbled.run_at = Utc::now() - chrono::Duration::milliseconds(4985);
+    let garbled = queue::insert(&db, garbled).await.unwrap();
+
+    let stats = runner.run_pending_jobs().await.unwrap();
+    assert_eq!(stats.claimed, 7);
+    assert_eq!((stats.succeeded, stats.failed), (6, 1));
+    let runs = ctx.order.lock().unwrap().clone();
+    let (t1, t2) = (Uuid::from_u128(1), Uuid::from_u128(2));
+    // a0, a1 and the garbled one are claimed together (the garbled one fails alone), then
+    // a2..a4; tenant 2's job runs by itself.
+    let mut expected = vec![
+        format!("{t1}:a0,a1"),
+        format!("{t1}:a2,a3,a4"),
+        format!("{t2}:b0"),
+    ];
+    let mut got = runs.clone();
+    got.sort();
+    expected.sort();
+    assert_eq!(got, expected, "runs: {runs:?}");
+    for id in a.iter().chain([&b]) {
+        assert_eq!(status(&db, *id).await, ("done".to_owned(), 1, None));
+    }
+    assert_eq!(status(&db, later).await.0, "pending", "not due yet");
+    let (s, attempts, e) = status(&db, garbled).await;
+    assert_eq!((s.as_str(), attempts), ("failed", 1));
+    assert!(e.unwrap().contains("unreadable"));
+    assert_eq!(runner.run_pending_jobs().await.unwrap().claimed, 0);
+}
+on_both!(gathers_one_tenants_due_jobs);
+
+/// A gathered run that fails is each job's failed attempt: each retries by its own count
+/// and, on its last attempt, gives up with its own payload.
+async fn a_failed_gathered_run_counts_for_each_job(db: DatabaseConnection) {
+    let ctx = Ctx::default();
+    let runner = runner(&db, &ctx, 1, Duration::from_millis(10));
+    let fails = insert_at(&db, &batchable(1, "fails", true), -300, 2).await;
+    let fine = insert_at(&db, &batchable(1, "fine", false), -200, 2).await;
+    let patient = insert_at(&db, &batchable(1, "patient", false), -100, 3).await;
+
+    let stats = runner.run_pending_jobs().await.unwrap();
+    assert_eq!((stats.claimed, stats.succeeded), (3, 0));
+    for id in [fails, fine, patient] {
+        let (s, attempts, e) = status(&db, id).await;
+        assert_eq!((s.as_str(), attempts), ("pending", 1));
+        assert_eq!(e.as_deref(), Some("one of them failed"));
+    }
+    assert_eq!(ctx.gave_up.load(Ordering::SeqCst), 0);
+
+    // The second run is the last attempt of two of them.
+    runner.run_pending_jobs().await.unwrap();
+    assert_eq!(ctx.gave_up.load(Ordering::SeqCst), 2);
+    for id in [fails, fine] {
+        assert_eq!(status(&db, id).await.0, "failed");
+    }
+    assert_eq!(status(&db, patient).await.0, "pending");
+    let runs = ctx.order.lock().unwrap().clone();
+    let t1 = Uuid::from_u128(1);
+    assert_eq!(
+        runs,
+        vec![format!("{t1}:fails,fine,patient"); 2],
+        "one run each time"
+    );
+
+    // Alone now, the patient one succeeds.
+    runner.run_pending_jobs().await.unwrap();
+    assert_eq!(status(&db, patient).await.0, "done");
+}
+on_both!(a_failed_gathered_run_counts_for_each_job);

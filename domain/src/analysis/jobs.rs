@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::service;
 use crate::calls::transition::{FollowUp, Transition};
 use crate::error::DomainResult;
-use crate::jobs::{self, Job, JobRun, Lane, Outcome, queue::NewJob};
+use crate::jobs::{self, Gather, Job, JobRun, Lane, Outcome, queue::NewJob};
 use crate::services::Services;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -103,14 +103,21 @@ impl Job for AnalyzeCalls {
     }
 
     async fn run(self, services: &Services, _run: &JobRun) -> anyhow::Result<Outcome> {
-        let batch = super::batch::analyse_many(services, self.tenant_id, &self.call_ids, false)
-            .await
-            .context("analysing the calls")?;
-        // A call whose analyzer asked to wait (or timed out) goes on alone, so the
-        // others' analyses stand; this run was its first try.
-        let later = super::batch::settle_failures(services, self.tenant_id, batch.failed)
-            .await
-            .context("recording failed analyses")?;
+        // Gathered jobs hold more calls than one batch: a batch at a time keeps the
+        // transcripts in memory bounded.
+        let mut later = Vec::new();
+        for chunk in self.call_ids.chunks(AnalysisFollowUp::HEURISTIC_BATCH) {
+            let batch = super::batch::analyse_many(services, self.tenant_id, chunk, false)
+                .await
+                .context("analysing the calls")?;
+            // A call whose analyzer asked to wait (or timed out) goes on alone, so the
+            // others' analyses stand; this run was its first try.
+            later.extend(
+                super::batch::settle_failures(services, self.tenant_id, batch.failed)
+                    .await
+                    .context("recording failed analyses")?,
+            );
+        }
         let now = chrono::Utc::now();
         for (call_id, after, reason) in later {
             tracing::info!(call.id = %call_id, %reason, "analysis to be tried again");
@@ -141,12 +148,31 @@ impl Job for AnalyzeCalls {
     }
 }
 
+/// Analysis jobs of one tenant that came due together run as one batch: under a burst of
+/// reports each commit enqueues a job for its one or two completed calls. The runner
+/// gathers jobs of one tenant key, which is the tenant's id.
+impl Gather for AnalyzeCalls {
+    fn gather(jobs: Vec<Self>) -> Self {
+        let mut jobs = jobs.into_iter();
+        let mut all = jobs.next().unwrap_or(AnalyzeCalls {
+            tenant_id: Uuid::nil(),
+            call_ids: Vec::new(),
+        });
+        for job in jobs {
+            all.call_ids.extend(job.call_ids);
+        }
+        all
+    }
+}
+
 /// The call-transition hook of analysis: the calls of a transaction that reached their
 /// first terminal status with a transcript get analysis jobs, a batch per tenant.
 pub struct AnalysisFollowUp {
     /// Calls per job: many with the embedded analyzer, fewer with an LLM so a batch ends
     /// well within its timeout.
     batch: usize,
+    /// How long after the commit the job comes due.
+    delay: chrono::Duration,
 }
 
 impl AnalysisFollowUp {
@@ -154,14 +180,23 @@ impl AnalysisFollowUp {
     pub const HEURISTIC_BATCH: usize = 100;
     /// Calls per job with an LLM.
     pub const LLM_BATCH: usize = 8;
+    /// With the embedded analyzer a job comes due this long after its commit, so the jobs
+    /// of a burst of commits are due together and run gathered (`kinds::ANALYSIS_GATHER`):
+    /// one run for a few dozen commits rather than one each. An LLM's jobs run alone and
+    /// at once.
+    pub const GATHER_WINDOW: chrono::Duration = chrono::Duration::milliseconds(200);
 
     pub fn new(llm: bool) -> Self {
-        AnalysisFollowUp {
-            batch: if llm {
-                Self::LLM_BATCH
-            } else {
-                Self::HEURISTIC_BATCH
-            },
+        if llm {
+            AnalysisFollowUp {
+                batch: Self::LLM_BATCH,
+                delay: chrono::Duration::zero(),
+            }
+        } else {
+            AnalysisFollowUp {
+                batch: Self::HEURISTIC_BATCH,
+                delay: Self::GATHER_WINDOW,
+            }
         }
     }
 
@@ -190,7 +225,7 @@ impl FollowUp for AnalysisFollowUp {
                 .or_default()
                 .push(t.call.id);
         }
-        let now = chrono::Utc::now();
+        let due = chrono::Utc::now() + self.delay;
         let mut out = Vec::new();
         for (tenant_id, ids) in by_tenant {
             for chunk in ids.chunks(self.batch.max(1)) {
@@ -199,7 +234,7 @@ impl FollowUp for AnalysisFollowUp {
                         tenant_id,
                         call_ids: chunk.to_vec(),
                     },
-                    now,
+                    due,
                 )?);
             }
         }

@@ -7,7 +7,7 @@
 //! same transaction so a crash after commit loses none), and returns what to do once the
 //! transaction has committed: publish to dashboards and wake the lanes of the new jobs.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -72,12 +72,18 @@ impl FollowUps {
     }
 }
 
+/// Jobs due this soon after the commit get a timed wake; later ones are found by the
+/// workers' poll.
+const SOON: chrono::Duration = chrono::Duration::seconds(1);
+
 /// What to do after the transaction commits.
 #[derive(Debug, Default)]
 #[must_use = "publish and wake after the commit"]
 pub struct AfterCommit {
     changed: Vec<Transition>,
     lanes: BTreeSet<Lane>,
+    /// Lanes with jobs due a moment after the commit, and when the first comes due.
+    soon: BTreeMap<Lane, DateTime<Utc>>,
 }
 
 impl AfterCommit {
@@ -93,6 +99,15 @@ impl AfterCommit {
     pub fn absorb(&mut self, other: AfterCommit) {
         self.changed.extend(other.changed);
         self.lanes.extend(other.lanes);
+        for (lane, at) in other.soon {
+            self.wake_at(lane, at);
+        }
+    }
+
+    /// Wakes `lane` when a job due at `at` comes due (a moment after the commit).
+    fn wake_at(&mut self, lane: Lane, at: DateTime<Utc>) {
+        let first = self.soon.entry(lane).or_insert(at);
+        *first = (*first).min(at);
     }
 
     /// Wakes this process's workers for the new jobs and publishes every change, in
@@ -101,6 +116,9 @@ impl AfterCommit {
     pub async fn run(self, events: &dyn EventBus) {
         for lane in self.lanes {
             jobs::wake(lane);
+        }
+        for (lane, at) in self.soon {
+            jobs::wake_at(lane, at);
         }
         for t in self.changed {
             let event = Event::call_updated(t.call, t.previous);
@@ -131,11 +149,15 @@ pub(crate) async fn record<C: ConnectionTrait>(
         new_jobs.extend(hook.jobs_for(&changed)?);
     }
     bookkeep_checks(conn, &changed).await?;
-    let mut lanes: BTreeSet<Lane> = new_jobs
-        .iter()
-        .filter(|j| j.run_at <= Utc::now())
-        .map(|j| j.lane)
-        .collect();
+    let now = Utc::now();
+    let mut after = AfterCommit::default();
+    for job in &new_jobs {
+        if job.run_at <= now {
+            after.lanes.insert(job.lane);
+        } else if job.run_at <= now + SOON {
+            after.wake_at(job.lane, job.run_at);
+        }
+    }
     let ended: Vec<crate::credits::Ended<'_>> = changed
         .iter()
         .filter(|t| t.status.is_terminal())
@@ -155,10 +177,11 @@ pub(crate) async fn record<C: ConnectionTrait>(
         }
     };
     if webhooks || alerted {
-        lanes.insert(Lane::Webhooks);
+        after.lanes.insert(Lane::Webhooks);
     }
     jobs::queue::insert_many(conn, new_jobs).await?;
-    Ok((recorded, AfterCommit { changed, lanes }))
+    after.changed = changed;
+    Ok((recorded, after))
 }
 
 /// The events of a transaction's reported statuses.

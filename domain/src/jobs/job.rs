@@ -146,6 +146,15 @@ pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
     }
 }
 
+/// A kind whose due jobs of one tenant one run may take together (see
+/// `Registry::register_gathering`): a burst of small jobs costs one run, not one each.
+/// The run's outcome is every gathered job's; `gave_up` runs for each job that ends
+/// failed, with its own payload.
+pub trait Gather: Job {
+    /// The one job doing the work of `jobs` (never empty; claimed in due order).
+    fn gather(jobs: Vec<Self>) -> Self;
+}
+
 /// Exponential backoff with full jitter: up to `base * 2^attempt`, capped at `cap`.
 pub fn backoff(attempt: i32, base: Duration, cap: Duration) -> Duration {
     let cap_ms = cap.as_millis().min(u64::MAX as u128) as u64;

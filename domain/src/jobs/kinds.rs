@@ -15,8 +15,14 @@ use crate::services::Services;
 use crate::settings::{CrmSettings, ProviderSettings};
 use crate::sync::jobs::{Reconcile, ScheduleSyncs, SyncRun};
 
-/// The product's job kinds, and how often the periodic ones run.
-pub fn product(providers: &ProviderSettings, crm: &CrmSettings) -> Registry<Services> {
+/// Analysis jobs one run takes together with the embedded analyzer (each holds the calls
+/// of one commit; a run analyses them a batch at a time). With an LLM a job runs alone,
+/// so a run stays well within its timeout.
+pub const ANALYSIS_GATHER: usize = 32;
+
+/// The product's job kinds, and how often the periodic ones run; `llm`: analyses are made
+/// by an LLM.
+pub fn product(providers: &ProviderSettings, crm: &CrmSettings, llm: bool) -> Registry<Services> {
     Registry::new()
         .register::<IngestReport>()
         .register::<SimulatorReport>()
@@ -27,7 +33,7 @@ pub fn product(providers: &ProviderSettings, crm: &CrmSettings) -> Registry<Serv
         .register::<DispatchCampaign>()
         .register::<FinishItem>()
         .register::<AnalyzeCall>()
-        .register::<AnalyzeCalls>()
+        .register_gathering::<AnalyzeCalls>(if llm { 1 } else { ANALYSIS_GATHER })
         .register::<RescoreCustomers>()
         .register::<ReanalyzeCalls>()
         .register::<CrmSync>()

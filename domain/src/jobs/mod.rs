@@ -12,10 +12,10 @@ pub mod queue;
 mod registry;
 mod wake;
 
-pub use job::{Job, JobRun, Lane, Outcome, backoff};
+pub use job::{Gather, Job, JobRun, Lane, Outcome, backoff};
 pub use queue::LeaseConfig;
-pub use registry::{Kind, Registry, Schedule};
-pub use wake::{waiter, wake};
+pub use registry::{Kind, Merged, Registry, Schedule};
+pub use wake::{waiter, wake, wake_at};
 
 use chrono::{DateTime, Utc};
 use sea_orm::ConnectionTrait;

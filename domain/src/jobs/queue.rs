@@ -270,6 +270,46 @@ async fn claim_one(
         .await?)
 }
 
+/// Claims for `worker` up to `limit` more due jobs of `first`'s lane, kind and tenant,
+/// oldest first, to run together with it (a gathering kind's run; see `Gather`).
+pub async fn claim_gathered(
+    db: &DatabaseConnection,
+    first: &job::Model,
+    worker: &str,
+    lease: Duration,
+    limit: usize,
+    due_by: DateTime<Utc>,
+) -> DomainResult<Vec<job::Model>> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let dialect = Dialect::of(db);
+    let now = Utc::now();
+    let mut b = Binder::new(db.get_database_backend());
+    // Placeholders in text order (SQLite binds by position).
+    let sql = format!(
+        "UPDATE jobs SET status = '{RUNNING}', locked_by = {}, locked_until = {}, attempts = attempts + 1, updated_at = {} \
+         WHERE id IN (SELECT id FROM jobs WHERE lane = {} AND status = '{PENDING}' AND tenant_key = {} \
+         AND run_at <= {} AND kind = {} ORDER BY run_at LIMIT {}{}) RETURNING *",
+        b.bind(worker),
+        b.bind(lease_until(lease)),
+        b.bind(now),
+        b.bind(first.lane.as_str()),
+        b.bind(first.tenant_key.as_str()),
+        b.bind(due_by.min(now)),
+        b.bind(first.kind.as_str()),
+        b.bind(limit.min(i64::MAX as usize) as i64),
+        dialect.skip_locked()
+    );
+    let mut more = job::Entity::find()
+        .from_raw_sql(b.statement(sql))
+        .all(db)
+        .await?;
+    // RETURNING keeps no order.
+    more.sort_by_key(|j| (j.run_at, j.id));
+    Ok(more)
+}
+
 /// Claims up to `limit` jobs due now on any lane (tests and tools; runners claim by lane).
 pub async fn claim(
     db: &DatabaseConnection,
@@ -328,6 +368,20 @@ pub async fn finish(
     id: Uuid,
     ending: Ending,
 ) -> DomainResult<bool> {
+    Ok(finish_many(db, worker, &[id], ending).await? == 1)
+}
+
+/// Records one ending for jobs run together; returns how many `worker` still held (the
+/// others were taken back by the sweep and are left alone).
+pub async fn finish_many(
+    db: &DatabaseConnection,
+    worker: &str,
+    ids: &[Uuid],
+    ending: Ending,
+) -> DomainResult<u64> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
     let now = Utc::now();
     let mut update = job::Entity::update_many()
         .col_expr(job::Column::LockedBy, Expr::value(Option::<String>::None))
@@ -355,13 +409,16 @@ pub async fn finish(
             .col_expr(job::Column::Status, Expr::value(FAILED))
             .col_expr(job::Column::LastError, Expr::value(clip(e))),
     };
+    let update = match ids {
+        [id] => update.filter(job::Column::Id.eq(*id)),
+        _ => update.filter(job::Column::Id.is_in(ids.iter().copied())),
+    };
     let res = update
-        .filter(job::Column::Id.eq(id))
         .filter(job::Column::LockedBy.eq(worker))
         .filter(job::Column::Status.eq(RUNNING))
         .exec(db)
         .await?;
-    Ok(res.rows_affected == 1)
+    Ok(res.rows_affected)
 }
 
 /// Marks a job done, if `worker` still holds it.

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use super::{Job, JobRun, Lane, Outcome};
+use super::{Gather, Job, JobRun, Lane, Outcome};
 
 type RunFuture = Pin<Box<dyn Future<Output = anyhow::Result<Outcome>> + Send>>;
 type GaveUpFuture = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
@@ -16,9 +16,23 @@ pub struct Kind<C> {
     pub lane: Lane,
     pub max_attempts: i32,
     pub timeout: Duration,
+    /// Due jobs of one tenant a run takes together (1: one at a time).
+    pub gather: usize,
     retry_in: fn(i32) -> Duration,
     run: fn(C, JobRun, serde_json::Value) -> RunFuture,
     gave_up: fn(C, serde_json::Value, String) -> GaveUpFuture,
+    merge: fn(Vec<serde_json::Value>) -> Merged,
+}
+
+/// Payloads of jobs claimed together, as the payload of one run.
+#[derive(Debug)]
+pub struct Merged {
+    /// What the run gets; `None` when no payload read as the kind (or, never expected, the
+    /// merged job did not serialise).
+    pub payload: Option<serde_json::Value>,
+    /// The positions of the payloads that did not read as the kind (they are not in the
+    /// run), with why.
+    pub unreadable: Vec<(usize, String)>,
 }
 
 impl<C> Kind<C> {
@@ -34,16 +48,18 @@ impl<C> Kind<C> {
     pub fn gave_up(&self, ctx: C, payload: serde_json::Value, error: String) -> GaveUpFuture {
         (self.gave_up)(ctx, payload, error)
     }
+
+    /// The payload of one run doing the work of `payloads` (a gathering kind's jobs).
+    pub fn merge(&self, payloads: Vec<serde_json::Value>) -> Merged {
+        (self.merge)(payloads)
+    }
 }
 
 fn run_erased<J: Job>(ctx: J::Context, run: JobRun, payload: serde_json::Value) -> RunFuture {
     Box::pin(async move {
         match serde_json::from_value::<J>(payload) {
             Ok(job) => job.run(&ctx, &run).await,
-            Err(e) => Ok(Outcome::Fail(format!(
-                "unreadable {} payload: {e}",
-                J::KIND
-            ))),
+            Err(e) => Ok(Outcome::Fail(unreadable::<J>(e))),
         }
     })
 }
@@ -59,6 +75,38 @@ fn gave_up_erased<J: Job>(
             Err(_) => Ok(()),
         }
     })
+}
+
+fn unreadable<J: Job>(e: serde_json::Error) -> String {
+    format!("unreadable {} payload: {e}", J::KIND)
+}
+
+fn merge_erased<J: Gather>(payloads: Vec<serde_json::Value>) -> Merged {
+    let mut jobs = Vec::with_capacity(payloads.len());
+    let mut unreadable = Vec::new();
+    for (i, payload) in payloads.into_iter().enumerate() {
+        match serde_json::from_value::<J>(payload) {
+            Ok(job) => jobs.push(job),
+            Err(e) => unreadable.push((i, self::unreadable::<J>(e))),
+        }
+    }
+    let payload = if jobs.is_empty() {
+        None
+    } else {
+        serde_json::to_value(J::gather(jobs)).ok()
+    };
+    Merged {
+        payload,
+        unreadable,
+    }
+}
+
+/// A kind that does not gather runs each payload alone: only the first is kept.
+fn merge_none(payloads: Vec<serde_json::Value>) -> Merged {
+    Merged {
+        payload: payloads.into_iter().next(),
+        unreadable: Vec::new(),
+    }
 }
 
 /// A job enqueued once per period however many workers run (see `queue::enqueue_once`).
@@ -91,20 +139,40 @@ impl<C: Clone + Send + Sync + 'static> Registry<C> {
     }
 
     /// Adds `J`. Registering one kind twice is a programming error caught at start-up.
-    pub fn register<J: Job<Context = C>>(mut self) -> Self {
-        let previous = self.kinds.insert(
-            J::KIND,
-            Kind {
-                kind: J::KIND,
-                lane: J::LANE,
-                max_attempts: J::MAX_ATTEMPTS.max(1),
-                timeout: J::TIMEOUT,
-                retry_in: J::retry_in,
-                run: run_erased::<J>,
-                gave_up: gave_up_erased::<J>,
-            },
-        );
-        assert!(previous.is_none(), "job kind {} registered twice", J::KIND);
+    pub fn register<J: Job<Context = C>>(self) -> Self {
+        self.add(Kind {
+            kind: J::KIND,
+            lane: J::LANE,
+            max_attempts: J::MAX_ATTEMPTS.max(1),
+            timeout: J::TIMEOUT,
+            gather: 1,
+            retry_in: J::retry_in,
+            run: run_erased::<J>,
+            gave_up: gave_up_erased::<J>,
+            merge: merge_none,
+        })
+    }
+
+    /// Adds `J`, whose runs take up to `jobs` due jobs of one tenant at once (see
+    /// [`Gather`]).
+    pub fn register_gathering<J: Gather<Context = C>>(self, jobs: usize) -> Self {
+        self.add(Kind {
+            kind: J::KIND,
+            lane: J::LANE,
+            max_attempts: J::MAX_ATTEMPTS.max(1),
+            timeout: J::TIMEOUT,
+            gather: jobs.max(1),
+            retry_in: J::retry_in,
+            run: run_erased::<J>,
+            gave_up: gave_up_erased::<J>,
+            merge: merge_erased::<J>,
+        })
+    }
+
+    fn add(mut self, kind: Kind<C>) -> Self {
+        let name = kind.kind;
+        let previous = self.kinds.insert(name, kind);
+        assert!(previous.is_none(), "job kind {name} registered twice");
         self
     }
 
