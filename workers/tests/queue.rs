@@ -664,6 +664,28 @@ async fn waking(db: DatabaseConnection) {
         .await;
         let notified = started.elapsed();
         assert!(notified < Duration::from_secs(2), "took {notified:?}");
+        // A job due a moment from now: the notification names its time, and the loop
+        // wakes then, not at once (finding nothing) and then at the poll.
+        let started = Instant::now();
+        jobs::enqueue(
+            &db,
+            &Ok_ {
+                label: "due soon".into(),
+                ..Default::default()
+            },
+            Utc::now() + chrono::Duration::milliseconds(400),
+        )
+        .await
+        .unwrap();
+        wait_until("the job due soon", Duration::from_secs(10), async || {
+            ctx.runs() >= 3
+        })
+        .await;
+        let due = started.elapsed();
+        assert!(
+            due >= Duration::from_millis(390) && due < Duration::from_secs(3),
+            "took {due:?}"
+        );
     }
     tx.send(true).unwrap();
     handle.await.unwrap();
