@@ -103,19 +103,24 @@ fn spawn_subscriber(
                         receipts.errors.fetch_add(1, Ordering::Relaxed);
                         continue;
                     };
-                    receipts.received.fetch_add(1, Ordering::Relaxed);
                     let r = rank(status);
+                    let key_status = STATUSES[(r.max(1) - 1) as usize];
+                    let posted = sent
+                        .lock()
+                        .ok()
+                        .and_then(|m| m.get(&(exec.to_owned(), key_status)).copied());
+                    // Only this run's reports count: a call of an earlier scenario may
+                    // still change on the same tenant (its analysis lands a moment after
+                    // it ended).
+                    let Some(t0) = posted else {
+                        continue;
+                    };
+                    receipts.received.fetch_add(1, Ordering::Relaxed);
                     let prev = last.insert(exec.to_owned(), r).unwrap_or(0);
                     if r <= prev {
                         receipts.reordered.fetch_add(1, Ordering::Relaxed);
                     }
-                    let key_status = STATUSES[(r.max(1) - 1) as usize];
-                    if let Some(t0) = sent
-                        .lock()
-                        .ok()
-                        .and_then(|m| m.get(&(exec.to_owned(), key_status)).copied())
-                        && let Ok(mut l) = receipts.latencies.lock()
-                    {
+                    if let Ok(mut l) = receipts.latencies.lock() {
                         l.push(now.duration_since(t0).as_secs_f64() * 1000.0);
                     }
                 }
