@@ -226,7 +226,12 @@ impl<C: Clone + Send + Sync + 'static> Runner<C> {
         else {
             return Ok(None);
         };
-        let gather = self.inner.registry.get(&first.kind).map_or(1, |k| k.gather);
+        // A job being retried runs alone (and only jobs never run are gathered): after a
+        // gathered run fails, each job tries alone, so one bad job fails only itself.
+        let gather = match self.inner.registry.get(&first.kind) {
+            Some(kind) if first.attempts == 1 => kind.gather,
+            _ => 1,
+        };
         let more = if gather > 1 {
             match queue::claim_gathered(db, &first, worker, lease, gather - 1, due_by).await {
                 Ok(more) => more,

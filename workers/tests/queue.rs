@@ -759,8 +759,9 @@ async fn gathers_one_tenants_due_jobs(db: DatabaseConnection) {
 }
 on_both!(gathers_one_tenants_due_jobs);
 
-/// A gathered run that fails is each job's failed attempt: each retries by its own count
-/// and, on its last attempt, gives up with its own payload.
+/// A gathered run that fails is each job's failed attempt; then each job is retried
+/// alone, so the one that fails gives up alone (with its own payload) and the others
+/// succeed.
 async fn a_failed_gathered_run_counts_for_each_job(db: DatabaseConnection) {
     let ctx = Ctx::default();
     let runner = runner(&db, &ctx, 1, Duration::from_millis(10));
@@ -777,23 +778,27 @@ async fn a_failed_gathered_run_counts_for_each_job(db: DatabaseConnection) {
     }
     assert_eq!(ctx.gave_up.load(Ordering::SeqCst), 0);
 
-    // The second run is the last attempt of two of them.
-    runner.run_pending_jobs().await.unwrap();
-    assert_eq!(ctx.gave_up.load(Ordering::SeqCst), 2);
-    for id in [fails, fine] {
-        assert_eq!(status(&db, id).await.0, "failed");
-    }
-    assert_eq!(status(&db, patient).await.0, "pending");
-    let runs = ctx.order.lock().unwrap().clone();
+    let stats = runner.run_pending_jobs().await.unwrap();
+    assert_eq!((stats.claimed, stats.succeeded, stats.failed), (3, 2, 1));
+    assert_eq!(
+        ctx.gave_up.load(Ordering::SeqCst),
+        1,
+        "only the bad one gave up"
+    );
+    assert_eq!(status(&db, fails).await.0, "failed");
+    assert_eq!(
+        status(&db, fine).await,
+        ("done".to_owned(), 2, Some("one of them failed".to_owned()))
+    );
+    assert_eq!(status(&db, patient).await.0, "done");
+    let mut runs = ctx.order.lock().unwrap().clone();
     let t1 = Uuid::from_u128(1);
+    assert_eq!(runs.remove(0), format!("{t1}:fails,fine,patient"));
+    runs.sort();
     assert_eq!(
         runs,
-        vec![format!("{t1}:fails,fine,patient"); 2],
-        "one run each time"
+        ["fails", "fine", "patient"].map(|l| format!("{t1}:{l}")),
+        "retried one by one"
     );
-
-    // Alone now, the patient one succeeds.
-    runner.run_pending_jobs().await.unwrap();
-    assert_eq!(status(&db, patient).await.0, "done");
 }
 on_both!(a_failed_gathered_run_counts_for_each_job);

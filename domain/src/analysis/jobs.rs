@@ -105,35 +105,33 @@ impl Job for AnalyzeCalls {
     async fn run(self, services: &Services, _run: &JobRun) -> anyhow::Result<Outcome> {
         // Gathered jobs hold more calls than one batch: a batch at a time keeps the
         // transcripts in memory bounded.
-        let mut later = Vec::new();
         for chunk in self.call_ids.chunks(AnalysisFollowUp::HEURISTIC_BATCH) {
             let batch = super::batch::analyse_many(services, self.tenant_id, chunk, false)
                 .await
                 .context("analysing the calls")?;
             // A call whose analyzer asked to wait (or timed out) goes on alone, so the
-            // others' analyses stand; this run was its first try.
-            later.extend(
-                super::batch::settle_failures(services, self.tenant_id, batch.failed)
-                    .await
-                    .context("recording failed analyses")?,
-            );
-        }
-        let now = chrono::Utc::now();
-        for (call_id, after, reason) in later {
-            tracing::info!(call.id = %call_id, %reason, "analysis to be tried again");
-            let at = now + chrono::Duration::from_std(after).unwrap_or_default();
-            let mut alone = jobs::new_job(
-                &AnalyzeCall {
-                    tenant_id: self.tenant_id,
-                    call_id,
-                    again: false,
-                },
-                at,
-            )?;
-            alone.max_attempts = (AnalyzeCall::MAX_ATTEMPTS - 1).max(1);
-            jobs::queue::insert(services.db(), alone)
+            // others' analyses stand; this run was its first try. Enqueued before the
+            // next batch, so a later batch's error does not take it back.
+            let later = super::batch::settle_failures(services, self.tenant_id, batch.failed)
                 .await
-                .context("enqueueing a call's analysis")?;
+                .context("recording failed analyses")?;
+            let now = chrono::Utc::now();
+            for (call_id, after, reason) in later {
+                tracing::info!(call.id = %call_id, %reason, "analysis to be tried again");
+                let at = now + chrono::Duration::from_std(after).unwrap_or_default();
+                let mut alone = jobs::new_job(
+                    &AnalyzeCall {
+                        tenant_id: self.tenant_id,
+                        call_id,
+                        again: false,
+                    },
+                    at,
+                )?;
+                alone.max_attempts = (AnalyzeCall::MAX_ATTEMPTS - 1).max(1);
+                jobs::queue::insert(services.db(), alone)
+                    .await
+                    .context("enqueueing a call's analysis")?;
+            }
         }
         Ok(Outcome::Done)
     }

@@ -149,7 +149,8 @@ pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
 /// A kind whose due jobs of one tenant one run may take together (see
 /// `Registry::register_gathering`): a burst of small jobs costs one run, not one each.
 /// The run's outcome is every gathered job's; `gave_up` runs for each job that ends
-/// failed, with its own payload.
+/// failed, with its own payload. Only first runs are gathered: after a gathered run
+/// fails, each of its jobs is retried alone, so one bad job fails only itself.
 pub trait Gather: Job {
     /// The one job doing the work of `jobs` (never empty; claimed in due order).
     fn gather(jobs: Vec<Self>) -> Self;

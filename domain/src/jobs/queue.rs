@@ -270,8 +270,9 @@ async fn claim_one(
         .await?)
 }
 
-/// Claims for `worker` up to `limit` more due jobs of `first`'s lane, kind and tenant,
-/// oldest first, to run together with it (a gathering kind's run; see `Gather`).
+/// Claims for `worker` up to `limit` more due jobs of `first`'s lane, kind and tenant that
+/// have never run, oldest first, to run together with it (a gathering kind's run; see
+/// `Gather`).
 pub async fn claim_gathered(
     db: &DatabaseConnection,
     first: &job::Model,
@@ -290,7 +291,7 @@ pub async fn claim_gathered(
     let sql = format!(
         "UPDATE jobs SET status = '{RUNNING}', locked_by = {}, locked_until = {}, attempts = attempts + 1, updated_at = {} \
          WHERE id IN (SELECT id FROM jobs WHERE lane = {} AND status = '{PENDING}' AND tenant_key = {} \
-         AND run_at <= {} AND kind = {} ORDER BY run_at LIMIT {}{}) RETURNING *",
+         AND attempts = 0 AND run_at <= {} AND kind = {} ORDER BY run_at LIMIT {}{}) RETURNING *",
         b.bind(worker),
         b.bind(lease_until(lease)),
         b.bind(now),

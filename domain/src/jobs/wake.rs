@@ -3,7 +3,7 @@
 //! when it comes due ([`wake_at`]).
 
 use std::collections::BTreeSet;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -20,33 +20,34 @@ const BUCKET_MS: i64 = 100;
 /// Distinct wake times one lane keeps; past this a job waits for the poll.
 const MAX_PENDING: usize = 1024;
 
-/// A lane's pending timed wakes, and whether a task is sleeping towards them.
-struct Timer {
-    state: Mutex<TimerState>,
-    /// Tells the sleeping task that an earlier wake was asked for.
-    sooner: Notify,
+/// Pending timed wakes of every lane, served by one thread of the process. A thread
+/// rather than a task: it outlives any one async runtime (tests run many side by side).
+struct Timers {
+    state: Mutex<TimersState>,
+    /// Tells the thread an earlier time was added.
+    sooner: Condvar,
 }
 
-struct TimerState {
-    due: BTreeSet<i64>,
-    running: bool,
+struct TimersState {
+    /// (unix ms, lane index), earliest first.
+    due: BTreeSet<(i64, usize)>,
+    per_lane: [usize; Lane::ALL.len()],
 }
 
-static TIMERS: [Timer; Lane::ALL.len()] = [const {
-    Timer {
-        state: Mutex::new(TimerState {
-            due: BTreeSet::new(),
-            running: false,
-        }),
-        sooner: Notify::const_new(),
-    }
-}; Lane::ALL.len()];
+static TIMERS: Timers = Timers {
+    state: Mutex::new(TimersState {
+        due: BTreeSet::new(),
+        per_lane: [0; Lane::ALL.len()],
+    }),
+    sooner: Condvar::new(),
+};
 
-impl Timer {
-    fn state(&self) -> MutexGuard<'_, TimerState> {
-        // The state stays consistent whatever panicked while holding it.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
+/// Whether the timer thread is running.
+static THREAD: OnceLock<bool> = OnceLock::new();
+
+fn timers() -> MutexGuard<'static, TimersState> {
+    // The state stays consistent whatever panicked while holding it.
+    TIMERS.state.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Tells every idle worker of this process on `lane` to look for jobs (call after the
@@ -57,85 +58,77 @@ pub fn wake(lane: Lane) {
     LANES[lane.index()].notify_waiters();
 }
 
-/// Wakes `lane` when a job due at `at` comes due (at once if it is due). One task per
-/// lane sleeps towards the earliest pending time, so a burst of jobs due a moment from
-/// now costs no task each.
+/// Wakes `lane` when a job due at `at` comes due (at once if it is due).
 pub fn wake_at(lane: Lane, at: DateTime<Utc>) {
-    let now = Utc::now().timestamp_millis();
     let ms = at.timestamp_millis();
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        wake(lane);
-        return;
-    };
-    if ms <= now {
+    if ms <= Utc::now().timestamp_millis() {
         wake(lane);
         return;
     }
-    let ms = ms
-        .div_euclid(BUCKET_MS)
-        .saturating_add(1)
-        .saturating_mul(BUCKET_MS);
-    let timer = &TIMERS[lane.index()];
-    let mut state = timer.state();
-    if state.due.contains(&ms) {
+    let started = *THREAD.get_or_init(|| {
+        std::thread::Builder::new()
+            .name("job-wakes".into())
+            .spawn(serve_timers)
+            .is_ok()
+    });
+    if !started {
+        // The poll finds the job.
         return;
     }
-    if state.due.len() >= MAX_PENDING {
+    let key = (
+        ms.div_euclid(BUCKET_MS)
+            .saturating_add(1)
+            .saturating_mul(BUCKET_MS),
+        lane.index(),
+    );
+    let mut state = timers();
+    if state.due.contains(&key) || state.per_lane[key.1] >= MAX_PENDING {
         return;
     }
-    let sooner = state.due.first().is_none_or(|first| ms < *first);
-    state.due.insert(ms);
-    if state.running {
-        if sooner {
-            timer.sooner.notify_one();
-        }
-        return;
-    }
-    state.running = true;
+    let sooner = state.due.first().is_none_or(|first| key.0 < first.0);
+    state.due.insert(key);
+    state.per_lane[key.1] += 1;
     drop(state);
-    runtime.spawn(sleep_towards(lane));
-}
-
-/// Marks the lane's timer task gone if it is dropped before it ends (its runtime shut
-/// down), so the next [`wake_at`] starts another.
-struct Running(Option<Lane>);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(lane) = self.0 {
-            TIMERS[lane.index()].state().running = false;
-        }
+    if sooner {
+        TIMERS.sooner.notify_one();
     }
 }
 
-async fn sleep_towards(lane: Lane) {
-    let timer = &TIMERS[lane.index()];
-    let mut running = Running(Some(lane));
+/// The timer thread: wakes each lane when its earliest pending time comes.
+fn serve_timers() {
+    let mut state = timers();
     loop {
-        let next = {
-            let mut state = timer.state();
-            match state.due.first() {
-                Some(ms) => *ms,
-                None => {
-                    // Under the lock: a time added after this starts a new task.
-                    state.running = false;
-                    running.0 = None;
-                    return;
+        let now = Utc::now().timestamp_millis();
+        let mut fired = [false; Lane::ALL.len()];
+        while let Some(&(ms, lane)) = state.due.first() {
+            if ms > now {
+                break;
+            }
+            state.due.pop_first();
+            state.per_lane[lane] = state.per_lane[lane].saturating_sub(1);
+            fired[lane] = true;
+        }
+        if fired.contains(&true) {
+            drop(state);
+            for lane in Lane::ALL {
+                if fired[lane.index()] {
+                    wake(lane);
                 }
             }
-        };
-        let wait = next.saturating_sub(Utc::now().timestamp_millis()).max(0);
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
-            // An earlier time was added: sleep towards it instead.
-            _ = timer.sooner.notified() => continue,
+            state = timers();
+            continue;
         }
-        let now = Utc::now().timestamp_millis();
-        {
-            let mut state = timer.state();
-            state.due = state.due.split_off(&(now + 1));
-        }
-        wake(lane);
+        let wait = state
+            .due
+            .first()
+            .map_or(Duration::from_secs(3600), |(ms, _)| {
+                Duration::from_millis(ms.saturating_sub(now).max(1) as u64)
+            });
+        state = TIMERS
+            .sooner
+            .wait_timeout(state, wait)
+            .map(|(s, _)| s)
+            .unwrap_or_else(|e| e.into_inner().0);
     }
 }
 
@@ -192,17 +185,36 @@ mod tests {
         assert!(waiting.await.unwrap().is_some());
     }
 
-    #[tokio::test]
-    async fn a_burst_of_timed_wakes_keeps_one_time_per_bucket() {
+    /// Timed wakes outlive the runtime that asked for them.
+    #[test]
+    fn a_timed_wake_asked_for_on_a_runtime_that_ended_still_comes() {
+        let lane = Lane::Ingest;
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(async { wake_at(lane, Utc::now() + chrono::Duration::milliseconds(200)) });
+        let took = tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(next_wake(lane, Duration::from_secs(5)));
+        assert!(took.is_some(), "the wake never came");
+    }
+
+    #[test]
+    fn a_burst_of_timed_wakes_keeps_one_time_per_bucket() {
         let lane = Lane::Maintenance;
         let at = Utc::now() + chrono::Duration::seconds(60);
         for _ in 0..100 {
             wake_at(lane, at);
         }
+        assert_eq!(timers().per_lane[lane.index()], 1);
         for i in 0..(MAX_PENDING as i64 * 2) {
             wake_at(lane, at + chrono::Duration::milliseconds(i * BUCKET_MS));
         }
-        assert_eq!(TIMERS[lane.index()].state().due.len(), MAX_PENDING);
-        TIMERS[lane.index()].state().due.clear();
+        let mut state = timers();
+        assert_eq!(state.per_lane[lane.index()], MAX_PENDING);
+        let kept = state.due.iter().filter(|(_, l)| *l == lane.index()).count();
+        assert_eq!(kept, MAX_PENDING);
+        // Leave the process's timers as they were.
+        state.due.retain(|(_, l)| *l != lane.index());
+        state.per_lane[lane.index()] = 0;
     }
 }
