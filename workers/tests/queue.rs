@@ -700,9 +700,15 @@ fn batchable(tenant: u128, label: &str, fail: bool) -> Batchable {
     }
 }
 
-/// Inserts `job` due `ms` milliseconds from now (negative: overdue), with its attempts.
-async fn insert_at(db: &DatabaseConnection, job: &Batchable, ms: i64, max_attempts: i32) -> Uuid {
-    let mut new = jobs::new_job(job, Utc::now() + chrono::Duration::milliseconds(ms)).unwrap();
+/// Inserts `job` due `ms` milliseconds after `t0` (negative: before), with its attempts.
+async fn insert_at(
+    db: &DatabaseConnection,
+    job: &Batchable,
+    t0: chrono::DateTime<Utc>,
+    ms: i64,
+    max_attempts: i32,
+) -> Uuid {
+    let mut new = jobs::new_job(job, t0 + chrono::Duration::milliseconds(ms)).unwrap();
     new.max_attempts = max_attempts;
     queue::insert(db, new).await.unwrap()
 }
@@ -713,23 +719,25 @@ async fn insert_at(db: &DatabaseConnection, job: &Batchable, ms: i64, max_attemp
 async fn gathers_one_tenants_due_jobs(db: DatabaseConnection) {
     let ctx = Ctx::default();
     let runner = runner(&db, &ctx, 1, Duration::from_millis(10));
+    let t0 = Utc::now();
     let mut a = Vec::new();
     for i in 0..5 {
         a.push(
             insert_at(
                 &db,
                 &batchable(1, &format!("a{i}"), false),
+                t0,
                 -5000 + i * 10,
                 2,
             )
             .await,
         );
     }
-    let b = insert_at(&db, &batchable(2, "b0", false), -4000, 2).await;
-    let later = insert_at(&db, &batchable(1, "later", false), 3_600_000, 2).await;
+    let b = insert_at(&db, &batchable(2, "b0", false), t0, -4000, 2).await;
+    let later = insert_at(&db, &batchable(1, "later", false), t0, 3_600_000, 2).await;
     let mut garbled = jobs::new_job(&batchable(1, "x", false), Utc::now()).unwrap();
     garbled.payload = json!({"tenant": "not a uuid"});
-    garbled.run_at = Utc::now() - chrono::Duration::milliseconds(4985);
+    garbled.run_at = t0 - chrono::Duration::milliseconds(4985);
     let garbled = queue::insert(&db, garbled).await.unwrap();
 
     let stats = runner.run_pending_jobs().await.unwrap();
@@ -765,9 +773,10 @@ on_both!(gathers_one_tenants_due_jobs);
 async fn a_failed_gathered_run_counts_for_each_job(db: DatabaseConnection) {
     let ctx = Ctx::default();
     let runner = runner(&db, &ctx, 1, Duration::from_millis(10));
-    let fails = insert_at(&db, &batchable(1, "fails", true), -300, 2).await;
-    let fine = insert_at(&db, &batchable(1, "fine", false), -200, 2).await;
-    let patient = insert_at(&db, &batchable(1, "patient", false), -100, 3).await;
+    let t0 = Utc::now();
+    let fails = insert_at(&db, &batchable(1, "fails", true), t0, -300, 2).await;
+    let fine = insert_at(&db, &batchable(1, "fine", false), t0, -200, 2).await;
+    let patient = insert_at(&db, &batchable(1, "patient", false), t0, -100, 3).await;
 
     let stats = runner.run_pending_jobs().await.unwrap();
     assert_eq!((stats.claimed, stats.succeeded), (3, 0));
