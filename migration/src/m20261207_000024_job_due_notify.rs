@@ -9,48 +9,44 @@ use sea_orm_migration::sea_orm::{ConnectionTrait, DatabaseBackend};
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
+/// Replaces the trigger function, which notifies with `notify` for a pending job due within
+/// a second (PostgreSQL only; SQLite has no notifications).
+async fn notify_with(manager: &SchemaManager<'_>, notify: &str) -> Result<(), DbErr> {
+    let db = manager.get_connection();
+    if db.get_database_backend() != DatabaseBackend::Postgres {
+        return Ok(());
+    }
+    db.execute_unprepared(&format!(
+        "CREATE OR REPLACE FUNCTION switchboard_job_due() RETURNS trigger AS $$ \
+         BEGIN \
+           IF NEW.status = 'pending' AND NEW.run_at <= now() + interval '1 second' THEN \
+             {notify} \
+           END IF; \
+           RETURN NULL; \
+         END $$ LANGUAGE plpgsql"
+    ))
+    .await?;
+    Ok(())
+}
+
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let db = manager.get_connection();
-        if db.get_database_backend() != DatabaseBackend::Postgres {
-            return Ok(());
-        }
         // `now()` is the transaction's start: a job enqueued "now" later in it is named
         // with its time, which has passed by the commit, and the listener wakes at once.
-        db.execute_unprepared(
-            "CREATE OR REPLACE FUNCTION switchboard_job_due() RETURNS trigger AS $$ \
-             BEGIN \
-               IF NEW.status = 'pending' AND NEW.run_at <= now() + interval '1 second' THEN \
-                 IF NEW.run_at <= now() THEN \
-                   PERFORM pg_notify('switchboard_jobs', NEW.lane); \
-                 ELSE \
-                   PERFORM pg_notify('switchboard_jobs', NEW.lane || '@' || \
-                     floor(extract(epoch FROM NEW.run_at) * 1000)::bigint::text); \
-                 END IF; \
-               END IF; \
-               RETURN NULL; \
-             END $$ LANGUAGE plpgsql",
+        notify_with(
+            manager,
+            "IF NEW.run_at <= now() THEN \
+               PERFORM pg_notify('switchboard_jobs', NEW.lane); \
+             ELSE \
+               PERFORM pg_notify('switchboard_jobs', NEW.lane || '@' || \
+                 floor(extract(epoch FROM NEW.run_at) * 1000)::bigint::text); \
+             END IF;",
         )
-        .await?;
-        Ok(())
+        .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let db = manager.get_connection();
-        if db.get_database_backend() != DatabaseBackend::Postgres {
-            return Ok(());
-        }
-        db.execute_unprepared(
-            "CREATE OR REPLACE FUNCTION switchboard_job_due() RETURNS trigger AS $$ \
-             BEGIN \
-               IF NEW.status = 'pending' AND NEW.run_at <= now() + interval '1 second' THEN \
-                 PERFORM pg_notify('switchboard_jobs', NEW.lane); \
-               END IF; \
-               RETURN NULL; \
-             END $$ LANGUAGE plpgsql",
-        )
-        .await?;
-        Ok(())
+        notify_with(manager, "PERFORM pg_notify('switchboard_jobs', NEW.lane);").await
     }
 }

@@ -172,6 +172,16 @@ fn lease_until(lease: Duration) -> DateTime<Utc> {
     Utc::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60))
 }
 
+/// The `SET` of a claim: running under `worker`'s lease, one more attempt.
+fn claimed_by(b: &mut Binder, worker: &str, lease: Duration, now: DateTime<Utc>) -> String {
+    format!(
+        "status = '{RUNNING}', locked_by = {}, locked_until = {}, attempts = attempts + 1, updated_at = {}",
+        b.bind(worker),
+        b.bind(lease_until(lease)),
+        b.bind(now)
+    )
+}
+
 /// Claims the next due job of `lane` for `worker`: the oldest of the first tenant after
 /// `after` (in key order) that has one, wrapping around to the first tenant.
 pub async fn claim_next(
@@ -230,12 +240,7 @@ async fn claim_one(
     let now = Utc::now();
     let mut b = Binder::new(db.get_database_backend());
     // Placeholders in text order (SQLite binds by position).
-    let set = format!(
-        "status = '{RUNNING}', locked_by = {}, locked_until = {}, attempts = attempts + 1, updated_at = {}",
-        b.bind(worker),
-        b.bind(lease_until(lease)),
-        b.bind(now)
-    );
+    let set = claimed_by(&mut b, worker, lease, now);
     let mut pick = |after: Option<&str>| {
         let mut wheres = Vec::new();
         if let Some(lane) = lane {
@@ -289,12 +294,10 @@ pub async fn claim_gathered(
     let mut b = Binder::new(db.get_database_backend());
     // Placeholders in text order (SQLite binds by position).
     let sql = format!(
-        "UPDATE jobs SET status = '{RUNNING}', locked_by = {}, locked_until = {}, attempts = attempts + 1, updated_at = {} \
+        "UPDATE jobs SET {} \
          WHERE id IN (SELECT id FROM jobs WHERE lane = {} AND status = '{PENDING}' AND tenant_key = {} \
          AND attempts = 0 AND run_at <= {} AND kind = {} ORDER BY run_at LIMIT {}{}) RETURNING *",
-        b.bind(worker),
-        b.bind(lease_until(lease)),
-        b.bind(now),
+        claimed_by(&mut b, worker, lease, now),
         b.bind(first.lane.as_str()),
         b.bind(first.tenant_key.as_str()),
         b.bind(due_by.min(now)),

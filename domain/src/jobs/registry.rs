@@ -101,11 +101,15 @@ fn merge_erased<J: Gather>(payloads: Vec<serde_json::Value>) -> Merged {
     }
 }
 
-/// A kind that does not gather runs each payload alone: only the first is kept.
+/// A kind that does not gather runs its first payload; any other (never expected: the
+/// runner gathers only kinds that do) fails rather than passing as done.
 fn merge_none(payloads: Vec<serde_json::Value>) -> Merged {
+    let unreadable = (1..payloads.len())
+        .map(|i| (i, "this job kind does not run jobs together".to_owned()))
+        .collect();
     Merged {
         payload: payloads.into_iter().next(),
-        unreadable: Vec::new(),
+        unreadable,
     }
 }
 
