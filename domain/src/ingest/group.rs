@@ -5,12 +5,13 @@
 //! the statements.
 //!
 //! A lone report is written at once. While groups are being written, the next one gathers
-//! until one of them finishes, it is full, or twice the typical group's duration has
+//! until all of them have finished, it is full, or twice the typical group's duration has
 //! passed (within [`MIN_PATIENCE`] and [`MAX_PATIENCE`]); then it is written, up to
-//! [`GROUPS_IN_FLIGHT`] at once per shard. So under load new groups start as others
-//! finish and hold what arrived meanwhile, rather than one report each, and a slow group
-//! (a tenant with a large batch, a lock wait) delays the groups behind it by that patience
-//! at most.
+//! [`GROUPS_IN_FLIGHT`] at once per shard. So under load one group is written while the
+//! next gathers what arrives meanwhile (ending the gathering when any group finished
+//! instead kept several small groups in flight: half the size, and a third more CPU per
+//! report), and a slow group (a tenant with a large batch, a lock wait) delays the groups
+//! behind it by that patience at most.
 //!
 //! Order per call is kept: a report sent after another's acknowledgement is grouped after
 //! it, a group holding two reports of one call applies them in arrival order
@@ -107,8 +108,8 @@ fn shard_of(tenant: &tenant::Model) -> usize {
 
 /// One shard's writer: takes what is waiting (at least one report) and writes it in the
 /// background, per tenant and source. A lone report is written at once; while earlier
-/// groups are being written, the next one keeps gathering until one of them finishes, it
-/// is full, or about two typical group durations have passed (a slow group: then it is
+/// groups are being written, the next one keeps gathering until they have all finished,
+/// it is full, or about two typical group durations have passed (a slow group: then it is
 /// written alongside).
 async fn write_groups(ingestor: Ingestor, mut rx: mpsc::Receiver<Pending>) {
     let slots = Arc::new(Semaphore::new(GROUPS_IN_FLIGHT));
@@ -124,9 +125,8 @@ async fn write_groups(ingestor: Ingestor, mut rx: mpsc::Receiver<Pending>) {
             let deadline = Instant::now() + typical.patience();
             while waiting.len() < MAX_GROUP && slots.available_permits() < GROUPS_IN_FLIGHT {
                 tokio::select! {
-                    // Also ends at once when a group finished since the last gathering
-                    // (`notify_one` keeps that news).
-                    _ = finished.notified() => break,
+                    // A group finished: the loop's condition looks again.
+                    _ = finished.notified() => {}
                     _ = tokio::time::sleep_until(deadline) => break,
                     more = rx.recv() => match more {
                         Some(p) => {
@@ -242,6 +242,87 @@ async fn apply(ingestor: &Ingestor, group: Vec<Pending>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::calls::transition::FollowUps;
+    use crate::events::InProcessBus;
+    use crate::testdb::{Backend, TestDb};
+    use crate::types::{CallStatus, Provider};
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+
+    /// A group stuck behind a row lock (another process holding the call) does not hold up
+    /// another tenant of the same shard: the next group waits for it only as long as its
+    /// patience, then is written alongside.
+    #[tokio::test]
+    async fn a_stuck_group_does_not_hold_up_another_tenant() {
+        let Some(test_db) = TestDb::create(Backend::Postgres).await else {
+            return;
+        };
+        let db = sea_orm::Database::connect(test_db.url.as_str())
+            .await
+            .unwrap();
+        let a = crate::testdb::tenant(&db, "Stuck").await;
+        let mut b = crate::testdb::tenant(&db, "Other").await;
+        while shard_of(&b) != shard_of(&a) {
+            b = crate::testdb::tenant(&db, "Other").await;
+        }
+        let ingestor = Ingestor::new(
+            db.clone(),
+            Arc::new(InProcessBus::new()),
+            FollowUps::default(),
+        );
+        let commit = GroupCommit::start(ingestor, 64);
+        let (a, b) = (Arc::new(a), Arc::new(b));
+        let report = |id: &str, status| CallReport::new(Provider::Bolna, id, status);
+        commit
+            .ingest(
+                a.clone(),
+                report("held", CallStatus::Initiated),
+                EventSource::Webhook,
+            )
+            .await
+            .unwrap();
+
+        // Another connection holds the call's row until it rolls back.
+        let holder = db.begin().await.unwrap();
+        holder
+            .execute_unprepared(&format!(
+                "SELECT id FROM calls WHERE tenant_id = '{}' FOR UPDATE",
+                a.id
+            ))
+            .await
+            .unwrap();
+        let stuck = tokio::spawn({
+            let (commit, a) = (commit.clone(), a.clone());
+            async move {
+                commit
+                    .ingest(a, report("held", CallStatus::Ringing), EventSource::Webhook)
+                    .await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!stuck.is_finished(), "the row lock should hold the group");
+
+        let other = tokio::time::timeout(
+            Duration::from_secs(5),
+            commit.ingest(
+                b.clone(),
+                report("free", CallStatus::Initiated),
+                EventSource::Webhook,
+            ),
+        )
+        .await
+        .expect("another tenant's report waited for the stuck group")
+        .unwrap();
+        assert!(other.created);
+        assert!(!stuck.is_finished());
+
+        holder.rollback().await.unwrap();
+        let moved = tokio::time::timeout(Duration::from_secs(10), stuck)
+            .await
+            .expect("the stuck group went on once the lock was released")
+            .unwrap()
+            .unwrap();
+        assert_eq!(moved.status, CallStatus::Ringing);
+    }
 
     #[test]
     fn patience_follows_the_typical_group_within_bounds() {
