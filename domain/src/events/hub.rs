@@ -18,10 +18,11 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// Starts the one task that reads the bus and routes by tenant.
+    /// Starts the one task that reads the bus and routes by tenant. Other processes'
+    /// events of tenants with no subscriber here are not even decoded.
     pub fn start(bus: &Arc<dyn EventBus>) -> Arc<Hub> {
         let mut rx = bus.subscribe();
-        Arc::new_cyclic(|weak: &std::sync::Weak<Hub>| {
+        let hub = Arc::new_cyclic(|weak: &std::sync::Weak<Hub>| {
             let weak = weak.clone();
             let task = tokio::spawn(async move {
                 loop {
@@ -43,7 +44,21 @@ impl Hub {
                 tenants: std::sync::Mutex::new(std::collections::HashMap::new()),
                 task,
             }
-        })
+        });
+        let weak = Arc::downgrade(&hub);
+        bus.only_tenants(Arc::new(move |tenant| {
+            weak.upgrade().is_none_or(|hub| hub.wants(tenant))
+        }));
+        hub
+    }
+
+    /// Whether a subscriber of `tenant` may be listening here (a channel whose receivers
+    /// all left is forgotten at its next event).
+    fn wants(&self, tenant: Uuid) -> bool {
+        self.tenants
+            .lock()
+            .map(|t| t.contains_key(&tenant))
+            .unwrap_or(true)
     }
 
     fn dispatch(&self, event: Arc<Event>) {

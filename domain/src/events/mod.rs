@@ -167,7 +167,17 @@ pub trait EventBus: Send + Sync {
     fn subscribe(&self) -> broadcast::Receiver<Arc<Event>>;
     /// Whether the bus reaches other processes right now (always true in-process).
     fn is_connected(&self) -> bool;
+    /// From now on, other processes' events reach this process's receivers only for the
+    /// tenants `wanted` accepts; the others are dropped before they are decoded. The hub
+    /// sets it to the tenants with a subscriber here. This process's own events are
+    /// always delivered.
+    fn only_tenants(&self, wanted: TenantFilter) {
+        let _ = wanted;
+    }
 }
+
+/// Which tenants' events a process wants (see [`EventBus::only_tenants`]).
+pub type TenantFilter = Arc<dyn Fn(Uuid) -> bool + Send + Sync>;
 
 #[cfg(test)]
 mod tests {
@@ -280,6 +290,59 @@ mod tests {
         // Exactly once each: nothing else is waiting.
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(on_a.try_recv().is_err() && on_b.try_recv().is_err());
+    }
+
+    /// With a hub, a process decodes other processes' events only for tenants someone
+    /// there listens to; its own events, and messages of earlier versions (no tenant ahead
+    /// of the event), still arrive.
+    #[tokio::test]
+    async fn redis_events_of_tenants_nobody_here_wants_are_skipped() {
+        let Some(url) = crate::testing_redis_url() else {
+            return;
+        };
+        let channel = format!("switchboard:test:{}", Uuid::new_v4());
+        let a = RedisBus::start(&url, &channel).unwrap();
+        let b: Arc<dyn EventBus> = Arc::new(RedisBus::start(&url, &channel).unwrap());
+        for _ in 0..100 {
+            if a.is_connected() && b.is_connected() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(a.is_connected() && b.is_connected());
+        let mut seen = b.subscribe();
+        let hub = Hub::start(&b);
+        let (wanted, other) = (Uuid::now_v7(), Uuid::now_v7());
+        let mut on_wanted = hub.subscribe(wanted);
+
+        a.publish(call_event(other, "RINGING")).await.unwrap();
+        a.publish(call_event(wanted, "RINGING")).await.unwrap();
+        assert_eq!(next(&mut seen).await.tenant_id(), wanted);
+        assert_eq!(next(&mut on_wanted).await.tenant_id(), wanted);
+
+        // Its own events, whatever the tenant.
+        b.publish(call_event(other, "BUSY")).await.unwrap();
+        assert_eq!(next(&mut seen).await.tenant_id(), other);
+
+        // An earlier version's message: origin and event only.
+        let old = serde_json::json!({
+            "origin": Uuid::new_v4(),
+            "event": call_event(other, "COMPLETED"),
+        });
+        let mut raw = redis::Client::open(url.as_str())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        redis::cmd("PUBLISH")
+            .arg(&channel)
+            .arg(old.to_string())
+            .query_async::<i64>(&mut raw)
+            .await
+            .unwrap();
+        assert_eq!(next(&mut seen).await.tenant_id(), other);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(seen.try_recv().is_err() && on_wanted.try_recv().is_err());
     }
 
     #[tokio::test]

@@ -9,12 +9,30 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-use super::{Event, EventBus, EventError, PublishFuture, SUBSCRIBER_BUFFER};
+use super::{Event, EventBus, EventError, PublishFuture, SUBSCRIBER_BUFFER, TenantFilter};
 
-/// What travels over Redis: the event and the process that sent it.
-#[derive(Serialize, Deserialize)]
-struct Envelope {
+/// What travels over Redis: the process that sent it, the event's tenant, and the event.
+/// Origin and tenant come first and are read on their own ([`Head`]), so a process skips
+/// its own events and those of tenants nobody there listens to without decoding them.
+#[derive(Serialize)]
+struct Outgoing<'a> {
     origin: Uuid,
+    tenant: Uuid,
+    event: &'a Event,
+}
+
+/// What a process reads of an arriving message before deciding to decode its event.
+/// `tenant` is missing from processes of earlier versions (then the event is decoded).
+#[derive(Deserialize)]
+struct Head {
+    origin: Uuid,
+    #[serde(default)]
+    tenant: Option<Uuid>,
+}
+
+/// The event of an arriving message.
+#[derive(Deserialize)]
+struct Envelope {
     event: Event,
 }
 
@@ -29,8 +47,12 @@ pub struct RedisBus {
     /// Bytes of the payloads waiting in `outbox`.
     outbox_bytes: Arc<std::sync::atomic::AtomicUsize>,
     connected: Arc<AtomicBool>,
+    /// Which tenants' events from other processes are decoded (all until set).
+    wanted: Wanted,
     tasks: [tokio::task::JoinHandle<()>; 2],
 }
+
+type Wanted = Arc<std::sync::RwLock<Option<TenantFilter>>>;
 
 /// Events waiting for Redis; beyond this many, or `OUTBOX_MAX_BYTES` of them (Redis down
 /// for long), new ones are dropped and counted.
@@ -58,6 +80,7 @@ impl RedisBus {
         let origin = Uuid::new_v4();
         let local = broadcast::channel(SUBSCRIBER_BUFFER).0;
         let connected = Arc::new(AtomicBool::new(false));
+        let wanted = Wanted::default();
         let (outbox, rx) = tokio::sync::mpsc::channel(OUTBOX_CAPACITY);
         let listener = tokio::spawn(listen(
             client,
@@ -65,6 +88,7 @@ impl RedisBus {
             origin,
             local.clone(),
             connected.clone(),
+            wanted.clone(),
         ));
         let outbox_bytes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let sender = tokio::spawn(publish_loop(
@@ -79,6 +103,7 @@ impl RedisBus {
             outbox,
             outbox_bytes,
             connected,
+            wanted,
             tasks: [listener, sender],
         })
     }
@@ -94,9 +119,10 @@ impl Drop for RedisBus {
 
 impl EventBus for RedisBus {
     fn publish(&self, event: Event) -> PublishFuture<'_> {
-        let payload = serde_json::to_string(&Envelope {
+        let payload = serde_json::to_string(&Outgoing {
             origin: self.origin,
-            event: event.clone(),
+            tenant: event.tenant_id(),
+            event: &event,
         });
         let _ = self.local.send(Arc::new(event));
         let queued = match payload {
@@ -127,6 +153,12 @@ impl EventBus for RedisBus {
 
     fn is_connected(&self) -> bool {
         self.connected.load(Ordering::Relaxed)
+    }
+
+    fn only_tenants(&self, wanted: TenantFilter) {
+        if let Ok(mut w) = self.wanted.write() {
+            *w = Some(wanted);
+        }
     }
 }
 
@@ -169,6 +201,7 @@ async fn listen(
     origin: Uuid,
     local: broadcast::Sender<Arc<Event>>,
     connected: Arc<AtomicBool>,
+    wanted: Wanted,
 ) {
     let mut delay = Duration::from_millis(100);
     loop {
@@ -178,14 +211,8 @@ async fn listen(
                 delay = Duration::from_millis(100);
                 let mut messages = pubsub.into_on_message();
                 while let Some(msg) = messages.next().await {
-                    match serde_json::from_slice::<Envelope>(msg.get_payload_bytes()) {
-                        Ok(env) if env.origin == origin => {}
-                        Ok(env) => {
-                            let _ = local.send(Arc::new(env.event));
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "skipped an undecodable event from Redis")
-                        }
+                    if let Some(event) = arrived(msg.get_payload_bytes(), origin, &wanted) {
+                        let _ = local.send(Arc::new(event));
                     }
                 }
                 connected.store(false, Ordering::Relaxed);
@@ -199,6 +226,27 @@ async fn listen(
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(5));
     }
+}
+
+/// The event of a message from Redis, unless it is this process's own, of a tenant not
+/// wanted here, or undecodable.
+fn arrived(payload: &[u8], origin: Uuid, wanted: &Wanted) -> Option<Event> {
+    let decoded = serde_json::from_slice::<Head>(payload).and_then(|head| {
+        if head.origin == origin {
+            return Ok(None);
+        }
+        if let Some(tenant) = head.tenant {
+            let filter = wanted.read().ok().and_then(|w| w.clone());
+            if filter.is_some_and(|wants| !wants(tenant)) {
+                return Ok(None);
+            }
+        }
+        serde_json::from_slice::<Envelope>(payload).map(|env| Some(env.event))
+    });
+    decoded.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "skipped an undecodable event from Redis");
+        None
+    })
 }
 
 async fn subscribe_once(
