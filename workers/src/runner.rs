@@ -349,6 +349,8 @@ impl<C: Clone + Send + Sync + 'static> Runner<C> {
         counted
     }
 
+    /// Runs claimed jobs of one kind as one: merges their payloads, runs the kind once,
+    /// and records each job's own ending.
     async fn run_claimed(&self, claimed: &[job::Model], lane: Lane) -> Vec<Counted> {
         let Some(first) = claimed.first() else {
             return Vec::new();
@@ -356,51 +358,74 @@ impl<C: Clone + Send + Sync + 'static> Runner<C> {
         let Some(kind) = self.inner.registry.get(&first.kind) else {
             let error = format!("no handler for job kind {:?}", first.kind);
             tracing::warn!(%error, "job failed");
-            let mut counted = Vec::with_capacity(claimed.len());
-            for job in claimed {
-                let ending = Ending::Failed(error.clone());
-                counted.push(self.record(job, ending, Counted::Failed).await);
-            }
-            return counted;
+            return self.fail_all(claimed.iter(), &error).await;
         };
         let mut counted = Vec::with_capacity(claimed.len());
-        // The jobs the run does the work of, and its payload.
-        let (members, payload): (Vec<&job::Model>, _) = if claimed.len() == 1 {
-            (vec![first], Some(first.payload.clone()))
-        } else {
-            let merged = kind.merge(claimed.iter().map(|j| j.payload.clone()).collect());
-            let mut bad = vec![None; claimed.len()];
-            for (i, reason) in merged.unreadable {
-                if let Some(slot) = bad.get_mut(i) {
-                    *slot = Some(reason);
-                }
-            }
-            let mut members = Vec::with_capacity(claimed.len());
-            for (job, bad) in claimed.iter().zip(bad) {
-                match bad {
-                    Some(reason) => {
-                        tracing::warn!(job.id = %job.id, error = %reason, "job failed for good");
-                        let ending = Ending::Failed(reason);
-                        counted.push(self.record(job, ending, Counted::Failed).await);
-                    }
-                    None => members.push(job),
-                }
-            }
-            (members, merged.payload)
-        };
+        let (members, payload) = self.merge(kind, claimed, &mut counted).await;
         let Some(lead) = members.first().copied() else {
             return counted;
         };
         let Some(payload) = payload else {
             // Never expected: the merged job did not serialise.
-            let error = "the gathered jobs could not be merged".to_owned();
+            let error = "the gathered jobs could not be merged";
             tracing::error!(%error, "job failed");
-            for job in members {
-                let ending = Ending::Failed(error.clone());
-                counted.push(self.record(job, ending, Counted::Failed).await);
-            }
+            counted.extend(self.fail_all(members.into_iter(), error).await);
             return counted;
         };
+        let result = self.run_once(kind, lead, payload).await;
+        match &result {
+            Ok(Outcome::Fail(reason)) => tracing::warn!(error = %reason, "job failed for good"),
+            Err(error) if members.iter().any(|j| j.attempts < j.max_attempts) => {
+                tracing::warn!(%error, "job attempt failed; will retry")
+            }
+            _ => {}
+        }
+        let gathered = claimed.len() > 1;
+        counted.extend(self.settle(&members, kind, &result, lane, gathered).await);
+        counted
+    }
+
+    /// The jobs a run does the work of, and its payload: a lone job's own, or the kind's
+    /// merge of several. A gathered job whose payload does not read as the kind fails
+    /// alone (counted in `counted`).
+    async fn merge<'a>(
+        &self,
+        kind: &domain::jobs::Kind<C>,
+        claimed: &'a [job::Model],
+        counted: &mut Vec<Counted>,
+    ) -> (Vec<&'a job::Model>, Option<serde_json::Value>) {
+        if let [only] = claimed {
+            return (vec![only], Some(only.payload.clone()));
+        }
+        let merged = kind.merge(claimed.iter().map(|j| j.payload.clone()).collect());
+        let mut bad = vec![None; claimed.len()];
+        for (i, reason) in merged.unreadable {
+            if let Some(slot) = bad.get_mut(i) {
+                *slot = Some(reason);
+            }
+        }
+        let mut members = Vec::with_capacity(claimed.len());
+        for (job, bad) in claimed.iter().zip(bad) {
+            match bad {
+                Some(reason) => {
+                    tracing::warn!(job.id = %job.id, error = %reason, "job failed for good");
+                    let ending = Ending::Failed(reason);
+                    counted.push(self.record(job, ending, Counted::Failed).await);
+                }
+                None => members.push(job),
+            }
+        }
+        (members, merged.payload)
+    }
+
+    /// One run of `kind` on `payload`, as `lead`'s attempt, in its own task (so a panic is
+    /// caught as a failed attempt) and bounded by the kind's timeout.
+    async fn run_once(
+        &self,
+        kind: &domain::jobs::Kind<C>,
+        lead: &job::Model,
+        payload: serde_json::Value,
+    ) -> Result<Outcome, String> {
         let run = JobRun {
             id: lead.id,
             attempt: lead.attempts,
@@ -409,28 +434,33 @@ impl<C: Clone + Send + Sync + 'static> Runner<C> {
         };
         let future = kind.run(self.inner.ctx.clone(), run, payload);
         let timeout = kind.timeout;
-        // Its own task, so a panic is caught as a failed attempt.
         let handle = tokio::spawn(tokio::time::timeout(timeout, future).in_current_span());
-        let result = match handle.await {
+        match handle.await {
             Ok(Ok(Ok(outcome))) => Ok(outcome),
             Ok(Ok(Err(e))) => Err(format!("{e:#}")),
             Ok(Err(_)) => Err(format!("timed out after {} s", timeout.as_secs_f64())),
             Err(e) if e.is_panic() => Err(format!("panicked: {}", panic_message(e))),
             Err(_) => Err("cancelled".to_owned()),
-        };
-        match &result {
-            Ok(Outcome::Fail(reason)) => tracing::warn!(error = %reason, "job failed for good"),
-            Err(error) if members.iter().any(|j| j.attempts < j.max_attempts) => {
-                tracing::warn!(%error, "job attempt failed; will retry")
-            }
-            _ => {}
         }
+    }
+
+    /// Records each member's ending after a run: a retry counts against the job's own
+    /// attempts, a last attempt gives up with the job's own payload, and jobs run together
+    /// that end done are recorded in one statement.
+    async fn settle(
+        &self,
+        members: &[&job::Model],
+        kind: &domain::jobs::Kind<C>,
+        result: &Result<Outcome, String>,
+        lane: Lane,
+        gathered: bool,
+    ) -> Vec<Counted> {
         let now = Utc::now();
-        // Jobs run together that end done are recorded in one statement.
+        let mut counted = Vec::with_capacity(members.len());
         let mut done = Vec::new();
         for job in members {
-            match decide(job, kind, &result, now) {
-                Decision::Record(Ending::Done, _) if claimed.len() > 1 => done.push(job.id),
+            match decide(job, kind, result, now) {
+                Decision::Record(Ending::Done, _) if gathered => done.push(job.id),
                 Decision::Record(ending, c) => {
                     if let Ending::Again { at, .. } = &ending {
                         self.wake_at(lane, *at);
@@ -442,6 +472,20 @@ impl<C: Clone + Send + Sync + 'static> Runner<C> {
         }
         if !done.is_empty() {
             counted.extend(self.record_done(&done).await);
+        }
+        counted
+    }
+
+    /// Records `jobs` as failed with `error`.
+    async fn fail_all<'a>(
+        &self,
+        jobs: impl Iterator<Item = &'a job::Model>,
+        error: &str,
+    ) -> Vec<Counted> {
+        let mut counted = Vec::new();
+        for job in jobs {
+            let ending = Ending::Failed(error.to_owned());
+            counted.push(self.record(job, ending, Counted::Failed).await);
         }
         counted
     }
