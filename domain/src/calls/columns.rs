@@ -80,6 +80,16 @@ impl CallColumns {
     }
 }
 
+/// Every column of `calls`, in [`call::Column::iter`] order.
+static EVERY: std::sync::LazyLock<Vec<call::Column>> =
+    std::sync::LazyLock::new(|| CallColumns::all().columns());
+
+/// A row whose select list names every column in [`call::Column::iter`] order, as
+/// `repo::WITHOUT_RAW_BODY` does (further columns after them are ignored).
+pub fn decode_every(row: &QueryResult) -> Result<call::Model, DbErr> {
+    decode(&EVERY, row)
+}
+
 /// A row selected with `columns` in that order (further columns after them are ignored).
 pub fn decode(columns: &[call::Column], row: &QueryResult) -> Result<call::Model, DbErr> {
     let mut model = blank();

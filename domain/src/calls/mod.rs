@@ -16,6 +16,7 @@ mod sweep;
 pub mod transition;
 
 pub use columns::CallColumns;
+pub(crate) use columns::decode_every;
 pub use follow::{RefreshError, refresh};
 pub use repo::{
     CallFilter, CallParent, by_ids, count, count_by_parent, events_by_call_ids, find, get,

@@ -48,11 +48,12 @@ pub(crate) async fn of_tenant_by_ids<C: sea_orm::ConnectionTrait>(
             "SELECT {} FROM calls WHERE id IN ({list})",
             *WITHOUT_RAW_BODY
         );
-        let rows = call::Entity::find()
-            .from_raw_sql(b.statement(sql))
-            .all(conn)
-            .await?;
-        out.extend(rows.into_iter().filter(|c| c.tenant_id == tenant_id));
+        for row in conn.query_all_raw(b.statement(sql)).await? {
+            let call = super::columns::decode_every(&row)?;
+            if call.tenant_id == tenant_id {
+                out.push(call);
+            }
+        }
     }
     Ok(out)
 }

@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use entity::{call, tenant};
-use sea_orm::{ConnectionTrait, EntityTrait, FromQueryResult, IdenStatic, Value};
+use sea_orm::{ConnectionTrait, IdenStatic, Value};
 use uuid::Uuid;
 
 use super::lead::{LeadPlan, name_of};
@@ -324,7 +324,7 @@ pub(crate) async fn apply_batch<C: ConnectionTrait>(
         let mut models = Vec::with_capacity(rows.len());
         let mut recorded = HashSet::with_capacity(rows.len());
         for row in rows {
-            let model = call::Model::from_query_result(&row, "")?;
+            let model = crate::calls::decode_every(&row)?;
             if row.try_get::<bool>("", "event_recorded")? {
                 recorded.insert(model.id);
             }
@@ -333,10 +333,12 @@ pub(crate) async fn apply_batch<C: ConnectionTrait>(
         (models, Some(recorded))
     } else {
         let sql = format!("{upsert} RETURNING {returning}");
-        let models = call::Entity::find()
-            .from_raw_sql(b.statement(sql))
-            .all(conn)
-            .await?;
+        let models = conn
+            .query_all_raw(b.statement(sql))
+            .await?
+            .iter()
+            .map(crate::calls::decode_every)
+            .collect::<Result<Vec<_>, _>>()?;
         (models, None)
     };
     let mut by_execution: HashMap<String, call::Model> = models
