@@ -307,6 +307,10 @@ async fn run() -> anyhow::Result<()> {
         env_or("BENCH_LLM_ANALYSES", 200),
     )
     .await?;
+    // The bench's database is its own: left behind, it would only take space.
+    admin
+        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {DB} WITH (FORCE)"))
+        .await?;
     Ok(())
 }
 

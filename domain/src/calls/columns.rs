@@ -4,7 +4,9 @@
 //! through the entity's `FromQueryResult` finds every column by name (a formatted name
 //! and a hash lookup per value, and a formatted error for every NULL): that, not
 //! PostgreSQL, was the largest cost of the page. These reads select only the columns
-//! their caller will look at, in a fixed order, and decode each by its position.
+//! their caller will look at, in a fixed order, and decode each by its position. Reads
+//! and writes of whole rows (the call upsert's returned rows, calls read by id) name every
+//! column in the entity's order and decode the same way ([`decode_every`]).
 
 use chrono::DateTime;
 use entity::call;
@@ -85,7 +87,9 @@ static EVERY: std::sync::LazyLock<Vec<call::Column>> =
     std::sync::LazyLock::new(|| CallColumns::all().columns());
 
 /// A row whose select list names every column in [`call::Column::iter`] order, as
-/// `repo::WITHOUT_RAW_BODY` does (further columns after them are ignored).
+/// `repo::WITHOUT_RAW_BODY` does (further columns after them are ignored). Never a row of
+/// `SELECT *` or `RETURNING *`: the table's own column order may differ from the entity's
+/// after migrations.
 pub fn decode_every(row: &QueryResult) -> Result<call::Model, DbErr> {
     decode(&EVERY, row)
 }

@@ -167,10 +167,11 @@ pub trait EventBus: Send + Sync {
     fn subscribe(&self) -> broadcast::Receiver<Arc<Event>>;
     /// Whether the bus reaches other processes right now (always true in-process).
     fn is_connected(&self) -> bool;
-    /// From now on, other processes' events reach this process's receivers only for the
-    /// tenants `wanted` accepts; the others are dropped before they are decoded. The hub
-    /// sets it to the tenants with a subscriber here. This process's own events are
-    /// always delivered.
+    /// From now on, other processes' events reach this process's receivers (every
+    /// receiver of [`EventBus::subscribe`]) only for the tenants some filter given here
+    /// accepts; the others are dropped before they are decoded. The hub gives the tenants
+    /// with a subscriber here; a consumer that wants every tenant must give a filter that
+    /// accepts all. This process's own events are always delivered.
     fn only_tenants(&self, wanted: TenantFilter) {
         let _ = wanted;
     }

@@ -47,12 +47,13 @@ pub struct RedisBus {
     /// Bytes of the payloads waiting in `outbox`.
     outbox_bytes: Arc<std::sync::atomic::AtomicUsize>,
     connected: Arc<AtomicBool>,
-    /// Which tenants' events from other processes are decoded (all until set).
+    /// Which tenants' events from other processes are decoded: those some filter
+    /// accepts, or all while there is none.
     wanted: Wanted,
     tasks: [tokio::task::JoinHandle<()>; 2],
 }
 
-type Wanted = Arc<std::sync::RwLock<Option<TenantFilter>>>;
+type Wanted = Arc<std::sync::RwLock<Vec<TenantFilter>>>;
 
 /// Events waiting for Redis; beyond this many, or `OUTBOX_MAX_BYTES` of them (Redis down
 /// for long), new ones are dropped and counted.
@@ -157,7 +158,7 @@ impl EventBus for RedisBus {
 
     fn only_tenants(&self, wanted: TenantFilter) {
         if let Ok(mut w) = self.wanted.write() {
-            *w = Some(wanted);
+            w.push(wanted);
         }
     }
 }
@@ -235,11 +236,12 @@ fn arrived(payload: &[u8], origin: Uuid, wanted: &Wanted) -> Option<Event> {
         if head.origin == origin {
             return Ok(None);
         }
-        if let Some(tenant) = head.tenant {
-            let filter = wanted.read().ok().and_then(|w| w.clone());
-            if filter.is_some_and(|wants| !wants(tenant)) {
-                return Ok(None);
-            }
+        if let Some(tenant) = head.tenant
+            && let Ok(filters) = wanted.read()
+            && !filters.is_empty()
+            && !filters.iter().any(|wants| wants(tenant))
+        {
+            return Ok(None);
         }
         serde_json::from_slice::<Envelope>(payload).map(|env| Some(env.event))
     });

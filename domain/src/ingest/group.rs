@@ -11,7 +11,9 @@
 //! next gathers what arrives meanwhile (ending the gathering when any group finished
 //! instead kept several small groups in flight: half the size, and a third more CPU per
 //! report), and a slow group (a tenant with a large batch, a lock wait) delays the groups
-//! behind it by that patience at most.
+//! behind it by that patience at most while a slot is free. [`GROUPS_IN_FLIGHT`] groups
+//! stuck at once (say, a call's row held elsewhere for long, and its reports arriving
+//! still) hold up the shard's other tenants until one of them ends.
 //!
 //! Order per call is kept: a report sent after another's acknowledgement is grouped after
 //! it, a group holding two reports of one call applies them in arrival order
