@@ -278,9 +278,9 @@ fn matching(
     }
     Some(CallUpdate {
         call: if *detail_omitted {
-            Call::partial((**call).clone())
+            Call::partial(call.clone())
         } else {
-            Call::new((**call).clone())
+            Call(call.clone(), super::types::Detail::Full)
         },
         status: (*status).into(),
         previous_status: previous_status.map(Into::into),

@@ -442,8 +442,8 @@ impl Call {
     }
 
     /// A call whose transcript, summary and extracted data are read when selected.
-    pub fn partial(model: call::Model) -> Self {
-        Call(Arc::new(model), Detail::Omitted(Arc::default()))
+    pub fn partial(model: Arc<call::Model>) -> Self {
+        Call(model, Detail::Omitted(Arc::default()))
     }
 
     /// The call with its long texts: this model, or the stored row.

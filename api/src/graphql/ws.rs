@@ -104,6 +104,31 @@ fn text(v: Value) -> Message {
     Message::Text(Utf8Bytes::from(v.to_string()))
 }
 
+/// A result for one operation, serialized straight from the response (every subscriber
+/// of every event goes through here: no intermediate JSON tree).
+fn outgoing<P: serde::Serialize>(kind: &'static str, id: &str, payload: &P) -> Message {
+    #[derive(serde::Serialize)]
+    struct Outgoing<'a, P> {
+        r#type: &'static str,
+        id: &'a str,
+        payload: &'a P,
+    }
+    match serde_json::to_string(&Outgoing {
+        r#type: kind,
+        id,
+        payload,
+    }) {
+        Ok(s) => Message::Text(Utf8Bytes::from(s)),
+        Err(e) => {
+            tracing::error!(error = %e, "a subscription result did not serialize");
+            text(json!({
+                "type": "error", "id": id,
+                "payload": [{ "message": "internal error", "extensions": { "code": "INTERNAL" } }]
+            }))
+        }
+    }
+}
+
 fn close(code: u16, reason: &'static str) -> Message {
     Message::Close(Some(CloseFrame {
         code,
@@ -444,12 +469,11 @@ async fn forward(
         assign_codes(&mut response);
         let msg = if first && response.data == async_graphql::Value::Null && response.is_err() {
             failed = true;
-            json!({ "type": "error", "id": id, "payload": response.errors })
+            outgoing("error", &id, &response.errors)
         } else {
-            json!({ "type": "next", "id": id, "payload": response })
+            outgoing("next", &id, &response)
         };
         first = false;
-        let msg = text(msg);
         let large = large_len(&msg);
         if let Some(n) = large
             && queued.fetch_add(n, Ordering::Relaxed) + n > MAX_QUEUED_LARGE_BYTES

@@ -34,6 +34,27 @@ pub(crate) async fn mark<C: ConnectionTrait>(
     Ok(())
 }
 
+/// On PostgreSQL, `statement` (writing the tenant's customers and returning their `id`)
+/// made to also note the customers it returns, as [`mark`] would, in the same statement:
+/// a round trip less for every batch that writes customers. `None` on SQLite, whose
+/// data-modifying statements cannot be nested: call [`mark`] there.
+pub(crate) fn marking(b: &mut Binder, tenant: Uuid, statement: &str) -> Option<String> {
+    if b.backend() != sea_orm::DatabaseBackend::Postgres {
+        return None;
+    }
+    let t = b.bind(tenant);
+    let at = b.bind(Utc::now());
+    let no = b.bind(false);
+    Some(format!(
+        "WITH written AS ({statement}), noted AS (\
+         INSERT INTO crm_outbox (customer_id, tenant_id, remote_id, deleted, changed_at) \
+         SELECT w.id, {t}, NULL, {no}, {at} FROM written w \
+         WHERE EXISTS (SELECT 1 FROM crm_connections k WHERE k.tenant_id = {t}) \
+         ON CONFLICT (customer_id) DO UPDATE SET changed_at = excluded.changed_at) \
+         SELECT * FROM written"
+    ))
+}
+
 /// Notes that `customer` is about to be deleted here: its CRM record is deleted by the
 /// next push. Call before deleting (the link goes with the customer).
 pub(crate) async fn mark_deleted<C: ConnectionTrait>(

@@ -139,7 +139,7 @@ pub(crate) async fn write_customers<C: ConnectionTrait>(
         })
         .copied()
         .collect();
-    let mut updated = update_customers(conn, customers, &changes, &stale, now).await?;
+    let mut updated = update_customers(conn, tenant_id, customers, &changes, &stale, now).await?;
     for (phone, id) in here {
         ids.insert(phone.to_owned(), (id, false));
     }
@@ -169,6 +169,7 @@ pub(crate) async fn write_customers<C: ConnectionTrait>(
              VALUES {} ON CONFLICT (tenant_id, phone_number) DO NOTHING RETURNING id, phone_number",
             rows.join(", ")
         );
+        let sql = crate::crm::outbox::marking(&mut b, tenant_id, &sql).unwrap_or(sql);
         for row in conn.query_all_raw(b.statement(sql)).await? {
             ids.insert(
                 row.try_get("", "phone_number")?,
@@ -183,7 +184,8 @@ pub(crate) async fn write_customers<C: ConnectionTrait>(
         if !raced.is_empty() {
             let raced = customers_by_phone(conn, tenant_id, &raced).await?;
             let pairs: Vec<(&str, Uuid)> = raced.iter().map(|(p, id)| (p.as_str(), *id)).collect();
-            updated.extend(update_customers(conn, customers, &changes, &pairs, now).await?);
+            updated
+                .extend(update_customers(conn, tenant_id, customers, &changes, &pairs, now).await?);
             for (phone, id) in pairs {
                 ids.insert(phone.to_owned(), (id, false));
             }
@@ -212,16 +214,22 @@ pub(crate) async fn write_customers<C: ConnectionTrait>(
         conn.execute_raw(b.statement(sql)).await?;
     }
     let created: Vec<Uuid> = ids.values().filter(|v| v.1).map(|v| v.0).collect();
-    crate::outbound::record::customer_changes_with(conn, subs, tenant_id, &created, &updated)
-        .await?;
+    // On PostgreSQL the customer statements noted their rows for the CRM already.
+    let noted = backend == sea_orm::DatabaseBackend::Postgres;
+    crate::outbound::record::customer_changes_with(
+        conn, subs, tenant_id, &created, &updated, noted,
+    )
+    .await?;
     Ok(ids)
 }
 
 /// Updates the customers `targets` (number, id): last contact, a missing name, the lead
 /// status. A row is rewritten only when one of those changes, so a repeated report costs
-/// no new row version. Returns the ids of the rows rewritten.
+/// no new row version. Returns the ids of the rows rewritten (on PostgreSQL, noted for the
+/// tenant's CRM by the same statement).
 async fn update_customers<C: ConnectionTrait>(
     conn: &C,
+    tenant_id: Uuid,
     customers: &BTreeMap<String, CustomerPlan>,
     changes: &BTreeMap<&str, LeadChange>,
     targets: &[(&str, Uuid)],
@@ -275,6 +283,7 @@ async fn update_customers<C: ConnectionTrait>(
             crate::db::Dialect::Sqlite => "id",
         },
     );
+    let sql = crate::crm::outbox::marking(&mut b, tenant_id, &sql).unwrap_or(sql);
     let mut updated = Vec::new();
     for row in conn.query_all_raw(b.statement(sql)).await? {
         updated.push(row.try_get("", "id")?);
@@ -462,6 +471,7 @@ mod tests {
                                             [(phone, change.clone())].into_iter().collect();
                                         let rewritten = update_customers(
                                             &txn,
+                                            tenant.id,
                                             &plans,
                                             &changes,
                                             &[(phone, id)],

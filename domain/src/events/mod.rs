@@ -62,8 +62,9 @@ pub enum Event {
         at: DateTime<Utc>,
         /// The call as committed (without the provider's raw body), so subscribers can
         /// be answered without reading the database once per subscriber.
-        #[serde(default)]
-        call: Option<Box<entity::call::Model>>,
+        /// Shared, not copied, by every subscriber it is delivered to.
+        #[serde(default, with = "shared")]
+        call: Option<Arc<entity::call::Model>>,
         /// The call's long texts (transcript, summary, extracted data) were left out of
         /// the event because they are large; subscribers that select them read the call.
         #[serde(default)]
@@ -90,6 +91,26 @@ pub enum Event {
         /// The message as committed (its raw payload left out).
         message: Box<entity::whatsapp_message::Model>,
     },
+}
+
+/// Serde for a shared model: written and read as the model itself.
+mod shared {
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<T: Serialize, S: Serializer>(
+        value: &Option<Arc<T>>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        value.as_deref().serialize(s)
+    }
+
+    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Arc<T>>, D::Error> {
+        Ok(Option::<T>::deserialize(d)?.map(Arc::new))
+    }
 }
 
 impl Event {
@@ -120,7 +141,7 @@ impl Event {
             status: call.status,
             previous_status,
             at: Utc::now(),
-            call: Some(Box::new(call)),
+            call: Some(Arc::new(call)),
             detail_omitted,
         }
     }

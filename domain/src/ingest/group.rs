@@ -19,9 +19,14 @@
 //! it, a group holding two reports of one call applies them in arrival order
 //! (`ingest_batch` splits repeated execution ids into successive transactions), and the
 //! per-call locks order concurrent groups; reports sent concurrently have no order to keep
-//! (the status guard makes any order converge). A group that fails is applied again report
-//! by report, so one bad report fails only itself. Tenants are spread over shards, and the
-//! tenants of one group are written side by side.
+//! (the status guard makes any order converge). Tenants are spread over shards. The
+//! tenants of one group share transactions of up to [`TENANTS_PER_TRANSACTION`] (many
+//! tenants each reporting a little is the usual load, and a transaction of its own cost
+//! each of them more than its statements), up to [`TENANTS_AT_ONCE`] side by side. A
+//! shared transaction that fails, or waits too long for a row held elsewhere
+//! ([`super::TOGETHER_LOCK_TIMEOUT`]), is given up and each tenant written alone; a
+//! tenant's batch that fails is applied again report by report, so one bad report fails
+//! only itself.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,8 +48,10 @@ const SHARDS: usize = 8;
 const MAX_GROUP: usize = 64;
 /// Groups one shard writes at once.
 const GROUPS_IN_FLIGHT: usize = 4;
-/// Tenants of one group written at once (each in its own transaction).
+/// Transactions of one group written at once.
 const TENANTS_AT_ONCE: usize = 4;
+/// Most tenants one transaction of a group writes.
+const TENANTS_PER_TRANSACTION: usize = 8;
 /// Bounds on how long a gathering group waits for a group being written to finish before
 /// it is written alongside (twice the typical group's duration, within these).
 const MIN_PATIENCE: Duration = Duration::from_millis(1);
@@ -160,11 +167,7 @@ async fn write_groups(ingestor: Ingestor, mut rx: mpsc::Receiver<Pending>) {
         let typical = typical.clone();
         tokio::spawn(async move {
             let started = Instant::now();
-            // Tenants side by side, so one tenant's slow transaction does not hold up the
-            // others of its group.
-            futures_util::stream::iter(groups)
-                .for_each_concurrent(TENANTS_AT_ONCE, |group| apply(&ingestor, group))
-                .await;
+            write(&ingestor, groups).await;
             typical.record(started.elapsed());
             drop(slot);
             finished.notify_one();
@@ -209,24 +212,109 @@ fn take_waiting(rx: &mut mpsc::Receiver<Pending>, waiting: &mut Vec<Pending>) {
     }
 }
 
-async fn apply(ingestor: &Ingestor, group: Vec<Pending>) {
-    let tenant = group[0].tenant.clone();
-    let source = group[0].source;
-    let (reports, answers): (Vec<CallReport>, Vec<_>) =
-        group.into_iter().map(|p| (p.report, p.done)).unzip();
-    metrics::histogram!("webhook_group_reports").record(reports.len() as f64);
+/// One tenant's reports of one source in a group, with their senders' answers.
+struct Batch {
+    tenant: Arc<tenant::Model>,
+    source: EventSource,
+    reports: Vec<CallReport>,
+    answers: Vec<oneshot::Sender<DomainResult<IngestOutcome>>>,
+}
+
+impl Batch {
+    fn of(group: Vec<Pending>) -> Batch {
+        let tenant = group[0].tenant.clone();
+        let source = group[0].source;
+        let (reports, answers) = group.into_iter().map(|p| (p.report, p.done)).unzip();
+        Batch {
+            tenant,
+            source,
+            reports,
+            answers,
+        }
+    }
+}
+
+/// Writes a group: tenants whose reports fit one statement (one provider, no execution id
+/// twice) share transactions of up to [`TENANTS_PER_TRANSACTION`], the others have their
+/// own; up to [`TENANTS_AT_ONCE`] transactions side by side.
+async fn write(ingestor: &Ingestor, groups: Vec<Vec<Pending>>) {
+    let mut together = Vec::new();
+    let mut units: Vec<Vec<Batch>> = Vec::new();
+    for group in groups {
+        let batch = Batch::of(group);
+        metrics::histogram!("webhook_group_reports").record(batch.reports.len() as f64);
+        if super::distinct_groups(&batch.reports).len() == 1 {
+            together.push(batch);
+        } else {
+            units.push(vec![batch]);
+        }
+    }
+    while !together.is_empty() {
+        let rest = together.split_off(together.len().min(TENANTS_PER_TRANSACTION));
+        units.push(std::mem::replace(&mut together, rest));
+    }
+    futures_util::stream::iter(units)
+        .for_each_concurrent(TENANTS_AT_ONCE, |mut unit| async move {
+            match unit.pop() {
+                Some(only) if unit.is_empty() => apply(ingestor, only).await,
+                Some(last) => {
+                    unit.push(last);
+                    apply_together(ingestor, unit).await;
+                }
+                None => {}
+            }
+        })
+        .await;
+}
+
+/// Several tenants' batches in one transaction; if that fails (a lock held too long, a
+/// bad report), each tenant is written alone, as if it had come alone.
+async fn apply_together(ingestor: &Ingestor, batches: Vec<Batch>) {
+    let parts: Vec<(&tenant::Model, &[CallReport], EventSource)> = batches
+        .iter()
+        .map(|b| (&*b.tenant, b.reports.as_slice(), b.source))
+        .collect();
+    let result = ingestor.ingest_together(&parts).await;
+    drop(parts);
+    match result {
+        Ok(outcomes) => {
+            for (batch, outcomes) in batches.into_iter().zip(outcomes) {
+                answer(batch.answers, outcomes);
+            }
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, tenants = batches.len(), "tenants written together failed; writing each alone");
+            metrics::counter!("webhook_groups_split_total").increment(1);
+            futures_util::stream::iter(batches)
+                .for_each_concurrent(TENANTS_AT_ONCE, |batch| apply(ingestor, batch))
+                .await;
+        }
+    }
+}
+
+fn answer(
+    answers: Vec<oneshot::Sender<DomainResult<IngestOutcome>>>,
+    outcomes: Vec<Option<IngestOutcome>>,
+) {
+    for (done, outcome) in answers.into_iter().zip(outcomes) {
+        let _ = done.send(
+            outcome.ok_or_else(|| DomainError::Internal("the report was not applied".into())),
+        );
+    }
+}
+
+async fn apply(ingestor: &Ingestor, batch: Batch) {
+    let Batch {
+        tenant,
+        source,
+        reports,
+        answers,
+    } = batch;
     match ingestor
         .ingest_batch(&tenant, &reports, None, source, Known::Merge)
         .await
     {
-        Ok(outcomes) => {
-            for (done, outcome) in answers.into_iter().zip(outcomes) {
-                let _ = done.send(
-                    outcome
-                        .ok_or_else(|| DomainError::Internal("the report was not applied".into())),
-                );
-            }
-        }
+        Ok(outcomes) => answer(answers, outcomes),
         Err(e) if reports.len() == 1 => {
             if let Some(done) = answers.into_iter().next() {
                 let _ = done.send(Err(e));
@@ -248,7 +336,7 @@ mod tests {
     use crate::events::InProcessBus;
     use crate::testdb::{Backend, TestDb};
     use crate::types::{CallStatus, Provider};
-    use sea_orm::{ConnectionTrait, TransactionTrait};
+    use sea_orm::{ConnectionTrait, EntityTrait, TransactionTrait};
 
     /// A group stuck behind a row lock (another process holding the call) does not hold up
     /// another tenant of the same shard: the next group waits for it only as long as its
@@ -324,6 +412,212 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(moved.status, CallStatus::Ringing);
+    }
+
+    fn report_to(id: &str, status: CallStatus, number: &str) -> CallReport {
+        let mut r = CallReport::new(Provider::Bolna, id, status);
+        r.to_number = Some(number.into());
+        r
+    }
+
+    async fn outbox_of(db: &sea_orm::DatabaseConnection, tenant: uuid::Uuid) -> usize {
+        use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+        entity::crm_outbox::Entity::find()
+            .filter(entity::crm_outbox::Column::TenantId.eq(tenant))
+            .count(db)
+            .await
+            .unwrap() as usize
+    }
+
+    /// Tenants written in one transaction get what each would have got alone: their own
+    /// calls and customers, and (only the tenant with a CRM) their customers noted for it,
+    /// when created and when changed.
+    #[tokio::test]
+    async fn tenants_written_together_get_what_each_would_alone() {
+        for backend in [Backend::Sqlite, Backend::Postgres] {
+            let Some(test_db) = TestDb::create(backend).await else {
+                continue;
+            };
+            let db = sea_orm::Database::connect(test_db.url.as_str())
+                .await
+                .unwrap();
+            let a = crate::testdb::tenant(&db, "With CRM").await;
+            let b = crate::testdb::tenant(&db, "Without").await;
+            let now = chrono::Utc::now();
+            sea_orm::EntityTrait::insert(sea_orm::IntoActiveModel::into_active_model(
+                entity::crm_connection::Model {
+                    tenant_id: a.id,
+                    provider: entity::values::CrmProvider::Twenty,
+                    base_url: "http://crm.invalid".into(),
+                    api_key_enc: "x".into(),
+                    webhook_secret_enc: "x".into(),
+                    webhook_token: format!("tok-{}", a.id),
+                    field_mapping: serde_json::json!([]),
+                    overrides: serde_json::json!([]),
+                    pull_cursor: None,
+                    failing_since: None,
+                    failing_notified: false,
+                    last_error: None,
+                    last_pull_at: None,
+                    last_push_at: None,
+                    created_at: now,
+                    updated_at: now,
+                },
+            ))
+            .exec(&db)
+            .await
+            .unwrap();
+            let ingestor = Ingestor::new(
+                db.clone(),
+                Arc::new(InProcessBus::new()),
+                FollowUps::default(),
+            );
+            let first_a = [
+                report_to("a-1", CallStatus::Initiated, "+919812345601"),
+                report_to("a-2", CallStatus::Initiated, "+919812345602"),
+            ];
+            let first_b = [report_to("b-1", CallStatus::Ringing, "+919812345601")];
+            // Given out of tenant order: the outcomes come back in the order asked.
+            let out = ingestor
+                .ingest_together(&[
+                    (&b, &first_b[..], EventSource::Webhook),
+                    (&a, &first_a[..], EventSource::Webhook),
+                ])
+                .await
+                .unwrap();
+            assert_eq!(out.len(), 2, "{backend:?}");
+            assert_eq!(out[0].len(), 1);
+            assert_eq!(out[1].len(), 2);
+            let b1 = out[0][0].clone().unwrap();
+            assert!(b1.created && b1.customer_created && b1.event_recorded);
+            assert_eq!(b1.status, CallStatus::Ringing);
+            let a1 = out[1][0].clone().unwrap();
+            assert!(a1.created && a1.customer_created);
+            // One number, two tenants: two customers.
+            assert_ne!(a1.customer_id, b1.customer_id, "{backend:?}");
+            assert_eq!(outbox_of(&db, a.id).await, 2, "{backend:?}");
+            assert_eq!(outbox_of(&db, b.id).await, 0, "{backend:?}");
+
+            // A later contact changes a's first customer: noted again.
+            db.execute_unprepared("DELETE FROM crm_outbox")
+                .await
+                .unwrap();
+            let mut later = report_to("a-3", CallStatus::Completed, "+919812345601");
+            later.occurred_at = Some(chrono::Utc::now() + chrono::Duration::minutes(5));
+            let again_b = [report_to("b-1", CallStatus::Completed, "+919812345601")];
+            let out = ingestor
+                .ingest_together(&[
+                    (&a, std::slice::from_ref(&later), EventSource::Webhook),
+                    (&b, &again_b[..], EventSource::Webhook),
+                ])
+                .await
+                .unwrap();
+            let a3 = out[0][0].clone().unwrap();
+            assert!(a3.created && !a3.customer_created);
+            assert_eq!(a3.customer_id, a1.customer_id);
+            let b1 = out[1][0].clone().unwrap();
+            assert!(!b1.created && b1.advanced);
+            assert_eq!(b1.previous_status, Some(CallStatus::Ringing));
+            assert_eq!(outbox_of(&db, a.id).await, 1, "{backend:?}");
+            assert_eq!(outbox_of(&db, b.id).await, 0, "{backend:?}");
+        }
+    }
+
+    /// A report that cannot be written (its tenant is gone) fails only itself: the
+    /// other tenants of its group are written alone after the shared transaction fails.
+    #[tokio::test]
+    async fn a_bad_tenant_in_a_group_fails_only_its_own_reports() {
+        for backend in [Backend::Sqlite, Backend::Postgres] {
+            let Some(test_db) = TestDb::create(backend).await else {
+                continue;
+            };
+            let db = sea_orm::Database::connect(test_db.url.as_str())
+                .await
+                .unwrap();
+            let good = crate::testdb::tenant(&db, "Good").await;
+            let mut gone = crate::testdb::tenant(&db, "Gone").await;
+            gone.id = uuid::Uuid::new_v4();
+            let ingestor = Ingestor::new(
+                db.clone(),
+                Arc::new(InProcessBus::new()),
+                FollowUps::default(),
+            );
+            let (good, gone) = (Arc::new(good), Arc::new(gone));
+            let mut answers = Vec::new();
+            let mut group = Vec::new();
+            for (tenant, id) in [(&gone, "x-1"), (&good, "g-1"), (&good, "g-2")] {
+                let (done, answer) = oneshot::channel();
+                group.push(vec![Pending {
+                    tenant: tenant.clone(),
+                    report: report_to(id, CallStatus::Initiated, "+919812345601"),
+                    source: EventSource::Webhook,
+                    done,
+                }]);
+                answers.push(answer);
+            }
+            // The two reports of `good` as one tenant batch, as the writer groups them.
+            let second = group.pop().unwrap().pop().unwrap();
+            group[1].push(second);
+            write(&ingestor, group).await;
+            let mut results = Vec::new();
+            for answer in answers {
+                results.push(answer.await.unwrap());
+            }
+            assert!(results[0].is_err(), "{backend:?}");
+            assert!(results[1].as_ref().is_ok_and(|o| o.created), "{backend:?}");
+            assert!(results[2].as_ref().is_ok_and(|o| o.created), "{backend:?}");
+        }
+    }
+
+    /// A shared transaction waiting on a row held elsewhere gives up after its lock
+    /// timeout, having written nothing, so the caller can write each tenant alone.
+    #[tokio::test]
+    async fn a_shared_transaction_gives_up_on_a_held_row() {
+        let Some(test_db) = TestDb::create(Backend::Postgres).await else {
+            return;
+        };
+        let db = sea_orm::Database::connect(test_db.url.as_str())
+            .await
+            .unwrap();
+        let a = crate::testdb::tenant(&db, "Held").await;
+        let b = crate::testdb::tenant(&db, "Free").await;
+        let ingestor = Ingestor::new(
+            db.clone(),
+            Arc::new(InProcessBus::new()),
+            FollowUps::default(),
+        );
+        let held = report_to("held", CallStatus::Initiated, "+919812345601");
+        ingestor
+            .ingest(&a, &held, EventSource::Webhook)
+            .await
+            .unwrap();
+        let holder = db.begin().await.unwrap();
+        holder
+            .execute_unprepared(&format!(
+                "SELECT id FROM calls WHERE tenant_id = '{}' FOR UPDATE",
+                a.id
+            ))
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        let ringing = report_to("held", CallStatus::Ringing, "+919812345601");
+        let free = report_to("free", CallStatus::Initiated, "+919812345602");
+        let result = tokio::time::timeout(
+            Duration::from_secs(10),
+            ingestor.ingest_together(&[
+                (&a, std::slice::from_ref(&ringing), EventSource::Webhook),
+                (&b, std::slice::from_ref(&free), EventSource::Webhook),
+            ]),
+        )
+        .await
+        .expect("the shared transaction should give up on the held row");
+        let waited = started.elapsed();
+        assert!(result.is_err());
+        assert!(waited >= crate::ingest::TOGETHER_LOCK_TIMEOUT, "{waited:?}");
+        holder.rollback().await.unwrap();
+        let calls = entity::call::Entity::find().all(&db).await.unwrap();
+        assert_eq!(calls.len(), 1, "nothing of the failed transaction stays");
+        assert_eq!(calls[0].status, CallStatus::Initiated);
     }
 
     #[test]

@@ -48,6 +48,10 @@ use crate::providers::CallReport;
 use crate::types::{CallStatus, EventSource, Provider};
 use batch::Applied;
 
+/// How long a transaction of several tenants' reports waits for a row lock before it
+/// gives up (and each tenant is written alone).
+pub const TOGETHER_LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// What one report did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IngestOutcome {
@@ -193,6 +197,79 @@ impl Ingestor {
             }
         }
         Ok(out)
+    }
+
+    /// Applies several tenants' batches in one transaction, so each costs its statements
+    /// and not a transaction (BEGIN, COMMIT and a WAL flush) of its own; many tenants each
+    /// reporting a little is the usual load. Each part is one provider with distinct
+    /// execution ids; parts are written in tenant order, so two such transactions lock
+    /// rows in the same order. On PostgreSQL a lock wait longer than
+    /// [`TOGETHER_LOCK_TIMEOUT`] fails the whole, and the caller writes each tenant alone:
+    /// one tenant's row held elsewhere delays the others by that at most. Outcomes are in
+    /// part order, each in its reports' order.
+    pub async fn ingest_together(
+        &self,
+        parts: &[(&tenant::Model, &[CallReport], EventSource)],
+    ) -> DomainResult<Vec<Vec<Option<IngestOutcome>>>> {
+        debug_assert!(
+            parts
+                .iter()
+                .all(|(_, reports, _)| distinct_groups(reports).len() == 1)
+        );
+        let mut order: Vec<usize> = (0..parts.len()).collect();
+        order.sort_by_key(|i| parts[*i].0.id);
+        let keys = parts
+            .iter()
+            .flat_map(|(tenant, reports, _)| {
+                reports
+                    .iter()
+                    .map(|r| locks::key(tenant.id, r.provider.as_str(), &r.execution_id))
+            })
+            .collect();
+        let _held = self.locks.lock(keys).await;
+        let (mut written, afters) = self
+            .retrying(|| async {
+                let txn = crate::db::begin_write(&self.db).await?;
+                if txn.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+                    txn.execute_unprepared(&format!(
+                        "SET LOCAL lock_timeout = {}",
+                        TOGETHER_LOCK_TIMEOUT.as_millis()
+                    ))
+                    .await?;
+                }
+                let mut written = Vec::with_capacity(parts.len());
+                let mut afters = Vec::with_capacity(parts.len());
+                for i in &order {
+                    let (tenant, reports, source) = parts[*i];
+                    let (applied, subs) = batch::apply_batch(
+                        &txn,
+                        tenant,
+                        reports[0].provider,
+                        reports,
+                        None,
+                        source,
+                        Known::Merge,
+                    )
+                    .await?;
+                    let (done, after) = self.transition(&txn, applied, &subs, source).await?;
+                    written.push((*i, done));
+                    afters.push(after);
+                }
+                txn.commit().await?;
+                Ok((written, afters))
+            })
+            .await?;
+        for after in afters {
+            after.run(&*self.events).await;
+        }
+        written.sort_by_key(|w| w.0);
+        Ok(written
+            .into_iter()
+            .map(|(_, done)| {
+                done.iter().flatten().for_each(count);
+                done
+            })
+            .collect())
     }
 
     /// Runs a write again when PostgreSQL chose it as a deadlock victim (two batches

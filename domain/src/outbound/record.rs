@@ -259,19 +259,23 @@ pub(crate) async fn customer_changes<C: ConnectionTrait>(
     } else {
         Subscriptions::load(conn, [tenant_id]).await?
     };
-    customer_changes_with(conn, &subs, tenant_id, created, updated).await
+    customer_changes_with(conn, &subs, tenant_id, created, updated, false).await
 }
 
-/// [`customer_changes`] with the tenant's subscriptions already loaded.
+/// [`customer_changes`] with the tenant's subscriptions already loaded; `crm_noted` when
+/// the statements that wrote the customers noted them for the CRM already.
 pub(crate) async fn customer_changes_with<C: ConnectionTrait>(
     conn: &C,
     subs: &Subscriptions,
     tenant_id: Uuid,
     created: &[Uuid],
     updated: &[Uuid],
+    crm_noted: bool,
 ) -> DomainResult<bool> {
-    let changed: Vec<Uuid> = created.iter().chain(updated).copied().collect();
-    crate::crm::outbox::mark(conn, tenant_id, &changed).await?;
+    if !crm_noted {
+        let changed: Vec<Uuid> = created.iter().chain(updated).copied().collect();
+        crate::crm::outbox::mark(conn, tenant_id, &changed).await?;
+    }
     customer_events_with(conn, subs, tenant_id, created, updated).await
 }
 
