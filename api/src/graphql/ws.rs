@@ -105,8 +105,13 @@ fn text(v: Value) -> Message {
 }
 
 /// A result for one operation, serialized straight from the response (every subscriber
-/// of every event goes through here: no intermediate JSON tree).
-fn outgoing<P: serde::Serialize>(kind: &'static str, id: &str, payload: &P) -> Message {
+/// of every event goes through here: no intermediate JSON tree); when it does not
+/// serialize, the `error` message that ends the operation instead.
+fn outgoing<P: serde::Serialize>(
+    kind: &'static str,
+    id: &str,
+    payload: &P,
+) -> Result<Message, Message> {
     #[derive(serde::Serialize)]
     struct Outgoing<'a, P> {
         r#type: &'static str,
@@ -118,13 +123,13 @@ fn outgoing<P: serde::Serialize>(kind: &'static str, id: &str, payload: &P) -> M
         id,
         payload,
     }) {
-        Ok(s) => Message::Text(Utf8Bytes::from(s)),
+        Ok(s) => Ok(Message::Text(Utf8Bytes::from(s))),
         Err(e) => {
             tracing::error!(error = %e, "a subscription result did not serialize");
-            text(json!({
+            Err(text(json!({
                 "type": "error", "id": id,
                 "payload": [{ "message": "internal error", "extensions": { "code": "INTERNAL" } }]
-            }))
+            })))
         }
     }
 }
@@ -473,6 +478,11 @@ async fn forward(
         } else {
             outgoing("next", &id, &response)
         };
+        // A result that did not serialize was answered with an error: the operation ends.
+        let msg = msg.unwrap_or_else(|error| {
+            failed = true;
+            error
+        });
         first = false;
         let large = large_len(&msg);
         if let Some(n) = large

@@ -1,7 +1,7 @@
 //! Group commit for webhook reports. Reports that arrive while a shard's previous group is
-//! being written wait, and are then applied together as one batch (one transaction per
-//! tenant and provider, through [`Ingestor::ingest_batch`]); each sender is answered after
-//! that commit, so a report is still durable before its acknowledgement, at a fraction of
+//! being written wait, and are then applied together (tenants sharing transactions, see
+//! below, through the same batch path as [`Ingestor::ingest_batch`]); each sender is
+//! answered after that commit, so a report is still durable before its acknowledgement, at a fraction of
 //! the statements.
 //!
 //! A lone report is written at once. While groups are being written, the next one gathers
@@ -23,8 +23,9 @@
 //! tenants of one group share transactions of up to [`TENANTS_PER_TRANSACTION`] (many
 //! tenants each reporting a little is the usual load, and a transaction of its own cost
 //! each of them more than its statements), up to [`TENANTS_AT_ONCE`] side by side. A
-//! shared transaction that fails, or waits too long for a row held elsewhere
-//! ([`super::TOGETHER_LOCK_TIMEOUT`]), is given up and each tenant written alone; a
+//! shared transaction that fails, or waits too long for any one lock
+//! ([`super::TOGETHER_LOCK_TIMEOUT`]), is given up and each tenant written alone (those
+//! side by side as well); a
 //! tenant's batch that fails is applied again report by report, so one bad report fails
 //! only itself.
 
@@ -48,7 +49,8 @@ const SHARDS: usize = 8;
 const MAX_GROUP: usize = 64;
 /// Groups one shard writes at once.
 const GROUPS_IN_FLIGHT: usize = 4;
-/// Transactions of one group written at once.
+/// Transactions of one group written at once (a shared transaction given up writes its
+/// tenants alone, as many again side by side).
 const TENANTS_AT_ONCE: usize = 4;
 /// Most tenants one transaction of a group writes.
 const TENANTS_PER_TRANSACTION: usize = 8;
@@ -567,6 +569,97 @@ mod tests {
             assert!(results[1].as_ref().is_ok_and(|o| o.created), "{backend:?}");
             assert!(results[2].as_ref().is_ok_and(|o| o.created), "{backend:?}");
         }
+    }
+
+    /// Each sender of a group written together gets its own report's outcome, whatever
+    /// the order the tenants are written in.
+    #[tokio::test]
+    async fn a_shared_group_answers_each_sender_with_its_own_call() {
+        let test_db = TestDb::create(Backend::Sqlite).await.unwrap();
+        let db = sea_orm::Database::connect(test_db.url.as_str())
+            .await
+            .unwrap();
+        let ingestor = Ingestor::new(
+            db.clone(),
+            Arc::new(InProcessBus::new()),
+            FollowUps::default(),
+        );
+        let mut tenants = Vec::new();
+        for name in ["One", "Two", "Three"] {
+            tenants.push(Arc::new(crate::testdb::tenant(&db, name).await));
+        }
+        let mut group = Vec::new();
+        let mut answers = Vec::new();
+        for (i, tenant) in tenants.iter().enumerate() {
+            let (done, answer) = oneshot::channel();
+            group.push(vec![Pending {
+                tenant: tenant.clone(),
+                report: report_to(&format!("t{i}"), CallStatus::Initiated, "+919812345601"),
+                source: EventSource::Webhook,
+                done,
+            }]);
+            answers.push((tenant.id, format!("t{i}"), answer));
+        }
+        write(&ingestor, group).await;
+        for (tenant, execution, answer) in answers {
+            let outcome = answer.await.unwrap().unwrap();
+            let call = entity::call::Entity::find_by_id(outcome.call_id)
+                .one(&db)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(call.tenant_id, tenant);
+            assert_eq!(
+                call.provider_execution_id.as_deref(),
+                Some(execution.as_str())
+            );
+        }
+    }
+
+    /// A shared transaction does not wait without end for a call this process is writing
+    /// already (another group stuck behind that call's row): it gives up, and each tenant
+    /// is written alone.
+    #[tokio::test]
+    async fn a_shared_transaction_gives_up_on_a_call_being_written() {
+        let test_db = TestDb::create(Backend::Sqlite).await.unwrap();
+        let db = sea_orm::Database::connect(test_db.url.as_str())
+            .await
+            .unwrap();
+        let a = crate::testdb::tenant(&db, "Stuck").await;
+        let b = crate::testdb::tenant(&db, "Free").await;
+        let ingestor = Ingestor::new(
+            db.clone(),
+            Arc::new(InProcessBus::new()),
+            FollowUps::default(),
+        );
+        let stuck = report_to("stuck", CallStatus::Ringing, "+919812345601");
+        let free = report_to("free", CallStatus::Initiated, "+919812345602");
+        let _writing = ingestor
+            .locks
+            .lock(vec![super::super::locks::key(
+                a.id,
+                stuck.provider.as_str(),
+                &stuck.execution_id,
+            )])
+            .await;
+        let result = tokio::time::timeout(
+            Duration::from_secs(10),
+            ingestor.ingest_together(&[
+                (&a, std::slice::from_ref(&stuck), EventSource::Webhook),
+                (&b, std::slice::from_ref(&free), EventSource::Webhook),
+            ]),
+        )
+        .await
+        .expect("the shared transaction waited for the call without end");
+        assert!(result.is_err());
+        assert!(
+            entity::call::Entity::find()
+                .all(&db)
+                .await
+                .unwrap()
+                .is_empty(),
+            "nothing written"
+        );
     }
 
     /// A shared transaction waiting on a row held elsewhere gives up after its lock

@@ -48,8 +48,8 @@ use crate::providers::CallReport;
 use crate::types::{CallStatus, EventSource, Provider};
 use batch::Applied;
 
-/// How long a transaction of several tenants' reports waits for a row lock before it
-/// gives up (and each tenant is written alone).
+/// How long a transaction of several tenants' reports waits for one lock (a call this
+/// process is writing, or a row) before it gives up and each tenant is written alone.
 pub const TOGETHER_LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What one report did.
@@ -203,10 +203,12 @@ impl Ingestor {
     /// and not a transaction (BEGIN, COMMIT and a WAL flush) of its own; many tenants each
     /// reporting a little is the usual load. Each part is one provider with distinct
     /// execution ids; parts are written in tenant order, so two such transactions lock
-    /// rows in the same order. On PostgreSQL a lock wait longer than
-    /// [`TOGETHER_LOCK_TIMEOUT`] fails the whole, and the caller writes each tenant alone:
-    /// one tenant's row held elsewhere delays the others by that at most. Outcomes are in
-    /// part order, each in its reports' order.
+    /// rows in the same order. Waiting longer than [`TOGETHER_LOCK_TIMEOUT`] for a call
+    /// this process is writing already, or (on PostgreSQL) for any one row lock, fails the
+    /// whole, and the caller writes each tenant alone, so one tenant's held row does not
+    /// hold up the others for long. A commit whose answer is lost makes the caller write
+    /// the reports again, which the upserts absorb. Outcomes are in part order, each in
+    /// its reports' order.
     pub async fn ingest_together(
         &self,
         parts: &[(&tenant::Model, &[CallReport], EventSource)],
@@ -226,7 +228,14 @@ impl Ingestor {
                     .map(|r| locks::key(tenant.id, r.provider.as_str(), &r.execution_id))
             })
             .collect();
-        let _held = self.locks.lock(keys).await;
+        // A call of these being written in this process (say, behind a row held elsewhere)
+        // is waited for no longer than a row lock would be.
+        let Ok(_held) = tokio::time::timeout(TOGETHER_LOCK_TIMEOUT, self.locks.lock(keys)).await
+        else {
+            return Err(DomainError::Internal(
+                "a call of these tenants is being written; writing each alone".into(),
+            ));
+        };
         let (mut written, afters) = self
             .retrying(|| async {
                 let txn = crate::db::begin_write(&self.db).await?;
