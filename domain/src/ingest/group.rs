@@ -356,11 +356,7 @@ mod tests {
         while shard_of(&b) != shard_of(&a) {
             b = crate::testdb::tenant(&db, "Other").await;
         }
-        let ingestor = Ingestor::new(
-            db.clone(),
-            Arc::new(InProcessBus::new()),
-            FollowUps::default(),
-        );
+        let ingestor = ingestor_on(&db);
         let commit = GroupCommit::start(ingestor, 64);
         let (a, b) = (Arc::new(a), Arc::new(b));
         let report = |id: &str, status| CallReport::new(Provider::Bolna, id, status);
@@ -416,6 +412,15 @@ mod tests {
         assert_eq!(moved.status, CallStatus::Ringing);
     }
 
+    /// An ingestor on `db` with in-process events and no follow-ups.
+    fn ingestor_on(db: &sea_orm::DatabaseConnection) -> Ingestor {
+        Ingestor::new(
+            db.clone(),
+            Arc::new(InProcessBus::new()),
+            FollowUps::default(),
+        )
+    }
+
     fn report_to(id: &str, status: CallStatus, number: &str) -> CallReport {
         let mut r = CallReport::new(Provider::Bolna, id, status);
         r.to_number = Some(number.into());
@@ -469,11 +474,7 @@ mod tests {
             .exec(&db)
             .await
             .unwrap();
-            let ingestor = Ingestor::new(
-                db.clone(),
-                Arc::new(InProcessBus::new()),
-                FollowUps::default(),
-            );
+            let ingestor = ingestor_on(&db);
             let first_a = [
                 report_to("a-1", CallStatus::Initiated, "+919812345601"),
                 report_to("a-2", CallStatus::Initiated, "+919812345602"),
@@ -539,11 +540,7 @@ mod tests {
             let good = crate::testdb::tenant(&db, "Good").await;
             let mut gone = crate::testdb::tenant(&db, "Gone").await;
             gone.id = uuid::Uuid::new_v4();
-            let ingestor = Ingestor::new(
-                db.clone(),
-                Arc::new(InProcessBus::new()),
-                FollowUps::default(),
-            );
+            let ingestor = ingestor_on(&db);
             let (good, gone) = (Arc::new(good), Arc::new(gone));
             let mut answers = Vec::new();
             let mut group = Vec::new();
@@ -579,11 +576,7 @@ mod tests {
         let db = sea_orm::Database::connect(test_db.url.as_str())
             .await
             .unwrap();
-        let ingestor = Ingestor::new(
-            db.clone(),
-            Arc::new(InProcessBus::new()),
-            FollowUps::default(),
-        );
+        let ingestor = ingestor_on(&db);
         let mut tenants = Vec::new();
         for name in ["One", "Two", "Three"] {
             tenants.push(Arc::new(crate::testdb::tenant(&db, name).await));
@@ -627,11 +620,7 @@ mod tests {
             .unwrap();
         let a = crate::testdb::tenant(&db, "Stuck").await;
         let b = crate::testdb::tenant(&db, "Free").await;
-        let ingestor = Ingestor::new(
-            db.clone(),
-            Arc::new(InProcessBus::new()),
-            FollowUps::default(),
-        );
+        let ingestor = ingestor_on(&db);
         let stuck = report_to("stuck", CallStatus::Ringing, "+919812345601");
         let free = report_to("free", CallStatus::Initiated, "+919812345602");
         let _writing = ingestor
@@ -674,11 +663,7 @@ mod tests {
             .unwrap();
         let a = crate::testdb::tenant(&db, "Held").await;
         let b = crate::testdb::tenant(&db, "Free").await;
-        let ingestor = Ingestor::new(
-            db.clone(),
-            Arc::new(InProcessBus::new()),
-            FollowUps::default(),
-        );
+        let ingestor = ingestor_on(&db);
         let held = report_to("held", CallStatus::Initiated, "+919812345601");
         ingestor
             .ingest(&a, &held, EventSource::Webhook)
